@@ -1,0 +1,68 @@
+use crate::{DType, HostTensor, Op, OpKind, Result, Tensor, TensorDesc, VariantInfo};
+
+/// Device memory counters, where the backend can tell.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MemoryStats {
+    pub allocated_bytes: u64,
+    pub peak_bytes: u64,
+}
+
+/// A compute device. One dispatch (`execute`) covers every op, so a backend is small and every
+/// op goes through the same validation. Implementations call [`Op::infer`] on the inputs and
+/// check that `out` matches before launching anything.
+///
+/// `out` is allocated by the caller (the graph's buffer planner, or the tests, which poison it
+/// with NaN so an unwritten element fails). It must not share storage with an input, except for
+/// `Op::KvAppend`, whose output is the cache it updates in place.
+pub trait Backend: Send + Sync {
+    /// Short name: `cpu`, `cpu-oracle`, `wgpu`, `cuda`.
+    fn name(&self) -> &str;
+    /// The device in words (adapter name, GPU name, CPU threads).
+    fn device_name(&self) -> String;
+    /// Float dtypes this backend computes in.
+    fn dtypes(&self) -> Vec<DType>;
+    /// Registered variants of one op family; the first is the default.
+    fn variants(&self, op: OpKind) -> Vec<VariantInfo>;
+    /// Whether `variant` can run `op` on inputs of `dtype`; the error says why not
+    /// (e.g. `flash-decode` needs q_len = 1). An empty variant means the default.
+    fn supports(&self, op: &Op, dtype: DType, variant: &str) -> std::result::Result<(), String>;
+
+    /// An uninitialised tensor (contents unspecified).
+    fn alloc(&self, desc: &TensorDesc) -> Result<Tensor>;
+    fn upload(&self, host: &HostTensor) -> Result<Tensor>;
+    fn download(&self, t: &Tensor) -> Result<HostTensor>;
+    /// Runs `op` on `inputs`, writing `out`. An empty variant means the default.
+    fn execute(&self, op: &Op, inputs: &[&Tensor], out: &Tensor, variant: &str) -> Result<()>;
+    /// Waits for queued work (timing boundaries).
+    fn synchronize(&self) -> Result<()> {
+        Ok(())
+    }
+    fn memory_stats(&self) -> Option<MemoryStats> {
+        None
+    }
+}
+
+/// Validates, allocates the output and executes: the convenience form of [`Backend::execute`].
+pub fn run(backend: &dyn Backend, op: &Op, inputs: &[&Tensor], variant: &str) -> Result<Tensor> {
+    let descs: Vec<&TensorDesc> = inputs.iter().map(|t| t.desc()).collect();
+    let out_desc = op.infer(&descs)?;
+    let out = backend.alloc(&out_desc)?;
+    backend.execute(op, inputs, &out, variant)?;
+    Ok(out)
+}
+
+/// Shared host-side check for `execute`: infers the output, compares with `out`, and rejects
+/// aliasing. Returns the inferred output descriptor.
+pub fn check_launch(op: &Op, inputs: &[&Tensor], out: &Tensor) -> Result<TensorDesc> {
+    let descs: Vec<&TensorDesc> = inputs.iter().map(|t| t.desc()).collect();
+    let want = op.infer(&descs)?;
+    if out.desc() != &want {
+        return Err(crate::Error::shape(op.name(), format!("output is {}, expected {want}", out.desc())));
+    }
+    if !matches!(op, Op::KvAppend(_)) {
+        if let Some(i) = inputs.iter().position(|t| t.same_storage(out)) {
+            return Err(crate::Error::shape(op.name(), format!("output shares storage with input {i}")));
+        }
+    }
+    Ok(want)
+}

@@ -1,0 +1,30 @@
+//! foveate core: the vocabulary every backend, the graph executor and the tests share.
+//!
+//! * [`DType`], [`Shape`], [`TensorDesc`]: what a tensor is.
+//! * [`HostTensor`]: bytes on the host; [`Tensor`]: a handle to backend storage.
+//! * [`Op`] and its specs ([`AttentionSpec`], [`Mask`], [`Activation`], ...): what to compute.
+//!   `Op::infer` validates input shapes and dtypes on the host and gives the output descriptor,
+//!   so every backend checks every launch the same way before touching memory.
+//! * [`Backend`]: the small trait every device implements (one dispatch per op).
+//! * [`registry`]: the kernel variants of each op family.
+
+pub mod backend;
+pub mod dtype;
+pub mod error;
+pub mod mask;
+pub mod op;
+pub mod registry;
+pub mod shape;
+pub mod tensor;
+
+pub use backend::{check_launch, run, Backend, MemoryStats};
+pub use dtype::DType;
+pub use error::{Error, Result};
+pub use mask::{BlockClass, BlockLayout, Mask};
+pub use op::{
+    Activation, AttentionSpec, GemmSpec, KvAppendSpec, MlpSpec, Op, OpKind, PatchEmbedSpec,
+    RopeSpec,
+};
+pub use registry::VariantInfo;
+pub use shape::{Shape, TensorDesc};
+pub use tensor::{HostTensor, Storage, Tensor};

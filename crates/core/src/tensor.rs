@@ -1,0 +1,171 @@
+use crate::{DType, Error, Result, Shape, TensorDesc};
+use half::{bf16, f16};
+use std::any::Any;
+use std::sync::Arc;
+
+/// A tensor's bytes on the host, little-endian, row-major, in its own dtype.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HostTensor {
+    pub desc: TensorDesc,
+    pub bytes: Vec<u8>,
+}
+
+impl HostTensor {
+    /// Raw bytes; checks that the length matches the descriptor.
+    pub fn from_bytes(desc: TensorDesc, bytes: Vec<u8>) -> Result<Self> {
+        if bytes.len() != desc.size_bytes() {
+            return Err(Error::Msg(format!(
+                "host tensor {desc}: {} bytes given, {} expected",
+                bytes.len(),
+                desc.size_bytes()
+            )));
+        }
+        Ok(HostTensor { desc, bytes })
+    }
+
+    /// Stores f32 values as `dtype` (rounding to nearest for f16/bf16).
+    pub fn from_f32(dtype: DType, shape: impl Into<Shape>, values: &[f32]) -> Self {
+        let shape = shape.into();
+        assert_eq!(shape.numel(), values.len(), "HostTensor::from_f32: {} values for shape {shape}", values.len());
+        let bytes = match dtype {
+            DType::F32 => bytemuck::cast_slice(values).to_vec(),
+            DType::F16 => {
+                let v: Vec<f16> = values.iter().map(|&x| f16::from_f32(x)).collect();
+                bytemuck::cast_slice(&v).to_vec()
+            }
+            DType::BF16 => {
+                let v: Vec<bf16> = values.iter().map(|&x| bf16::from_f32(x)).collect();
+                bytemuck::cast_slice(&v).to_vec()
+            }
+            DType::U32 => {
+                let v: Vec<u32> = values.iter().map(|&x| x as u32).collect();
+                bytemuck::cast_slice(&v).to_vec()
+            }
+        };
+        HostTensor { desc: TensorDesc { dtype, shape }, bytes }
+    }
+
+    pub fn from_u32(shape: impl Into<Shape>, values: &[u32]) -> Self {
+        let shape = shape.into();
+        assert_eq!(shape.numel(), values.len(), "HostTensor::from_u32: {} values for shape {shape}", values.len());
+        HostTensor { desc: TensorDesc { dtype: DType::U32, shape }, bytes: bytemuck::cast_slice(values).to_vec() }
+    }
+
+    /// A tensor of `dtype` filled with one value (NaN poisons outputs in the tests).
+    pub fn filled(dtype: DType, shape: impl Into<Shape>, value: f32) -> Self {
+        let shape = shape.into();
+        let n = shape.numel();
+        if dtype == DType::U32 {
+            // NaN has no u32 form: poison ids with u32::MAX.
+            let v = if value.is_nan() { u32::MAX } else { value as u32 };
+            return Self::from_u32(shape, &vec![v; n]);
+        }
+        Self::from_f32(dtype, shape, &vec![value; n])
+    }
+
+    pub fn dtype(&self) -> DType {
+        self.desc.dtype
+    }
+    pub fn shape(&self) -> &Shape {
+        &self.desc.shape
+    }
+    pub fn numel(&self) -> usize {
+        self.desc.numel()
+    }
+
+    /// Values widened to f32 (u32 converted by value).
+    pub fn to_f32(&self) -> Vec<f32> {
+        match self.desc.dtype {
+            DType::F32 => bytemuck::pod_collect_to_vec::<u8, f32>(&self.bytes),
+            DType::F16 => bytemuck::pod_collect_to_vec::<u8, f16>(&self.bytes).iter().map(|x| x.to_f32()).collect(),
+            DType::BF16 => bytemuck::pod_collect_to_vec::<u8, bf16>(&self.bytes).iter().map(|x| x.to_f32()).collect(),
+            DType::U32 => self.to_u32().iter().map(|&x| x as f32).collect(),
+        }
+    }
+
+    /// Values widened to f64 (for the oracle).
+    pub fn to_f64(&self) -> Vec<f64> {
+        self.to_f32().into_iter().map(f64::from).collect()
+    }
+
+    /// u32 values; for a float tensor, each value truncated.
+    pub fn to_u32(&self) -> Vec<u32> {
+        match self.desc.dtype {
+            DType::U32 => bytemuck::pod_collect_to_vec::<u8, u32>(&self.bytes),
+            _ => self.to_f32().iter().map(|&x| x as u32).collect(),
+        }
+    }
+
+    /// Same bytes, new shape with the same element count.
+    pub fn reshape(mut self, shape: impl Into<Shape>) -> Result<Self> {
+        let shape = shape.into();
+        if shape.numel() != self.numel() {
+            return Err(Error::Msg(format!("cannot reshape {} to {shape}", self.desc)));
+        }
+        self.desc.shape = shape;
+        Ok(self)
+    }
+}
+
+/// Backend-owned memory behind a [`Tensor`]. Each backend downcasts to its own type.
+pub trait Storage: Any + Send + Sync {
+    /// Name of the backend that owns this storage.
+    fn backend(&self) -> &'static str;
+    /// Size in bytes.
+    fn size_bytes(&self) -> usize;
+    fn as_any(&self) -> &dyn Any;
+}
+
+/// A handle to a tensor on some backend: shared storage plus a descriptor.
+/// Cloning is cheap (the storage is reference counted); `reshape` shares storage.
+#[derive(Clone)]
+pub struct Tensor {
+    storage: Arc<dyn Storage>,
+    desc: TensorDesc,
+}
+
+impl std::fmt::Debug for Tensor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Tensor({} on {})", self.desc, self.storage.backend())
+    }
+}
+
+impl Tensor {
+    pub fn new(storage: Arc<dyn Storage>, desc: TensorDesc) -> Self {
+        Tensor { storage, desc }
+    }
+    pub fn desc(&self) -> &TensorDesc {
+        &self.desc
+    }
+    pub fn dtype(&self) -> DType {
+        self.desc.dtype
+    }
+    pub fn shape(&self) -> &Shape {
+        &self.desc.shape
+    }
+    pub fn dims(&self) -> &[usize] {
+        self.desc.shape.dims()
+    }
+    pub fn numel(&self) -> usize {
+        self.desc.numel()
+    }
+    pub fn storage(&self) -> &Arc<dyn Storage> {
+        &self.storage
+    }
+    /// The backend storage as its concrete type, or None if it belongs to another backend.
+    pub fn storage_as<T: Storage>(&self) -> Option<&T> {
+        self.storage.as_any().downcast_ref::<T>()
+    }
+    /// Do the two tensors share storage?
+    pub fn same_storage(&self, other: &Tensor) -> bool {
+        Arc::ptr_eq(&self.storage, &other.storage)
+    }
+    /// A view with another shape of the same element count, sharing storage.
+    pub fn reshape(&self, shape: impl Into<Shape>) -> Result<Tensor> {
+        let shape = shape.into();
+        if shape.numel() != self.numel() {
+            return Err(Error::Msg(format!("cannot reshape {} to {shape}", self.desc)));
+        }
+        Ok(Tensor { storage: self.storage.clone(), desc: TensorDesc { dtype: self.desc.dtype, shape } })
+    }
+}

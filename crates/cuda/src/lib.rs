@@ -1,0 +1,1 @@
+//! foveate-cuda (in progress)

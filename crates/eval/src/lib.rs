@@ -1,0 +1,1 @@
+//! foveate-eval (in progress)

@@ -1,0 +1,1 @@
+//! foveate-graph (in progress)

@@ -1,0 +1,1 @@
+//! foveate-models (in progress)
