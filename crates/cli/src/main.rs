@@ -1,1 +1,93 @@
-fn main() {}
+//! The `foveate` binary. One module per subcommand; adding one is a `mod` line, an enum variant
+//! and a match arm below.
+//!
+//! Errors: every failure prints one line `error: ...` on stderr and exits 1 (clap's usage errors
+//! exit 2). A panic is a bug: the hook prints it as such and `main` exits 101.
+
+mod answerer;
+mod backends;
+mod cmd_bench;
+mod cmd_compare;
+mod cmd_cuda_compile;
+mod cmd_eval;
+mod cmd_run;
+mod cmd_score;
+mod info;
+mod selftest;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// What a subcommand returns: its exit code, or an error printed as `error: ...`.
+pub type CmdResult = Result<ExitCode, Box<dyn std::error::Error + Send + Sync>>;
+
+#[derive(Parser)]
+#[command(name = "foveate", version, about = "Vision-language models on hand-written kernels (CUDA, WGSL, CPU)")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Which backends are usable here, and why the others are not.
+    Info(info::Args),
+    /// Times image encode, prefill and decode (or, with --roofline, kernels against the device peak).
+    Bench(cmd_bench::Args),
+    /// Side-by-side table (with ratios) and charts of several bench result files.
+    Compare(cmd_compare::Args),
+    /// Compiles every CUDA kernel with NVRTC (no GPU needed) and prints registers, shared memory and spills.
+    CudaCompile(cmd_cuda_compile::Args),
+    /// Runs the correctness matrix on a backend against the CPU oracle.
+    Selftest(selftest::Args),
+    /// Scores a predictions file (official submission format) with the task's official metric.
+    Score(cmd_score::Args),
+    /// Runs a task with a model (journaled, resumable, sharded) or merges finished shards.
+    Eval(cmd_eval::Args),
+    /// Runs one prompt + image through a LLaVA checkpoint and prints the answer.
+    Run(cmd_run::Args),
+}
+
+fn dispatch(cli: Cli) -> CmdResult {
+    match cli.command {
+        Command::Info(a) => info::run(a),
+        Command::Bench(a) => cmd_bench::run(a),
+        Command::Compare(a) => cmd_compare::run(a),
+        Command::CudaCompile(a) => cmd_cuda_compile::run(a),
+        Command::Selftest(a) => selftest::run(a),
+        Command::Score(a) => cmd_score::run(a),
+        Command::Eval(a) => cmd_eval::run(a),
+        Command::Run(a) => cmd_run::run(a),
+    }
+}
+
+/// The error and its sources, on one line (sources already quoted in the message are skipped).
+fn error_line(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut line = e.to_string();
+    let mut src = e.source();
+    while let Some(s) = src {
+        let m = s.to_string();
+        if !line.contains(&m) {
+            line.push_str(": ");
+            line.push_str(&m);
+        }
+        src = s.source();
+    }
+    line.replace('\n', " ")
+}
+
+fn main() -> ExitCode {
+    std::panic::set_hook(Box::new(|info| {
+        eprintln!("error: internal error (a bug in foveate, please report it): {info}");
+    }));
+    // clap prints help/version (exit 0) and usage errors (exit 2) itself.
+    let cli = Cli::parse();
+    match std::panic::catch_unwind(move || dispatch(cli)) {
+        Ok(Ok(code)) => code,
+        Ok(Err(e)) => {
+            eprintln!("error: {}", error_line(e.as_ref()));
+            ExitCode::from(1)
+        }
+        Err(_) => ExitCode::from(101),
+    }
+}

@@ -1,1 +1,205 @@
+//! The CPU backend.
+//!
+//! * [`CpuBackend::oracle`] (`cpu-oracle`): every op in plain f64 loops, rounded to the output dtype
+//!   once at the end. Slow and obviously right: the reference every other backend is checked against.
+//! * [`CpuBackend::fast`] (`cpu`): the default CPU backend. f32 compute (f16/bf16 converted on the
+//!   fly), rayon over rows/heads, the `gemm` crate for the matrix products with fused epilogues, and
+//!   three attention variants (`flash`, `naive`, `block-sparse`).
+//!
+//! Both use [`CpuStorage`], so tensors move freely between the two.
 
+mod act;
+mod copy_ops;
+mod fast;
+mod oracle;
+mod storage;
+mod variants;
+
+pub use storage::CpuStorage;
+
+use foveate_core::{
+    check_launch, Backend, DType, Error, HostTensor, Op, OpKind, Result, Tensor, TensorDesc, VariantInfo,
+};
+use std::sync::Arc;
+use storage::{cpu_storage, out_bytes, store_f64, Inputs};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    Oracle,
+    Fast,
+}
+
+pub struct CpuBackend {
+    mode: Mode,
+    /// Own thread pool (`fast_with_threads`); None uses rayon's global pool.
+    pool: Option<Arc<rayon::ThreadPool>>,
+}
+
+impl CpuBackend {
+    /// The f64 reference implementation (`cpu-oracle`).
+    pub fn oracle() -> Self {
+        CpuBackend {
+            mode: Mode::Oracle,
+            pool: None,
+        }
+    }
+
+    /// The fast f32 path on rayon's global pool (`cpu`).
+    pub fn fast() -> Self {
+        CpuBackend {
+            mode: Mode::Fast,
+            pool: None,
+        }
+    }
+
+    /// The fast path on its own pool of `n` threads (at least 1).
+    pub fn fast_with_threads(n: usize) -> Self {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(n.max(1))
+            .thread_name(|i| format!("foveate-cpu-{i}"))
+            .build()
+            .expect("foveate-cpu: cannot build a rayon thread pool");
+        CpuBackend {
+            mode: Mode::Fast,
+            pool: Some(Arc::new(pool)),
+        }
+    }
+
+    /// Threads the fast path runs on.
+    pub fn threads(&self) -> usize {
+        match (&self.mode, &self.pool) {
+            (Mode::Oracle, _) => 1,
+            (_, Some(p)) => p.current_num_threads(),
+            (_, None) => rayon::current_num_threads(),
+        }
+    }
+
+    fn launch(&self, op: &Op, inputs: &[&Tensor], out: &Tensor, variant: &str) -> Result<()> {
+        let out_desc = check_launch(op, inputs, out)?;
+        let dtype = inputs[0].dtype();
+        let variant = variants::resolve(self.mode == Mode::Oracle, op, dtype, variant)
+            .map_err(|why| Error::unsupported(self.name(), why))?;
+        let out_store = cpu_storage(self.name(), out)?;
+
+        // KvAppend's output is the cache itself (and may be read by nobody else): copy `new` out
+        // first so a caller passing the cache as input too cannot deadlock us.
+        if let Op::KvAppend(spec) = op {
+            let new = cpu_storage(self.name(), inputs[0])?.to_bytes();
+            let mut w = out_store.write();
+            copy_ops::kv_append(
+                &new,
+                inputs[0].desc(),
+                out_bytes(&mut w, &out_desc),
+                spec.capacity,
+                spec.pos,
+            );
+            return Ok(());
+        }
+
+        let ins = Inputs::lock(self.name(), inputs)?;
+        let mut w = out_store.write();
+        if out_desc.numel() == 0 {
+            return Ok(());
+        }
+        match op {
+            Op::Slice { axis, start, len } => {
+                copy_ops::slice(
+                    ins.bytes(0),
+                    ins.desc(0),
+                    *axis,
+                    *start,
+                    *len,
+                    out_bytes(&mut w, &out_desc),
+                );
+            }
+            Op::Concat { axis } => {
+                copy_ops::concat(
+                    ins.bytes(0),
+                    ins.desc(0),
+                    ins.bytes(1),
+                    ins.desc(1),
+                    *axis,
+                    out_bytes(&mut w, &out_desc),
+                );
+            }
+            Op::Argmax if ins.desc(0).shape.last() == 0 => store_f64(&mut w, DType::U32, &vec![0.0; out_desc.numel()]),
+            _ if self.mode == Mode::Oracle => {
+                let vals = oracle::compute(op, &ins);
+                store_f64(&mut w, out_desc.dtype, &vals);
+            }
+            _ => {
+                let words: &mut [u32] = &mut w;
+                match &self.pool {
+                    Some(p) => p.install(|| fast::execute(op, &ins, words, &out_desc, variant)),
+                    None => fast::execute(op, &ins, words, &out_desc, variant),
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Default for CpuBackend {
+    fn default() -> Self {
+        Self::fast()
+    }
+}
+
+impl Backend for CpuBackend {
+    fn name(&self) -> &str {
+        match self.mode {
+            Mode::Oracle => "cpu-oracle",
+            Mode::Fast => "cpu",
+        }
+    }
+
+    fn device_name(&self) -> String {
+        match self.mode {
+            Mode::Oracle => "CPU (f64 reference, 1 thread)".into(),
+            Mode::Fast => format!("CPU ({} threads)", self.threads()),
+        }
+    }
+
+    fn dtypes(&self) -> Vec<DType> {
+        DType::FLOATS.to_vec()
+    }
+
+    fn variants(&self, op: OpKind) -> Vec<VariantInfo> {
+        variants::list(self.mode == Mode::Oracle, op)
+    }
+
+    fn supports(&self, op: &Op, dtype: DType, variant: &str) -> std::result::Result<(), String> {
+        variants::resolve(self.mode == Mode::Oracle, op, dtype, variant).map(|_| ())
+    }
+
+    fn alloc(&self, desc: &TensorDesc) -> Result<Tensor> {
+        Ok(Tensor::new(
+            Arc::new(CpuStorage::zeroed(desc.size_bytes())),
+            desc.clone(),
+        ))
+    }
+
+    fn upload(&self, host: &HostTensor) -> Result<Tensor> {
+        if host.bytes.len() != host.desc.size_bytes() {
+            return Err(Error::Msg(format!(
+                "upload {}: {} bytes given, {} expected",
+                host.desc,
+                host.bytes.len(),
+                host.desc.size_bytes()
+            )));
+        }
+        Ok(Tensor::new(
+            Arc::new(CpuStorage::from_bytes(&host.bytes)),
+            host.desc.clone(),
+        ))
+    }
+
+    fn download(&self, t: &Tensor) -> Result<HostTensor> {
+        let bytes = cpu_storage(self.name(), t)?.to_bytes();
+        HostTensor::from_bytes(t.desc().clone(), bytes)
+    }
+
+    fn execute(&self, op: &Op, inputs: &[&Tensor], out: &Tensor, variant: &str) -> Result<()> {
+        self.launch(op, inputs, out, variant)
+    }
+}

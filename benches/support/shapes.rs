@@ -1,0 +1,169 @@
+//! Model shapes: the real dimensions the kernels are benchmarked on, and the builtin model names
+//! of `foveate bench --model` (random weights of that shape, written as the HF config they mirror
+//! so the graph executor reads them through the same parser as a real checkpoint).
+
+use serde_json::{json, Value};
+
+/// A ViT encoder: `tokens = (image / patch)² + cls`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct VitShape {
+    pub name: &'static str,
+    pub image: usize,
+    pub patch: usize,
+    pub cls: bool,
+    pub heads: usize,
+    pub head_dim: usize,
+    pub hidden: usize,
+    pub mlp: usize,
+    pub layers: usize,
+    /// HF `hidden_act`.
+    pub act: &'static str,
+    /// HF `model_type`.
+    pub model_type: &'static str,
+}
+
+impl VitShape {
+    pub fn tokens(&self) -> usize {
+        (self.image / self.patch).pow(2) + self.cls as usize
+    }
+}
+
+/// A decoder-only language model.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct DecoderShape {
+    pub name: &'static str,
+    pub hidden: usize,
+    pub q_heads: usize,
+    pub kv_heads: usize,
+    pub head_dim: usize,
+    pub intermediate: usize,
+    pub layers: usize,
+    pub vocab: usize,
+    pub rope_theta: f64,
+    pub rms_eps: f64,
+    pub tie: bool,
+    /// HF `model_type` (`qwen2` carries q/k/v biases).
+    pub model_type: &'static str,
+}
+
+/// CLIP ViT-B/16 at 224: 197 tokens, 12 heads of 64, hidden 768, MLP 3072.
+pub const VIT_B16: VitShape = VitShape {
+    name: "vit-b16", image: 224, patch: 16, cls: true, heads: 12, head_dim: 64, hidden: 768, mlp: 3072,
+    layers: 12, act: "quick_gelu", model_type: "clip_vision_model",
+};
+/// CLIP ViT-L/14 at 336 (LLaVA-1.5): 577 tokens, 16 heads of 64, hidden 1024, MLP 4096.
+pub const VIT_L14_336: VitShape = VitShape {
+    name: "vit-l14-336", image: 336, patch: 14, cls: true, heads: 16, head_dim: 64, hidden: 1024, mlp: 4096,
+    layers: 24, act: "quick_gelu", model_type: "clip_vision_model",
+};
+/// SigLIP so400m/14 at 384 (llava-interleave-qwen-0.5b): 729 tokens, 16 heads of 72, hidden 1152.
+pub const SIGLIP_SO400M: VitShape = VitShape {
+    name: "siglip-so400m", image: 384, patch: 14, cls: false, heads: 16, head_dim: 72, hidden: 1152, mlp: 4304,
+    layers: 27, act: "gelu_pytorch_tanh", model_type: "siglip_vision_model",
+};
+/// Qwen2-0.5B: hidden 896, 14 query / 2 KV heads of 64, intermediate 4864, 24 layers.
+pub const QWEN2_05B: DecoderShape = DecoderShape {
+    name: "qwen2-0.5b", hidden: 896, q_heads: 14, kv_heads: 2, head_dim: 64, intermediate: 4864, layers: 24,
+    vocab: 151936, rope_theta: 1_000_000.0, rms_eps: 1e-6, tie: true, model_type: "qwen2",
+};
+/// Llama-7B (Vicuna-7B in LLaVA-1.5): hidden 4096, 32 heads of 128, intermediate 11008, 32 layers.
+pub const LLAMA_7B: DecoderShape = DecoderShape {
+    name: "llama-7b", hidden: 4096, q_heads: 32, kv_heads: 32, head_dim: 128, intermediate: 11008, layers: 32,
+    vocab: 32064, rope_theta: 10_000.0, rms_eps: 1e-5, tie: false, model_type: "llama",
+};
+
+pub const VITS: [VitShape; 2] = [VIT_B16, VIT_L14_336];
+pub const DECODERS: [DecoderShape; 2] = [QWEN2_05B, LLAMA_7B];
+
+/// A builtin model for `foveate bench --model NAME`: which parts it has and their shapes.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Builtin {
+    pub name: &'static str,
+    pub vision: Option<VitShape>,
+    pub text: Option<DecoderShape>,
+    /// HF `vision_feature_layer` and `vision_feature_select_strategy`.
+    pub feature_layer: i64,
+    pub strategy: &'static str,
+    pub about: &'static str,
+}
+
+pub const BUILTINS: [Builtin; 5] = [
+    Builtin { name: "vit-b16", vision: Some(VIT_B16), text: None, feature_layer: -1, strategy: "default",
+        about: "CLIP ViT-B/16 at 224, all 12 layers, + a GELU projector to 896 (image encode only)" },
+    Builtin { name: "vit-l14-336", vision: Some(VIT_L14_336), text: None, feature_layer: -2, strategy: "default",
+        about: "CLIP ViT-L/14 at 336 as in LLaVA-1.5 (23 layers) + its projector to 4096 (image encode only)" },
+    Builtin { name: "qwen2-0.5b", vision: None, text: Some(QWEN2_05B), feature_layer: -1, strategy: "full",
+        about: "the Qwen2-0.5B decoder alone (prefill and decode only)" },
+    Builtin { name: "llava-qwen2-0.5b", vision: Some(SIGLIP_SO400M), text: Some(QWEN2_05B), feature_layer: -1, strategy: "full",
+        about: "llava-interleave-qwen-0.5b: SigLIP so400m/14-384 + Qwen2-0.5B" },
+    Builtin { name: "llava-1.5-7b", vision: Some(VIT_L14_336), text: Some(LLAMA_7B), feature_layer: -2, strategy: "default",
+        about: "llava-1.5-7b: CLIP ViT-L/14-336 + Llama-7B (Vicuna)" },
+];
+
+pub fn builtin(name: &str) -> Option<Builtin> {
+    BUILTINS.iter().copied().find(|b| b.name == name)
+}
+
+pub fn builtin_names() -> Vec<&'static str> {
+    BUILTINS.iter().map(|b| b.name).collect()
+}
+
+fn vision_json(v: &VitShape) -> Value {
+    json!({
+        "model_type": v.model_type, "hidden_size": v.hidden, "intermediate_size": v.mlp,
+        "num_attention_heads": v.heads, "num_hidden_layers": v.layers, "image_size": v.image,
+        "patch_size": v.patch, "num_channels": 3, "hidden_act": v.act, "layer_norm_eps": 1e-5,
+    })
+}
+
+fn text_json(t: &DecoderShape) -> Value {
+    json!({
+        "model_type": t.model_type, "hidden_size": t.hidden, "intermediate_size": t.intermediate,
+        "num_attention_heads": t.q_heads, "num_key_value_heads": t.kv_heads, "head_dim": t.head_dim,
+        "num_hidden_layers": t.layers, "vocab_size": t.vocab, "rope_theta": t.rope_theta,
+        "rms_norm_eps": t.rms_eps, "tie_word_embeddings": t.tie, "hidden_act": "silu",
+        "max_position_embeddings": 32768, "eos_token_id": 2, "bos_token_id": 1,
+    })
+}
+
+impl Builtin {
+    /// The LLaVA `config.json` of this shape. A part the builtin lacks gets a one-layer stand-in
+    /// (the text hidden size sets the projector's output; the runner never builds its weights).
+    pub fn config_json(&self, layers: Option<usize>) -> Value {
+        let mut vision = vision_json(&self.vision.unwrap_or(VIT_B16));
+        let mut text = text_json(&self.text.unwrap_or(DecoderShape { layers: 1, vocab: 16, ..QWEN2_05B }));
+        if let Some(n) = layers {
+            vision["num_hidden_layers"] = json!(n.max(1));
+            text["num_hidden_layers"] = json!(n.max(1));
+        }
+        json!({
+            "model_type": "llava", "vision_config": vision, "text_config": text,
+            "vision_feature_layer": self.feature_layer, "vision_feature_select_strategy": self.strategy,
+            "projector_hidden_act": "gelu", "image_token_index": 0,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    #[test]
+    fn token_counts_match_the_models() {
+        assert_eq!(VIT_B16.tokens(), 197);
+        assert_eq!(VIT_L14_336.tokens(), 577);
+        assert_eq!(SIGLIP_SO400M.tokens(), 729);
+        assert_eq!(VIT_B16.heads * VIT_B16.head_dim, VIT_B16.hidden);
+    }
+    #[test]
+    fn builtins_parse_as_llava_configs() {
+        for b in BUILTINS {
+            let c = foveate_models::LlavaConfig::from_json(&b.config_json(None), b.name).unwrap();
+            if let Some(v) = b.vision {
+                assert_eq!(c.vision.num_positions(), v.tokens(), "{}", b.name);
+            }
+            if let Some(t) = b.text {
+                assert_eq!((c.text.num_heads, c.text.num_kv_heads, c.text.head_dim), (t.q_heads, t.kv_heads, t.head_dim));
+            }
+        }
+    }
+}

@@ -1,0 +1,199 @@
+//! `foveate compare FILE...`: several bench result files (backends, variants, commits, or the
+//! PyTorch baseline) side by side. Rows line up by workload and metric; each column is one
+//! (file, series) and carries its time ratio against the reference column (`--baseline`, default
+//! the first): `x / ref` for times, `ref / x` for rates, so below 1.0 means faster than the
+//! reference either way. With `--chart PREFIX` it also draws throughput vs sequence length, one
+//! line per family x series, as `PREFIX.png` and `PREFIX.svg`.
+
+use crate::CmdResult;
+use foveate_benches::results::{Metric, ResultFile, Row};
+use foveate_core::Error;
+use plotters::prelude::*;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Result files written by `foveate bench -o json` or eval/tools/torch_baseline.py.
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+    /// Index (0-based, over the columns as listed) of the reference column for the ratios.
+    #[arg(long, default_value_t = 0)]
+    baseline: usize,
+    /// Write the table here instead of stdout.
+    #[arg(long = "out")]
+    out: Option<PathBuf>,
+    /// Draw throughput vs sequence length into PREFIX.png and PREFIX.svg.
+    #[arg(long)]
+    chart: Option<PathBuf>,
+}
+
+/// One column: a series of one file.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Column {
+    file: usize,
+    series: String,
+}
+
+fn label(files: &[(String, ResultFile)], c: &Column) -> String {
+    let (name, f) = &files[c.file];
+    let commit = f.commit.as_deref().map(|s| &s[..s.len().min(7)]).unwrap_or("");
+    format!("{name} {} {}{}", f.tool, c.series, if commit.is_empty() { String::new() } else { format!(" @{commit}") })
+}
+
+/// `x` relative to the reference, as a time ratio (below 1 = faster than the reference).
+fn ratio(x: &Metric, reference: &Metric) -> Option<f64> {
+    if x.mean <= 0.0 || reference.mean <= 0.0 {
+        return None;
+    }
+    Some(if x.higher_is_better() { reference.mean / x.mean } else { x.mean / reference.mean })
+}
+
+pub fn table(files: &[(String, ResultFile)], baseline: usize) -> Result<String, Error> {
+    let mut cols: Vec<Column> = Vec::new();
+    // (workload, metric) -> column -> metric
+    let mut cells: BTreeMap<(String, String), BTreeMap<usize, Metric>> = BTreeMap::new();
+    for (fi, (_, f)) in files.iter().enumerate() {
+        for r in &f.rows {
+            let c = Column { file: fi, series: r.series() };
+            let ci = match cols.iter().position(|x| *x == c) {
+                Some(i) => i,
+                None => {
+                    cols.push(c);
+                    cols.len() - 1
+                }
+            };
+            for (name, m) in &r.metrics {
+                cells.entry((r.workload.clone(), name.clone())).or_default().insert(ci, m.clone());
+            }
+        }
+    }
+    if baseline >= cols.len() {
+        return Err(Error::Msg(format!("--baseline {baseline}: there are only {} columns", cols.len())));
+    }
+    let mut out = String::from("Columns:\n");
+    for (i, c) in cols.iter().enumerate() {
+        out += &format!("  [{i}] {}{}\n", label(files, c), if i == baseline { " (reference)" } else { "" });
+    }
+    out += &format!("\nratio = time relative to [{baseline}] (x/ref for times, ref/x for rates): below 1.0 is faster.\n\n");
+    let mut head = vec!["workload".to_string(), "metric".to_string()];
+    for i in 0..cols.len() {
+        head.push(format!("[{i}]"));
+        if i != baseline {
+            head.push(format!("[{i}] ratio"));
+        }
+    }
+    out += &format!("| {} |\n|{}\n", head.join(" | "), " --- |".repeat(head.len()));
+    for ((w, name), by_col) in &cells {
+        let reference = by_col.get(&baseline);
+        let mut line = vec![w.clone(), format!("{name} ({})", by_col.values().next().map(|m| m.unit.as_str()).unwrap_or(""))];
+        for i in 0..cols.len() {
+            let m = by_col.get(&i);
+            line.push(m.map_or("-".into(), |m| if m.n > 1 { format!("{:.3} ± {:.3}", m.mean, m.sd) } else { format!("{:.3}", m.mean) }));
+            if i != baseline {
+                line.push(match (m, reference) {
+                    (Some(m), Some(r)) => ratio(m, r).map_or("-".into(), |x| format!("{x:.2}")),
+                    _ => "-".into(),
+                });
+            }
+        }
+        out += &format!("| {} |\n", line.join(" | "));
+    }
+    Ok(out)
+}
+
+/// The throughput metric of a row to chart: the first rate metric, by name order.
+fn rate(r: &Row) -> Option<(&String, &Metric)> {
+    r.metrics.iter().find(|(_, m)| m.unit.ends_with("/s"))
+}
+
+type Line = (String, Vec<(f64, f64)>);
+
+fn lines(files: &[(String, ResultFile)]) -> Vec<Line> {
+    let mut by: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
+    for (fi, (_, f)) in files.iter().enumerate() {
+        for r in &f.rows {
+            let (Some(s), Some((name, m))) = (r.seq_len, rate(r)) else { continue };
+            let fam = r.family.clone().unwrap_or_else(|| r.workload.clone());
+            let key = format!("{} {} [{fi}] {}/{} {name}", fam, f.tool, r.backend, r.variant);
+            by.entry(key).or_default().push((s as f64, m.mean));
+        }
+    }
+    by.into_iter()
+        .map(|(k, mut v)| {
+            v.sort_by(|a, b| a.0.total_cmp(&b.0));
+            (k, v)
+        })
+        .collect()
+}
+
+fn draw<DB: DrawingBackend>(root: DrawingArea<DB, plotters::coord::Shift>, lines: &[Line], text: bool) -> Result<(), String>
+where
+    DB::ErrorType: 'static,
+{
+    let e = |x: &dyn std::fmt::Display| x.to_string();
+    root.fill(&WHITE).map_err(|x| e(&x))?;
+    let xmax = lines.iter().flat_map(|l| l.1.iter().map(|p| p.0)).fold(1.0f64, f64::max);
+    let ymax = lines.iter().flat_map(|l| l.1.iter().map(|p| p.1)).fold(1e-9f64, f64::max);
+    let mut b = ChartBuilder::on(&root);
+    b.margin(20);
+    if text {
+        b.caption("throughput vs sequence length", ("sans-serif", 20)).x_label_area_size(40).y_label_area_size(60);
+    }
+    let mut chart = b.build_cartesian_2d(0f64..xmax * 1.05, 0f64..ymax * 1.1).map_err(|x| e(&x))?;
+    let mut mesh = chart.configure_mesh();
+    if text {
+        mesh.x_desc("sequence length").y_desc("throughput (unit of the row, e.g. GFLOP/s)");
+    } else {
+        mesh.disable_x_mesh().disable_y_mesh().x_labels(0).y_labels(0);
+    }
+    mesh.draw().map_err(|x| e(&x))?;
+    for (i, (name, pts)) in lines.iter().enumerate() {
+        let color = Palette99::pick(i).to_rgba();
+        let s = chart.draw_series(LineSeries::new(pts.iter().copied(), color.stroke_width(2))).map_err(|x| e(&x))?;
+        if text {
+            s.label(name.clone()).legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2)));
+        }
+        chart.draw_series(pts.iter().map(|&p| Circle::new(p, 3, color.filled()))).map_err(|x| e(&x))?;
+    }
+    if text {
+        chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).draw().map_err(|x| e(&x))?;
+    }
+    root.present().map_err(|x| e(&x))?;
+    Ok(())
+}
+
+/// Writes `PREFIX.svg` (with labels and legend) and `PREFIX.png` (lines and points only: the
+/// bitmap backend has no font here). Returns the two paths.
+pub fn chart(files: &[(String, ResultFile)], prefix: &Path) -> Result<(PathBuf, PathBuf), Error> {
+    let ls = lines(files);
+    if ls.is_empty() {
+        return Err(Error::Msg("nothing to chart: no row has a seq_len and a rate metric (…/s)".into()));
+    }
+    let svg = prefix.with_extension("svg");
+    let png = prefix.with_extension("png");
+    draw(SVGBackend::new(&svg, (1000, 640)).into_drawing_area(), &ls, true).map_err(|m| Error::Msg(format!("{}: {m}", svg.display())))?;
+    draw(BitMapBackend::new(&png, (1000, 640)).into_drawing_area(), &ls, false).map_err(|m| Error::Msg(format!("{}: {m}", png.display())))?;
+    Ok((png, svg))
+}
+
+pub fn run(a: Args) -> CmdResult {
+    let mut files = Vec::new();
+    for p in &a.files {
+        let text = std::fs::read_to_string(p).map_err(|e| Error::io(p, e))?;
+        let f = ResultFile::parse(&text, &p.display().to_string())?;
+        let name = p.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_default();
+        files.push((name, f));
+    }
+    let t = table(&files, a.baseline)?;
+    match &a.out {
+        Some(p) => std::fs::write(p, &t).map_err(|e| Error::io(p, e))?,
+        None => print!("{t}"),
+    }
+    if let Some(prefix) = &a.chart {
+        let (png, svg) = chart(&files, prefix)?;
+        eprintln!("compare: wrote {} and {}", png.display(), svg.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,131 @@
+//! `foveate eval`: run a task over a dataset with a model, journaled and resumable, or merge the
+//! output folders of finished shards (`--merge DIR...`).
+//!
+//! The model side is [`build_answerer`]: until the model executor is linked in, running a model
+//! fails with a clear message; `--merge` works now. Nothing here invents answers.
+
+use crate::CmdResult;
+use foveate_eval::{data, runner, Answerer, DatasetPaths, RunOptions, TaskKind, TaskSpec};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// vqav2 | textvqa | docvqa | easy-vqa
+    #[arg(long)]
+    task: String,
+    /// A task spec file replacing the shipped eval/tasks/<task>.toml.
+    #[arg(long)]
+    task_file: Option<PathBuf>,
+    /// Ground truth (see `foveate score --help`); for easy-VQA the data dir (default: the split
+    /// shipped in eval/data/easy-vqa, else the installed `easy-vqa` package's test split).
+    #[arg(long, visible_alias = "data")]
+    annotations: Option<PathBuf>,
+    /// VQAv2 questions file (needed to run: it holds the question text).
+    #[arg(long)]
+    questions: Option<PathBuf>,
+    /// Image folder (default: next to the annotations).
+    #[arg(long)]
+    images: Option<PathBuf>,
+    /// Model to run (Hugging Face folder).
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// Backend for the model (cuda, wgpu, cpu).
+    #[arg(long, default_value = "cpu")]
+    backend: String,
+    /// Compute dtype: f32, f16, bf16.
+    #[arg(long, default_value = "f32")]
+    dtype: String,
+    /// Attention variant: naive, flash, block-sparse.
+    #[arg(long, default_value = "flash")]
+    attention: String,
+    /// Only the first N questions.
+    #[arg(long)]
+    limit: Option<usize>,
+    /// This run's shard, `I/N` (0-based index).
+    #[arg(long, default_value = "0/1", value_parser = parse_shard)]
+    shard: (usize, usize),
+    /// Output folder (journal, submission, results).
+    #[arg(long, short, default_value = "eval/runs/latest")]
+    output: PathBuf,
+    /// Continue an interrupted run in the output folder.
+    #[arg(long)]
+    resume: bool,
+    /// Merge these finished shard folders into --output instead of running a model.
+    #[arg(long, num_args = 1..)]
+    merge: Vec<PathBuf>,
+    /// Print the results JSON instead of the table.
+    #[arg(long)]
+    json: bool,
+}
+
+fn parse_shard(s: &str) -> Result<(usize, usize), String> {
+    let (i, n) = s
+        .split_once('/')
+        .ok_or_else(|| format!("shard `{s}`: expected I/N, e.g. 0/4"))?;
+    let i: usize = i
+        .trim()
+        .parse()
+        .map_err(|_| format!("shard `{s}`: bad index"))?;
+    let n: usize = n
+        .trim()
+        .parse()
+        .map_err(|_| format!("shard `{s}`: bad count"))?;
+    if n == 0 || i >= n {
+        return Err(format!("shard `{s}`: need 0 <= I < N"));
+    }
+    Ok((i, n))
+}
+
+/// The model named by `--model` on `--backend`, as an [`Answerer`].
+fn build_answerer(args: &Args) -> Result<Box<dyn Answerer>, Box<dyn std::error::Error + Send + Sync>> {
+    let dir = args.model.as_deref().ok_or("--model DIR is required to run an evaluation (or use --merge)")?;
+    let model = crate::answerer::load_model(dir, &args.backend, &args.dtype, &args.attention)?;
+    Ok(Box::new(crate::answerer::ModelAnswerer::new(model, dir.display().to_string(), &args.attention)))
+}
+
+/// easy-VQA ships with the repository; use that copy when no data dir is given.
+fn default_annotations(task: TaskKind, given: &Option<PathBuf>) -> Option<PathBuf> {
+    let shipped = PathBuf::from("eval/data/easy-vqa");
+    match (task, given) {
+        (TaskKind::EasyVqa, None) if shipped.join("test").is_dir() => Some(shipped),
+        _ => given.clone(),
+    }
+}
+
+pub fn run(args: Args) -> CmdResult {
+    let task = TaskKind::parse(&args.task)?;
+    let spec = match &args.task_file {
+        Some(f) => TaskSpec::from_file(f)?,
+        None => TaskSpec::builtin(task),
+    };
+    if spec.task != task {
+        return Err(format!("--task {task} but the task file is for {}", spec.task).into());
+    }
+    let paths = DatasetPaths {
+        annotations: default_annotations(task, &args.annotations),
+        questions: args.questions.clone(),
+        image_root: args.images.clone(),
+    };
+    let ds = data::load(task, &paths)?;
+    let summary = if !args.merge.is_empty() {
+        runner::merge(&ds, &args.merge, &args.output)?
+    } else {
+        let mut answerer = build_answerer(&args)?;
+        let opts = RunOptions {
+            limit: args.limit,
+            shard: args.shard,
+            out_dir: args.output.clone(),
+            resume: args.resume,
+            progress: true,
+        };
+        runner::run_eval(&spec, &ds, answerer.as_mut(), &opts)?
+    };
+    if args.json {
+        println!("{}", std::fs::read_to_string(&summary.results_path)?);
+    } else {
+        print!("{}", summary.table);
+        println!("results: {}", summary.results_path.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}

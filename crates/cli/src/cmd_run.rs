@@ -1,0 +1,120 @@
+//! `foveate run`: one prompt + image through a LLaVA checkpoint on a chosen backend.
+
+use crate::CmdResult;
+use foveate_core::{DType, Error};
+use foveate_graph::{AttentionKind, LlavaModel, ModelOptions, Request, SamplingParams};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Checkpoint directory (HF save_pretrained layout).
+    #[arg(long)]
+    model: PathBuf,
+    /// Image file (PNG or JPEG).
+    #[arg(long)]
+    image: Option<PathBuf>,
+    /// The prompt; `<image>` marks the image. Used verbatim unless --chat.
+    #[arg(long)]
+    prompt: String,
+    /// Apply the checkpoint's chat template to the prompt.
+    #[arg(long)]
+    chat: bool,
+    /// cpu | wgpu | cuda
+    #[arg(long, default_value = "cpu")]
+    backend: String,
+    /// f32 | f16 | bf16
+    #[arg(long, default_value = "f32")]
+    dtype: String,
+    /// naive | flash | block-sparse
+    #[arg(long, default_value = "naive")]
+    attention: String,
+    #[arg(long, default_value_t = 32)]
+    max_new_tokens: usize,
+    /// 0 means greedy.
+    #[arg(long, default_value_t = 0.0)]
+    temperature: f32,
+    #[arg(long, default_value_t = 1.0)]
+    top_p: f32,
+    /// 0 means no top-k cut.
+    #[arg(long, default_value_t = 0)]
+    top_k: usize,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Print one JSON object: text, tokens, prompt_tokens, timings.
+    #[arg(long)]
+    json: bool,
+    /// Write the prefill logits (f32 [prompt_len, vocab], tensor `logits`) to this safetensors file.
+    #[arg(long)]
+    dump_logits: Option<PathBuf>,
+}
+
+pub fn run(args: Args) -> CmdResult {
+    let dtype: DType = args.dtype.parse().map_err(|e: String| Error::Msg(format!("--dtype: {e}")))?;
+    if !dtype.is_float() {
+        return Err(Error::Msg(format!("--dtype: {dtype} is not a compute dtype (supported: f32, f16, bf16)")).into());
+    }
+    let attention: AttentionKind = args.attention.parse().map_err(|e: String| Error::Msg(format!("--attention: {e}")))?;
+    if !(args.top_p > 0.0 && args.top_p <= 1.0) {
+        return Err(Error::Msg(format!("--top-p: {} must be in (0, 1]", args.top_p)).into());
+    }
+    if args.temperature < 0.0 || !args.temperature.is_finite() {
+        return Err(Error::Msg(format!("--temperature: {} must be >= 0", args.temperature)).into());
+    }
+    let backend: Arc<dyn foveate_core::Backend> = Arc::from(crate::backends::open(&args.backend)?);
+    let model = LlavaModel::load(&args.model, backend, ModelOptions { dtype, attention })?;
+    let pixels = match &args.image {
+        Some(p) => Some(model.load_image(p)?),
+        None => None,
+    };
+    let input_ids = model.tokenize(&args.prompt, args.chat, pixels.is_some())?;
+    let mut params = model.default_params(args.max_new_tokens);
+    params.sampling = SamplingParams { temperature: args.temperature, top_k: args.top_k, top_p: args.top_p, seed: args.seed };
+    params.prompt_logits = args.dump_logits.is_some();
+    let req = Request { input_ids: input_ids.clone(), pixels };
+    let gen = model.generate_one(&req, &params)?;
+    if let (Some(path), Some(logits)) = (&args.dump_logits, &gen.prompt_logits) {
+        write_logits(path, logits)?;
+    }
+    let text = model.decode_text(&gen.tokens)?;
+    let t = &gen.timings;
+    if args.json {
+        let out = serde_json::json!({
+            "text": text,
+            "tokens": gen.tokens,
+            "prompt_tokens": input_ids,
+            "timings": {
+                "load_ms": model.load_ms,
+                "image_encode_ms": t.image_encode_ms,
+                "prefill_ms": t.prefill_ms,
+                "decode_tokens_per_s": t.decode_tokens_per_s(),
+            },
+        });
+        println!("{out}");
+    } else {
+        println!("{text}");
+        let m = model.memory();
+        eprintln!(
+            "[{} {}] load {:.0} ms, image {:.1} ms, prefill {:.1} ms ({} tokens), decode {:.1} tok/s; weights {:.1} MiB, activations+KV peak {:.2} MiB",
+            model.backend().name(),
+            model.dtype(),
+            model.load_ms,
+            t.image_encode_ms,
+            t.prefill_ms,
+            input_ids.len(),
+            t.decode_tokens_per_s(),
+            m.weights_bytes as f64 / (1 << 20) as f64,
+            m.pool.peak_bytes as f64 / (1 << 20) as f64,
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn write_logits(path: &std::path::Path, logits: &foveate_core::HostTensor) -> Result<(), Error> {
+    let shape = logits.shape().dims().to_vec();
+    let bytes: Vec<u8> = logits.to_f32().iter().flat_map(|x| x.to_le_bytes()).collect();
+    let view = safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape, &bytes)
+        .map_err(|e| Error::Msg(format!("{}: {e}", path.display())))?;
+    safetensors::serialize_to_file(vec![("logits", view)], None, path).map_err(|e| Error::Msg(format!("{}: {e}", path.display())))
+}

@@ -1,0 +1,103 @@
+//! `foveate bench` on a tiny synthetic checkpoint and `foveate compare` on two result files:
+//! the JSON has the schema and the measured metrics, the table has the ratios, the charts exist.
+
+use std::path::Path;
+use std::process::Command;
+
+fn foveate() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_foveate"))
+}
+
+fn tmp(name: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("foveate-bench-test-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn result_file(path: &Path, tool: &str, encode_ms: f64, tps: [f64; 2]) {
+    let v = serde_json::json!({
+        "schema": "foveate-bench/1", "tool": tool, "version": "0", "commit": "0123456789abcdef", "date": "2026-01-01T00:00:00Z",
+        "device": "test", "rows": [
+            { "workload": "vit-b16", "kind": "e2e", "backend": "cpu", "variant": "x", "dtype": "f32",
+              "metrics": { "image_encode_ms": { "mean": encode_ms, "sd": 1.0, "n": 3, "unit": "ms" } } },
+            { "workload": "attention a s64", "kind": "kernel", "backend": "cpu", "variant": "x", "dtype": "f32",
+              "family": "attention a", "seq_len": 64, "metrics": { "gflops": { "mean": tps[0], "unit": "GFLOP/s" } } },
+            { "workload": "attention a s128", "kind": "kernel", "backend": "cpu", "variant": "x", "dtype": "f32",
+              "family": "attention a", "seq_len": 128, "metrics": { "gflops": { "mean": tps[1], "unit": "GFLOP/s" } } }
+        ]
+    });
+    std::fs::write(path, serde_json::to_string(&v).unwrap()).unwrap();
+}
+
+#[test]
+fn compare_prints_ratios_and_writes_charts() {
+    let d = tmp("compare");
+    let (a, b) = (d.join("torch.json"), d.join("cpu.json"));
+    result_file(&a, "pytorch", 100.0, [10.0, 20.0]);
+    result_file(&b, "foveate", 80.0, [20.0, 10.0]);
+    let out = foveate().arg("compare").arg(&a).arg(&b).arg("--chart").arg(d.join("chart")).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    // encode: 80 / 100 = 0.80; rates: ref / x = 10 / 20 = 0.50 and 20 / 10 = 2.00.
+    let enc = stdout.lines().find(|l| l.contains("| vit-b16 | image_encode_ms")).expect("encode row");
+    assert!(enc.contains("| 0.80 |"), "{enc}");
+    let s64 = stdout.lines().find(|l| l.contains("attention a s64")).expect("s64 row");
+    assert!(s64.trim_end().ends_with("| 0.50 |"), "{s64}");
+    let s128 = stdout.lines().find(|l| l.contains("attention a s128")).expect("s128 row");
+    assert!(s128.trim_end().ends_with("| 2.00 |"), "{s128}");
+    let png = std::fs::read(d.join("chart.png")).expect("png written");
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+    let svg = std::fs::read_to_string(d.join("chart.svg")).expect("svg written");
+    assert!(svg.contains("<svg") && (svg.contains("polyline") || svg.contains("<path")), "svg has no lines");
+}
+
+#[test]
+fn compare_names_a_bad_file_and_field() {
+    let d = tmp("bad");
+    let p = d.join("bad.json");
+    std::fs::write(&p, r#"{"schema": "other/2"}"#).unwrap();
+    let out = foveate().arg("compare").arg(&p).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bad.json") && err.contains("schema"), "{err}");
+}
+
+#[test]
+fn bench_times_a_tiny_checkpoint() {
+    let d = tmp("bench");
+    let ck = d.join("ck");
+    foveate_models::synth::write_checkpoint(&ck, &foveate_models::synth::SynthSpec::default()).unwrap();
+    let json = d.join("r.json");
+    let out = foveate()
+        .args(["bench", "--model"])
+        .arg(&ck)
+        .args(["-p", "8", "-n", "3", "-r", "2", "--warmup", "0", "-o", "json", "--threads", "1", "--out"])
+        .arg(&json)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(v["schema"], "foveate-bench/1");
+    assert!(v["date"].as_str().unwrap().ends_with('Z'));
+    let row = &v["rows"][0];
+    assert_eq!(row["workload"], "ck p8 n3");
+    for m in ["image_encode_ms", "prefill_ms", "decode_ms", "prefill_tokens_per_s", "decode_tokens_per_s", "ttft_ms"] {
+        let x = &row["metrics"][m];
+        assert_eq!(x["n"], 2, "{m}: {x}");
+        assert!(x["mean"].as_f64().unwrap() > 0.0, "{m}: {x}");
+    }
+    // Time to first token is encode + prefill.
+    let ttft = row["metrics"]["ttft_ms"]["mean"].as_f64().unwrap();
+    let sum = row["metrics"]["image_encode_ms"]["mean"].as_f64().unwrap() + row["metrics"]["prefill_ms"]["mean"].as_f64().unwrap();
+    assert!((ttft - sum).abs() < 1e-6 * sum.max(1.0), "{ttft} vs {sum}");
+    assert!(row["metrics"]["peak_memory_mib"]["mean"].as_f64().unwrap() > 0.0);
+}
+
+#[test]
+fn bench_rejects_an_unknown_model_by_name() {
+    let out = foveate().args(["bench", "--model", "no-such-model-xyz"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no-such-model-xyz") && err.contains("vit-b16"), "{err}");
+}

@@ -1,0 +1,295 @@
+//! Attention on the CPU, three variants:
+//! * `flash`: one task per (batch, head, query block); online softmax over key tiles, no S x S matrix.
+//! * `naive`: one task per (batch, query row); a full score row per head, then softmax.
+//! * `block-sparse`: like `flash`, but the schedule comes from the layout's tile classes: empty
+//!   tiles are never visited and full tiles skip the element test. Other masks run dense.
+
+use super::simd::{axpy, dot, exp_sub, scale};
+use foveate_core::{AttentionSpec, BlockClass, Mask};
+use gemm::Parallelism;
+use rayon::prelude::*;
+
+const BQ: usize = 32;
+const BK: usize = 64;
+
+/// The contiguous key range `[lo, hi)` that a base mask (None, Causal, SlidingWindow) lets row `i` see.
+fn row_range(mask: &Mask, i: usize, q_len: usize, kv_len: usize) -> (usize, usize) {
+    match mask {
+        Mask::Causal => (0, kv_len - q_len + i + 1),
+        Mask::SlidingWindow { window } => {
+            let end = kv_len - q_len + i + 1;
+            (end - (*window).min(end), end)
+        }
+        _ => (0, kv_len),
+    }
+}
+
+/// A key tile `[j0, j1)`; `check` applies the row's base-mask range inside it.
+#[derive(Clone, Copy)]
+struct Tile {
+    j0: usize,
+    j1: usize,
+    check: bool,
+}
+
+/// A unit of work: query rows `[i0, i1)` of one (batch, head), and the key tiles it visits.
+struct Task {
+    b: usize,
+    h: usize,
+    i0: usize,
+    i1: usize,
+    tiles: Vec<Tile>,
+}
+
+/// K or V of one (batch, kv head), rows `0..kv_len` contiguous `[kv_len, D]`.
+fn head_major(x: &[f32], s: &AttentionSpec) -> Vec<f32> {
+    let (hkv, d, n) = (s.kv_heads, s.head_dim, s.kv_len);
+    let mut out = vec![0f32; s.batch * hkv * n * d];
+    out.par_chunks_mut(n * d).enumerate().for_each(|(bh, dst)| {
+        let (b, h) = (bh / hkv, bh % hkv);
+        for j in 0..n {
+            dst[j * d..(j + 1) * d].copy_from_slice(&x[((b * s.kv_capacity + j) * hkv + h) * d..][..d]);
+        }
+    });
+    out
+}
+
+fn dense_tiles(s: &AttentionSpec, base: &Mask, i0: usize, i1: usize) -> Vec<Tile> {
+    let lo = row_range(base, i0, s.q_len, s.kv_len).0;
+    let hi = row_range(base, i1 - 1, s.q_len, s.kv_len).1;
+    let check = !matches!(base, Mask::None);
+    (lo..hi)
+        .step_by(BK)
+        .map(|j0| Tile {
+            j0,
+            j1: (j0 + BK).min(hi),
+            check,
+        })
+        .collect()
+}
+
+fn schedule(s: &AttentionSpec, use_classes: bool) -> Vec<Task> {
+    let mut tasks = Vec::new();
+    match &s.mask {
+        Mask::BlockSparse(l) => {
+            for qb in 0..s.q_len.div_ceil(l.block_q) {
+                let (i0, i1) = (qb * l.block_q, ((qb + 1) * l.block_q).min(s.q_len));
+                let mut tiles = Vec::new();
+                for kb in 0..s.kv_len.div_ceil(l.block_k) {
+                    let (j0, j1) = (kb * l.block_k, ((kb + 1) * l.block_k).min(s.kv_len));
+                    if use_classes {
+                        match l.classify(qb, kb, s.q_len, s.kv_len) {
+                            BlockClass::Empty => {}
+                            BlockClass::Partial => tiles.push(Tile { j0, j1, check: true }),
+                            BlockClass::Full => tiles.push(Tile { j0, j1, check: false }),
+                        }
+                    } else if l.keeps(qb, kb) {
+                        tiles.push(Tile {
+                            j0,
+                            j1,
+                            check: !matches!(*l.base, Mask::None),
+                        });
+                    }
+                }
+                for b in 0..s.batch {
+                    for h in 0..s.q_heads {
+                        tasks.push(Task {
+                            b,
+                            h,
+                            i0,
+                            i1,
+                            tiles: tiles.clone(),
+                        });
+                    }
+                }
+            }
+        }
+        base => {
+            for i0 in (0..s.q_len).step_by(BQ) {
+                let i1 = (i0 + BQ).min(s.q_len);
+                let tiles = dense_tiles(s, base, i0, i1);
+                for b in 0..s.batch {
+                    for h in 0..s.q_heads {
+                        tasks.push(Task {
+                            b,
+                            h,
+                            i0,
+                            i1,
+                            tiles: tiles.clone(),
+                        });
+                    }
+                }
+            }
+        }
+    }
+    tasks
+}
+
+/// `flash` (`use_classes = false`) and `block-sparse` (`use_classes = true`).
+pub(crate) fn tiled(s: &AttentionSpec, q: &[f32], k: &[f32], v: &[f32], out: &mut [f32], use_classes: bool) {
+    let d = s.head_dim;
+    let base: &Mask = match &s.mask {
+        Mask::BlockSparse(l) => &l.base,
+        m => m,
+    };
+    let kt = head_major(k, s);
+    let vt = head_major(v, s);
+    let tasks = schedule(s, use_classes);
+    let group = s.q_heads / s.kv_heads;
+    let results: Vec<Vec<f32>> = tasks
+        .par_iter()
+        .map(|t| {
+            let kvh = (t.b * s.kv_heads + t.h / group) * s.kv_len * d;
+            let (kh, vh) = (&kt[kvh..kvh + s.kv_len * d], &vt[kvh..kvh + s.kv_len * d]);
+            let rows = t.i1 - t.i0;
+            let mut qs = vec![0f32; rows * d];
+            for r in 0..rows {
+                let src = &q[((t.b * s.q_len + t.i0 + r) * s.q_heads + t.h) * d..][..d];
+                qs[r * d..(r + 1) * d]
+                    .iter_mut()
+                    .zip(src)
+                    .for_each(|(o, x)| *o = x * s.scale);
+            }
+            run_task(t, s, base, &qs, kh, vh)
+        })
+        .collect();
+    for (t, acc) in tasks.iter().zip(results) {
+        for r in 0..t.i1 - t.i0 {
+            let dst = ((t.b * s.q_len + t.i0 + r) * s.q_heads + t.h) * d;
+            out[dst..dst + d].copy_from_slice(&acc[r * d..(r + 1) * d]);
+        }
+    }
+}
+
+/// One task: pre-scaled queries `qs` `[rows, D]` against K and V of its KV head (`[kv_len, D]`).
+/// Per tile, S = Q·Kᵀ and acc += P·V are single-threaded products of the `gemm` crate; the online
+/// softmax keeps a running max `m` and sum `l` per row. Masked entries get P = 0.
+fn run_task(t: &Task, s: &AttentionSpec, base: &Mask, qs: &[f32], kh: &[f32], vh: &[f32]) -> Vec<f32> {
+    let d = s.head_dim;
+    let rows = t.i1 - t.i0;
+    let wmax = t.tiles.iter().map(|x| x.j1 - x.j0).max().unwrap_or(0);
+    let mut sc = vec![0f32; rows * wmax];
+    let mut acc = vec![0f32; rows * d];
+    let mut m = vec![f32::NEG_INFINITY; rows];
+    let mut l = vec![0f32; rows];
+    for tile in &t.tiles {
+        let w = tile.j1 - tile.j0;
+        let sc = &mut sc[..rows * w];
+        // SAFETY: sc is rows x w, qs rows x d, the K tile w x d (rows j0..j1 of kh).
+        unsafe {
+            gemm::gemm(
+                rows,
+                w,
+                d,
+                sc.as_mut_ptr(),
+                1,
+                w as isize,
+                false,
+                qs.as_ptr(),
+                1,
+                d as isize,
+                kh.as_ptr().add(tile.j0 * d),
+                d as isize,
+                1,
+                0.0,
+                1.0,
+                false,
+                false,
+                false,
+                Parallelism::None,
+            );
+        }
+        for r in 0..rows {
+            let row = &mut sc[r * w..(r + 1) * w];
+            let (mut lo, mut hi) = (tile.j0, tile.j1);
+            if tile.check {
+                let (a, b) = row_range(base, t.i0 + r, s.q_len, s.kv_len);
+                lo = lo.max(a);
+                hi = hi.min(b);
+            }
+            if lo >= hi {
+                row.fill(0.0);
+                continue;
+            }
+            let (lo, hi) = (lo - tile.j0, hi - tile.j0);
+            let mx = row[lo..hi].iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+            if mx > m[r] {
+                let f = (m[r] - mx).exp(); // 0 when m was -inf
+                scale(&mut acc[r * d..(r + 1) * d], f);
+                l[r] *= f;
+                m[r] = mx;
+            }
+            l[r] += exp_sub(&mut row[lo..hi], m[r]);
+            row[..lo].fill(0.0);
+            row[hi..].fill(0.0);
+        }
+        // SAFETY: acc is rows x d, sc rows x w, the V tile w x d.
+        unsafe {
+            gemm::gemm(
+                rows,
+                d,
+                w,
+                acc.as_mut_ptr(),
+                1,
+                d as isize,
+                true,
+                sc.as_ptr(),
+                1,
+                w as isize,
+                vh.as_ptr().add(tile.j0 * d),
+                1,
+                d as isize,
+                1.0,
+                1.0,
+                false,
+                false,
+                false,
+                Parallelism::None,
+            );
+        }
+    }
+    for r in 0..rows {
+        let inv = if l[r] > 0.0 { 1.0 / l[r] } else { 0.0 };
+        scale(&mut acc[r * d..(r + 1) * d], inv);
+    }
+    acc
+}
+
+/// `naive`: every (batch, query row) computes its full score row per head with `Mask::allows`.
+pub(crate) fn naive(s: &AttentionSpec, q: &[f32], k: &[f32], v: &[f32], out: &mut [f32]) {
+    let (hq, hkv, d) = (s.q_heads, s.kv_heads, s.head_dim);
+    let group = hq / hkv;
+    out.par_chunks_mut(hq * d).enumerate().for_each(|(bi, orow)| {
+        let (b, i) = (bi / s.q_len, bi % s.q_len);
+        let mut scores = vec![0f32; s.kv_len];
+        for h in 0..hq {
+            let kh = h / group;
+            let qr = &q[(bi * hq + h) * d..][..d];
+            let o = &mut orow[h * d..(h + 1) * d];
+            o.fill(0.0);
+            let mut mx = f32::NEG_INFINITY;
+            for (j, sc) in scores.iter_mut().enumerate() {
+                *sc = if s.mask.allows(i, j, s.q_len, s.kv_len) {
+                    let kr = &k[((b * s.kv_capacity + j) * hkv + kh) * d..][..d];
+                    dot(qr, kr) * s.scale
+                } else {
+                    f32::NEG_INFINITY
+                };
+                mx = mx.max(*sc);
+            }
+            if mx == f32::NEG_INFINITY {
+                continue; // fully masked row: zeros
+            }
+            let mut sum = 0.0;
+            for sc in scores.iter_mut() {
+                *sc = (*sc - mx).exp();
+                sum += *sc;
+            }
+            for (j, &p) in scores.iter().enumerate() {
+                if p != 0.0 {
+                    axpy(o, p / sum, &v[((b * s.kv_capacity + j) * hkv + kh) * d..][..d]);
+                }
+            }
+        }
+    });
+}

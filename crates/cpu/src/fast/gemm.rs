@@ -1,0 +1,253 @@
+//! Matrix products on the `gemm` crate with fused epilogues: Gemm, GeluMlp, PatchEmbed.
+
+use super::simd::dot;
+use crate::act::act_f32;
+use foveate_core::{Activation, GemmSpec, MlpSpec, PatchEmbedSpec};
+use gemm::Parallelism;
+use rayon::prelude::*;
+
+/// Below this many output rows the product is split over N (weight rows) across threads, each
+/// thread running a single-threaded product: decode-shaped GEMMs have no row parallelism.
+const SMALL_M: usize = 16;
+/// Up to this many rows, a dot product per output element (GEMV-like) beats packing.
+const GEMV_M: usize = 4;
+/// Products of at most this many multiply-adds run on one thread (threading costs more).
+const SMALL_WORK: usize = 1 << 18;
+
+#[derive(Clone, Copy)]
+struct SendPtr(*mut f32);
+unsafe impl Send for SendPtr {}
+unsafe impl Sync for SendPtr {}
+
+impl SendPtr {
+    /// The pointer (a method, so closures capture the whole `Send` wrapper).
+    fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+
+/// `out[m, n] = sum_k a[m, k] · w[n, k]` (a `[m, k]`, w `[n, k]`, out `[m, n]`, all row-major).
+pub(crate) fn matmul_t(a: &[f32], w: &[f32], m: usize, n: usize, k: usize, out: &mut [f32]) {
+    assert!(a.len() >= m * k && w.len() >= n * k && out.len() >= m * n);
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        out[..m * n].fill(0.0);
+        return;
+    }
+    let threads = rayon::current_num_threads();
+    if m <= GEMV_M {
+        // Decode-shaped: stream each weight row once and dot it with the few rows of `a`.
+        let chunk = n.div_ceil(threads * 8).max(8);
+        let dst = SendPtr(out.as_mut_ptr());
+        (0..n.div_ceil(chunk)).into_par_iter().for_each(|c| {
+            for j in c * chunk..((c + 1) * chunk).min(n) {
+                let wr = &w[j * k..(j + 1) * k];
+                for i in 0..m {
+                    // SAFETY: element (i, j) is written by the one task that owns column j.
+                    unsafe { *dst.get().add(i * n + j) = dot(&a[i * k..(i + 1) * k], wr) };
+                }
+            }
+        });
+    } else if m * n * k <= SMALL_WORK {
+        // SAFETY: sizes checked above.
+        unsafe { product(a.as_ptr(), w.as_ptr(), out.as_mut_ptr(), m, n, k, n, Parallelism::None) }
+    } else if m < SMALL_M && threads > 1 && n >= 64 {
+        // Split the weight rows (output columns) across threads.
+        let chunk = n.div_ceil(threads * 4).max(16);
+        let dst = SendPtr(out.as_mut_ptr());
+        (0..n.div_ceil(chunk)).into_par_iter().for_each(|c| {
+            let n0 = c * chunk;
+            let nc = chunk.min(n - n0);
+            // SAFETY: each task writes the disjoint column range n0..n0+nc of every output row;
+            // all pointers stay within the slices checked above.
+            unsafe {
+                product(
+                    a.as_ptr(),
+                    w.as_ptr().add(n0 * k),
+                    dst.get().add(n0),
+                    m,
+                    nc,
+                    k,
+                    n,
+                    Parallelism::None,
+                )
+            }
+        });
+    } else {
+        // SAFETY: sizes checked above.
+        unsafe {
+            product(
+                a.as_ptr(),
+                w.as_ptr(),
+                out.as_mut_ptr(),
+                m,
+                n,
+                k,
+                n,
+                Parallelism::Rayon(0),
+            )
+        }
+    }
+}
+
+/// dst (row stride `ldd`) = a · wᵀ for an `m x nc` block.
+#[allow(clippy::too_many_arguments)]
+unsafe fn product(
+    a: *const f32,
+    w: *const f32,
+    dst: *mut f32,
+    m: usize,
+    nc: usize,
+    k: usize,
+    ldd: usize,
+    par: Parallelism,
+) {
+    gemm::gemm(
+        m,
+        nc,
+        k,
+        dst,
+        1,
+        ldd as isize,
+        false,
+        a,
+        1,
+        k as isize,
+        // rhs = wᵀ: element (k, n) at w[n·K + k]: column stride K, row stride 1.
+        w,
+        k as isize,
+        1,
+        0.0,
+        1.0,
+        false,
+        false,
+        false,
+        par,
+    );
+}
+
+/// Rows of `out` (`n` wide) in parallel chunks of about `target` elements.
+fn rows_per_task(n: usize) -> usize {
+    (16384 / n.max(1)).max(1)
+}
+
+/// In place: `y = act(y + bias) + residual`, row by row, in parallel.
+pub(crate) fn epilogue(out: &mut [f32], n: usize, bias: Option<&[f32]>, act: Activation, residual: Option<&[f32]>) {
+    if bias.is_none() && residual.is_none() && act == Activation::None {
+        return;
+    }
+    let rpt = rows_per_task(n);
+    out.par_chunks_mut(rpt * n).enumerate().for_each(|(c, chunk)| {
+        for (r, row) in chunk.chunks_mut(n).enumerate() {
+            if let Some(b) = bias {
+                row.iter_mut().zip(b).for_each(|(y, b)| *y += b);
+            }
+            if act != Activation::None {
+                row.iter_mut().for_each(|y| *y = act_f32(act, *y));
+            }
+            if let Some(res) = residual {
+                let off = (c * rpt + r) * n;
+                row.iter_mut().zip(&res[off..off + n]).for_each(|(y, r)| *y += r);
+            }
+        }
+    });
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn gemm_op(
+    spec: &GemmSpec,
+    a: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+    res: Option<&[f32]>,
+    n: usize,
+    k: usize,
+    out: &mut [f32],
+) {
+    let m = out.len() / n.max(1);
+    matmul_t(a, w, m, n, k, out);
+    epilogue(out, n, bias, spec.act, res);
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn mlp_op(
+    spec: &MlpSpec,
+    x: &[f32],
+    w1: &[f32],
+    b1: &[f32],
+    w2: &[f32],
+    b2: &[f32],
+    res: Option<&[f32]>,
+    d: usize,
+    out: &mut [f32],
+) {
+    let (h, o) = (b1.len(), b2.len());
+    let m = out.len() / o.max(1);
+    let mut hid = vec![0f32; m * h];
+    matmul_t(x, w1, m, h, d, &mut hid);
+    epilogue(&mut hid, h, Some(b1), spec.act, None);
+    matmul_t(&hid, w2, m, o, h, out);
+    epilogue(out, o, Some(b2), Activation::None, res);
+}
+
+/// Image and weight geometry for the patch embedding.
+pub(crate) struct PatchGeom {
+    pub batch: usize,
+    pub chans: usize,
+    pub height: usize,
+    pub width: usize,
+    pub embed: usize,
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn patch_embed_op(
+    spec: &PatchEmbedSpec,
+    g: &PatchGeom,
+    px: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+    cls: Option<&[f32]>,
+    pos: Option<&[f32]>,
+    out: &mut [f32],
+) {
+    let p = spec.patch;
+    let (gh, gw) = (g.height / p, g.width / p);
+    let np = gh * gw;
+    let kk = g.chans * p * p;
+    let e = g.embed;
+    // im2col: one row per patch, columns in the weight's (c, ky, kx) order.
+    let mut cols = vec![0f32; g.batch * np * kk];
+    cols.par_chunks_mut(kk).enumerate().for_each(|(row, dst)| {
+        let (b, patch) = (row / np, row % np);
+        let (py, pxi) = (patch / gw, patch % gw);
+        for c in 0..g.chans {
+            for ky in 0..p {
+                let src = ((b * g.chans + c) * g.height + py * p + ky) * g.width + pxi * p;
+                dst[(c * p + ky) * p..][..p].copy_from_slice(&px[src..src + p]);
+            }
+        }
+    });
+    let t = np + spec.cls as usize;
+    if !spec.cls {
+        matmul_t(&cols, w, g.batch * np, e, kk, out);
+        epilogue(out, e, bias, Activation::None, None);
+    } else {
+        let mut y = vec![0f32; g.batch * np * e];
+        matmul_t(&cols, w, g.batch * np, e, kk, &mut y);
+        out.par_chunks_mut(t * e).enumerate().for_each(|(b, ob)| {
+            ob[..e].copy_from_slice(cls.expect("cls input"));
+            ob[e..].copy_from_slice(&y[b * np * e..(b + 1) * np * e]);
+            if let Some(bias) = bias {
+                for row in ob[e..].chunks_mut(e) {
+                    row.iter_mut().zip(bias).for_each(|(v, b)| *v += b);
+                }
+            }
+        });
+    }
+    if let Some(pos) = pos {
+        out.par_chunks_mut(t * e)
+            .for_each(|ob| ob.iter_mut().zip(pos).for_each(|(v, p)| *v += p));
+    }
+}

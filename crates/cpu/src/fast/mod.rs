@@ -1,0 +1,101 @@
+//! The fast path: f32 compute (f16/bf16 converted on the fly), rayon, the `gemm` crate.
+
+mod attention;
+mod gemm;
+mod rows;
+mod simd;
+
+use crate::storage::{store_f64, with_out_f32, Inputs};
+use foveate_core::registry::attention as names;
+use foveate_core::{DType, Op, TensorDesc};
+
+/// Runs `op` into `out` (the caller has validated the launch and resolved `variant`).
+pub(crate) fn execute(op: &Op, ins: &Inputs, out: &mut [u32], out_desc: &TensorDesc, variant: &str) {
+    match op {
+        Op::Argmax => {
+            let idx = rows::argmax(&ins.f32(0), ins.desc(0).shape.last());
+            out[..idx.len()].copy_from_slice(&idx);
+        }
+        Op::Cast { .. } => {
+            // Through f64: one rounding from any source dtype, exactly as the oracle.
+            let vals = ins.f64(0);
+            store_f64(out, out_desc.dtype, &vals);
+        }
+        _ => with_out_f32(out, out_desc, |o| compute(op, ins, o, variant)),
+    }
+    debug_assert!(out_desc.dtype != DType::U32 || matches!(op, Op::Argmax | Op::Cast { .. }));
+}
+
+/// Float-output ops, written into an f32 buffer.
+fn compute(op: &Op, ins: &Inputs, o: &mut [f32], variant: &str) {
+    let opt = |present: bool, i: usize| present.then(|| ins.f32(i));
+    match op {
+        Op::Gemm(s) => {
+            let (n, k) = (ins.desc(1).shape.dims()[0], ins.desc(1).shape.dims()[1]);
+            let bias = opt(s.bias, 2);
+            let res = opt(s.residual, 2 + s.bias as usize);
+            gemm::gemm_op(s, &ins.f32(0), &ins.f32(1), bias.as_deref(), res.as_deref(), n, k, o);
+        }
+        Op::GeluMlp(s) => {
+            let res = opt(s.residual, 5);
+            let d = ins.desc(0).shape.last();
+            gemm::mlp_op(
+                s,
+                &ins.f32(0),
+                &ins.f32(1),
+                &ins.f32(2),
+                &ins.f32(3),
+                &ins.f32(4),
+                res.as_deref(),
+                d,
+                o,
+            );
+        }
+        Op::PatchEmbed(s) => {
+            let pd = ins.desc(0).shape.dims();
+            let g = gemm::PatchGeom {
+                batch: pd[0],
+                chans: pd[1],
+                height: pd[2],
+                width: pd[3],
+                embed: ins.desc(1).shape.dims()[0],
+            };
+            let bias = opt(s.bias, 2);
+            let cls = opt(s.cls, 2 + s.bias as usize);
+            let pos = opt(s.pos, 2 + s.bias as usize + s.cls as usize);
+            gemm::patch_embed_op(
+                s,
+                &g,
+                &ins.f32(0),
+                &ins.f32(1),
+                bias.as_deref(),
+                cls.as_deref(),
+                pos.as_deref(),
+                o,
+            );
+        }
+        Op::Attention(s) => {
+            let (q, k, v) = (ins.f32(0), ins.f32(1), ins.f32(2));
+            match variant {
+                names::NAIVE => attention::naive(s, &q, &k, &v, o),
+                names::BLOCK_SPARSE => attention::tiled(s, &q, &k, &v, o, true),
+                _ => attention::tiled(s, &q, &k, &v, o, false),
+            }
+        }
+        Op::LayerNorm { eps } => rows::layer_norm(&ins.f32(0), &ins.f32(1), &ins.f32(2), *eps, o),
+        Op::RmsNorm { eps } => rows::rms_norm(&ins.f32(0), &ins.f32(1), *eps, o),
+        Op::Rope(s) => rows::rope(s, &ins.f32(0), ins.u32(1), ins.desc(0).shape.dims(), o),
+        Op::Embedding => {
+            let (v, d) = (ins.desc(0).shape.dims()[0], ins.desc(0).shape.dims()[1]);
+            rows::embedding(&ins.f32(0), v, d, ins.u32(1), o);
+        }
+        Op::Add => rows::zip(&ins.f32(0), &ins.f32(1), o, |a, b| a + b),
+        Op::Mul => rows::zip(&ins.f32(0), &ins.f32(1), o, |a, b| a * b),
+        Op::SwiGlu => rows::zip(&ins.f32(0), &ins.f32(1), o, |g, u| g / (1.0 + (-g).exp()) * u),
+        Op::Unary(a) => rows::unary(*a, &ins.f32(0), o),
+        Op::Softmax => rows::softmax(&ins.f32(0), ins.desc(0).shape.last(), o),
+        Op::Argmax | Op::Cast { .. } | Op::KvAppend(_) | Op::Slice { .. } | Op::Concat { .. } => {
+            unreachable!("handled by the caller")
+        }
+    }
+}

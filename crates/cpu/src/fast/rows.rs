@@ -1,0 +1,138 @@
+//! Row-wise and element-wise ops in f32, parallel over chunks of rows.
+
+use crate::act::act_f32;
+use foveate_core::{Activation, RopeSpec};
+use rayon::prelude::*;
+
+/// Elements per parallel task: small ops stay on one thread.
+const GRAIN: usize = 1 << 15;
+
+fn rows_per_task(d: usize) -> usize {
+    (GRAIN / d.max(1)).max(1)
+}
+
+pub(crate) fn zip(a: &[f32], b: &[f32], out: &mut [f32], f: impl Fn(f32, f32) -> f32 + Sync) {
+    out.par_chunks_mut(GRAIN).enumerate().for_each(|(c, o)| {
+        let off = c * GRAIN;
+        for ((o, x), y) in o.iter_mut().zip(&a[off..]).zip(&b[off..]) {
+            *o = f(*x, *y);
+        }
+    });
+}
+
+pub(crate) fn unary(act: Activation, x: &[f32], out: &mut [f32]) {
+    out.par_chunks_mut(GRAIN).enumerate().for_each(|(c, o)| {
+        for (o, x) in o.iter_mut().zip(&x[c * GRAIN..]) {
+            *o = act_f32(act, *x);
+        }
+    });
+}
+
+/// Applies `f(input_row, output_row)` to every row of width `d`, in parallel.
+fn per_row(x: &[f32], d: usize, out: &mut [f32], f: impl Fn(&[f32], &mut [f32]) + Sync) {
+    if d == 0 {
+        return;
+    }
+    let rpt = rows_per_task(d);
+    out.par_chunks_mut(rpt * d)
+        .zip(x.par_chunks(rpt * d))
+        .for_each(|(o, x)| {
+            for (orow, xrow) in o.chunks_mut(d).zip(x.chunks(d)) {
+                f(xrow, orow);
+            }
+        });
+}
+
+pub(crate) fn layer_norm(x: &[f32], g: &[f32], b: &[f32], eps: f32, out: &mut [f32]) {
+    let d = g.len();
+    per_row(x, d, out, |row, o| {
+        let mean = row.iter().sum::<f32>() / d as f32;
+        let var = row.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / d as f32;
+        let inv = 1.0 / (var + eps).sqrt();
+        for i in 0..d {
+            o[i] = (row[i] - mean) * inv * g[i] + b[i];
+        }
+    });
+}
+
+pub(crate) fn rms_norm(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
+    let d = w.len();
+    per_row(x, d, out, |row, o| {
+        let ms = row.iter().map(|v| v * v).sum::<f32>() / d as f32;
+        let inv = 1.0 / (ms + eps).sqrt();
+        for i in 0..d {
+            o[i] = row[i] * inv * w[i];
+        }
+    });
+}
+
+pub(crate) fn softmax(x: &[f32], d: usize, out: &mut [f32]) {
+    per_row(x, d, out, |row, o| {
+        let mx = row.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+        let mut sum = 0.0;
+        for (o, &v) in o.iter_mut().zip(row) {
+            *o = (v - mx).exp();
+            sum += *o;
+        }
+        let inv = 1.0 / sum;
+        o.iter_mut().for_each(|v| *v *= inv);
+    });
+}
+
+pub(crate) fn argmax(x: &[f32], d: usize) -> Vec<u32> {
+    x.par_chunks(d)
+        .map(|row| {
+            let mut best: Option<(usize, f32)> = None;
+            for (j, &v) in row.iter().enumerate() {
+                if !v.is_nan() && best.is_none_or(|(_, b)| v > b) {
+                    best = Some((j, v));
+                }
+            }
+            best.map_or(0, |(j, _)| j as u32)
+        })
+        .collect()
+}
+
+/// x `[B, S, H, D]`, positions `[B, S]`. Angles and their sin/cos are taken in f64 once per token.
+pub(crate) fn rope(spec: &RopeSpec, x: &[f32], pos: &[u32], dims: &[usize], out: &mut [f32]) {
+    let (h, d) = (dims[2], dims[3]);
+    let r = spec.rotary_dim.unwrap_or(d);
+    let half = r / 2;
+    let inv_freq: Vec<f64> = (0..half)
+        .map(|i| (spec.theta as f64).powf(-2.0 * i as f64 / r as f64))
+        .collect();
+    out.par_chunks_mut(h * d)
+        .zip(x.par_chunks(h * d))
+        .zip(pos.par_iter())
+        .for_each(|((o, xt), &p)| {
+            let cs: Vec<(f32, f32)> = inv_freq
+                .iter()
+                .map(|f| {
+                    let (s, c) = (p as f64 * f).sin_cos();
+                    (c as f32, s as f32)
+                })
+                .collect();
+            for (orow, xrow) in o.chunks_mut(d).zip(xt.chunks(d)) {
+                for (i, &(c, s)) in cs.iter().enumerate() {
+                    let (a, b) = (xrow[i], xrow[i + half]);
+                    orow[i] = a * c - b * s;
+                    orow[i + half] = b * c + a * s;
+                }
+                orow[r..].copy_from_slice(&xrow[r..]);
+            }
+        });
+}
+
+pub(crate) fn embedding(table: &[f32], v: usize, d: usize, ids: &[u32], out: &mut [f32]) {
+    if d == 0 {
+        return;
+    }
+    out.par_chunks_mut(d).zip(ids.par_iter()).for_each(|(o, &id)| {
+        let id = id as usize;
+        if id < v {
+            o.copy_from_slice(&table[id * d..(id + 1) * d]);
+        } else {
+            o.fill(0.0);
+        }
+    });
+}

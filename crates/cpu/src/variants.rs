@@ -1,0 +1,75 @@
+//! The variant registry of the two CPU backends and the `supports` rules.
+
+use foveate_core::registry::attention;
+use foveate_core::{DType, Mask, Op, OpKind, VariantInfo};
+
+const FLOATS: [DType; 3] = DType::FLOATS;
+const ANY: [DType; 4] = [DType::F32, DType::F16, DType::BF16, DType::U32];
+
+/// Ops that only move or convert elements also take u32 tensors.
+fn dtypes_of(op: OpKind) -> &'static [DType] {
+    match op {
+        OpKind::Cast | OpKind::Slice | OpKind::Concat | OpKind::KvAppend => &ANY,
+        _ => &FLOATS,
+    }
+}
+
+pub(crate) fn list(oracle: bool, op: OpKind) -> Vec<VariantInfo> {
+    let dt = dtypes_of(op);
+    if oracle {
+        return vec![VariantInfo::new(
+            op,
+            "oracle",
+            dt,
+            "f64 loops, rounded to the output dtype once at the end",
+        )];
+    }
+    match op {
+        OpKind::Attention => vec![
+            VariantInfo::new(op, attention::FLASH, dt, "rayon over (batch, head, 32-query block); per 64-key tile Q·Kᵀ and P·V on the gemm crate, online softmax, no S x S matrix"),
+            VariantInfo::new(op, attention::NAIVE, dt, "rayon over (batch, query row); full score row per head, then softmax"),
+            VariantInfo::new(op, attention::BLOCK_SPARSE, dt, "visits only non-empty tiles of a block layout (classify); no element test on full tiles; other masks as dense"),
+        ],
+        OpKind::Gemm => vec![VariantInfo::new(op, "tiled", dt, "gemm crate (packed, SIMD, rayon) with a fused bias/activation/residual epilogue")],
+        OpKind::GeluMlp => vec![VariantInfo::new(op, "tiled", dt, "two gemm-crate products with fused bias/activation epilogues")],
+        OpKind::PatchEmbed => vec![VariantInfo::new(op, "tiled", dt, "im2col + gemm crate, then bias, CLS row and position embedding")],
+        _ => vec![VariantInfo::new(op, "rows", dt, "f32, rayon over rows")],
+    }
+}
+
+/// Resolves `variant` ("" = default) for `op` on `dtype`; the error says why it cannot run.
+pub(crate) fn resolve(oracle: bool, op: &Op, dtype: DType, variant: &str) -> Result<&'static str, String> {
+    let kind = op.kind();
+    let vs = list(oracle, kind);
+    let v = if variant.is_empty() {
+        &vs[0]
+    } else {
+        vs.iter().find(|v| v.name == variant).ok_or_else(|| {
+            let names: Vec<_> = vs.iter().map(|v| v.name).collect();
+            format!(
+                "{kind} variant `{variant}` on {} (registered: {})",
+                if oracle { "cpu-oracle" } else { "cpu" },
+                names.join(", ")
+            )
+        })?
+    };
+    if !v.dtypes.contains(&dtype) {
+        return Err(format!(
+            "{kind} `{}` on {dtype} inputs ({kind} takes {})",
+            v.name,
+            names(&v.dtypes)
+        ));
+    }
+    if let Op::Attention(a) = op {
+        if let Mask::BlockSparse(l) = &a.mask {
+            if matches!(*l.base, Mask::BlockSparse(_)) {
+                return Err("attention with a block layout whose base mask is itself block-sparse".into());
+            }
+        }
+    }
+    Ok(v.name)
+}
+
+fn names(d: &[DType]) -> String {
+    d.iter().map(|d| d.name()).collect::<Vec<_>>().join(", ")
+}

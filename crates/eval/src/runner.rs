@@ -1,0 +1,589 @@
+//! The eval runner, model-agnostic: anything that turns (image, prompt) into text is an
+//! [`Answerer`].
+//!
+//! Output folder of one run (one shard):
+//! * `run.json`: what the run is (task, shard, limit, dataset, model); a resume must match it.
+//! * `predictions.jsonl`: the journal, one JSON line per answered question, appended and fsynced
+//!   before the next question starts. A killed run loses at most the question in flight; a
+//!   torn last line (killed mid-write) is dropped on resume.
+//! * `submission.json`: the official submission format, in record order.
+//! * `results.json`: score, breakdown, model, backend, dtype, attention, questions/s, commit, date.
+
+use crate::data::{Dataset, QuestionId, Record, TaskKind};
+use crate::metrics::{self, Score};
+use crate::predictions::submission_json;
+use crate::report;
+use crate::task::TaskSpec;
+use foveate_core::{Error, Result};
+use serde_json::{json, Value};
+use std::collections::{HashMap, HashSet};
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// What the report says about the model that answered.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ModelInfo {
+    pub model: String,
+    pub backend: String,
+    pub dtype: String,
+    pub attention: String,
+}
+
+/// A model that answers one question about one image.
+pub trait Answerer {
+    /// Generate at most `max_new_tokens` tokens answering `prompt` about the image at `image`.
+    fn answer(&mut self, image: &Path, prompt: &str, max_new_tokens: usize) -> Result<String>;
+    /// Model, backend, dtype and attention variant, for the report.
+    fn describe(&self) -> ModelInfo;
+}
+
+/// How to run.
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    /// Only the first `limit` records of the dataset (before sharding).
+    pub limit: Option<usize>,
+    /// `(index, count)`: this run takes the records whose position `p` has `p % count == index`.
+    pub shard: (usize, usize),
+    pub out_dir: PathBuf,
+    /// Continue from an existing journal in `out_dir` instead of refusing to overwrite it.
+    pub resume: bool,
+    /// Draw a progress bar on stderr.
+    pub progress: bool,
+}
+
+impl RunOptions {
+    pub fn new(out_dir: impl Into<PathBuf>) -> Self {
+        RunOptions {
+            limit: None,
+            shard: (0, 1),
+            out_dir: out_dir.into(),
+            resume: false,
+            progress: false,
+        }
+    }
+}
+
+/// What a finished run reports.
+#[derive(Clone, Debug)]
+pub struct RunSummary {
+    pub score: Score,
+    /// Questions answered by this invocation (excludes those found in the journal).
+    pub answered: usize,
+    /// Questions taken from the journal of an earlier, interrupted run.
+    pub resumed: usize,
+    pub questions_per_s: f64,
+    pub results_path: PathBuf,
+    pub submission_path: PathBuf,
+    /// The human summary table.
+    pub table: String,
+}
+
+/// The records of a shard, in dataset order.
+pub fn shard_records(
+    ds: &Dataset,
+    limit: Option<usize>,
+    shard: (usize, usize),
+) -> Result<Vec<&Record>> {
+    let (i, n) = shard;
+    if n == 0 || i >= n {
+        return Err(Error::Msg(format!(
+            "shard {i}/{n}: the index must be below the count (count >= 1)"
+        )));
+    }
+    let take = limit.unwrap_or(ds.records.len()).min(ds.records.len());
+    Ok(ds.records[..take]
+        .iter()
+        .enumerate()
+        .filter(|(p, _)| p % n == i)
+        .map(|(_, r)| r)
+        .collect())
+}
+
+struct Entry {
+    id: QuestionId,
+    answer: String,
+}
+
+fn journal_path(dir: &Path) -> PathBuf {
+    dir.join("predictions.jsonl")
+}
+
+/// Read a journal, dropping (and truncating away) a torn last line.
+fn read_journal(path: &Path, truncate_torn: bool) -> Result<Vec<Entry>> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::io(path, e)),
+    };
+    let complete = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1);
+    if complete < bytes.len() && truncate_torn {
+        let f = OpenOptions::new()
+            .write(true)
+            .open(path)
+            .map_err(|e| Error::io(path, e))?;
+        f.set_len(complete as u64).map_err(|e| Error::io(path, e))?;
+        f.sync_all().map_err(|e| Error::io(path, e))?;
+    }
+    let text = String::from_utf8_lossy(&bytes[..complete]);
+    let file = path.display().to_string();
+    let mut out = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let v: Value = serde_json::from_str(line).map_err(|e| {
+            Error::format(
+                &file,
+                format!("line {}", n + 1),
+                format!("not valid JSON: {e}"),
+            )
+        })?;
+        let id = v.get("question_id").and_then(QuestionId::from_json);
+        let answer = v.get("answer").and_then(Value::as_str);
+        match (id, answer) {
+            (Some(id), Some(a)) => out.push(Entry {
+                id,
+                answer: a.to_string(),
+            }),
+            _ => {
+                return Err(Error::format(
+                    &file,
+                    format!("line {}", n + 1),
+                    "needs question_id and answer",
+                ))
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn write_json(path: &Path, v: &Value) -> Result<()> {
+    let text = serde_json::to_string_pretty(v).map_err(|e| Error::Msg(e.to_string()))?;
+    std::fs::write(path, text + "\n").map_err(|e| Error::io(path, e))
+}
+
+fn run_header(ds: &Dataset, opts: &RunOptions, info: &ModelInfo) -> Value {
+    json!({
+        "task": ds.task.name(),
+        "dataset": ds.source.display().to_string(),
+        "limit": opts.limit,
+        "shard": [opts.shard.0, opts.shard.1],
+        "model": info.model,
+        "backend": info.backend,
+        "dtype": info.dtype,
+        "attention": info.attention,
+    })
+}
+
+/// Run `spec` over the shard of `ds` chosen by `opts`, journaling every answer; see the module doc.
+pub fn run_eval(
+    spec: &TaskSpec,
+    ds: &Dataset,
+    answerer: &mut dyn Answerer,
+    opts: &RunOptions,
+) -> Result<RunSummary> {
+    if spec.task != ds.task {
+        return Err(Error::Msg(format!(
+            "task spec is for {}, dataset is {}",
+            spec.task, ds.task
+        )));
+    }
+    metrics::check_scorable(ds)?;
+    let records = shard_records(ds, opts.limit, opts.shard)?;
+    let dir = &opts.out_dir;
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let info = answerer.describe();
+    let header = run_header(ds, opts, &info);
+    let header_path = dir.join("run.json");
+    let jpath = journal_path(dir);
+    let journal_has_data = std::fs::metadata(&jpath)
+        .map(|m| m.len() > 0)
+        .unwrap_or(false);
+    if journal_has_data && !opts.resume {
+        return Err(Error::Msg(format!(
+            "{} already holds predictions; resume it (--resume) or choose another output folder",
+            jpath.display()
+        )));
+    }
+    if opts.resume && header_path.is_file() {
+        let old = crate::data::read_json(&header_path)?;
+        for key in ["task", "dataset", "limit", "shard"] {
+            if old.get(key) != header.get(key) {
+                return Err(Error::format(
+                    header_path.display().to_string(),
+                    key,
+                    format!(
+                        "the run being resumed has {}, this one {}",
+                        old.get(key).unwrap_or(&Value::Null),
+                        header[key]
+                    ),
+                ));
+            }
+        }
+    }
+    write_json(&header_path, &header)?;
+
+    // What earlier runs already answered.
+    let wanted: HashMap<String, usize> = records
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (r.id.key(), i))
+        .collect();
+    let mut answers: Vec<Option<String>> = vec![None; records.len()];
+    let mut resumed = 0;
+    for e in read_journal(&jpath, opts.resume)? {
+        let Some(&i) = wanted.get(&e.id.key()) else {
+            return Err(Error::format(
+                jpath.display().to_string(),
+                "question_id",
+                format!("id {} is not in this shard", e.id),
+            ));
+        };
+        if answers[i].is_some() {
+            return Err(Error::format(
+                jpath.display().to_string(),
+                "question_id",
+                format!("id {} is journaled twice", e.id),
+            ));
+        }
+        answers[i] = Some(e.answer);
+        resumed += 1;
+    }
+
+    let mut journal = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&jpath)
+        .map_err(|e| Error::io(&jpath, e))?;
+    let bar = progress_bar(records.len() as u64, opts.progress);
+    bar.set_position(resumed as u64);
+    let mut running = Running::default();
+    for (rec, a) in records.iter().zip(&answers) {
+        if let Some(a) = a {
+            running.add(metrics::question_score(ds.task, rec, a));
+        }
+    }
+    bar.set_message(running.message(ds.task));
+
+    let start = Instant::now();
+    let mut answered = 0usize;
+    for (i, rec) in records.iter().enumerate() {
+        if answers[i].is_some() {
+            continue;
+        }
+        let raw = answerer.answer(
+            &rec.image,
+            &spec.prompt_for(&rec.question),
+            spec.max_new_tokens,
+        )?;
+        let answer = spec.clean_answer(&raw);
+        let s = metrics::question_score(ds.task, rec, &answer);
+        let line =
+            json!({"question_id": rec.id.to_json(), "answer": answer, "raw": raw, "score": s});
+        append_line(&mut journal, &jpath, &line)?;
+        answers[i] = Some(answer);
+        answered += 1;
+        running.add(s);
+        bar.inc(1);
+        bar.set_message(running.message(ds.task));
+    }
+    bar.finish_and_clear();
+    let elapsed = start.elapsed().as_secs_f64();
+    let qps = if elapsed > 0.0 {
+        answered as f64 / elapsed
+    } else {
+        0.0
+    };
+
+    let final_answers: Vec<String> = answers.into_iter().map(Option::unwrap_or_default).collect();
+    let recs: Vec<Record> = records.iter().map(|r| (*r).clone()).collect();
+    finish(
+        ds.task,
+        &recs,
+        &final_answers,
+        dir,
+        &header,
+        qps,
+        answered,
+        resumed,
+    )
+}
+
+fn append_line(f: &mut File, path: &Path, v: &Value) -> Result<()> {
+    let mut line = serde_json::to_string(v).map_err(|e| Error::Msg(e.to_string()))?;
+    line.push('\n');
+    f.write_all(line.as_bytes())
+        .map_err(|e| Error::io(path, e))?;
+    f.sync_data().map_err(|e| Error::io(path, e))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn finish(
+    task: TaskKind,
+    recs: &[Record],
+    answers: &[String],
+    dir: &Path,
+    header: &Value,
+    qps: f64,
+    answered: usize,
+    resumed: usize,
+) -> Result<RunSummary> {
+    let scores: Vec<f64> = recs
+        .iter()
+        .zip(answers)
+        .map(|(r, a)| metrics::question_score(task, r, a))
+        .collect();
+    let score = metrics::aggregate(task, recs, &scores);
+    let items: Vec<(QuestionId, String)> = recs
+        .iter()
+        .map(|r| r.id.clone())
+        .zip(answers.iter().cloned())
+        .collect();
+    let submission_path = dir.join("submission.json");
+    write_json(&submission_path, &submission_json(task, &items))?;
+    let sj = report::score_json(&score);
+    let mut results = json!({
+        "task": task.name(),
+        "metric": score.metric,
+        "unit": sj["unit"],
+        "score": score.overall,
+        "breakdown": sj["breakdown"],
+        "questions": recs.len(),
+        "answered_this_run": answered,
+        "resumed_from_journal": resumed,
+        "questions_per_s": qps,
+        "commit": git_commit(),
+        "date": utc_now(),
+    });
+    for key in [
+        "model",
+        "backend",
+        "dtype",
+        "attention",
+        "dataset",
+        "limit",
+        "shard",
+    ] {
+        results[key] = header.get(key).cloned().unwrap_or(Value::Null);
+    }
+    let results_path = dir.join("results.json");
+    write_json(&results_path, &results)?;
+    let mut table = report::score_table(&score);
+    table.push_str(&format!("{:<9}  {:.3}\n", "q/s", qps));
+    Ok(RunSummary {
+        score,
+        answered,
+        resumed,
+        questions_per_s: qps,
+        results_path,
+        submission_path,
+        table,
+    })
+}
+
+/// Combine the output folders of the shards of one run into one scored result in `out_dir`.
+/// Every shard of the split must be present exactly once.
+pub fn merge(ds: &Dataset, dirs: &[PathBuf], out_dir: &Path) -> Result<RunSummary> {
+    if dirs.is_empty() {
+        return Err(Error::Msg("merge: no shard folders given".into()));
+    }
+    metrics::check_scorable(ds)?;
+    let mut headers = Vec::new();
+    for d in dirs {
+        let h = crate::data::read_json(&d.join("run.json"))?;
+        headers.push((d, h));
+    }
+    let first = &headers[0].1;
+    let limit = first
+        .get("limit")
+        .and_then(Value::as_u64)
+        .map(|l| l as usize);
+    let count = first["shard"][1].as_u64().unwrap_or(0) as usize;
+    let mut seen_shards = HashSet::new();
+    let mut qps = 0.0;
+    for (d, h) in &headers {
+        let file = d.join("run.json").display().to_string();
+        if h.get("task").and_then(Value::as_str) != Some(ds.task.name()) {
+            return Err(Error::format(
+                &file,
+                "task",
+                format!("expected {}", ds.task),
+            ));
+        }
+        for key in ["limit", "dataset"] {
+            if h.get(key) != first.get(key) {
+                return Err(Error::format(&file, key, "differs from the first shard"));
+            }
+        }
+        if h["shard"][1].as_u64() != Some(count as u64) {
+            return Err(Error::format(
+                &file,
+                "shard",
+                "shard count differs from the first shard",
+            ));
+        }
+        if !seen_shards.insert(h["shard"][0].as_u64().unwrap_or(u64::MAX)) {
+            return Err(Error::format(
+                &file,
+                "shard",
+                "this shard index appears twice",
+            ));
+        }
+        if let Ok(r) = crate::data::read_json(&d.join("results.json")) {
+            qps += r
+                .get("questions_per_s")
+                .and_then(Value::as_f64)
+                .unwrap_or(0.0);
+        }
+    }
+    let all = shard_records(ds, limit, (0, 1))?;
+    let index: HashMap<String, usize> = all
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (r.id.key(), i))
+        .collect();
+    let mut answers: Vec<Option<String>> = vec![None; all.len()];
+    for d in dirs {
+        let jp = journal_path(d);
+        for e in read_journal(&jp, false)? {
+            let Some(&i) = index.get(&e.id.key()) else {
+                return Err(Error::format(
+                    jp.display().to_string(),
+                    "question_id",
+                    format!("id {} is not in the dataset", e.id),
+                ));
+            };
+            if answers[i].is_some() {
+                return Err(Error::format(
+                    jp.display().to_string(),
+                    "question_id",
+                    format!("id {} is answered by two shards", e.id),
+                ));
+            }
+            answers[i] = Some(e.answer);
+        }
+    }
+    let missing: Vec<String> = all
+        .iter()
+        .zip(&answers)
+        .filter(|(_, a)| a.is_none())
+        .map(|(r, _)| r.id.key())
+        .take(5)
+        .collect();
+    if !missing.is_empty() {
+        let n = answers.iter().filter(|a| a.is_none()).count();
+        return Err(Error::Msg(format!(
+            "merge: {n} questions have no answer in the given shards (shards {} of {count} given; first ids: {})",
+            seen_shards.len(),
+            missing.join(", ")
+        )));
+    }
+    std::fs::create_dir_all(out_dir).map_err(|e| Error::io(out_dir, e))?;
+    let mut header = first.clone();
+    header["shard"] = json!([0, 1]);
+    write_json(&out_dir.join("run.json"), &header)?;
+    let recs: Vec<Record> = all.iter().map(|r| (*r).clone()).collect();
+    let final_answers: Vec<String> = answers.into_iter().map(Option::unwrap_or_default).collect();
+    finish(
+        ds.task,
+        &recs,
+        &final_answers,
+        out_dir,
+        &header,
+        qps,
+        0,
+        recs.len(),
+    )
+}
+
+#[derive(Default)]
+struct Running {
+    sum: f64,
+    n: usize,
+}
+
+impl Running {
+    fn add(&mut self, s: f64) {
+        self.sum += s;
+        self.n += 1;
+    }
+    fn message(&self, task: TaskKind) -> String {
+        if self.n == 0 {
+            return String::new();
+        }
+        let mean = self.sum / self.n as f64;
+        match task {
+            TaskKind::DocVqa => format!("ANLS {mean:.4}"),
+            _ => format!("acc {:.2}%", 100.0 * mean),
+        }
+    }
+}
+
+fn progress_bar(len: u64, show: bool) -> indicatif::ProgressBar {
+    if !show {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(len);
+    let style = indicatif::ProgressStyle::with_template(
+        "{bar:30.cyan/blue} {pos}/{len} [{elapsed_precise}<{eta_precise}] {per_sec} {msg}",
+    )
+    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+    bar.set_style(style);
+    bar
+}
+
+/// `git rev-parse HEAD`, or "unknown".
+pub fn git_commit() -> String {
+    std::process::Command::new("git")
+        .args(["rev-parse", "HEAD"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// The current UTC time as `YYYY-MM-DDTHH:MM:SSZ`.
+pub fn utc_now() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    utc_from_unix(secs)
+}
+
+/// Civil date from days since 1970-01-01 (proleptic Gregorian).
+fn utc_from_unix(secs: i64) -> String {
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn civil_dates() {
+        assert_eq!(utc_from_unix(0), "1970-01-01T00:00:00Z");
+        assert_eq!(utc_from_unix(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(utc_from_unix(1_700_000_000), "2023-11-14T22:13:20Z");
+    }
+}

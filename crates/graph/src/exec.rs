@@ -1,0 +1,121 @@
+//! Runs ops on a backend with outputs from the pool, and picks the attention kernel variant.
+
+use crate::pool::{Buf, Pool};
+use foveate_core::{
+    registry::attention, AttentionSpec, Backend, BlockLayout, DType, Error, HostTensor, Mask, Op, Result, Tensor,
+};
+use std::str::FromStr;
+use std::sync::Arc;
+
+/// Which attention kernel family the graph uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AttentionKind {
+    Naive,
+    Flash,
+    /// Block-sparse kernels with a layout that keeps every block the model's own mask needs
+    /// (dense for causal/full attention, the window's blocks for sliding-window layers).
+    BlockSparse,
+}
+
+impl AttentionKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            AttentionKind::Naive => attention::NAIVE,
+            AttentionKind::Flash => attention::FLASH,
+            AttentionKind::BlockSparse => attention::BLOCK_SPARSE,
+        }
+    }
+}
+
+impl FromStr for AttentionKind {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "naive" => Ok(AttentionKind::Naive),
+            "flash" => Ok(AttentionKind::Flash),
+            "block-sparse" | "block_sparse" => Ok(AttentionKind::BlockSparse),
+            other => Err(format!("unknown attention `{other}` (supported: naive, flash, block-sparse)")),
+        }
+    }
+}
+
+/// Block size of the block-sparse layouts the graph builds.
+pub const SPARSE_BLOCK: usize = 16;
+
+pub struct Exec {
+    pub backend: Arc<dyn Backend>,
+    pub pool: Pool,
+    pub dtype: DType,
+    pub attention: AttentionKind,
+}
+
+impl Exec {
+    pub fn new(backend: Arc<dyn Backend>, dtype: DType, attention: AttentionKind) -> Self {
+        Exec { pool: Pool::new(backend.clone()), backend, dtype, attention }
+    }
+
+    /// Runs `op` into a fresh pooled output.
+    pub fn run(&self, op: &Op, inputs: &[&Tensor]) -> Result<Buf> {
+        self.run_variant(op, inputs, "")
+    }
+
+    pub fn run_variant(&self, op: &Op, inputs: &[&Tensor], variant: &str) -> Result<Buf> {
+        let descs: Vec<_> = inputs.iter().map(|t| t.desc()).collect();
+        let out_desc = op.infer(&descs)?;
+        let out = self.pool.alloc(&out_desc)?;
+        self.backend.execute(op, inputs, &out, variant)?;
+        Ok(out)
+    }
+
+    /// Writes `new` into `cache` in place.
+    pub fn kv_append(&self, cache: &Tensor, new: &Tensor, pos: usize) -> Result<()> {
+        let capacity = cache.dims()[1];
+        let op = Op::KvAppend(foveate_core::KvAppendSpec { capacity, pos });
+        self.backend.execute(&op, &[new], cache, "")
+    }
+
+    pub fn upload(&self, host: &HostTensor) -> Result<Tensor> {
+        self.backend.upload(host)
+    }
+
+    /// Uploads f32 values in the compute dtype.
+    pub fn upload_f32(&self, shape: &[usize], v: &[f32]) -> Result<Tensor> {
+        self.backend.upload(&HostTensor::from_f32(self.dtype, shape.to_vec(), v))
+    }
+
+    pub fn upload_u32(&self, shape: &[usize], v: &[u32]) -> Result<Tensor> {
+        self.backend.upload(&HostTensor::from_u32(shape.to_vec(), v))
+    }
+
+    /// Attention with the model's mask `base` (`None`, `Causal` or `SlidingWindow`), using the
+    /// chosen kernel family; block-sparse gets a layout equivalent to `base`.
+    pub fn attention(&self, mut spec: AttentionSpec, q: &Tensor, k: &Tensor, v: &Tensor) -> Result<Buf> {
+        let base = spec.mask.clone();
+        if self.attention == AttentionKind::BlockSparse {
+            let l = match base {
+                Mask::SlidingWindow { window } => BlockLayout::sliding_window(SPARSE_BLOCK, spec.q_len, spec.kv_len, window),
+                _ => BlockLayout::dense(SPARSE_BLOCK, spec.q_len, spec.kv_len, base),
+            };
+            spec.mask = Mask::BlockSparse(Arc::new(l));
+        }
+        let op = Op::Attention(spec);
+        let variant = self.attention_variant(&op)?;
+        self.run_variant(&op, &[q, k, v], variant)
+    }
+
+    /// The registered variant for this launch: the chosen family, or `flash-decode` for a
+    /// single-query flash launch the plain flash kernel does not take.
+    fn attention_variant(&self, op: &Op) -> Result<&'static str> {
+        let want = self.attention.name();
+        let first = match self.backend.supports(op, self.dtype, want) {
+            Ok(()) => return Ok(want),
+            Err(why) => why,
+        };
+        if let Op::Attention(a) = op {
+            if self.attention == AttentionKind::Flash && a.q_len == 1 && self.backend.supports(op, self.dtype, attention::FLASH_DECODE).is_ok() {
+                return Ok(attention::FLASH_DECODE);
+            }
+        }
+        Err(Error::unsupported(self.backend.name(), format!("attention variant `{want}` for {} in {}: {first}", op.label(), self.dtype)))
+    }
+}

@@ -1,0 +1,75 @@
+//! A checkpoint directory as HF saves it: config, weights, tokenizer, chat template, image
+//! processor settings and generation config.
+
+use crate::config::{id_list, LlavaConfig};
+use crate::image::ImageProcessorConfig;
+use crate::names::{candidates, Part};
+use crate::prompt::{read_json, PromptBuilder};
+use crate::weights::Weights;
+use foveate_core::{DType, Error, HostTensor, Result, Shape};
+use std::path::{Path, PathBuf};
+
+pub struct Checkpoint {
+    pub dir: PathBuf,
+    pub config: LlavaConfig,
+    pub weights: Weights,
+    pub prompt: PromptBuilder,
+    /// Stop tokens: `generation_config.json`, the text config and the tokenizer's eos, deduplicated.
+    pub eos_token_ids: Vec<u32>,
+}
+
+impl Checkpoint {
+    pub fn open(dir: impl AsRef<Path>) -> Result<Self> {
+        let dir = dir.as_ref().to_path_buf();
+        if !dir.is_dir() {
+            return Err(Error::io(&dir, std::io::Error::new(std::io::ErrorKind::NotFound, "checkpoint directory not found")));
+        }
+        let config = LlavaConfig::load(&dir.join("config.json"))?;
+        let weights = Weights::open_dir(&dir)?;
+        let prompt = PromptBuilder::open(&dir, config.image_token_id, config.image_tokens_per_image())?;
+        let mut eos = Vec::new();
+        let gen = dir.join("generation_config.json");
+        if gen.exists() {
+            let v = read_json(&gen)?;
+            let ids = id_list(v.get("eos_token_id"))
+                .ok_or_else(|| Error::format(gen.display().to_string(), "eos_token_id", "must be an integer or a list of integers"))?;
+            eos.extend(ids);
+        }
+        eos.extend(config.text.eos_token_ids.iter().copied());
+        eos.extend(prompt.eos_token_id());
+        let mut eos_token_ids = Vec::new();
+        for e in eos {
+            if !eos_token_ids.contains(&e) {
+                eos_token_ids.push(e);
+            }
+        }
+        Ok(Checkpoint { dir, config, weights, prompt, eos_token_ids })
+    }
+
+    /// The image-processor settings (`processor_config.json` or `preprocessor_config.json`).
+    pub fn image_processor(&self) -> Result<ImageProcessorConfig> {
+        ImageProcessorConfig::from_model_dir(&self.dir)
+    }
+
+    /// The file name under which `rest` of `part` is stored, if any alias matches.
+    pub fn resolve(&self, part: Part, rest: &str) -> Option<String> {
+        candidates(part, rest).into_iter().find(|c| self.weights.contains(c))
+    }
+
+    /// Reads `rest` of `part` with shape `shape`, converted to `dtype`. A missing tensor names the
+    /// file, the tensor (and the aliases tried) and the expected shape.
+    pub fn tensor(&self, part: Part, rest: &str, shape: &[usize], dtype: DType) -> Result<HostTensor> {
+        match self.resolve(part, rest) {
+            Some(name) => self.weights.load(&name, shape, dtype),
+            None => Err(Error::format(
+                self.weights.label(),
+                format!("{}.{rest}", part.name()),
+                format!(
+                    "tensor missing (expected shape {}; looked for {})",
+                    Shape::from(shape),
+                    candidates(part, rest).join(", ")
+                ),
+            )),
+        }
+    }
+}

@@ -1,0 +1,248 @@
+//! Image files to 8-bit RGB, with Pillow's mode conversions and a decompression-bomb guard.
+//!
+//! Conversions follow Pillow (`Image.open(f).convert("RGB")`), which is what preprocessing scripts
+//! usually do:
+//! - grayscale `L` (and 1-bit, expanded to 0/255): the value is replicated to R, G and B;
+//! - `LA` / `RGBA` / palette with transparency: alpha is dropped (no compositing) in
+//!   [`AlphaMode::Drop`]; [`AlphaMode::CompositeWhite`] instead blends onto opaque white with
+//!   Pillow's integer `alpha_composite`, which is what transformers' `convert_to_rgb` does when it
+//!   is handed a PIL image that has transparency;
+//! - 16-bit PNG: Pillow opens 16-bit RGB/RGBA/LA as 8-bit using the high byte, and 16-bit
+//!   grayscale as mode `I;16`, whose conversion to RGB clamps the value to 255.
+//!
+//! JPEG pixels come from the `image` crate's decoder (zune-jpeg), which is not bit-identical to
+//! libjpeg-turbo (Pillow's decoder) on every pixel; see the tests for the measured difference.
+
+use std::io::Cursor;
+use std::path::Path;
+
+use foveate_core::{Error, Result};
+use image::{DynamicImage, ImageFormat, ImageReader, Limits};
+
+use super::RgbImage;
+
+/// Pillow's `Image.MAX_IMAGE_PIXELS` (above it Pillow warns; above twice it Pillow refuses).
+pub const DEFAULT_MAX_PIXELS: u64 = 89_478_485;
+
+/// What to do with an alpha channel (or palette / colour-key transparency).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AlphaMode {
+    /// Drop alpha, as Pillow's `convert("RGB")` does.
+    Drop,
+    /// Blend onto opaque white, as transformers' `convert_to_rgb` does (Pillow `alpha_composite`).
+    CompositeWhite,
+}
+
+/// Decode settings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DecodeOptions {
+    /// Refuse images with more than this many pixels (width * height), before decoding them.
+    pub max_pixels: u64,
+    pub alpha: AlphaMode,
+}
+
+impl Default for DecodeOptions {
+    fn default() -> Self {
+        DecodeOptions {
+            max_pixels: DEFAULT_MAX_PIXELS,
+            alpha: AlphaMode::Drop,
+        }
+    }
+}
+
+/// Reads and decodes an image file; errors name the file.
+pub fn decode_file(path: impl AsRef<Path>, opts: &DecodeOptions) -> Result<RgbImage> {
+    let path = path.as_ref();
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    decode_bytes(&bytes, &path.display().to_string(), opts)
+}
+
+/// Decodes an in-memory image; `name` (a file name or other label) is used in error messages.
+pub fn decode_bytes(bytes: &[u8], name: &str, opts: &DecodeOptions) -> Result<RgbImage> {
+    let err = |field: &str, msg: String| Error::format(name, field, msg);
+    if bytes.is_empty() {
+        return Err(err("image", "empty file".into()));
+    }
+    let reader = || -> Result<ImageReader<Cursor<&[u8]>>> {
+        let r = ImageReader::new(Cursor::new(bytes))
+            .with_guessed_format()
+            .map_err(|e| err("image", format!("cannot read: {e}")))?;
+        if r.format().is_none() {
+            return Err(err(
+                "image",
+                "unrecognised image format (supported: PNG, JPEG)".into(),
+            ));
+        }
+        Ok(r)
+    };
+    let first = reader()?;
+    let format = first.format();
+    let fmt = format
+        .and_then(|f| f.extensions_str().first())
+        .map(|e| e.to_uppercase())
+        .unwrap_or_default();
+    // PNG: take the size straight from IHDR, so zero-size and bomb-sized headers are named as such
+    // even when the rest of the file is missing or damaged.
+    let (w, h) = match png_ihdr_size(bytes) {
+        Some(wh) => wh,
+        None => first
+            .into_dimensions()
+            .map_err(|e| err("header", format!("corrupt or unsupported {fmt} image: {e}")))?,
+    };
+    if w == 0 || h == 0 {
+        return Err(err("dimensions", format!("zero-size image ({w}x{h})")));
+    }
+    let pixels = w as u64 * h as u64;
+    if pixels > opts.max_pixels {
+        return Err(err(
+            "dimensions",
+            format!(
+                "{w}x{h} = {pixels} pixels exceeds the limit of {} pixels (decompression-bomb guard; \
+                 raise DecodeOptions::max_pixels to allow it)",
+                opts.max_pixels
+            ),
+        ));
+    }
+    if format == Some(ImageFormat::Jpeg) && !jpeg_has_end_marker(bytes) {
+        return Err(err(
+            "image",
+            "truncated JPEG: no end-of-image marker after the scan data".into(),
+        ));
+    }
+    let mut second = reader()?;
+    // The size was checked above; the allocation limit only needs to admit that many pixels.
+    let mut limits = Limits::default();
+    limits.max_alloc = Some(pixels.saturating_mul(16).max(1 << 26));
+    second.limits(limits);
+    let img = second
+        .decode()
+        .map_err(|e| err("image", format!("corrupt {fmt} image: {e}")))?;
+    to_rgb(img, opts.alpha).map_err(|m| err("image", m))
+}
+
+/// (width, height) from a PNG's IHDR chunk, if the bytes start with one.
+fn png_ihdr_size(b: &[u8]) -> Option<(u32, u32)> {
+    if b.len() < 24 || &b[..8] != b"\x89PNG\r\n\x1a\n" || &b[12..16] != b"IHDR" {
+        return None;
+    }
+    let w = u32::from_be_bytes([b[16], b[17], b[18], b[19]]);
+    let h = u32::from_be_bytes([b[20], b[21], b[22], b[23]]);
+    Some((w, h))
+}
+
+/// True when a JPEG has an EOI marker (FF D9) after its first start-of-scan: a file cut short
+/// loses it. (Pillow refuses such files with "image file is truncated".)
+fn jpeg_has_end_marker(b: &[u8]) -> bool {
+    // Walk the marker segments up to the first SOS (FF DA), then look for FF D9 in what follows.
+    let mut i = 2; // after SOI
+    while i + 4 <= b.len() {
+        if b[i] != 0xFF {
+            return false;
+        }
+        let marker = b[i + 1];
+        if marker == 0xFF {
+            i += 1; // fill byte
+            continue;
+        }
+        if marker == 0xD8 || (0xD0..=0xD7).contains(&marker) || marker == 0x01 {
+            i += 2;
+            continue;
+        }
+        let len = u16::from_be_bytes([b[i + 2], b[i + 3]]) as usize;
+        if marker == 0xDA {
+            let scan = &b[(i + 2 + len).min(b.len())..];
+            return scan.windows(2).any(|w| w == [0xFF, 0xD9]);
+        }
+        i += 2 + len;
+    }
+    false
+}
+
+/// Pillow's `alpha_composite(white, src)` for one channel value `c` with alpha `a`.
+fn composite_on_white(c: u8, a: u8) -> u8 {
+    if a == 0 {
+        return 255;
+    }
+    const PRECISION_BITS: u32 = 7;
+    let (c, a) = (c as u32, a as u32);
+    let blend = 255 * (255 - a); // destination alpha is 255
+    let outa255 = a * 255 + blend;
+    let coef1 = a * 255 * 255 * (1 << PRECISION_BITS) / outa255;
+    let coef2 = 255 * (1 << PRECISION_BITS) - coef1;
+    let tmp = c * coef1 + 255 * coef2 + (0x80 << PRECISION_BITS);
+    let div255 = ((tmp >> 8) + tmp) >> 8;
+    (div255 >> PRECISION_BITS) as u8
+}
+
+fn with_alpha(rgba: impl Iterator<Item = [u8; 4]>, n: usize, mode: AlphaMode) -> Vec<u8> {
+    let mut out = Vec::with_capacity(n * 3);
+    for [r, g, b, a] in rgba {
+        match mode {
+            AlphaMode::Drop => out.extend_from_slice(&[r, g, b]),
+            AlphaMode::CompositeWhite => out.extend_from_slice(&[
+                composite_on_white(r, a),
+                composite_on_white(g, a),
+                composite_on_white(b, a),
+            ]),
+        }
+    }
+    out
+}
+
+/// Converts any decoded image to RGB8 the way Pillow's `convert("RGB")` does (see module docs).
+pub fn to_rgb(img: DynamicImage, alpha: AlphaMode) -> std::result::Result<RgbImage, String> {
+    let (w, h) = (img.width() as usize, img.height() as usize);
+    let n = w * h;
+    let data = match img {
+        DynamicImage::ImageRgb8(b) => b.into_raw(),
+        DynamicImage::ImageLuma8(b) => b.as_raw().iter().flat_map(|&v| [v, v, v]).collect(),
+        DynamicImage::ImageLumaA8(b) => with_alpha(
+            b.as_raw().chunks_exact(2).map(|p| [p[0], p[0], p[0], p[1]]),
+            n,
+            alpha,
+        ),
+        DynamicImage::ImageRgba8(b) => with_alpha(
+            b.as_raw().chunks_exact(4).map(|p| [p[0], p[1], p[2], p[3]]),
+            n,
+            alpha,
+        ),
+        // Pillow: 16-bit grayscale PNG is mode I;16, and I;16 -> RGB clamps to 255.
+        DynamicImage::ImageLuma16(b) => b
+            .as_raw()
+            .iter()
+            .flat_map(|&v| {
+                let v = v.min(255) as u8;
+                [v, v, v]
+            })
+            .collect(),
+        // Pillow: 16-bit LA / RGB / RGBA PNGs are read as 8-bit with the high byte.
+        DynamicImage::ImageLumaA16(b) => with_alpha(
+            b.as_raw().chunks_exact(2).map(|p| {
+                let l = (p[0] >> 8) as u8;
+                [l, l, l, (p[1] >> 8) as u8]
+            }),
+            n,
+            alpha,
+        ),
+        DynamicImage::ImageRgb16(b) => b.as_raw().iter().map(|&v| (v >> 8) as u8).collect(),
+        DynamicImage::ImageRgba16(b) => with_alpha(
+            b.as_raw().chunks_exact(4).map(|p| {
+                [
+                    (p[0] >> 8) as u8,
+                    (p[1] >> 8) as u8,
+                    (p[2] >> 8) as u8,
+                    (p[3] >> 8) as u8,
+                ]
+            }),
+            n,
+            alpha,
+        ),
+        other => return Err(format!("unsupported pixel type {:?}", other.color())),
+    };
+    debug_assert_eq!(data.len(), n * 3);
+    Ok(RgbImage {
+        width: w,
+        height: h,
+        data,
+    })
+}

@@ -1,0 +1,221 @@
+//! Safetensors checkpoints, memory-mapped: one `model.safetensors` or a sharded set listed in
+//! `model.safetensors.index.json`. Headers are parsed and every tensor's byte range is checked
+//! against its file when the checkpoint is opened, so a truncated or corrupt file is one error
+//! naming the file and the tensor, never an out-of-bounds read.
+
+use foveate_core::{DType, Error, HostTensor, Result, Shape, TensorDesc};
+use half::{bf16, f16};
+use memmap2::Mmap;
+use serde_json::Value;
+use std::collections::{BTreeMap, HashMap};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+/// Element type as stored in the file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StoredDType {
+    F32,
+    F16,
+    BF16,
+}
+
+impl StoredDType {
+    fn size(self) -> usize {
+        match self {
+            StoredDType::F32 => 4,
+            _ => 2,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct TensorInfo {
+    pub dtype: StoredDType,
+    pub shape: Vec<usize>,
+    file: usize,
+    /// Absolute byte range in the file.
+    start: usize,
+    end: usize,
+}
+
+struct MappedFile {
+    path: PathBuf,
+    map: Mmap,
+}
+
+/// Every tensor of a checkpoint, by its name in the file.
+pub struct Weights {
+    files: Vec<MappedFile>,
+    tensors: HashMap<String, TensorInfo>,
+    /// What errors name: `model.safetensors` or the index file.
+    label: String,
+}
+
+impl Weights {
+    /// Opens `dir/model.safetensors.index.json` if present, else `dir/model.safetensors`.
+    pub fn open_dir(dir: &Path) -> Result<Self> {
+        let index = dir.join("model.safetensors.index.json");
+        if index.exists() {
+            return Self::open_sharded(&index);
+        }
+        let single = dir.join("model.safetensors");
+        if !single.exists() {
+            return Err(Error::format(
+                dir.display().to_string(),
+                "model.safetensors",
+                "no model.safetensors or model.safetensors.index.json in the checkpoint directory",
+            ));
+        }
+        Self::open_files(&[single.clone()], single.display().to_string(), None)
+    }
+
+    pub fn open_sharded(index: &Path) -> Result<Self> {
+        let label = index.display().to_string();
+        let text = std::fs::read_to_string(index).map_err(|e| Error::io(index, e))?;
+        let v: Value = serde_json::from_str(&text).map_err(|e| Error::format(&label, "(json)", e.to_string()))?;
+        let map = v
+            .get("weight_map")
+            .and_then(|m| m.as_object())
+            .ok_or_else(|| Error::format(&label, "weight_map", "missing or not an object"))?;
+        let dir = index.parent().unwrap_or(Path::new("."));
+        let mut shard_names: Vec<String> = Vec::new();
+        let mut wanted: BTreeMap<String, String> = BTreeMap::new();
+        for (name, file) in map {
+            let f = file.as_str().ok_or_else(|| Error::format(&label, format!("weight_map.{name}"), "must be a file name"))?;
+            if !shard_names.iter().any(|s| s == f) {
+                shard_names.push(f.to_string());
+            }
+            wanted.insert(name.clone(), f.to_string());
+        }
+        let paths: Vec<PathBuf> = shard_names.iter().map(|s| dir.join(s)).collect();
+        Self::open_files(&paths, label, Some(&wanted))
+    }
+
+    /// Opens and validates the files; with an index, each listed tensor must be in its shard.
+    fn open_files(paths: &[PathBuf], label: String, index: Option<&BTreeMap<String, String>>) -> Result<Self> {
+        let mut files = Vec::new();
+        let mut tensors = HashMap::new();
+        for (fi, path) in paths.iter().enumerate() {
+            let f = File::open(path).map_err(|e| Error::io(path, e))?;
+            // SAFETY: the map is read-only; checkpoints are not modified while a model is loaded.
+            let map = unsafe { Mmap::map(&f) }.map_err(|e| Error::io(path, e))?;
+            for (name, info) in parse_header(path, &map, fi)? {
+                tensors.insert(name, info);
+            }
+            files.push(MappedFile { path: path.clone(), map });
+        }
+        if let Some(index) = index {
+            for (name, shard) in index {
+                match tensors.get(name) {
+                    Some(info) if files[info.file].path.file_name().map(|n| n.to_string_lossy() == shard.as_str()) == Some(true) => {}
+                    _ => {
+                        return Err(Error::format(&label, name, format!("listed in weight_map under {shard} but not found in that file")))
+                    }
+                }
+            }
+        }
+        Ok(Weights { files, tensors, label })
+    }
+
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+
+    pub fn contains(&self, name: &str) -> bool {
+        self.tensors.contains_key(name)
+    }
+
+    pub fn info(&self, name: &str) -> Option<&TensorInfo> {
+        self.tensors.get(name)
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.tensors.keys().map(|s| s.as_str())
+    }
+
+    /// Total bytes of all tensors as stored.
+    pub fn stored_bytes(&self) -> usize {
+        self.tensors.values().map(|t| t.end - t.start).sum()
+    }
+
+    /// Reads tensor `name`, checks its shape against `expected`, converts it to `dtype`.
+    pub fn load(&self, name: &str, expected: &[usize], dtype: DType) -> Result<HostTensor> {
+        let info = self.tensors.get(name).ok_or_else(|| {
+            Error::format(&self.label, name, format!("tensor missing (expected shape {})", Shape::from(expected)))
+        })?;
+        let file = &self.files[info.file];
+        if info.shape != expected {
+            return Err(Error::format(
+                file.path.display().to_string(),
+                name,
+                format!("shape {}, expected {}", Shape::from(info.shape.clone()), Shape::from(expected)),
+            ));
+        }
+        let raw = &file.map[info.start..info.end];
+        Ok(convert(raw, info.dtype, dtype, expected))
+    }
+}
+
+fn convert(raw: &[u8], from: StoredDType, to: DType, shape: &[usize]) -> HostTensor {
+    let desc = TensorDesc::new(to, shape.to_vec());
+    let same = matches!((from, to), (StoredDType::F32, DType::F32) | (StoredDType::F16, DType::F16) | (StoredDType::BF16, DType::BF16));
+    if same {
+        return HostTensor { desc, bytes: raw.to_vec() };
+    }
+    let vals: Vec<f32> = match from {
+        StoredDType::F32 => raw.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
+        StoredDType::F16 => raw.chunks_exact(2).map(|c| f16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
+        StoredDType::BF16 => raw.chunks_exact(2).map(|c| bf16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
+    };
+    HostTensor::from_f32(to, shape.to_vec(), &vals)
+}
+
+fn parse_header(path: &Path, map: &[u8], file: usize) -> Result<Vec<(String, TensorInfo)>> {
+    let fname = path.display().to_string();
+    let bad = |field: &str, msg: String| Error::format(&fname, field, msg);
+    if map.len() < 8 {
+        return Err(bad("header", format!("file is {} bytes, too short for a safetensors header (truncated?)", map.len())));
+    }
+    let n = u64::from_le_bytes(map[..8].try_into().unwrap());
+    if n > (map.len() - 8) as u64 {
+        return Err(bad("header", format!("header length {n} exceeds the file size {} (truncated?)", map.len())));
+    }
+    let data_start = 8 + n as usize;
+    let data_len = map.len() - data_start;
+    let v: Value = serde_json::from_slice(&map[8..data_start]).map_err(|e| bad("header", format!("not valid JSON: {e}")))?;
+    let obj = v.as_object().ok_or_else(|| bad("header", "not a JSON object".into()))?;
+    let mut out = Vec::new();
+    for (name, t) in obj {
+        if name == "__metadata__" {
+            continue;
+        }
+        let dt = t.get("dtype").and_then(|d| d.as_str()).unwrap_or("?");
+        let dtype = match dt {
+            "F32" => StoredDType::F32,
+            "F16" => StoredDType::F16,
+            "BF16" => StoredDType::BF16,
+            other => return Err(bad(name, format!("dtype {other} is not supported (supported: F32, F16, BF16)"))),
+        };
+        let shape: Vec<usize> = t
+            .get("shape")
+            .and_then(|s| s.as_array())
+            .and_then(|a| a.iter().map(|x| x.as_u64().map(|x| x as usize)).collect::<Option<Vec<_>>>())
+            .ok_or_else(|| bad(name, "shape missing or not a list of integers".into()))?;
+        let offs = t
+            .get("data_offsets")
+            .and_then(|s| s.as_array())
+            .and_then(|a| a.iter().map(|x| x.as_u64().map(|x| x as usize)).collect::<Option<Vec<_>>>())
+            .filter(|o| o.len() == 2)
+            .ok_or_else(|| bad(name, "data_offsets missing or not [begin, end]".into()))?;
+        let (b, e) = (offs[0], offs[1]);
+        let want = shape.iter().product::<usize>() * dtype.size();
+        if b > e || e - b != want {
+            return Err(bad(name, format!("data_offsets [{b}, {e}] hold {} bytes, shape {} needs {want}", e.saturating_sub(b), Shape::from(shape.clone()))));
+        }
+        if e > data_len {
+            return Err(bad(name, format!("data_offsets end {e} is past the end of the data ({data_len} bytes): file truncated?")));
+        }
+        out.push((name.clone(), TensorInfo { dtype, shape, file, start: data_start + b, end: data_start + e }));
+    }
+    Ok(out)
+}

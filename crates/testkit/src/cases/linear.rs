@@ -1,0 +1,124 @@
+//! GEMM (every activation x bias x residual, odd sizes), the fused GELU MLP and patch embedding.
+
+use super::{dims_label, Ctx};
+use crate::Case;
+use foveate_core::{Activation, GemmSpec, MlpSpec, Op, PatchEmbedSpec};
+
+/// (leading dims of a, N, K); the label reads `m{M} n{N} k{K}`.
+type G = (&'static [usize], usize, usize);
+
+const EPILOGUE_SHAPE_FULL: G = (&[17], 33, 65);
+const EPILOGUE_SHAPE_SMALL: G = (&[5], 12, 19);
+const EXTRA_FULL: &[G] = &[(&[1], 1, 1), (&[2, 64], 96, 72), (&[1], 128, 256), (&[3, 5], 64, 48), (&[31], 7, 129)];
+const EXTRA_SMALL: &[G] = &[(&[1], 1, 1), (&[2, 8], 24, 48), (&[1], 48, 32), (&[13], 7, 9)];
+
+fn gemm_case(ctx: &Ctx, spec: GemmSpec, (lead, n, k): G) -> Case {
+    let m: usize = lead.iter().product();
+    let label = format!("m{m} n{n} k{k}{}", if lead.len() > 1 { format!(" a{}", dims_label(lead)) } else { String::new() });
+    let op = Op::Gemm(spec);
+    let mut g = ctx.gen(&op, &label);
+    let mut a_shape = lead.to_vec();
+    a_shape.push(k);
+    let mut o_shape = lead.to_vec();
+    o_shape.push(n);
+    let r = 2.0 / (k as f32).sqrt();
+    let mut inputs = vec![g.tensor(ctx.dtype, a_shape, -1.0, 1.0), g.tensor(ctx.dtype, [n, k], -r, r)];
+    if spec.bias {
+        inputs.push(g.tensor(ctx.dtype, [n], -0.5, 0.5));
+    }
+    if spec.residual {
+        inputs.push(g.tensor(ctx.dtype, o_shape, -1.0, 1.0));
+    }
+    ctx.case(op, inputs, label)
+}
+
+pub(crate) fn gemm(ctx: &Ctx) -> Vec<Case> {
+    let (epi, extra) = if ctx.full() { (EPILOGUE_SHAPE_FULL, EXTRA_FULL) } else { (EPILOGUE_SHAPE_SMALL, EXTRA_SMALL) };
+    let mut out = Vec::new();
+    for act in Activation::ALL {
+        for (bias, residual) in [(false, false), (true, false), (false, true), (true, true)] {
+            out.push(gemm_case(ctx, GemmSpec { act, bias, residual }, epi));
+        }
+    }
+    for &s in extra {
+        out.push(gemm_case(ctx, GemmSpec::plain(), s));
+        out.push(gemm_case(ctx, GemmSpec { act: Activation::GeluErf, bias: true, residual: false }, s));
+    }
+    out
+}
+
+pub(crate) fn gelu_mlp(ctx: &Ctx) -> Vec<Case> {
+    // (leading dims, D in, H hidden, O out)
+    let shapes: &[(&[usize], usize, usize, usize)] =
+        if ctx.full() { &[(&[2, 5], 48, 96, 40), (&[7], 32, 64, 32)] } else { &[(&[3], 16, 24, 12), (&[2], 8, 20, 8)] };
+    let mut out = Vec::new();
+    for (si, &(lead, d, h, o)) in shapes.iter().enumerate() {
+        for act in Activation::GELUS {
+            for residual in [false, true] {
+                // The second shape (out dim == in dim) only with the ViT-style residual.
+                if si == 1 && !residual {
+                    continue;
+                }
+                let label = format!("x{} d{d} h{h} o{o}", dims_label(lead));
+                let op = Op::GeluMlp(MlpSpec { act, residual });
+                let mut g = ctx.gen(&op, &label);
+                let mut x_shape = lead.to_vec();
+                x_shape.push(d);
+                let mut o_shape = lead.to_vec();
+                o_shape.push(o);
+                let (r1, r2) = (2.0 / (d as f32).sqrt(), 2.0 / (h as f32).sqrt());
+                let mut inputs = vec![
+                    g.tensor(ctx.dtype, x_shape, -1.0, 1.0),
+                    g.tensor(ctx.dtype, [h, d], -r1, r1),
+                    g.tensor(ctx.dtype, [h], -0.5, 0.5),
+                    g.tensor(ctx.dtype, [o, h], -r2, r2),
+                    g.tensor(ctx.dtype, [o], -0.5, 0.5),
+                ];
+                if residual {
+                    inputs.push(g.tensor(ctx.dtype, o_shape, -1.0, 1.0));
+                }
+                out.push(ctx.case(op, inputs, label));
+            }
+        }
+    }
+    out
+}
+
+pub(crate) fn patch_embed(ctx: &Ctx) -> Vec<Case> {
+    // (batch, channels, height, width, patch, embed, bias, cls, pos): CLIP-style (cls + pos, no
+    // bias), SigLIP-style (bias + pos, no cls), and a bare conv; images are non-square.
+    let shapes: &[(usize, usize, usize, usize, usize, usize, bool, bool, bool)] = if ctx.full() {
+        &[
+            (1, 3, 28, 42, 14, 48, false, true, true),
+            (2, 3, 32, 48, 16, 40, true, false, true),
+            (1, 3, 24, 16, 8, 24, true, false, false),
+        ]
+    } else {
+        &[
+            (1, 3, 8, 12, 4, 16, false, true, true),
+            (2, 3, 10, 5, 5, 12, true, false, true),
+            (1, 3, 8, 4, 4, 8, true, false, false),
+        ]
+    };
+    shapes
+        .iter()
+        .map(|&(b, c, hi, wi, p, e, bias, cls, pos)| {
+            let label = format!("b{b} c{c} {hi}x{wi} p{p} e{e}");
+            let op = Op::PatchEmbed(PatchEmbedSpec { patch: p, bias, cls, pos });
+            let mut g = ctx.gen(&op, &label);
+            let t = (hi / p) * (wi / p) + cls as usize;
+            let r = 2.0 / ((c * p * p) as f32).sqrt();
+            let mut inputs = vec![g.tensor(ctx.dtype, [b, c, hi, wi], -1.0, 1.0), g.tensor(ctx.dtype, [e, c, p, p], -r, r)];
+            if bias {
+                inputs.push(g.tensor(ctx.dtype, [e], -0.5, 0.5));
+            }
+            if cls {
+                inputs.push(g.tensor(ctx.dtype, [e], -1.0, 1.0));
+            }
+            if pos {
+                inputs.push(g.tensor(ctx.dtype, [t, e], -0.5, 0.5));
+            }
+            ctx.case(op, inputs, label)
+        })
+        .collect()
+}

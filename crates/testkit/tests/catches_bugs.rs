@@ -1,0 +1,197 @@
+//! The matrix must catch wrong backends: wrappers around the oracle with one deliberate bug each.
+//! Each test asserts that exactly the cases the bug can affect fail, and every other case passes.
+
+use foveate_core::{Backend, DType, HostTensor, Mask, Op, OpKind, Result, Tensor, TensorDesc, VariantInfo};
+use foveate_cpu::CpuBackend;
+use foveate_testkit::{cases, run_matrix, Case, MatrixOptions, MatrixSize, Report};
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+#[derive(Clone, Copy, PartialEq)]
+enum Fault {
+    /// Softmax as exp(x) / sum(exp(x)) in f32, without subtracting the row max.
+    SoftmaxWithoutMax,
+    /// Attention ignores the mask on one query row (the last, or the first).
+    UnmaskedRow { last: bool },
+    /// Every op leaves one output element as it found it.
+    LeavesOneElement,
+}
+
+struct Faulty {
+    inner: CpuBackend,
+    fault: Fault,
+    /// Outputs that arrived without poison (they should all be NaN-filled, KvAppend excepted).
+    unpoisoned: Mutex<Vec<String>>,
+}
+
+impl Faulty {
+    fn new(fault: Fault) -> Self {
+        Faulty { inner: CpuBackend::oracle(), fault, unpoisoned: Mutex::new(Vec::new()) }
+    }
+
+    /// Writes `host` into `out` (a same-dtype cast is an exact copy on the oracle).
+    fn write(&self, host: &HostTensor, out: &Tensor) -> Result<()> {
+        let t = self.inner.upload(host)?;
+        self.inner.execute(&Op::Cast { to: host.dtype() }, &[&t], out, "")
+    }
+
+    fn unmasked_row(&self, op: &Op, inputs: &[&Tensor], out: &Tensor, last: bool) -> Result<()> {
+        let Op::Attention(spec) = op else { unreachable!() };
+        self.inner.execute(op, inputs, out, "")?;
+        let mut plain = spec.clone();
+        plain.mask = Mask::None;
+        let unmasked = foveate_core::run(&self.inner, &Op::Attention(plain), inputs, "")?;
+        let (mut got, free) = (self.inner.download(out)?, self.inner.download(&unmasked)?);
+        let row = if last { spec.q_len - 1 } else { 0 };
+        let esz = got.dtype().size();
+        let row_bytes = spec.q_heads * spec.head_dim * esz;
+        for b in 0..spec.batch {
+            let at = (b * spec.q_len + row) * row_bytes;
+            got.bytes[at..at + row_bytes].copy_from_slice(&free.bytes[at..at + row_bytes]);
+        }
+        self.write(&got, out)
+    }
+}
+
+impl Backend for Faulty {
+    fn name(&self) -> &str {
+        "faulty"
+    }
+    fn device_name(&self) -> String {
+        "oracle with a deliberate bug".into()
+    }
+    fn dtypes(&self) -> Vec<DType> {
+        self.inner.dtypes()
+    }
+    fn variants(&self, op: OpKind) -> Vec<VariantInfo> {
+        self.inner.variants(op)
+    }
+    fn supports(&self, op: &Op, dtype: DType, variant: &str) -> std::result::Result<(), String> {
+        self.inner.supports(op, dtype, variant)
+    }
+    fn alloc(&self, desc: &TensorDesc) -> Result<Tensor> {
+        self.inner.alloc(desc)
+    }
+    fn upload(&self, host: &HostTensor) -> Result<Tensor> {
+        self.inner.upload(host)
+    }
+    fn download(&self, t: &Tensor) -> Result<HostTensor> {
+        self.inner.download(t)
+    }
+    fn execute(&self, op: &Op, inputs: &[&Tensor], out: &Tensor, variant: &str) -> Result<()> {
+        match (self.fault, op) {
+            (Fault::SoftmaxWithoutMax, Op::Softmax) => {
+                let x = self.inner.download(inputs[0])?;
+                let d = x.shape().last();
+                let mut v = x.to_f32();
+                for row in v.chunks_mut(d) {
+                    let sum: f32 = row.iter().map(|x| x.exp()).sum();
+                    row.iter_mut().for_each(|x| *x = x.exp() / sum);
+                }
+                self.write(&HostTensor::from_f32(x.dtype(), x.shape().clone(), &v), out)
+            }
+            (Fault::UnmaskedRow { last }, Op::Attention(_)) => self.unmasked_row(op, inputs, out, last),
+            (Fault::LeavesOneElement, _) => {
+                let before = self.inner.download(out)?;
+                let poisoned = match before.dtype() {
+                    DType::U32 => before.to_u32().iter().all(|&x| x == u32::MAX),
+                    _ => before.to_f32().iter().all(|x| x.is_nan()),
+                };
+                if !poisoned && !matches!(op, Op::KvAppend(_)) {
+                    self.unpoisoned.lock().unwrap().push(op.label());
+                }
+                self.inner.execute(op, inputs, out, variant)?;
+                let mut after = self.inner.download(out)?;
+                // The element left alone: the first of the appended rows for KvAppend (rows
+                // outside them are legitimately untouched), the last element otherwise.
+                let idx = match op {
+                    Op::KvAppend(s) => s.pos * out.dims()[2] * out.dims()[3],
+                    _ => out.numel() - 1,
+                };
+                let e = after.dtype().size();
+                after.bytes[idx * e..(idx + 1) * e].copy_from_slice(&before.bytes[idx * e..(idx + 1) * e]);
+                self.write(&after, out)
+            }
+            _ => self.inner.execute(op, inputs, out, variant),
+        }
+    }
+}
+
+fn key(op: &str, shape: &str, dt: DType) -> String {
+    format!("{op} | {shape} | {dt}")
+}
+
+/// Runs the matrix on the faulty backend and returns (report, cases by key).
+fn run(fault: Fault, ops: Option<Vec<OpKind>>, size: MatrixSize) -> (Report, HashMap<String, Case>, Faulty) {
+    let faulty = Faulty::new(fault);
+    let mut opts = MatrixOptions::new(size);
+    opts.ops = ops;
+    let report = run_matrix(&faulty, &CpuBackend::oracle(), &opts);
+    let mut by_key = HashMap::new();
+    for c in cases(&opts) {
+        let k = key(&c.op.label(), &c.shape, c.dtype);
+        assert!(by_key.insert(k.clone(), c).is_none(), "case key {k} is not unique");
+    }
+    assert_eq!(report.results.len(), by_key.len(), "the oracle has one variant, so one run per case");
+    (report, by_key, faulty)
+}
+
+/// Asserts that exactly the cases `affected` says fail.
+fn assert_fails_exactly(report: &Report, cases: &HashMap<String, Case>, affected: impl Fn(&Case) -> bool) -> usize {
+    let mut n = 0;
+    for r in &report.results {
+        let c = &cases[&key(&r.op, &r.shape, r.dtype)];
+        let hit = affected(c);
+        assert_eq!(!r.pass, hit, "{} {} {}: pass = {} ({:?})", r.op, r.shape, r.dtype, r.pass, r.error);
+        n += hit as usize;
+    }
+    n
+}
+
+#[test]
+fn softmax_without_max_subtraction_is_caught() {
+    let (report, cases, _) = run(Fault::SoftmaxWithoutMax, None, MatrixSize::Small);
+    let n = assert_fails_exactly(&report, &cases, |c| c.op.kind() == OpKind::Softmax);
+    assert!(n >= 6, "only {n} softmax cases failed");
+    let (report, cases, _) = run(Fault::SoftmaxWithoutMax, Some(vec![OpKind::Softmax]), MatrixSize::Full);
+    assert_eq!(assert_fails_exactly(&report, &cases, |_| true), report.results.len());
+}
+
+/// Does the mask hide any key from query row `row`?
+fn row_is_masked(c: &Case, last: bool) -> bool {
+    let Op::Attention(a) = &c.op else { return false };
+    let row = if last { a.q_len - 1 } else { 0 };
+    (0..a.kv_len).any(|j| !a.mask.allows(row, j, a.q_len, a.kv_len))
+}
+
+#[test]
+fn attention_ignoring_the_mask_on_the_last_row_is_caught() {
+    // With bottom-right alignment the last row of a causal mask sees every key, so only sliding
+    // windows shorter than the sequence and block-sparse layouts are affected.
+    for size in [MatrixSize::Small, MatrixSize::Full] {
+        let (report, cases, _) = run(Fault::UnmaskedRow { last: true }, Some(vec![OpKind::Attention, OpKind::Softmax]), size);
+        let n = assert_fails_exactly(&report, &cases, |c| row_is_masked(c, true));
+        assert!(n >= 9, "{size:?}: only {n} cases affected");
+        assert!(report.failed().iter().all(|r| !r.op.contains("causal")));
+    }
+}
+
+#[test]
+fn attention_ignoring_the_mask_on_the_first_row_is_caught() {
+    // The first row of a causal prefill (q_len > 1) sees only part of the keys.
+    let (report, cases, _) = run(Fault::UnmaskedRow { last: false }, Some(vec![OpKind::Attention]), MatrixSize::Full);
+    let n = assert_fails_exactly(&report, &cases, |c| row_is_masked(c, false));
+    assert!(report.failed().iter().any(|r| r.op == "attention[causal]"), "no causal case failed");
+    assert!(n >= 20, "only {n} cases affected");
+}
+
+#[test]
+fn an_unwritten_output_element_is_caught() {
+    let (report, cases, faulty) = run(Fault::LeavesOneElement, None, MatrixSize::Small);
+    let n = assert_fails_exactly(&report, &cases, |_| true);
+    assert_eq!(n, report.results.len());
+    let unpoisoned = faulty.unpoisoned.lock().unwrap();
+    assert!(unpoisoned.is_empty(), "outputs arrived without NaN poison: {unpoisoned:?}");
+    // KvAppend's cache arrives with random contents and is compared whole.
+    assert!(report.results.iter().any(|r| r.kind == OpKind::KvAppend && !r.pass));
+}

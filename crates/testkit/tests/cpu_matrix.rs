@@ -1,0 +1,37 @@
+//! The CPU fast backend (every registered variant) passes the matrix against the f64 oracle.
+
+use foveate_core::{Backend, DType, OpKind};
+use foveate_cpu::CpuBackend;
+use foveate_testkit::{assert_matrix_passes, MatrixSize};
+
+#[test]
+fn cpu_fast_passes_the_full_matrix() {
+    let cpu = CpuBackend::fast();
+    let report = assert_matrix_passes(&cpu, MatrixSize::Full);
+    assert!(report.results.len() >= 200, "only {} runs", report.results.len());
+    for kind in OpKind::ALL {
+        assert!(report.results.iter().any(|r| r.kind == kind), "no {kind} run");
+    }
+    // Margins: the worst error per op family and dtype, for tuning tolerances (printed only).
+    for kind in OpKind::ALL {
+        for dt in DType::FLOATS {
+            let rs = report.results.iter().filter(|r| r.kind == kind && r.dtype == dt);
+            let (rel, abs) = rs.fold((0f64, 0f64), |(a, b), r| (a.max(r.rel_err), b.max(r.max_abs_err)));
+            eprintln!("margin {:<12} {dt:<5} worst rel_err {rel:.2e}  worst max_abs_err {abs:.2e}", kind.name());
+        }
+    }
+    // Every registered attention variant ran on at least one masked and one unmasked case.
+    for v in cpu.variants(OpKind::Attention) {
+        let runs: Vec<_> = report.results.iter().filter(|r| r.kind == OpKind::Attention && r.variant == v.name).collect();
+        assert!(runs.iter().any(|r| r.op.contains("sparse")), "attention `{}` never ran a block-sparse mask", v.name);
+        assert!(runs.iter().any(|r| r.op.contains("[none]")), "attention `{}` never ran unmasked", v.name);
+    }
+}
+
+#[test]
+fn cpu_fast_passes_the_small_matrix() {
+    let report = assert_matrix_passes(&CpuBackend::fast(), MatrixSize::Small);
+    for kind in OpKind::ALL {
+        assert!(report.results.iter().any(|r| r.kind == kind), "no {kind} run");
+    }
+}

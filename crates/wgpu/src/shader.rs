@@ -1,0 +1,227 @@
+//! WGSL sources, specialisation and the pipeline cache.
+//!
+//! A module is a list of kernel files (embedded with `include_str!`) behind a specialisation
+//! header that the host writes: `enable f16;` when an element type is f16, `alias T = ...;` for
+//! element types, `const NAME: u32 = ...;` for sizes and codes. Boolean defines also drive a tiny
+//! preprocessor (`#if NAME`, `#if !NAME`, `#else`, `#endif`) so a module only declares the
+//! bindings its specialisation uses. Pipelines are cached by (entry point, files, header).
+
+use foveate_core::{DType, Error, Result};
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::sync::{Arc, Mutex};
+
+pub const COMMON: &str = include_str!("../../../kernels/wgsl/common.wgsl");
+pub const ELEMENTWISE: &str = include_str!("../../../kernels/wgsl/elementwise.wgsl");
+pub const NORM: &str = include_str!("../../../kernels/wgsl/norm.wgsl");
+pub const ROPE: &str = include_str!("../../../kernels/wgsl/rope.wgsl");
+pub const GEMM_TILE: &str = include_str!("../../../kernels/wgsl/gemm_tile.wgsl");
+pub const GEMM: &str = include_str!("../../../kernels/wgsl/gemm.wgsl");
+pub const GELU_MLP: &str = include_str!("../../../kernels/wgsl/gelu_mlp.wgsl");
+pub const PATCH_EMBED: &str = include_str!("../../../kernels/wgsl/patch_embed.wgsl");
+pub const ATTENTION_MASK: &str = include_str!("../../../kernels/wgsl/attention_mask.wgsl");
+pub const ATTENTION: &str = include_str!("../../../kernels/wgsl/attention.wgsl");
+pub const SPARSE_ATTENTION: &str = include_str!("../../../kernels/wgsl/sparse_attention.wgsl");
+pub const DECODE_ATTENTION: &str = include_str!("../../../kernels/wgsl/decode_attention.wgsl");
+
+/// Every kernel file by name, for listing and for the compile-everything test.
+pub const FILES: &[(&str, &str)] = &[
+    ("common.wgsl", COMMON),
+    ("elementwise.wgsl", ELEMENTWISE),
+    ("norm.wgsl", NORM),
+    ("rope.wgsl", ROPE),
+    ("gemm_tile.wgsl", GEMM_TILE),
+    ("gemm.wgsl", GEMM),
+    ("gelu_mlp.wgsl", GELU_MLP),
+    ("patch_embed.wgsl", PATCH_EMBED),
+    ("attention_mask.wgsl", ATTENTION_MASK),
+    ("attention.wgsl", ATTENTION),
+    ("sparse_attention.wgsl", SPARSE_ATTENTION),
+    ("decode_attention.wgsl", DECODE_ATTENTION),
+];
+
+/// One specialisation value.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Def {
+    /// `alias NAME = f32|f16|u32;`
+    Ty(&'static str),
+    /// `const NAME: u32 = v;`
+    U(u32),
+    /// `const NAME: bool = v;` and the `#if NAME` switch.
+    Flag(bool),
+}
+
+/// WGSL element type of a storage dtype (bf16 has none; see `variants::BF16_REASON`).
+pub fn wgsl_type(dt: DType) -> Option<&'static str> {
+    match dt {
+        DType::F32 => Some("f32"),
+        DType::F16 => Some("f16"),
+        DType::U32 => Some("u32"),
+        DType::BF16 => None,
+    }
+}
+
+/// A kernel to compile: files (in order, after common.wgsl), entry point, specialisation.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct KernelKey {
+    pub files: Vec<&'static str>,
+    pub entry: &'static str,
+    pub defs: Vec<(&'static str, Def)>,
+}
+
+impl KernelKey {
+    pub fn new(files: &[&'static str], entry: &'static str) -> Self {
+        KernelKey { files: files.to_vec(), entry, defs: Vec::new() }
+    }
+    pub fn ty(mut self, name: &'static str, dt: DType) -> Self {
+        self.defs.push((name, Def::Ty(wgsl_type(dt).unwrap_or("f32"))));
+        self
+    }
+    pub fn u(mut self, name: &'static str, v: u32) -> Self {
+        self.defs.push((name, Def::U(v)));
+        self
+    }
+    pub fn flag(mut self, name: &'static str, v: bool) -> Self {
+        self.defs.push((name, Def::Flag(v)));
+        self
+    }
+
+    /// Full WGSL text of the module.
+    pub fn source(&self) -> Result<String> {
+        let mut head = String::new();
+        if self.defs.iter().any(|(_, d)| *d == Def::Ty("f16")) {
+            head.push_str("enable f16;\n");
+        }
+        for (name, d) in &self.defs {
+            match d {
+                Def::Ty(t) => writeln!(head, "alias {name} = {t};"),
+                Def::U(v) => writeln!(head, "const {name}: u32 = {v}u;"),
+                Def::Flag(b) => writeln!(head, "const {name}: bool = {b};"),
+            }
+            .expect("write to string");
+        }
+        let mut body = String::from(COMMON);
+        for f in &self.files {
+            let text = FILES
+                .iter()
+                .find(|(n, _)| n == f)
+                .map(|(_, t)| *t)
+                .ok_or_else(|| Error::device("wgpu", format!("unknown kernel file {f}")))?;
+            body.push('\n');
+            body.push_str(text);
+        }
+        let flags: HashMap<&str, bool> =
+            self.defs.iter().filter_map(|(n, d)| if let Def::Flag(b) = d { Some((*n, *b)) } else { None }).collect();
+        Ok(head + &preprocess(&body, &flags, &self.files.join("+"))?)
+    }
+
+    /// Short label for errors: `gemm.wgsl:gemm[T=f16,ACT=1]`.
+    pub fn label(&self) -> String {
+        let defs: Vec<String> = self
+            .defs
+            .iter()
+            .map(|(n, d)| match d {
+                Def::Ty(t) => format!("{n}={t}"),
+                Def::U(v) => format!("{n}={v}"),
+                Def::Flag(b) => format!("{n}={b}"),
+            })
+            .collect();
+        format!("{}:{}[{}]", self.files.last().copied().unwrap_or(""), self.entry, defs.join(","))
+    }
+}
+
+/// Resolves `#if NAME` / `#if !NAME` / `#else` / `#endif` (nestable) on boolean defines.
+pub fn preprocess(src: &str, flags: &HashMap<&str, bool>, what: &str) -> Result<String> {
+    let mut out = String::with_capacity(src.len());
+    // Stack of (this branch active, parent active).
+    let mut stack: Vec<(bool, bool)> = Vec::new();
+    let active = |s: &Vec<(bool, bool)>| s.last().map_or(true, |&(a, p)| a && p);
+    for (n, line) in src.lines().enumerate() {
+        let t = line.trim();
+        if let Some(cond) = t.strip_prefix("#if ") {
+            let cond = cond.trim();
+            let (neg, name) = match cond.strip_prefix('!') {
+                Some(n) => (true, n.trim()),
+                None => (false, cond),
+            };
+            let v = *flags.get(name).ok_or_else(|| {
+                Error::device("wgpu", format!("{what}: line {}: `#if {name}` but {name} is not defined", n + 1))
+            })?;
+            let parent = active(&stack);
+            stack.push((v != neg, parent));
+        } else if t == "#else" {
+            let top = stack
+                .last_mut()
+                .ok_or_else(|| Error::device("wgpu", format!("{what}: line {}: #else without #if", n + 1)))?;
+            top.0 = !top.0;
+        } else if t == "#endif" {
+            stack
+                .pop()
+                .ok_or_else(|| Error::device("wgpu", format!("{what}: line {}: #endif without #if", n + 1)))?;
+        } else if active(&stack) {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    if !stack.is_empty() {
+        return Err(Error::device("wgpu", format!("{what}: unterminated #if")));
+    }
+    Ok(out)
+}
+
+/// Compiled pipelines by kernel key.
+#[derive(Default)]
+pub struct PipelineCache {
+    map: Mutex<HashMap<KernelKey, Arc<wgpu::ComputePipeline>>>,
+}
+
+impl PipelineCache {
+    pub fn get(&self, device: &wgpu::Device, key: &KernelKey) -> Result<Arc<wgpu::ComputePipeline>> {
+        if let Some(p) = self.map.lock().expect("pipeline cache lock").get(key) {
+            return Ok(p.clone());
+        }
+        let src = key.source()?;
+        let label = key.label();
+        let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: Some(&label),
+            source: wgpu::ShaderSource::Wgsl(src.into()),
+        });
+        let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some(&label),
+            layout: None,
+            module: &module,
+            entry_point: Some(key.entry),
+            compilation_options: Default::default(),
+            cache: None,
+        });
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            return Err(Error::device("wgpu", format!("compiling {label}: {e}")));
+        }
+        let p = Arc::new(pipeline);
+        self.map.lock().expect("pipeline cache lock").insert(key.clone(), p.clone());
+        Ok(p)
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.lock().map(|m| m.len()).unwrap_or(0)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn preprocessor_nests_and_negates() {
+        let flags: HashMap<&str, bool> = [("A", true), ("B", false)].into_iter().collect();
+        let src = "x\n#if A\na\n#if B\nab\n#else\nanb\n#endif\n#endif\n#if !B\nnb\n#endif\n";
+        assert_eq!(preprocess(src, &flags, "t").unwrap(), "x\na\nanb\nnb\n");
+        assert!(preprocess("#if C\n#endif\n", &flags, "t").is_err());
+        assert!(preprocess("#if A\n", &flags, "t").is_err());
+    }
+}

@@ -1,0 +1,188 @@
+// decode_attention.cu: flash-decode, one query token per sequence (q_len = 1), -DHEAD_DIM=D (<= 128).
+// q_pos = kv_len - 1, so every dense mask is a key range [key_start, kv_len): causal sees all keys,
+// a window of w sees keys >= kv_len - w. No per-element mask is needed.
+//
+// Grid (splits, kv_heads * head_chunks, batch), 128 threads. A block takes one KV head and G query
+// heads of its GQA group (decode_g1/g2/g4/g8: the group folded, so K and V are read once for all G
+// heads) over one split of the key range. Key tiles of 128 rows are staged in shared memory
+// (coalesced loads); lane j of warp w scores key 32w + j for all G heads from shared memory
+// (rows padded to an odd word count: conflict-free), then each warp runs an online softmax over its
+// keys and accumulates P.V reading V rows straight from global memory (lanes own dims lane + 32t,
+// coalesced). The 4 warps merge through shared memory. With one split the block writes the output;
+// otherwise it writes the normalised partial output and its log2-sum-exp, and decode_combine
+// merges the splits. Splits are chosen on the host so batch x heads x splits fills the device.
+// __launch_bounds__(128, 4): without the occupancy hint ptxas (12.9, sm_90) spilled 8 bytes in the
+// f32 G=2 kernel at 40 registers; with it no specialisation spills.
+#include "common.cuh"
+
+#define DTK 128
+#define DDPL ((HEAD_DIM + 31) / 32)
+#if DTYPE == 0
+#define KLD (HEAD_DIM + 1)
+#else
+#define KLD (HEAD_DIM + ((HEAD_DIM & 3) == 0 ? 2 : ((HEAD_DIM & 1) == 0 ? 0 : 1)))
+#endif
+
+struct DecodeArgs {
+    const T* q;       // [B, 1, Hq, D]
+    const T* k;       // [B, kv_cap, Hkv, D]
+    const T* v;
+    T* out;           // [B, 1, Hq, D]
+    float* part_o;    // [B, Hq, splits, D]   (splits > 1)
+    float* part_lse;  // [B, Hq, splits]
+    int batch, q_heads, kv_heads, kv_len, kv_cap;
+    float scale_log2;
+    int key_start;    // first visible key
+    int chunk;        // keys per split (multiple of DTK)
+    int splits;
+};
+
+template <int G>
+__device__ __forceinline__ void decode(const DecodeArgs& a) {
+    extern __shared__ __align__(16) unsigned char dsmem[];
+    T* Ks = (T*)dsmem;                                   // [DTK][KLD]
+    __shared__ float Qs[G][HEAD_DIM];
+    __shared__ float red_m[4][G], red_l[4][G];
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const int split = blockIdx.x, b = blockIdx.z;
+    const int group = a.q_heads / a.kv_heads;
+    const int chunks = (group + G - 1) / G;
+    const int kh = blockIdx.y / chunks, g0 = (blockIdx.y % chunks) * G;
+    const int h0 = kh * group + g0;
+    const int ng = min(G, group - g0);
+
+    for (int c = threadIdx.x; c < G * HEAD_DIM; c += 128) {
+        int gi = c / HEAD_DIM, d = c % HEAD_DIM;
+        Qs[gi][d] = gi < ng ? to_f(a.q[((u64)b * a.q_heads + h0 + gi) * HEAD_DIM + d]) * a.scale_log2 : 0.0f;
+    }
+    const int kbeg = a.key_start + split * a.chunk;
+    const int kend = min(a.kv_len, kbeg + a.chunk);
+    const u64 rstride = (u64)a.kv_heads * HEAD_DIM;
+    const T* kb = a.k + ((u64)b * a.kv_cap * a.kv_heads + kh) * HEAD_DIM;
+    const T* vb = a.v + ((u64)b * a.kv_cap * a.kv_heads + kh) * HEAD_DIM;
+
+    float m[G], l[G], o[G][DDPL];
+#pragma unroll
+    for (int gi = 0; gi < G; ++gi) {
+        m[gi] = F_NEG_INF;
+        l[gi] = 0.0f;
+#pragma unroll
+        for (int t = 0; t < DDPL; ++t) o[gi][t] = 0.0f;
+    }
+    for (int j0 = kbeg; j0 < kend; j0 += DTK) {
+        __syncthreads();
+        for (int c = threadIdx.x; c < DTK * HEAD_DIM; c += 128) {
+            int r = c / HEAD_DIM, d = c % HEAD_DIM;
+            Ks[r * KLD + d] = j0 + r < kend ? kb[(u64)(j0 + r) * rstride + d] : from_f(0.0f);
+        }
+        __syncthreads();
+        const int jw = j0 + warp * 32;
+        if (jw >= kend) continue;  // warp-uniform; no barrier until the next tile
+        const bool valid = jw + lane < kend;
+        float s[G];
+#pragma unroll
+        for (int gi = 0; gi < G; ++gi) s[gi] = 0.0f;
+        const T* krow = Ks + (warp * 32 + lane) * KLD;
+#pragma unroll 4
+        for (int d = 0; d < HEAD_DIM; ++d) {
+            float kv = to_f(krow[d]);
+#pragma unroll
+            for (int gi = 0; gi < G; ++gi) s[gi] = fmaf(Qs[gi][d], kv, s[gi]);
+        }
+        float p[G];
+#pragma unroll
+        for (int gi = 0; gi < G; ++gi) {
+            float x = valid ? s[gi] : F_NEG_INF;
+            float mn = fmaxf(m[gi], warp_max(x));
+            float mu = mn == F_NEG_INF ? 0.0f : mn;
+            float alpha = exp2f(m[gi] - mu);
+            p[gi] = exp2f(x - mu);
+            l[gi] = l[gi] * alpha + warp_sum(p[gi]);
+            m[gi] = mn;
+#pragma unroll
+            for (int t = 0; t < DDPL; ++t) o[gi][t] *= alpha;
+        }
+        const int nk = min(32, kend - jw);
+        for (int jj = 0; jj < nk; ++jj) {
+            const T* vrow = vb + (u64)(jw + jj) * rstride;
+            float vv[DDPL];
+#pragma unroll
+            for (int t = 0; t < DDPL; ++t) {
+                int d = lane + 32 * t;
+                vv[t] = d < HEAD_DIM ? to_f(vrow[d]) : 0.0f;
+            }
+#pragma unroll
+            for (int gi = 0; gi < G; ++gi) {
+                float pj = __shfl_sync(0xffffffffu, p[gi], jj);
+#pragma unroll
+                for (int t = 0; t < DDPL; ++t) o[gi][t] = fmaf(pj, vv[t], o[gi][t]);
+            }
+        }
+    }
+    // merge the 4 warps: reuse the K tile memory for their partial outputs [4][G][HEAD_DIM] f32
+    __syncthreads();
+    float* red_o = (float*)dsmem;
+    if (lane == 0) {
+#pragma unroll
+        for (int gi = 0; gi < G; ++gi) {
+            red_m[warp][gi] = m[gi];
+            red_l[warp][gi] = l[gi];
+        }
+    }
+#pragma unroll
+    for (int gi = 0; gi < G; ++gi)
+#pragma unroll
+        for (int t = 0; t < DDPL; ++t) {
+            int d = lane + 32 * t;
+            if (d < HEAD_DIM) red_o[(warp * G + gi) * HEAD_DIM + d] = o[gi][t];
+        }
+    __syncthreads();
+    for (int c = threadIdx.x; c < ng * HEAD_DIM; c += 128) {
+        int gi = c / HEAD_DIM, d = c % HEAD_DIM;
+        float M = fmaxf(fmaxf(red_m[0][gi], red_m[1][gi]), fmaxf(red_m[2][gi], red_m[3][gi]));
+        float Mu = M == F_NEG_INF ? 0.0f : M;
+        float L = 0.0f, O = 0.0f;
+#pragma unroll
+        for (int w = 0; w < 4; ++w) {
+            float sc = exp2f(red_m[w][gi] - Mu);
+            L += red_l[w][gi] * sc;
+            O += red_o[(w * G + gi) * HEAD_DIM + d] * sc;
+        }
+        float val = L > 0.0f ? O / L : 0.0f;
+        int h = h0 + gi;
+        if (a.splits == 1) {
+            a.out[((u64)b * a.q_heads + h) * HEAD_DIM + d] = from_f(val);
+        } else {
+            u64 ps = ((u64)b * a.q_heads + h) * a.splits + split;
+            a.part_o[ps * HEAD_DIM + d] = val;
+            if (d == 0) a.part_lse[ps] = L > 0.0f ? Mu + log2f(L) : F_NEG_INF;
+        }
+    }
+}
+
+#define DECODE_KERNEL(NAME, G) \
+    extern "C" __global__ void __launch_bounds__(128, 4) NAME(DecodeArgs a) { decode<G>(a); }
+DECODE_KERNEL(decode_g1, 1)
+DECODE_KERNEL(decode_g2, 2)
+DECODE_KERNEL(decode_g4, 4)
+DECODE_KERNEL(decode_g8, 8)
+
+// One block per (batch, q head): out = sum_s 2^(lse_s - M) o_s / sum_s 2^(lse_s - M).
+extern "C" __global__ void __launch_bounds__(128) decode_combine(DecodeArgs a) {
+    const u64 bh = blockIdx.x;
+    float M = F_NEG_INF;
+    for (int s = 0; s < a.splits; ++s) M = fmaxf(M, a.part_lse[bh * a.splits + s]);
+    for (int d = threadIdx.x; d < HEAD_DIM; d += 128) {
+        float val = 0.0f;
+        if (M != F_NEG_INF) {
+            float L = 0.0f, O = 0.0f;
+            for (int s = 0; s < a.splits; ++s) {
+                float w = exp2f(a.part_lse[bh * a.splits + s] - M);
+                L += w;
+                O += w * a.part_o[(bh * a.splits + s) * HEAD_DIM + d];
+            }
+            val = O / L;
+        }
+        a.out[bh * HEAD_DIM + d] = from_f(val);
+    }
+}

@@ -1,0 +1,5 @@
+// gemm.cu: every linear layer. out = act(a . w^T + bias) + residual, a [M, K], w [N, K].
+// Kernels gemm_<act> (act: none, gelu, gelu_tanh, quick_gelu, silu); bias and residual are
+// optional pointers. Grid (ceil(N / tile_n), ceil(M / tile_m)), 256 threads. See gemm_core.cuh.
+#include "gemm_core.cuh"
+GEMM_KERNELS(gemm, 0)

@@ -1,0 +1,58 @@
+// Fused MLP, two tiled GEMMs (gemm_tile.wgsl) with fused epilogues:
+//   stage 1 (UP):   hidden = act(x · w1ᵀ + b1)            (bias + activation epilogue; hidden kept in f32)
+//   stage 2 (DOWN): out    = hidden · w2ᵀ + b2 (+ residual) (bias + residual epilogue)
+// p(0) = M, p(1) = N, p(2) = K of the stage. Specialisation: UP, ACT, HAS_RES.
+
+#if UP
+@group(0) @binding(1) var<storage, read> X: array<T>;
+@group(0) @binding(5) var<storage, read_write> H: array<f32>;
+#else
+@group(0) @binding(1) var<storage, read> H: array<f32>;
+@group(0) @binding(5) var<storage, read_write> O: array<T>;
+#endif
+@group(0) @binding(2) var<storage, read> W: array<T>;
+@group(0) @binding(3) var<storage, read> BIAS: array<T>;
+#if HAS_RES
+@group(0) @binding(4) var<storage, read> RES: array<T>;
+#endif
+
+fn load_a(m: u32, k: u32) -> f32 {
+#if UP
+    return f32(X[m * p(2) + k]);
+#else
+    return H[m * p(2) + k];
+#endif
+}
+
+fn load_b(n: u32, k: u32) -> f32 {
+    return f32(W[n * p(2) + k]);
+}
+
+@compute @workgroup_size(64)
+fn gelu_mlp(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let M = p(0);
+    let N = p(1);
+    let m0 = wid.y * TM;
+    let n0 = wid.x * TN;
+    var acc = gemm_tile(m0, n0, M, N, p(2), lid);
+    let tx = lid % 8u;
+    let ty = lid / 8u;
+    for (var i = 0u; i < 4u; i++) {
+        let m = m0 + ty * 4u + i;
+        for (var j = 0u; j < 4u; j++) {
+            let n = n0 + tx * 4u + j;
+            if m < M && n < N {
+                let v = acc[i * 4u + j] + f32(BIAS[n]);
+#if UP
+                H[m * N + n] = activate(v, ACT);
+#else
+#if HAS_RES
+                O[m * N + n] = T(v + f32(RES[m * N + n]));
+#else
+                O[m * N + n] = T(v);
+#endif
+#endif
+            }
+        }
+    }
+}
