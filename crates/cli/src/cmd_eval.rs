@@ -46,8 +46,9 @@ pub struct Args {
     #[arg(long, default_value = "0/1", value_parser = parse_shard)]
     shard: (usize, usize),
     /// Output folder (journal, submission, results).
-    #[arg(long, short, default_value = "eval/runs/latest")]
-    output: PathBuf,
+    /// (default: eval/runs/<task>-<unix seconds>, a new folder per run).
+    #[arg(long, short)]
+    output: Option<PathBuf>,
     /// Continue an interrupted run in the output folder.
     #[arg(long)]
     resume: bool,
@@ -108,14 +109,18 @@ pub fn run(args: Args) -> CmdResult {
         image_root: args.images.clone(),
     };
     let ds = data::load(task, &paths)?;
+    let output = args.output.clone().unwrap_or_else(|| {
+        let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        PathBuf::from(format!("eval/runs/{task}-{secs}"))
+    });
     let summary = if !args.merge.is_empty() {
-        runner::merge(&ds, &args.merge, &args.output)?
+        runner::merge(&ds, &args.merge, &output)?
     } else {
         let mut answerer = build_answerer(&args)?;
         let opts = RunOptions {
             limit: args.limit,
             shard: args.shard,
-            out_dir: args.output.clone(),
+            out_dir: output.clone(),
             resume: args.resume,
             progress: true,
         };
