@@ -57,8 +57,10 @@ pub const VIT_L14_336: VitShape = VitShape {
     layers: 24, act: "quick_gelu", model_type: "clip_vision_model",
 };
 /// SigLIP so400m/14 at 384 (llava-interleave-qwen-0.5b): 729 tokens, 16 heads of 72, hidden 1152.
+/// The stride-14 conv only sees the first 27 x 14 = 378 pixels of a 384 image, and PatchEmbed takes
+/// an image that is a multiple of the patch, so the shape uses 378: the same 729 tokens and FLOPs.
 pub const SIGLIP_SO400M: VitShape = VitShape {
-    name: "siglip-so400m", image: 384, patch: 14, cls: false, heads: 16, head_dim: 72, hidden: 1152, mlp: 4304,
+    name: "siglip-so400m", image: 378, patch: 14, cls: false, heads: 16, head_dim: 72, hidden: 1152, mlp: 4304,
     layers: 27, act: "gelu_pytorch_tanh", model_type: "siglip_vision_model",
 };
 /// Qwen2-0.5B: hidden 896, 14 query / 2 KV heads of 64, intermediate 4864, 24 layers.
