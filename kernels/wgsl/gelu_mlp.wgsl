@@ -35,24 +35,21 @@ fn gelu_mlp(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_ind
     let m0 = wid.y * TM;
     let n0 = wid.x * TN;
     var acc = gemm_tile(m0, n0, M, N, p(2), lid);
-    let tx = lid % 8u;
-    let ty = lid / 8u;
-    for (var i = 0u; i < 4u; i++) {
-        let m = m0 + ty * 4u + i;
-        for (var j = 0u; j < 4u; j++) {
-            let n = n0 + tx * 4u + j;
-            if m < M && n < N {
-                let v = acc[i * 4u + j] + f32(BIAS[n]);
+    for (var e = 0u; e < 16u; e++) {
+        let mn = tile_coord(m0, n0, lid, e);
+        let m = mn.x;
+        let n = mn.y;
+        if m < M && n < N {
+            let v = acc[e] + f32(BIAS[n]);
 #if UP
-                H[m * N + n] = activate(v, ACT);
+            H[m * N + n] = activate(v, ACT);
 #else
 #if HAS_RES
-                O[m * N + n] = T(v + f32(RES[m * N + n]));
+            O[m * N + n] = T(v + f32(RES[m * N + n]));
 #else
-                O[m * N + n] = T(v);
+            O[m * N + n] = T(v);
 #endif
 #endif
-            }
         }
     }
 }

@@ -27,23 +27,20 @@ fn gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let m0 = wid.y * TM;
     let n0 = wid.x * TN;
     var acc = gemm_tile(m0, n0, M, N, p(2), lid);
-    let tx = lid % 8u;
-    let ty = lid / 8u;
-    for (var i = 0u; i < 4u; i++) {
-        let m = m0 + ty * 4u + i;
-        for (var j = 0u; j < 4u; j++) {
-            let n = n0 + tx * 4u + j;
-            if m < M && n < N {
-                var v = acc[i * 4u + j];
+    for (var e = 0u; e < 16u; e++) {
+        let mn = tile_coord(m0, n0, lid, e);
+        let m = mn.x;
+        let n = mn.y;
+        if m < M && n < N {
+            var v = acc[e];
 #if HAS_BIAS
-                v += f32(BIAS[n]);
+            v += f32(BIAS[n]);
 #endif
-                v = activate(v, ACT);
+            v = activate(v, ACT);
 #if HAS_RES
-                v += f32(RES[m * N + n]);
+            v += f32(RES[m * N + n]);
 #endif
-                O[m * N + n] = T(v);
-            }
+            O[m * N + n] = T(v);
         }
     }
 }

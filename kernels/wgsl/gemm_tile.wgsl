@@ -50,3 +50,9 @@ fn gemm_tile(m0: u32, n0: u32, M: u32, N: u32, K: u32, lid: u32) -> array<f32, 1
     }
     return acc;
 }
+
+/// Output element `e` (0..16) of thread `lid` in the tile at (m0, n0): the 4x4 block gemm_tile
+/// accumulates in `acc[e]`, as (row, column).
+fn tile_coord(m0: u32, n0: u32, lid: u32, e: u32) -> vec2<u32> {
+    return vec2<u32>(m0 + (lid / 8u) * 4u + e / 4u, n0 + (lid % 8u) * 4u + e % 4u);
+}

@@ -44,25 +44,22 @@ fn patch_embed(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_
     let m0 = wid.y * TM;
     let n0 = wid.x * TN;
     var acc = gemm_tile(m0, n0, M, E, p(2), lid);
-    let tx = lid % 8u;
-    let ty = lid / 8u;
     let cls_rows = p(8) - p(7);
-    for (var i = 0u; i < 4u; i++) {
-        let m = m0 + ty * 4u + i;
-        for (var j = 0u; j < 4u; j++) {
-            let n = n0 + tx * 4u + j;
-            if m < M && n < E {
-                var v = acc[i * 4u + j];
+    for (var e = 0u; e < 16u; e++) {
+        let mn = tile_coord(m0, n0, lid, e);
+        let m = mn.x;
+        let n = mn.y;
+        if m < M && n < E {
+            var v = acc[e];
 #if HAS_BIAS
-                v += f32(BIAS[n]);
+            v += f32(BIAS[n]);
 #endif
-                let b = m / p(7);
-                let t = m % p(7) + cls_rows;
+            let b = m / p(7);
+            let t = m % p(7) + cls_rows;
 #if HAS_POS
-                v += f32(POS[t * E + n]);
+            v += f32(POS[t * E + n]);
 #endif
-                O[(b * p(8) + t) * E + n] = T(v);
-            }
+            O[(b * p(8) + t) * E + n] = T(v);
         }
     }
 }
