@@ -398,6 +398,40 @@ def golden(model_dir, image_path, messages, root):
     return tensors, meta
 
 
+def write_big_checkpoint(out_dir, datasets_dir, seed, dtype):
+    """A random LLaVA checkpoint of real size, no goldens: CLIP ViT-B/16 tower at 224 + a Qwen2-0.5B
+    decoder (24 layers, hidden 896, 14/2 heads, SwiGLU 4864, vocab 151936, tied embeddings), saved as
+    the hub saves Qwen2-0.5B (bf16 by default). For load-time / peak-memory / speed measurements."""
+    from transformers import CLIPVisionConfig, LlavaConfig, LlavaForConditionalGeneration, Qwen2Config
+
+    tokenizer = train_tokenizer(tokenizer_corpus(datasets_dir), FIXTURE_VOCAB)
+    vision = CLIPVisionConfig(
+        hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
+        image_size=224, patch_size=16, hidden_act="quick_gelu", layer_norm_eps=1e-5, projection_dim=512,
+    )
+    text = Qwen2Config(
+        vocab_size=151936, hidden_size=896, intermediate_size=4864, num_hidden_layers=24,
+        num_attention_heads=14, num_key_value_heads=2, rms_norm_eps=1e-6, max_position_embeddings=32768,
+        rope_parameters={"rope_type": "default", "rope_theta": 1000000.0}, tie_word_embeddings=True,
+        use_sliding_window=False, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    cfg = LlavaConfig(
+        vision_config=vision, text_config=text, image_token_index=tokenizer.convert_tokens_to_ids(IMAGE),
+        projector_hidden_act="gelu", vision_feature_select_strategy="default", vision_feature_layer=-2,
+        tie_word_embeddings=True,
+    )
+    torch.manual_seed(seed)
+    model = LlavaForConditionalGeneration(cfg).to(getattr(torch, dtype))
+    model.tie_weights()
+    proc = make_processor(tokenizer, make_image_processor("clip", 224), 16, "default", True)
+    os.makedirs(out_dir, exist_ok=True)
+    model.save_pretrained(out_dir)
+    proc.save_pretrained(out_dir)
+    n = sum(p.numel() for p in model.parameters())
+    print(f"wrote {out_dir}: {n / 1e6:.1f}M parameters, {dtype}")
+
+
 def main():
     import argparse
 
@@ -407,10 +441,16 @@ def main():
     ap.add_argument("--datasets", default=None, help="the shared datasets folder (default: ../shared/datasets)")
     ap.add_argument("--out", default=None, help="output folder (default: eval/fixtures)")
     ap.add_argument("--seed", type=int, default=SEED)
+    ap.add_argument("--big-checkpoint", metavar="DIR", default=None,
+                    help="only write a random CLIP ViT-B/16 + Qwen2-0.5B-size checkpoint to DIR (no goldens)")
+    ap.add_argument("--big-dtype", default="bfloat16", choices=["bfloat16", "float16", "float32"])
     args = ap.parse_args()
     torch.set_num_threads(1)
     root = repo_root()
     datasets_dir = args.datasets or os.path.join(root, "..", "shared", "datasets")
+    if args.big_checkpoint:
+        write_big_checkpoint(args.big_checkpoint, datasets_dir, args.seed, args.big_dtype)
+        return
     out_root = args.out or os.path.join(root, "eval", "fixtures")
 
     prepare_images(root, datasets_dir)
