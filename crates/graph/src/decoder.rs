@@ -1,10 +1,11 @@
 //! Decoder (Llama / Mistral / Qwen2) with a KV cache: one forward over `len` new tokens at
-//! positions `past..past+len`.
+//! positions `past..past+len`, or over a ragged batch of several sequences' new tokens (batched
+//! decode: the GEMMs run once over every sequence's rows, attention per sequence).
 
 use crate::exec::Exec;
 use crate::pool::Buf;
 use crate::weights::TextWeights;
-use foveate_core::{Activation, AttentionSpec, GemmSpec, Mask, Op, Result, RopeSpec, Tensor};
+use foveate_core::{Activation, AttentionSpec, Error, GemmSpec, Mask, Op, Result, RopeSpec, Tensor, TensorDesc};
 use foveate_models::{LayerAttention, TextConfig};
 
 const PLAIN: GemmSpec = GemmSpec { act: Activation::None, bias: false, residual: false };
@@ -45,37 +46,63 @@ fn proj(ex: &Exec, x: &Tensor, w: &(Tensor, Option<Tensor>)) -> Result<Buf> {
 
 /// Runs every decoder layer on `x` `[1, len, D]` (the embeddings of the new tokens), appending to
 /// the cache; returns the final-normed hidden states `[1, len, D]`.
-pub fn forward(ex: &Exec, cfg: &TextConfig, w: &TextWeights, mut x: Buf, cache: &mut KvCache) -> Result<Buf> {
+pub fn forward(ex: &Exec, cfg: &TextConfig, w: &TextWeights, x: Buf, cache: &mut KvCache) -> Result<Buf> {
     let len = x.dims()[1];
-    let past = cache.len;
-    let kv_len = past + len;
-    if kv_len > cache.capacity {
-        return Err(foveate_core::Error::Msg(format!("sequence of {kv_len} tokens exceeds the KV cache capacity {}", cache.capacity)));
+    forward_ragged(ex, cfg, w, x, &mut [(cache, len)])
+}
+
+/// A ragged batch: `x` `[1, Σ len_i, D]` holds the new tokens of several sequences one after the
+/// other, `seqs[i]` is sequence i's cache and its number of new rows. Every GEMM, norm and RoPE
+/// runs once over all rows; attention runs per sequence over that sequence's own cache (a batch-1
+/// launch each), and its output rows are written back in place. Returns the final-normed hidden
+/// states `[1, Σ len_i, D]`, in the order of `x`.
+pub fn forward_ragged(ex: &Exec, cfg: &TextConfig, w: &TextWeights, mut x: Buf, seqs: &mut [(&mut KvCache, usize)]) -> Result<Buf> {
+    let total = x.dims()[1];
+    if seqs.is_empty() || seqs.iter().map(|s| s.1).sum::<usize>() != total || seqs.iter().any(|s| s.1 == 0) {
+        let lens: Vec<usize> = seqs.iter().map(|s| s.1).collect();
+        return Err(Error::Msg(format!("ragged batch: row counts {lens:?} must be positive and add up to the {total} rows of x")));
     }
-    let positions: Vec<u32> = (past..kv_len).map(|p| p as u32).collect();
-    let pos = ex.upload_u32(&[1, len], &positions)?;
+    let mut positions = Vec::with_capacity(total);
+    for (i, (cache, len)) in seqs.iter().enumerate() {
+        let kv_len = cache.len + len;
+        if kv_len > cache.capacity {
+            let who = if seqs.len() > 1 { format!("sequence {i}: ") } else { String::new() };
+            return Err(Error::Msg(format!("{who}sequence of {kv_len} tokens exceeds the KV cache capacity {}", cache.capacity)));
+        }
+        positions.extend((cache.len..kv_len).map(|p| p as u32));
+    }
+    let pos = ex.upload_u32(&[1, total], &positions)?;
     let (hq, hkv, hd) = (cfg.num_heads, cfg.num_kv_heads, cfg.head_dim);
     let rope = Op::Rope(RopeSpec { theta: cfg.rope_theta, rotary_dim: None });
     let eps = cfg.rms_norm_eps;
     for (li, l) in w.layers.iter().enumerate() {
         let h = ex.run(&Op::RmsNorm { eps }, &[&x, &l.in_norm])?;
-        let q = proj(ex, &h, &l.q)?.into_shape([1, len, hq, hd])?;
+        let q = proj(ex, &h, &l.q)?.into_shape([1, total, hq, hd])?;
         let q = ex.run(&rope, &[&q, &pos])?;
-        let k = proj(ex, &h, &l.k)?.into_shape([1, len, hkv, hd])?;
+        let k = proj(ex, &h, &l.k)?.into_shape([1, total, hkv, hd])?;
         let k = ex.run(&rope, &[&k, &pos])?;
-        let v = proj(ex, &h, &l.v)?.into_shape([1, len, hkv, hd])?;
+        let v = proj(ex, &h, &l.v)?.into_shape([1, total, hkv, hd])?;
         drop(h);
-        ex.kv_append(&cache.k[li], &k, past)?;
-        ex.kv_append(&cache.v[li], &v, past)?;
-        drop((k, v));
         let mask = match cfg.layers[li] {
             LayerAttention::Full => Mask::Causal,
             LayerAttention::Sliding(window) => Mask::SlidingWindow { window },
         };
-        let mut spec = AttentionSpec::new(1, hq, hkv, len, kv_len, hd, mask);
-        spec.kv_capacity = cache.capacity;
-        let a = ex.attention(spec, &q, &cache.k[li], &cache.v[li])?.into_shape([1, len, hq * hd])?;
-        drop(q);
+        let a = if let [(cache, len)] = seqs {
+            attend(ex, cfg, li, &mask, cache, &q, &k, &v)?.into_shape([1, *len, hq * hd])?
+        } else {
+            let out = ex.pool.alloc(&TensorDesc::new(ex.dtype, vec![1, total, hq, hd]))?;
+            let mut start = 0;
+            for (cache, len) in seqs.iter() {
+                let rows = |t: &Tensor| ex.run(&Op::Slice { axis: 1, start, len: *len }, &[t]);
+                let (qi, ki, vi) = (rows(&q)?, rows(&k)?, rows(&v)?);
+                let ai = attend(ex, cfg, li, &mask, cache, &qi, &ki, &vi)?;
+                // KvAppend as a row scatter: rows start..start+len of `out`.
+                ex.kv_append(&out, &ai, start)?;
+                start += len;
+            }
+            out.into_shape([1, total, hq * hd])?
+        };
+        drop((q, k, v));
         x = ex.run(&Op::Gemm(RES), &[&a, &l.o, &x])?;
         drop(a);
         let h = ex.run(&Op::RmsNorm { eps }, &[&x, &l.post_norm])?;
@@ -86,8 +113,22 @@ pub fn forward(ex: &Exec, cfg: &TextConfig, w: &TextWeights, mut x: Buf, cache: 
         drop((g, u));
         x = ex.run(&Op::Gemm(RES), &[&s, &l.down, &x])?;
     }
-    cache.len = kv_len;
+    for (cache, len) in seqs.iter_mut() {
+        cache.len += *len;
+    }
     ex.run(&Op::RmsNorm { eps }, &[&x, &w.norm])
+}
+
+/// Appends one sequence's new k, v `[1, len, Hkv, D]` to layer `li` of its cache (at rows
+/// `cache.len..`) and attends q `[1, len, Hq, D]` over the cache; returns `[1, len, Hq, D]`.
+#[allow(clippy::too_many_arguments)]
+fn attend(ex: &Exec, cfg: &TextConfig, li: usize, mask: &Mask, cache: &KvCache, q: &Tensor, k: &Tensor, v: &Tensor) -> Result<Buf> {
+    let (len, past) = (q.dims()[1], cache.len);
+    ex.kv_append(&cache.k[li], k, past)?;
+    ex.kv_append(&cache.v[li], v, past)?;
+    let mut spec = AttentionSpec::new(1, cfg.num_heads, cfg.num_kv_heads, len, past + len, cfg.head_dim, mask.clone());
+    spec.kv_capacity = cache.capacity;
+    ex.attention(spec, q, &cache.k[li], &cache.v[li])
 }
 
 /// Logits `[1, rows, V]` of the last `rows` positions of `h` `[1, len, D]`.

@@ -1,9 +1,7 @@
 //! Runs ops on a backend with outputs from the pool, and picks the attention kernel variant.
 
 use crate::pool::{Buf, Pool};
-use foveate_core::{
-    registry::attention, AttentionSpec, Backend, BlockLayout, DType, Error, HostTensor, Mask, Op, Result, Tensor,
-};
+use foveate_core::{registry::attention, AttentionSpec, Backend, BlockLayout, DType, Error, HostTensor, Mask, Op, Result, Tensor};
 use std::str::FromStr;
 use std::sync::Arc;
 
@@ -112,7 +110,10 @@ impl Exec {
             Err(why) => why,
         };
         if let Op::Attention(a) = op {
-            if self.attention == AttentionKind::Flash && a.q_len == 1 && self.backend.supports(op, self.dtype, attention::FLASH_DECODE).is_ok() {
+            if self.attention == AttentionKind::Flash
+                && a.q_len == 1
+                && self.backend.supports(op, self.dtype, attention::FLASH_DECODE).is_ok()
+            {
                 return Ok(attention::FLASH_DECODE);
             }
         }

@@ -1,8 +1,11 @@
 //! foveate-graph: the LLaVA executor. Runs the vision tower, projector, decoder and LM head as ops
 //! of one [`foveate_core::Backend`], with a pooled buffer planner ([`pool`]), a KV cache
-//! ([`decoder::KvCache`]), prefill then decode, and sampling ([`sample`]).
+//! ([`decoder::KvCache`]), prefill then decode, and sampling ([`sample`]). Batches of requests
+//! decode together: each step runs the GEMMs once over every active request's row and attention
+//! per request over its own cache ([`LlavaModel::generate_each`]).
 pub mod decoder;
 pub mod exec;
+mod generate;
 pub mod model;
 pub mod pool;
 pub mod sample;

@@ -1,9 +1,8 @@
 //! A loaded LLaVA model on one backend: image encoding, prefill, decode, generation.
 
-use crate::decoder::{self, KvCache};
 use crate::exec::{AttentionKind, Exec};
 use crate::pool::{Buf, PoolStats};
-use crate::sample::{self, Rng, SamplingParams};
+use crate::sample::SamplingParams;
 use crate::vision;
 use crate::weights::{self, ModelWeights};
 use foveate_core::{Backend, DType, Error, HostTensor, Op, Result, Tensor};
@@ -50,6 +49,8 @@ pub struct GenerateParams {
     pub prompt_logits: bool,
 }
 
+/// One request's timings. In a batch ([`LlavaModel::generate_each`]) image encode and prefill are
+/// the request's own; `decode_ms` is the batch's decode time until this request finished.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Timings {
     pub image_encode_ms: f64,
@@ -61,7 +62,11 @@ pub struct Timings {
 
 impl Timings {
     pub fn decode_tokens_per_s(&self) -> f64 {
-        if self.decode_ms > 0.0 { self.decode_steps as f64 / (self.decode_ms / 1e3) } else { 0.0 }
+        if self.decode_ms > 0.0 {
+            self.decode_steps as f64 / (self.decode_ms / 1e3)
+        } else {
+            0.0
+        }
     }
 }
 
@@ -83,8 +88,8 @@ pub struct MemoryReport {
 
 pub struct LlavaModel {
     pub checkpoint: Checkpoint,
-    ex: Exec,
-    w: ModelWeights,
+    pub(crate) ex: Exec,
+    pub(crate) w: ModelWeights,
     pub load_ms: f64,
 }
 
@@ -125,8 +130,12 @@ impl LlavaModel {
         Ok(PixelValues { data, height, width })
     }
 
-    /// Prompt ids: verbatim or through the chat template, `<image>` expanded.
+    /// Prompt ids: verbatim or through the chat template, `<image>` expanded. An empty (or
+    /// all-whitespace) prompt is refused.
     pub fn tokenize(&self, prompt: &str, chat: bool, with_image: bool) -> Result<Vec<u32>> {
+        if prompt.trim().is_empty() {
+            return Err(Error::Msg("empty prompt: the prompt text is empty (give a question or an instruction)".into()));
+        }
         let p = &self.checkpoint.prompt;
         if chat {
             p.encode(&p.apply_chat_template(prompt, with_image)?)
@@ -140,15 +149,29 @@ impl LlavaModel {
         if px.height != v.image_size || px.width != v.image_size || px.data.len() != v.num_channels * px.height * px.width {
             return Err(Error::Msg(format!(
                 "pixel values are {}x{} ({} values) but the vision tower takes {c}x{s}x{s}",
-                px.height, px.width, px.data.len(), c = v.num_channels, s = v.image_size
+                px.height,
+                px.width,
+                px.data.len(),
+                c = v.num_channels,
+                s = v.image_size
             )));
         }
         self.ex.upload_f32(&[1, v.num_channels, px.height, px.width], &px.data)
     }
 
-    fn encode(&self, px: &PixelValues) -> Result<Buf> {
+    pub(crate) fn encode(&self, px: &PixelValues) -> Result<Buf> {
         let pixels = self.upload_pixels(px)?;
         vision::image_features(&self.ex, &self.checkpoint.config, &self.w.vision, &self.w.projector, &pixels)
+    }
+
+    /// The vision tower's patch embeddings `[T, E]` (CLS row first for CLIP, position embedding
+    /// added), as f32 on the host: the input of its first layer.
+    pub fn patch_embeddings(&self, px: &PixelValues) -> Result<HostTensor> {
+        let pixels = self.upload_pixels(px)?;
+        let x = vision::patch_embed(&self.ex, &self.checkpoint.config, &self.w.vision, &pixels)?;
+        let h = self.ex.backend.download(&x)?;
+        let dims = h.shape().dims().to_vec();
+        Ok(HostTensor::from_f32(DType::F32, vec![dims[1], dims[2]], &h.to_f32()))
     }
 
     /// Projected image features `[N, D_text]`, as f32 on the host.
@@ -160,7 +183,7 @@ impl LlavaModel {
     }
 
     /// Prompt embeddings `[1, T, D]` with the image features spliced in at the image tokens.
-    fn embed(&self, ids: &[u32], feats: Option<&Buf>) -> Result<Buf> {
+    pub(crate) fn embed(&self, ids: &[u32], feats: Option<&Buf>) -> Result<Buf> {
         let cfg = &self.checkpoint.config;
         let idt = self.ex.upload_u32(&[1, ids.len()], ids)?;
         let emb = self.ex.run(&Op::Embedding, &[&self.w.text.embed, &idt])?;
@@ -204,88 +227,6 @@ impl LlavaModel {
 
     fn slice_seq(&self, t: &Buf, start: usize, len: usize) -> Result<Buf> {
         self.ex.run(&Op::Slice { axis: 1, start, len }, &[t])
-    }
-
-    /// Picks the next token from logits `[1, 1, V]`.
-    fn next_token(&self, logits: &Tensor, p: &SamplingParams, rng: &mut Rng) -> Result<u32> {
-        if p.is_greedy() {
-            let id = self.ex.run(&Op::Argmax, &[logits])?;
-            return Ok(self.ex.backend.download(&id)?.to_u32()[0]);
-        }
-        let host = self.ex.backend.download(logits)?;
-        Ok(sample::sample(&host.to_f32(), p, rng))
-    }
-
-    /// Runs one request: image encode, prefill, decode loop.
-    pub fn generate_one(&self, req: &Request, params: &GenerateParams) -> Result<Generation> {
-        let cfg = &self.checkpoint.config;
-        let sync = || self.ex.backend.synchronize();
-        let mut timings = Timings::default();
-        if req.input_ids.is_empty() {
-            return Err(Error::Msg("empty prompt: no input ids".into()));
-        }
-        let t0 = Instant::now();
-        let feats = match &req.pixels {
-            Some(px) => Some(self.encode(px)?),
-            None => None,
-        };
-        sync()?;
-        timings.image_encode_ms = t0.elapsed().as_secs_f64() * 1e3;
-
-        let t1 = Instant::now();
-        let prompt_len = req.input_ids.len();
-        let mut cache = KvCache::new(&self.ex, &cfg.text, prompt_len + params.max_new_tokens.max(1))?;
-        let x = self.embed(&req.input_ids, feats.as_ref())?;
-        drop(feats);
-        let h = decoder::forward(&self.ex, &cfg.text, &self.w.text, x, &mut cache)?;
-        let mut rng = Rng::new(params.sampling.seed);
-        let mut prompt_logits = None;
-        let mut next = None;
-        if params.prompt_logits {
-            let all = decoder::logits(&self.ex, &self.w.text, &h, prompt_len)?;
-            let host = self.ex.backend.download(&all)?;
-            let v = host.to_f32();
-            let vocab = cfg.text.vocab_size;
-            if params.max_new_tokens > 0 {
-                next = Some(sample::sample(&v[(prompt_len - 1) * vocab..], &params.sampling, &mut rng));
-            }
-            prompt_logits = Some(HostTensor::from_f32(DType::F32, vec![prompt_len, vocab], &v));
-        } else if params.max_new_tokens > 0 {
-            let last = decoder::logits(&self.ex, &self.w.text, &h, 1)?;
-            next = Some(self.next_token(&last, &params.sampling, &mut rng)?);
-        }
-        drop(h);
-        sync()?;
-        timings.prefill_ms = t1.elapsed().as_secs_f64() * 1e3;
-
-        let t2 = Instant::now();
-        let mut tokens = Vec::new();
-        let mut stopped = false;
-        while let Some(tok) = next.take() {
-            tokens.push(tok);
-            if params.stop_tokens.contains(&tok) {
-                stopped = true;
-                break;
-            }
-            if tokens.len() >= params.max_new_tokens {
-                break;
-            }
-            let idt = self.ex.upload_u32(&[1, 1], &[tok])?;
-            let x = self.ex.run(&Op::Embedding, &[&self.w.text.embed, &idt])?;
-            let h = decoder::forward(&self.ex, &cfg.text, &self.w.text, x, &mut cache)?;
-            let l = decoder::logits(&self.ex, &self.w.text, &h, 1)?;
-            next = Some(self.next_token(&l, &params.sampling, &mut rng)?);
-            timings.decode_steps += 1;
-        }
-        sync()?;
-        timings.decode_ms = t2.elapsed().as_secs_f64() * 1e3;
-        Ok(Generation { tokens, prompt_logits, timings, stopped_on_token: stopped })
-    }
-
-    /// A batch of requests with different prompt lengths (run one after another; each has its own
-    /// KV cache, and buffers are reused across them by the pool).
-    pub fn generate(&self, reqs: &[Request], params: &GenerateParams) -> Result<Vec<Generation>> {
-        reqs.iter().map(|r| self.generate_one(r, params)).collect()
     }
 
     /// Default generation parameters: greedy, the checkpoint's stop tokens.

@@ -132,9 +132,18 @@ mod tests {
     fn seeded_is_reproducible() {
         let l: Vec<f32> = (0..50).map(|i| ((i * 37) % 11) as f32 * 0.3).collect();
         let p = SamplingParams { temperature: 1.0, top_k: 0, top_p: 0.9, seed: 3 };
-        let a: Vec<u32> = { let mut r = Rng::new(3); (0..20).map(|_| sample(&l, &p, &mut r)).collect() };
-        let b: Vec<u32> = { let mut r = Rng::new(3); (0..20).map(|_| sample(&l, &p, &mut r)).collect() };
-        let c: Vec<u32> = { let mut r = Rng::new(4); (0..20).map(|_| sample(&l, &p, &mut r)).collect() };
+        let a: Vec<u32> = {
+            let mut r = Rng::new(3);
+            (0..20).map(|_| sample(&l, &p, &mut r)).collect()
+        };
+        let b: Vec<u32> = {
+            let mut r = Rng::new(3);
+            (0..20).map(|_| sample(&l, &p, &mut r)).collect()
+        };
+        let c: Vec<u32> = {
+            let mut r = Rng::new(4);
+            (0..20).map(|_| sample(&l, &p, &mut r)).collect()
+        };
         assert_eq!(a, b);
         assert_ne!(a, c);
     }

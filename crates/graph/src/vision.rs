@@ -11,7 +11,17 @@ const BIAS: GemmSpec = GemmSpec { act: Activation::None, bias: true, residual: f
 const BIAS_RES: GemmSpec = GemmSpec { act: Activation::None, bias: true, residual: true };
 
 /// `act(x w1ᵀ + b1) w2ᵀ + b2 (+ residual)`: one fused op for a GELU, two GEMMs otherwise.
-pub fn mlp(ex: &Exec, act: Activation, x: &Tensor, w1: &Tensor, b1: &Tensor, w2: &Tensor, b2: &Tensor, residual: Option<&Tensor>) -> Result<Buf> {
+#[allow(clippy::too_many_arguments)]
+pub fn mlp(
+    ex: &Exec,
+    act: Activation,
+    x: &Tensor,
+    w1: &Tensor,
+    b1: &Tensor,
+    w2: &Tensor,
+    b2: &Tensor,
+    residual: Option<&Tensor>,
+) -> Result<Buf> {
     if Activation::GELUS.contains(&act) {
         let spec = MlpSpec { act, residual: residual.is_some() };
         let mut ins = vec![x, w1, b1, w2, b2];
@@ -25,17 +35,34 @@ pub fn mlp(ex: &Exec, act: Activation, x: &Tensor, w1: &Tensor, b1: &Tensor, w2:
     }
 }
 
+/// Patch embedding of pixels `[B, C, H, W]` → `[B, T, E]` (CLS row first for CLIP, position
+/// embedding added). Like HF's Conv2d (stride = kernel = patch, no padding), only the top-left
+/// `floor(H/P)·P x floor(W/P)·P` pixels are used: the rest are cropped off on the device first.
+pub fn patch_embed(ex: &Exec, cfg: &LlavaConfig, w: &VisionWeights, pixels: &Tensor) -> Result<Buf> {
+    let v = &cfg.vision;
+    let p = v.patch_size;
+    let clip = v.kind == VisionKind::Clip;
+    let spec = PatchEmbedSpec { patch: p, bias: !clip, cls: clip, pos: true };
+    let (h, wd) = (pixels.dims()[2], pixels.dims()[3]);
+    let mut cropped: Option<Buf> = None;
+    for (axis, size) in [(2, h), (3, wd)] {
+        if size % p != 0 {
+            let src: &Tensor = cropped.as_deref().unwrap_or(pixels);
+            cropped = Some(ex.run(&Op::Slice { axis, start: 0, len: size / p * p }, &[src])?);
+        }
+    }
+    let mut ins: Vec<&Tensor> = vec![cropped.as_deref().unwrap_or(pixels), &w.patch_w];
+    ins.extend(w.patch_b.as_ref());
+    ins.extend(w.cls.as_ref());
+    ins.push(&w.pos);
+    ex.run(&Op::PatchEmbed(spec), &ins)
+}
+
 /// pixels `[B, C, H, W]` → projected image features `[B, N, D_text]`.
 pub fn image_features(ex: &Exec, cfg: &LlavaConfig, w: &VisionWeights, p: &ProjectorWeights, pixels: &Tensor) -> Result<Buf> {
     let v = &cfg.vision;
     let b = pixels.dims()[0];
-    let clip = v.kind == VisionKind::Clip;
-    let spec = PatchEmbedSpec { patch: v.patch_size, bias: !clip, cls: clip, pos: true };
-    let mut ins: Vec<&Tensor> = vec![pixels, &w.patch_w];
-    ins.extend(w.patch_b.as_ref());
-    ins.extend(w.cls.as_ref());
-    ins.push(&w.pos);
-    let mut x = ex.run(&Op::PatchEmbed(spec), &ins)?;
+    let mut x = patch_embed(ex, cfg, w, pixels)?;
     let eps = v.layer_norm_eps;
     if let Some((g, bb)) = &w.pre_ln {
         x = ex.run(&Op::LayerNorm { eps }, &[&x, g, bb])?;

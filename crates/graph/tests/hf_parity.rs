@@ -1,17 +1,21 @@
 //! Parity with transformers on the golden fixtures of `eval/fixtures/<name>/` (made by
 //! `eval/tools/make_fixtures.py`): prompt ids, pixel values, image features, prefill logits and
-//! greedy tokens, on the CPU backend in f32; and the three attention variants give the same tokens.
+//! greedy tokens, in f32 on the CPU backend and on the wgpu backend; and the three attention
+//! variants give the same tokens on each.
 //!
-//! With no fixtures present the test prints why it skips, unless the fixture tool exists (then
-//! the fixtures should too) or FOVEATE_REQUIRE_FIXTURES=1, in which case it fails.
+//! With no fixtures present the tests print why they skip, unless the fixture tool exists (then
+//! the fixtures should too) or FOVEATE_REQUIRE_FIXTURES=1, in which case they fail. Without a
+//! wgpu adapter the wgpu test prints why it skips, and fails with FOVEATE_REQUIRE_WGPU=1.
 
 use foveate_core::{Backend, DType};
 use foveate_cpu::CpuBackend;
 use foveate_graph::{AttentionKind, GenerateParams, LlavaModel, ModelOptions, PixelValues, Request, SamplingParams};
 use foveate_models::image::{decode_file, DecodeOptions, RgbImage};
+use foveate_testkit::{require_env, skip_or_fail};
 use safetensors::{Dtype, SafeTensors};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Instant;
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
@@ -82,22 +86,47 @@ fn greedy(m: &LlavaModel, ids: &[u32], px: &PixelValues, n: usize) -> Vec<u32> {
     m.generate_one(&Request { input_ids: ids.to_vec(), pixels: Some(px.clone()) }, &p).unwrap().tokens
 }
 
-#[test]
-fn hf_golden_parity() {
+/// The fixtures, or None after saying why the test skips (panics when they should exist).
+fn fixtures_or_skip(test: &str) -> Option<Vec<(PathBuf, Vec<String>)>> {
     let fx = fixtures();
     if fx.is_empty() {
         let tool = repo().join("eval/tools/make_fixtures.py");
-        let require = std::env::var("FOVEATE_REQUIRE_FIXTURES").map(|v| v == "1").unwrap_or(false);
-        if tool.exists() || require {
-            panic!("no fixtures with a model under eval/fixtures/ (run eval/tools/make_fixtures.py)");
+        if tool.exists() || require_env("FOVEATE_REQUIRE_FIXTURES") {
+            panic!("{test}: no fixtures with a model under eval/fixtures/ (run eval/tools/make_fixtures.py)");
         }
-        eprintln!("SKIP hf_golden_parity: eval/fixtures/ has no fixtures yet and eval/tools/make_fixtures.py is absent");
-        return;
+        eprintln!("SKIPPED {test}: eval/fixtures/ has no fixtures yet and eval/tools/make_fixtures.py is absent");
+        return None;
     }
-    let backend: Arc<dyn Backend> = Arc::new(CpuBackend::fast());
+    Some(fx)
+}
+
+#[test]
+fn hf_golden_parity() {
+    let Some(fx) = fixtures_or_skip("hf_golden_parity") else { return };
+    let failures = parity(fx, Arc::new(CpuBackend::fast()), "cpu");
+    assert!(failures.is_empty(), "{} parity failures on cpu:\n{}", failures.len(), failures.join("\n"));
+}
+
+/// The same checks and bounds on the wgpu backend (lavapipe on a machine without a GPU).
+#[test]
+fn hf_golden_parity_wgpu() {
+    let test = "hf_golden_parity_wgpu";
+    let Some(fx) = fixtures_or_skip(test) else { return };
+    let backend = match foveate_wgpu::WgpuBackend::new() {
+        Ok(b) => b,
+        Err(e) => return skip_or_fail(test, "FOVEATE_REQUIRE_WGPU", &format!("no wgpu backend: {e}")),
+    };
+    eprintln!("{test}: device {}", backend.device_name());
+    let failures = parity(fx, Arc::new(backend), "wgpu");
+    assert!(failures.is_empty(), "{} parity failures on wgpu:\n{}", failures.len(), failures.join("\n"));
+}
+
+/// Runs every check on `backend`; returns the failures.
+fn parity(fx: Vec<(PathBuf, Vec<String>)>, backend: Arc<dyn Backend>, be: &str) -> Vec<String> {
+    let t_all = Instant::now();
     let mut failures = Vec::new();
     for (dir, ks) in fx {
-        let name = dir.file_name().unwrap().to_string_lossy().to_string();
+        let name = format!("{be}:{}", dir.file_name().unwrap().to_string_lossy());
         assert!(!ks.is_empty(), "{name}: no golden_<k>.safetensors");
         let models: Vec<(AttentionKind, LlavaModel)> = [AttentionKind::Naive, AttentionKind::Flash, AttentionKind::BlockSparse]
             .into_iter()
@@ -107,7 +136,8 @@ fn hf_golden_parity() {
         for k in ks {
             let tag = format!("{name}/golden_{k}");
             let g = Golden { bytes: std::fs::read(dir.join(format!("golden_{k}.safetensors"))).unwrap() };
-            let meta: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join(format!("golden_{k}.json"))).unwrap()).unwrap();
+            let meta: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(dir.join(format!("golden_{k}.json"))).unwrap()).unwrap();
             let prompt = meta["prompt"].as_str().expect("prompt");
             let chat = meta.get("chat").and_then(|c| c.as_bool()).unwrap_or(false);
             // Prompt ids.
@@ -117,9 +147,10 @@ fn hf_golden_parity() {
                 failures.push(format!("{tag}: prompt ids differ: ours {} tokens, HF {}", ids.len(), want_ids.len()));
             }
             // The chat template renders the fixture's user message into the same prompt.
-            let text_item = meta.pointer("/messages/0/content").and_then(|c| c.as_array()).and_then(|items| {
-                items.iter().find(|i| i["type"] == "text").and_then(|i| i["text"].as_str())
-            });
+            let text_item = meta
+                .pointer("/messages/0/content")
+                .and_then(|c| c.as_array())
+                .and_then(|items| items.iter().find(|i| i["type"] == "text").and_then(|i| i["text"].as_str()));
             if let Some(user_text) = text_item {
                 let rendered = m.checkpoint.prompt.apply_chat_template(user_text, true).unwrap();
                 if rendered != prompt {
@@ -182,5 +213,6 @@ fn hf_golden_parity() {
             }
         }
     }
-    assert!(failures.is_empty(), "{} parity failures:\n{}", failures.len(), failures.join("\n"));
+    eprintln!("{be}: parity checks took {:.1} s", t_all.elapsed().as_secs_f64());
+    failures
 }

@@ -6,6 +6,13 @@ use foveate_core::{Activation, Error, Result};
 use serde_json::Value;
 use std::path::Path;
 
+/// Largest size a config may give for a width, length or count (hidden sizes, vocabulary,
+/// context window, image side): far above any real model, low enough that products of sizes
+/// cannot overflow and a corrupt value is refused instead of driving a huge allocation.
+pub const MAX_DIM: usize = 1 << 24;
+/// Most layers a config may give a vision tower or decoder.
+pub const MAX_LAYERS: usize = 1024;
+
 /// Vision tower family.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum VisionKind {
@@ -116,7 +123,7 @@ impl LlavaConfig {
     }
 
     pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let text = foveate_core::read_utf8(path)?;
         let v: Value = serde_json::from_str(&text)
             .map_err(|e| Error::format(path.display().to_string(), "(json)", e.to_string()))?;
         Self::from_json(&v, &path.display().to_string())
@@ -159,9 +166,16 @@ impl LlavaConfig {
             }
         };
         let image_token_id = match (c.opt_u64("image_token_index")?, c.opt_u64("image_token_id")?) {
-            (Some(i), _) | (None, Some(i)) => i as u32,
+            (Some(i), _) | (None, Some(i)) => u32::try_from(i)
+                .map_err(|_| Error::format(file, "image_token_index", format!("{i} is not a valid token id (above u32)")))?,
             (None, None) => 32000,
         };
+        if strategy == FeatureStrategy::Default && vision.num_positions() < 2 {
+            return Err(Error::format(file, "vision_feature_select_strategy", format!(
+                "`default` drops the first of {} vision rows, leaving no image features (supported here: full)",
+                vision.num_positions()
+            )));
+        }
         let act_name = c.str_or("projector_hidden_act", "gelu")?;
         let projector_act = Activation::from_hf(&act_name).ok_or_else(|| {
             Error::format(file, "projector_hidden_act", format!(
@@ -216,11 +230,30 @@ fn parse_vision(c: &Cfg) -> Result<VisionConfig> {
         act,
         layer_norm_eps: c.f32_or("layer_norm_eps", 1e-5)? as f32,
     };
-    if v.patch_size == 0 || v.image_size % v.patch_size != 0 {
-        return Err(c.err("image_size", format!("{} is not a multiple of patch_size {}", v.image_size, v.patch_size)));
+    for (field, x) in [
+        ("hidden_size", v.hidden_size),
+        ("intermediate_size", v.intermediate_size),
+        ("num_attention_heads", v.num_heads),
+        ("image_size", v.image_size),
+        ("patch_size", v.patch_size),
+        ("num_channels", v.num_channels),
+    ] {
+        positive(c, field, x, MAX_DIM)?;
+    }
+    positive(c, "num_hidden_layers", v.num_layers, MAX_LAYERS)?;
+    // HF's patch conv (stride = kernel = patch, no padding) drops the last image_size % patch_size
+    // rows and columns (SigLIP so400m: 384 px, patch 14, uses 378); the graph crops the same way.
+    if v.image_size < v.patch_size {
+        return Err(c.err("image_size", format!("{} is smaller than patch_size {}", v.image_size, v.patch_size)));
     }
     if v.num_heads == 0 || v.hidden_size % v.num_heads != 0 {
         return Err(c.err("num_attention_heads", format!("{} does not divide hidden_size {}", v.num_heads, v.hidden_size)));
+    }
+    if v.num_positions() > MAX_DIM {
+        return Err(c.err("image_size", format!(
+            "{} with patch_size {} gives {} patches (at most {MAX_DIM} are supported)",
+            v.image_size, v.patch_size, v.num_patches()
+        )));
     }
     Ok(v)
 }
@@ -240,17 +273,20 @@ fn parse_text(c: &Cfg, tie_top: Option<bool>) -> Result<TextConfig> {
     if c.opt_bool("mlp_bias")? == Some(true) {
         return Err(c.err("mlp_bias", "true is not supported (supported: false)"));
     }
-    let hidden_size = c.usize_or("hidden_size", 4096)?;
-    let num_heads = c.usize_or("num_attention_heads", 32)?;
-    let num_kv_heads = c.usize_or("num_key_value_heads", num_heads)?;
+    let hidden_size = positive(c, "hidden_size", c.usize_or("hidden_size", 4096)?, MAX_DIM)?;
+    let num_heads = positive(c, "num_attention_heads", c.usize_or("num_attention_heads", 32)?, MAX_DIM)?;
+    let num_kv_heads = positive(c, "num_key_value_heads", c.usize_or("num_key_value_heads", num_heads)?, MAX_DIM)?;
     if num_heads == 0 || num_kv_heads == 0 || num_heads % num_kv_heads != 0 {
         return Err(c.err("num_key_value_heads", format!("{num_kv_heads} does not divide num_attention_heads {num_heads}")));
     }
     let head_dim = match c.opt_u64("head_dim")? {
-        Some(d) => d as usize,
-        None => hidden_size / num_heads,
+        Some(d) => positive(c, "head_dim", d as usize, MAX_DIM)?,
+        None => positive(c, "hidden_size", hidden_size / num_heads, MAX_DIM)?,
     };
-    let num_layers = c.usize_or("num_hidden_layers", 32)?;
+    if head_dim.saturating_mul(num_heads) > MAX_DIM {
+        return Err(c.err("head_dim", format!("{head_dim} x {num_heads} heads exceeds {MAX_DIM}")));
+    }
+    let num_layers = positive(c, "num_hidden_layers", c.usize_or("num_hidden_layers", 32)?, MAX_LAYERS)?;
     let rope_theta = rope_theta(c)?;
     let qkv_bias = match kind {
         TextKind::Qwen2 => true,
@@ -260,19 +296,22 @@ fn parse_text(c: &Cfg, tie_top: Option<bool>) -> Result<TextConfig> {
     let layers = layer_attention(c, kind, num_layers, window)?;
     let tie_word_embeddings = c.opt_bool("tie_word_embeddings")?.or(tie_top).unwrap_or(false);
     let eos_token_ids = c.id_list("eos_token_id")?;
-    let bos_token_id = c.opt_u64("bos_token_id")?.map(|b| b as u32);
+    let bos_token_id = match c.opt_u64("bos_token_id")? {
+        Some(b) => Some(u32::try_from(b).map_err(|_| c.err("bos_token_id", format!("{b} is not a valid token id (above u32)")))?),
+        None => None,
+    };
     Ok(TextConfig {
         kind,
         hidden_size,
-        intermediate_size: c.usize_or("intermediate_size", 11008)?,
+        intermediate_size: positive(c, "intermediate_size", c.usize_or("intermediate_size", 11008)?, MAX_DIM)?,
         num_heads,
         num_kv_heads,
         head_dim,
         num_layers,
         rms_norm_eps: c.f32_or("rms_norm_eps", 1e-6)? as f32,
         rope_theta,
-        vocab_size: c.usize_or("vocab_size", 32000)?,
-        max_position_embeddings: c.usize_or("max_position_embeddings", 4096)?,
+        vocab_size: positive(c, "vocab_size", c.usize_or("vocab_size", 32000)?, MAX_DIM)?,
+        max_position_embeddings: positive(c, "max_position_embeddings", c.usize_or("max_position_embeddings", 4096)?, MAX_DIM)?,
         tie_word_embeddings,
         qkv_bias,
         layers,
@@ -341,6 +380,14 @@ fn layer_attention(c: &Cfg, kind: TextKind, n: usize, window: Option<usize>) -> 
     })
 }
 
+/// `x` when `1 <= x <= max`, else an error naming the field.
+fn positive(c: &Cfg, field: &str, x: usize, max: usize) -> Result<usize> {
+    if x == 0 || x > max {
+        return Err(c.err(field, format!("{x} is out of range (supported: 1 ..= {max})")));
+    }
+    Ok(x)
+}
+
 /// A view of one JSON object with typed getters whose errors name the file and dotted field.
 struct Cfg<'a> {
     v: &'a Value,
@@ -405,8 +452,8 @@ impl<'a> Cfg<'a> {
 pub fn id_list(v: Option<&Value>) -> Option<Vec<u32>> {
     match v {
         None | Some(Value::Null) => Some(vec![]),
-        Some(Value::Number(n)) => n.as_u64().map(|x| vec![x as u32]),
-        Some(Value::Array(a)) => a.iter().map(|x| x.as_u64().map(|x| x as u32)).collect(),
+        Some(Value::Number(n)) => n.as_u64().and_then(|x| u32::try_from(x).ok()).map(|x| vec![x]),
+        Some(Value::Array(a)) => a.iter().map(|x| x.as_u64().and_then(|x| u32::try_from(x).ok())).collect(),
         _ => None,
     }
 }

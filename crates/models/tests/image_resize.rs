@@ -2,8 +2,15 @@
 
 mod image_support;
 
-use foveate_models::image::{resize, resize_with_order, Filter, PassOrder};
-use image_support::{byte_diff, fnv1a64, load, manifest};
+use foveate_models::image::{pillow_pass_order, resize, resize_with_order, Filter, PassOrder};
+use image_support::{byte_diff, fixtures, fnv1a64, load, manifest};
+
+fn pass_order_name(o: PassOrder) -> &'static str {
+    match o {
+        PassOrder::HorizontalFirst => "horizontal-first",
+        PassOrder::VerticalFirst => "vertical-first",
+    }
+}
 
 #[test]
 fn resize_matches_pillow_bit_exactly() {
@@ -16,7 +23,7 @@ fn resize_matches_pillow_bit_exactly() {
     );
     let mut failures = Vec::new();
     let mut checked_bytes = 0usize;
-    let mut known_gaps = 0;
+    let mut vertical_first = 0;
     for c in cases {
         let input = load(&format!("inputs/{}", c["input"].as_str().unwrap()));
         let (w, h) = (
@@ -26,18 +33,18 @@ fn resize_matches_pillow_bit_exactly() {
         let fname = c["filter"].as_str().unwrap();
         let filter = Filter::from_name(fname).unwrap();
         let out = resize(&input, w, h, filter).unwrap();
-        // Pillow 13 sometimes runs the vertical pass first; `resize` does not reproduce that choice (a known,
-        // reported gap), so such cases are checked with the order Pillow used and the default's diff is printed.
-        let out = if c["pillow_pass_order"].as_str() == Some("vertical-first") {
-            let v = resize_with_order(&input, w, h, filter, PassOrder::VerticalFirst).unwrap();
-            let (n, d) = byte_diff(&out.data, &v.data);
-            println!("KNOWN GAP {w}x{h} {}: Pillow ran the vertical pass first; resize() (horizontal first) \
-                      differs from it in {n} of {} bytes (max {d})", c["filter"], out.data.len());
-            known_gaps += 1;
-            v
-        } else {
-            out
-        };
+        // Pillow 13 runs the vertical pass first in some cases; `resize` must pick the order Pillow did.
+        if let Some(order) = c["pillow_pass_order"].as_str() {
+            let ours = pillow_pass_order(input.width, input.height, w, h);
+            if order == "vertical-first" {
+                vertical_first += 1;
+            }
+            if pass_order_name(ours) != order {
+                failures.push(format!(
+                    "{w}x{h} {fname}: Pillow ran {order}, pillow_pass_order says {ours:?}"
+                ));
+            }
+        }
         assert_eq!((out.width, out.height), (w, h));
         let label = format!(
             "{} {}x{} -> {w}x{h} {fname}",
@@ -73,7 +80,7 @@ fn resize_matches_pillow_bit_exactly() {
             ));
         }
     }
-    println!("{} cases ({known_gaps} with Pillow's vertical-first order), {checked_bytes} bytes compared byte by byte",
+    println!("{} cases ({vertical_first} with Pillow's vertical-first order), {checked_bytes} bytes compared byte by byte",
         cases.len());
     assert!(
         failures.is_empty(),
@@ -89,4 +96,78 @@ fn resize_rejects_empty_targets() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("0x10"), "{e}");
+}
+
+/// Pillow 13's pass order, on both sides of its boundary and on it
+/// (eval/fixtures/preprocess/pass_order, made by eval/tools/make_pass_order_goldens.py): `resize`
+/// matches Pillow bit for bit, and where the two orders give different bytes, the other order
+/// does not (so each case tells the orders apart).
+#[test]
+fn resize_follows_pillow_pass_order() {
+    let dir = fixtures().join("pass_order");
+    let text = std::fs::read_to_string(dir.join("manifest.json"))
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    let m: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let cases = m["cases"].as_array().unwrap();
+    let mut failures = Vec::new();
+    let (mut vertical, mut discriminating) = (0, 0);
+    for c in cases {
+        let input = load(&format!("pass_order/{}", c["input"].as_str().unwrap()));
+        let (w, h) = (
+            c["width"].as_u64().unwrap() as usize,
+            c["height"].as_u64().unwrap() as usize,
+        );
+        let fname = c["filter"].as_str().unwrap();
+        let filter = Filter::from_name(fname).unwrap();
+        let want = load(&format!("pass_order/{}", c["output"].as_str().unwrap()));
+        let label = format!("{}x{} -> {w}x{h} {fname}", input.width, input.height);
+        let order = pillow_pass_order(input.width, input.height, w, h);
+        let pillow = c["pillow_pass_order"].as_str().unwrap();
+        vertical += (pillow == "vertical-first") as usize;
+        if pillow != "either" && pass_order_name(order) != pillow {
+            failures.push(format!(
+                "{label}: Pillow ran {pillow}, pillow_pass_order says {order:?}"
+            ));
+        }
+        let out = resize(&input, w, h, filter).unwrap();
+        let (n, d) = byte_diff(&out.data, &want.data);
+        if n != 0 {
+            failures.push(format!(
+                "{label}: {n} of {} bytes differ from Pillow (max {d})",
+                want.data.len()
+            ));
+        }
+        let other = match order {
+            PassOrder::HorizontalFirst => PassOrder::VerticalFirst,
+            PassOrder::VerticalFirst => PassOrder::HorizontalFirst,
+        };
+        let (n_other, _) = byte_diff(
+            &resize_with_order(&input, w, h, filter, other).unwrap().data,
+            &want.data,
+        );
+        if c["orders_differ"].as_bool().unwrap() {
+            discriminating += 1;
+            if n_other == 0 {
+                failures.push(format!(
+                    "{label}: the other pass order also matches, but Pillow's two orders differ"
+                ));
+            }
+        }
+        println!(
+            "{label}: Pillow {pillow}; resize differs in {n} bytes, the other order in {n_other}"
+        );
+    }
+    println!(
+        "{} cases, {vertical} vertical-first, {discriminating} where the two orders differ",
+        cases.len()
+    );
+    assert!(
+        vertical >= 4 && discriminating >= 10,
+        "the pass-order goldens no longer cover both orders"
+    );
+    assert!(
+        failures.is_empty(),
+        "not bit-exact with Pillow:\n{}",
+        failures.join("\n")
+    );
 }

@@ -18,7 +18,7 @@ pub mod resize;
 
 pub use decode::{decode_bytes, decode_file, AlphaMode, DecodeOptions, DEFAULT_MAX_PIXELS};
 pub use processor::{preprocess, ImageProcessorConfig, ProcessorKind, SizeSpec};
-pub use resize::{resize, resize_with_order, Filter, PassOrder};
+pub use resize::{pillow_pass_order, resize, resize_with_order, Filter, PassOrder};
 
 /// An 8-bit RGB image, rows top to bottom, pixels interleaved (`[r, g, b, r, g, b, ...]`), no padding.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -180,6 +180,9 @@ impl ImageProcessorConfig {
         if let Some(m) = obj.get("image_std").filter(|s| !s.is_null()) {
             c.image_std = parse_triple(m).map_err(|e| err("image_std", e))?;
         }
+        if c.do_normalize && c.image_std.contains(&0.0) {
+            return Err(err("image_std", format!("{:?} has a zero (normalising divides by it)", c.image_std)));
+        }
         Ok(c)
     }
 
@@ -246,7 +249,7 @@ fn size_with_aspect_ratio(
 }
 
 fn read_json(path: &Path) -> Result<Value> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let text = foveate_core::read_utf8(path)?;
     serde_json::from_str(&text).map_err(|e| {
         Error::format(
             path.display().to_string(),
@@ -287,11 +290,15 @@ fn parse_kind(obj: &Map<String, Value>) -> std::result::Result<ProcessorKind, (S
     }
 }
 
+/// Largest side a config may ask the resize or crop step for.
+pub const MAX_SIDE: usize = 1 << 15;
+
 fn as_usize(v: &Value) -> std::result::Result<usize, String> {
-    v.as_u64()
-        .filter(|&n| n > 0)
-        .map(|n| n as usize)
-        .ok_or_else(|| format!("expected a positive integer, got {v}"))
+    match v.as_u64() {
+        Some(n) if n > 0 && n <= MAX_SIDE as u64 => Ok(n as usize),
+        Some(n) if n > 0 => Err(format!("{n} is larger than the supported {MAX_SIDE}")),
+        _ => Err(format!("expected a positive integer, got {v}")),
+    }
 }
 
 /// `size`: an int means `{"shortest_edge": n}` (all supported classes have default_to_square=False);
@@ -440,8 +447,28 @@ pub fn preprocess(cfg: &ImageProcessorConfig, img: &RgbImage) -> Result<(Vec<f32
             cfg.source
         )));
     }
+    // Every intermediate image is bounded like a decoded one, so an extreme aspect ratio cannot
+    // make the pad or resize step allocate without limit.
+    let check = |step: &str, field: &str, w: usize, h: usize| -> Result<()> {
+        let px = (w as u64).saturating_mul(h as u64);
+        if px > super::DEFAULT_MAX_PIXELS {
+            return Err(Error::format(
+                cfg.source.clone(),
+                field,
+                format!(
+                    "{step} the {}x{} image gives {w}x{h} = {px} pixels, above the limit of {}",
+                    img.width,
+                    img.height,
+                    super::DEFAULT_MAX_PIXELS
+                ),
+            ));
+        }
+        Ok(())
+    };
     let mut cur = std::borrow::Cow::Borrowed(img);
     if cfg.do_pad_to_square {
+        let side = cur.width.max(cur.height);
+        check("padding", "do_pad", side, side)?;
         let fill = cfg.image_mean.map(|m| (m * 255.0) as u8); // Python int(x * 255)
         cur = std::borrow::Cow::Owned(pad_to_square(&cur, fill));
     }
@@ -457,10 +484,14 @@ pub fn preprocess(cfg: &ImageProcessorConfig, img: &RgbImage) -> Result<(Vec<f32
                 ),
             ));
         }
+        check("resizing", "size", w, h)?;
         cur = std::borrow::Cow::Owned(resize(&cur, w, h, cfg.resample)?);
     }
     if cfg.do_center_crop {
-        let (ch, cw) = cfg.crop_size.expect("checked when the config was parsed");
+        let (ch, cw) = cfg.crop_size.ok_or_else(|| {
+            Error::format(cfg.source.clone(), "crop_size", "do_center_crop is true but no crop_size is given")
+        })?;
+        check("cropping", "crop_size", cw.max(cur.width), ch.max(cur.height))?;
         cur = std::borrow::Cow::Owned(center_crop(&cur, ch, cw));
     }
     let (h, w) = (cur.height, cur.width);
