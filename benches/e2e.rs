@@ -6,7 +6,7 @@
 //! 2·T·(D·M + M·D) + 4·T²·D) + projector MLP (`E2eModel::encode_flops`); prefill and decode set
 //! `Throughput::Elements(tokens)` (tokens/s; one decode iteration is one token).
 
-use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use foveate_benches::e2e::E2eModel;
 use foveate_benches::{devices, quick, shapes};
 use foveate_core::DType;
@@ -22,19 +22,36 @@ fn e2e(c: &mut Criterion) {
             eprintln!("bench: skip e2e on {}: real model shapes take minutes per step on a CPU rasteriser adapter", dev.name());
             continue;
         }
+        // Criterion ids: group `e2e/STAGE`, function `BACKEND/flash/f32`, parameter the model.
+        let func = format!("{}/flash/f32", dev.name());
         let be = dev.name().to_string();
+        let tag = layers.map_or(String::new(), |n| format!(" ({n} layers)"));
         let vit = shapes::builtin("vit-b16").expect("builtin");
-        match E2eModel::builtin(&vit, layers, dev.backend.clone(), DType::F32, AttentionKind::Flash) {
+        match E2eModel::builtin(
+            &vit,
+            layers,
+            dev.backend.clone(),
+            DType::F32,
+            AttentionKind::Flash,
+        ) {
             Ok(m) => {
                 let mut g = c.benchmark_group("e2e/encode");
                 g.throughput(Throughput::Elements(m.encode_flops() as u64));
-                g.bench_function(format!("{be}/vit-b16"), |b| b.iter(|| m.encode().expect("encode")));
+                g.bench_function(BenchmarkId::new(&func, format!("vit-b16{tag}")), |b| {
+                    b.iter(|| m.encode().expect("encode"))
+                });
                 g.finish();
             }
             Err(e) => eprintln!("bench: skip e2e/encode on {be}: {e}"),
         }
         let qwen = shapes::builtin("qwen2-0.5b").expect("builtin");
-        let m = match E2eModel::builtin(&qwen, layers, dev.backend.clone(), DType::F32, AttentionKind::Flash) {
+        let m = match E2eModel::builtin(
+            &qwen,
+            layers,
+            dev.backend.clone(),
+            DType::F32,
+            AttentionKind::Flash,
+        ) {
             Ok(m) => m,
             Err(e) => {
                 eprintln!("bench: skip e2e/prefill and e2e/decode on {be}: {e}");
@@ -43,32 +60,42 @@ fn e2e(c: &mut Criterion) {
         };
         let mut g = c.benchmark_group("e2e/prefill");
         g.throughput(Throughput::Elements(PROMPT as u64));
-        g.bench_function(format!("{be}/qwen2-0.5b p{PROMPT}"), |b| b.iter(|| m.prefill(PROMPT, 0, 1).expect("prefill").ms));
+        g.bench_function(
+            BenchmarkId::new(&func, format!("qwen2-0.5b p{PROMPT}{tag}")),
+            |b| b.iter(|| m.prefill(PROMPT, 0, 1).expect("prefill").ms),
+        );
         g.finish();
         let mut g = c.benchmark_group("e2e/decode");
         g.throughput(Throughput::Elements(1));
-        g.bench_function(format!("{be}/qwen2-0.5b after p{PROMPT}"), |b| {
-            b.iter_custom(|iters| {
-                // Chunks of at most 64 steps after a fresh (untimed) prefill, so the KV length stays
-                // between PROMPT and PROMPT + 64.
-                let mut total = Duration::ZERO;
-                let mut left = iters as usize;
-                while left > 0 {
-                    let steps = left.min(64);
-                    let mut p = m.prefill(PROMPT, steps, 2).expect("prefill");
-                    total += Duration::from_secs_f64(m.decode(&mut p, steps).expect("decode") / 1e3);
-                    left -= steps;
-                }
-                total
-            })
-        });
+        g.bench_function(
+            BenchmarkId::new(&func, format!("qwen2-0.5b after p{PROMPT}{tag}")),
+            |b| {
+                b.iter_custom(|iters| {
+                    // Chunks of at most 64 steps after a fresh (untimed) prefill, so the KV length stays
+                    // between PROMPT and PROMPT + 64.
+                    let mut total = Duration::ZERO;
+                    let mut left = iters as usize;
+                    while left > 0 {
+                        let steps = left.min(64);
+                        let mut p = m.prefill(PROMPT, steps, 2).expect("prefill");
+                        total +=
+                            Duration::from_secs_f64(m.decode(&mut p, steps).expect("decode") / 1e3);
+                        left -= steps;
+                    }
+                    total
+                })
+            },
+        );
         g.finish();
     }
 }
 
 fn config() -> Criterion {
     let m = if quick() { 2 } else { 8 };
-    Criterion::default().sample_size(10).warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(m))
+    Criterion::default()
+        .sample_size(10)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(m))
 }
 
 criterion_group! { name = benches; config = config(); targets = e2e }

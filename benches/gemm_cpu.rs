@@ -1,6 +1,7 @@
 //! CPU GEMM throughput: the fast backend (`gemm` crate + fused epilogue) against the f64 oracle
 //! and a naive f32 triple loop. Each bench sets Throughput::Elements to its FLOP count, so
-//! criterion's "elements/s" reads as FLOP/s.
+//! criterion's "elements/s" reads as FLOP/s. The fast backend runs on `FOVEATE_BENCH_THREADS`
+//! threads when set.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use foveate_core::{Backend, DType, GemmSpec, HostTensor, Op, Tensor};
@@ -24,7 +25,11 @@ fn naive_gemm(a: &[f32], w: &[f32], m: usize, n: usize, k: usize, out: &mut [f32
 fn values(n: usize, seed: u32) -> Vec<f32> {
     // Deterministic values in [-1, 1) without a RNG dependency.
     (0..n as u32)
-        .map(|i| ((i.wrapping_mul(2654435761).wrapping_add(seed) >> 8) as f32 / (1u32 << 24) as f32) * 2.0 - 1.0)
+        .map(|i| {
+            ((i.wrapping_mul(2654435761).wrapping_add(seed) >> 8) as f32 / (1u32 << 24) as f32)
+                * 2.0
+                - 1.0
+        })
         .collect()
 }
 
@@ -35,17 +40,32 @@ fn bench_backend(c: &mut Criterion, group: &str, b: &CpuBackend, m: usize, n: us
     let w = b
         .upload(&HostTensor::from_f32(DType::F32, [n, k], &values(n * k, 2)))
         .unwrap();
-    let out = b.alloc(&foveate_core::TensorDesc::new(DType::F32, [m, n])).unwrap();
+    let out = b
+        .alloc(&foveate_core::TensorDesc::new(DType::F32, [m, n]))
+        .unwrap();
     let op = Op::Gemm(GemmSpec::plain());
     let mut g = c.benchmark_group(group);
     // FLOPs = 2·M·N·K (one multiply and one add per (m, n, k) triple).
     g.throughput(Throughput::Elements((2 * m * n * k) as u64));
-    g.bench_function(BenchmarkId::new(b.name(), format!("{m}x{n}x{k}")), |bch| {
-        bch.iter(|| {
-            b.execute(&op, &[black_box(&a), black_box(&w)], black_box(&out as &Tensor), "")
+    // Criterion ids as in the other benches: function `BACKEND/VARIANT/DTYPE`.
+    let variant = if b.name() == "cpu" { "tiled" } else { "oracle" };
+    g.bench_function(
+        BenchmarkId::new(
+            format!("{}/{variant}/f32", b.name()),
+            format!("{m}x{n}x{k}"),
+        ),
+        |bch| {
+            bch.iter(|| {
+                b.execute(
+                    &op,
+                    &[black_box(&a), black_box(&w)],
+                    black_box(&out as &Tensor),
+                    "",
+                )
                 .unwrap()
-        })
-    });
+            })
+        },
+    );
     g.finish();
 }
 
@@ -56,14 +76,15 @@ fn bench_naive(c: &mut Criterion, group: &str, m: usize, n: usize, k: usize) {
     // FLOPs = 2·M·N·K.
     g.throughput(Throughput::Elements((2 * m * n * k) as u64));
     g.sample_size(10);
-    g.bench_function(BenchmarkId::new("naive-loop", format!("{m}x{n}x{k}")), |bch| {
-        bch.iter(|| naive_gemm(black_box(&a), black_box(&w), m, n, k, &mut out))
-    });
+    g.bench_function(
+        BenchmarkId::new("host/naive-loop/f32", format!("{m}x{n}x{k}")),
+        |bch| bch.iter(|| naive_gemm(black_box(&a), black_box(&w), m, n, k, &mut out)),
+    );
     g.finish();
 }
 
 fn gemm_cpu(c: &mut Criterion) {
-    let fast = CpuBackend::fast();
+    let fast = foveate_benches::devices::cpu();
     let oracle = CpuBackend::oracle();
     // 64x64x64: fast, oracle and naive. FLOPs = 2·64·64·64 = 524,288.
     bench_backend(c, "gemm_cpu/64x64x64", &fast, 64, 64, 64);
@@ -79,9 +100,20 @@ fn gemm_cpu(c: &mut Criterion) {
     bench_backend(c, "gemm_cpu/1x896x4864", &fast, 1, 896, 4864);
 }
 
+fn config() -> Criterion {
+    let (w, m) = if foveate_benches::quick() {
+        (200, 500)
+    } else {
+        (1000, 3000)
+    };
+    Criterion::default()
+        .warm_up_time(Duration::from_millis(w))
+        .measurement_time(Duration::from_millis(m))
+}
+
 criterion_group! {
     name = benches;
-    config = Criterion::default().warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(3));
+    config = config();
     targets = gemm_cpu
 }
 criterion_main!(benches);

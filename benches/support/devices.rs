@@ -20,31 +20,46 @@ impl Device {
 
 /// Threads of the CPU backend: `FOVEATE_BENCH_THREADS`, else rayon's default.
 pub fn cpu() -> CpuBackend {
-    match std::env::var("FOVEATE_BENCH_THREADS").ok().and_then(|v| v.parse::<usize>().ok()) {
+    match std::env::var("FOVEATE_BENCH_THREADS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+    {
         Some(n) if n > 0 => CpuBackend::fast_with_threads(n),
         _ => CpuBackend::fast(),
     }
 }
 
+/// Whether a GPU adapter name is a CPU rasteriser (Mesa lavapipe / llvmpipe, or a `cpu` adapter).
+pub fn is_cpu_rasteriser(adapter: &str) -> bool {
+    let a = adapter.to_lowercase();
+    a.contains("llvmpipe") || a.contains("lavapipe") || a.contains("cpu")
+}
+
 /// Every device available here, printing one line per skipped backend.
 /// `FOVEATE_BENCH_BACKENDS=cpu,wgpu` restricts the list.
 pub fn available() -> Vec<Device> {
-    let only: Option<Vec<String>> =
-        std::env::var("FOVEATE_BENCH_BACKENDS").ok().map(|v| v.split(',').map(|s| s.trim().to_string()).collect());
+    let only: Option<Vec<String>> = std::env::var("FOVEATE_BENCH_BACKENDS")
+        .ok()
+        .map(|v| v.split(',').map(|s| s.trim().to_string()).collect());
     let wanted = |n: &str| only.as_ref().is_none_or(|o| o.iter().any(|x| x == n));
     let mut out = Vec::new();
     if wanted("cpu") {
-        out.push(Device { backend: Arc::new(cpu()), slow: false });
+        out.push(Device {
+            backend: Arc::new(cpu()),
+            slow: false,
+        });
     }
     if wanted("wgpu") {
         match foveate_wgpu::WgpuBackend::new() {
             Ok(w) => {
-                let dev = w.device_name().to_lowercase();
-                let slow = dev.contains("llvmpipe") || dev.contains("lavapipe") || dev.contains("cpu");
+                let slow = is_cpu_rasteriser(&w.device_name());
                 if slow {
                     eprintln!("bench: wgpu adapter `{}` is a CPU rasteriser (~0.2 GFLOP/s): timing tiny shapes only", w.device_name());
                 }
-                out.push(Device { backend: Arc::new(w), slow });
+                out.push(Device {
+                    backend: Arc::new(w),
+                    slow,
+                });
             }
             Err(e) => eprintln!("bench: skipping wgpu: {e}"),
         }

@@ -9,7 +9,9 @@ use crate::shapes::Builtin;
 use crate::values::{self, Rng};
 use foveate_core::{Backend, DType, Error, Op, Result, Tensor};
 use foveate_graph::decoder::{self, KvCache};
-use foveate_graph::weights::{ProjectorWeights, TextLayer, TextWeights, VisionLayer, VisionWeights};
+use foveate_graph::weights::{
+    ProjectorWeights, TextLayer, TextWeights, VisionLayer, VisionWeights,
+};
 use foveate_graph::{vision, AttentionKind, Exec};
 use foveate_models::{Checkpoint, LlavaConfig, VisionKind};
 use std::path::Path;
@@ -45,14 +47,21 @@ impl RandWeights<'_> {
     /// Uniform in ±scale; projections use 1/sqrt(fan_in) so activations stay O(1) through the layers.
     fn t(&mut self, shape: &[usize], scale: f32) -> Result<Tensor> {
         self.bytes += shape.iter().product::<usize>() * self.dtype.size();
-        values::tensor(self.b, self.dtype, shape.to_vec(), scale, self.rng.next_u64())
+        values::tensor(
+            self.b,
+            self.dtype,
+            shape.to_vec(),
+            scale,
+            self.rng.next_u64(),
+        )
     }
     fn w(&mut self, rows: usize, cols: usize) -> Result<Tensor> {
         self.t(&[rows, cols], 1.0 / (cols as f32).sqrt())
     }
     fn ones(&mut self, n: usize) -> Result<Tensor> {
         self.bytes += n * self.dtype.size();
-        self.b.upload(&foveate_core::HostTensor::filled(self.dtype, vec![n], 1.0))
+        self.b
+            .upload(&foveate_core::HostTensor::filled(self.dtype, vec![n], 1.0))
     }
     fn pair(&mut self, rows: usize, cols: usize) -> Result<(Tensor, Tensor)> {
         Ok((self.w(rows, cols)?, self.t(&[rows], 0.02)?))
@@ -62,11 +71,17 @@ impl RandWeights<'_> {
     }
 }
 
-fn random_vision(r: &mut RandWeights, cfg: &LlavaConfig) -> Result<(VisionWeights, ProjectorWeights)> {
+fn random_vision(
+    r: &mut RandWeights,
+    cfg: &LlavaConfig,
+) -> Result<(VisionWeights, ProjectorWeights)> {
     let v = &cfg.vision;
     let (d, i) = (v.hidden_size, v.intermediate_size);
     let clip = v.kind == VisionKind::Clip;
-    let patch_w = r.t(&[d, v.num_channels, v.patch_size, v.patch_size], 1.0 / ((v.num_channels * v.patch_size * v.patch_size) as f32).sqrt())?;
+    let patch_w = r.t(
+        &[d, v.num_channels, v.patch_size, v.patch_size],
+        1.0 / ((v.num_channels * v.patch_size * v.patch_size) as f32).sqrt(),
+    )?;
     let patch_b = if clip { None } else { Some(r.t(&[d], 0.02)?) };
     let cls = if clip { Some(r.t(&[d], 0.5)?) } else { None };
     let pos = r.t(&[v.num_positions(), d], 0.1)?;
@@ -87,17 +102,39 @@ fn random_vision(r: &mut RandWeights, cfg: &LlavaConfig) -> Result<(VisionWeight
     let dt = cfg.text.hidden_size;
     let (w1, b1) = r.pair(dt, d)?;
     let (w2, b2) = r.pair(dt, dt)?;
-    Ok((VisionWeights { patch_w, patch_b, cls, pos, pre_ln, layers }, ProjectorWeights { w1, b1, w2, b2 }))
+    Ok((
+        VisionWeights {
+            patch_w,
+            patch_b,
+            cls,
+            pos,
+            pre_ln,
+            layers,
+        },
+        ProjectorWeights { w1, b1, w2, b2 },
+    ))
 }
 
 fn random_text(r: &mut RandWeights, cfg: &LlavaConfig) -> Result<TextWeights> {
     let t = &cfg.text;
-    let (d, qd, kvd, ti) = (t.hidden_size, t.num_heads * t.head_dim, t.num_kv_heads * t.head_dim, t.intermediate_size);
+    let (d, qd, kvd, ti) = (
+        t.hidden_size,
+        t.num_heads * t.head_dim,
+        t.num_kv_heads * t.head_dim,
+        t.intermediate_size,
+    );
     let embed = r.t(&[t.vocab_size, d], 1.0)?;
     let mut layers = Vec::new();
     for _ in 0..t.num_layers {
         let proj = |r: &mut RandWeights, rows: usize| -> Result<(Tensor, Option<Tensor>)> {
-            Ok((r.w(rows, d)?, if t.qkv_bias { Some(r.t(&[rows], 0.02)?) } else { None }))
+            Ok((
+                r.w(rows, d)?,
+                if t.qkv_bias {
+                    Some(r.t(&[rows], 0.02)?)
+                } else {
+                    None
+                },
+            ))
         };
         let q = proj(r, qd)?;
         let k = proj(r, kvd)?;
@@ -115,8 +152,17 @@ fn random_text(r: &mut RandWeights, cfg: &LlavaConfig) -> Result<TextWeights> {
         });
     }
     let norm = r.ones(d)?;
-    let lm_head = if t.tie_word_embeddings { embed.clone() } else { r.w(t.vocab_size, d)? };
-    Ok(TextWeights { embed, layers, norm, lm_head })
+    let lm_head = if t.tie_word_embeddings {
+        embed.clone()
+    } else {
+        r.w(t.vocab_size, d)?
+    };
+    Ok(TextWeights {
+        embed,
+        layers,
+        norm,
+        lm_head,
+    })
 }
 
 /// Bytes the weights of a builtin take in `dtype` (to refuse what cannot fit before allocating).
@@ -124,7 +170,9 @@ pub fn builtin_weight_bytes(b: &Builtin, layers: Option<usize>, dtype: DType) ->
     let mut n = 0usize;
     if let Some(v) = b.vision {
         let l = layers.unwrap_or(v.layers);
-        n += l * (4 * v.hidden * v.hidden + 2 * v.hidden * v.mlp) + v.tokens() * v.hidden + v.hidden * 3 * v.patch * v.patch;
+        n += l * (4 * v.hidden * v.hidden + 2 * v.hidden * v.mlp)
+            + v.tokens() * v.hidden
+            + v.hidden * 3 * v.patch * v.patch;
         let dt = b.text.map_or(896, |t| t.hidden);
         n += v.hidden * dt + dt * dt;
     }
@@ -139,26 +187,61 @@ pub fn builtin_weight_bytes(b: &Builtin, layers: Option<usize>, dtype: DType) ->
 
 impl E2eModel {
     /// Random weights of a builtin shape; `layers` overrides the layer count of both towers.
-    pub fn builtin(b: &Builtin, layers: Option<usize>, backend: Arc<dyn Backend>, dtype: DType, attention: AttentionKind) -> Result<Self> {
+    pub fn builtin(
+        b: &Builtin,
+        layers: Option<usize>,
+        backend: Arc<dyn Backend>,
+        dtype: DType,
+        attention: AttentionKind,
+    ) -> Result<Self> {
         let cfg = LlavaConfig::from_json(&b.config_json(layers), b.name)?;
         let ex = Exec::new(backend, dtype, attention);
-        let mut r = RandWeights { b: ex.backend.as_ref(), dtype, rng: Rng::new(17), bytes: 0 };
-        let vision = if b.vision.is_some() { Some(random_vision(&mut r, &cfg)?) } else { None };
-        let text = if b.text.is_some() { Some(random_text(&mut r, &cfg)?) } else { None };
+        let mut r = RandWeights {
+            b: ex.backend.as_ref(),
+            dtype,
+            rng: Rng::new(17),
+            bytes: 0,
+        };
+        let vision = if b.vision.is_some() {
+            Some(random_vision(&mut r, &cfg)?)
+        } else {
+            None
+        };
+        let text = if b.text.is_some() {
+            Some(random_text(&mut r, &cfg)?)
+        } else {
+            None
+        };
         let weight_bytes = r.bytes;
         ex.backend.synchronize()?;
-        let mut m = E2eModel { name: b.name.to_string(), cfg, ex, vision, text, weight_bytes, pixels: None };
+        let mut m = E2eModel {
+            name: b.name.to_string(),
+            cfg,
+            ex,
+            vision,
+            text,
+            weight_bytes,
+            pixels: None,
+        };
         m.upload_pixels()?;
         Ok(m)
     }
 
     /// A LLaVA checkpoint directory.
-    pub fn load(dir: &Path, backend: Arc<dyn Backend>, dtype: DType, attention: AttentionKind) -> Result<Self> {
+    pub fn load(
+        dir: &Path,
+        backend: Arc<dyn Backend>,
+        dtype: DType,
+        attention: AttentionKind,
+    ) -> Result<Self> {
         let ck = Checkpoint::open(dir)?;
         let ex = Exec::new(backend, dtype, attention);
         let w = foveate_graph::weights::load(&ck, ex.backend.as_ref(), dtype)?;
         ex.backend.synchronize()?;
-        let name = dir.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_else(|| dir.display().to_string());
+        let name = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_else(|| dir.display().to_string());
         let mut m = E2eModel {
             name,
             cfg: ck.config.clone(),
@@ -176,7 +259,10 @@ impl E2eModel {
         if self.vision.is_some() {
             let v = &self.cfg.vision;
             let n = v.num_channels * v.image_size * v.image_size;
-            self.pixels = Some(self.ex.upload_f32(&[1, v.num_channels, v.image_size, v.image_size], &values::uniform(n, 1.0, 5))?);
+            self.pixels = Some(self.ex.upload_f32(
+                &[1, v.num_channels, v.image_size, v.image_size],
+                &values::uniform(n, 1.0, 5),
+            )?);
         }
         Ok(())
     }
@@ -194,8 +280,14 @@ impl E2eModel {
 
     /// One image through the vision tower and projector; returns ms (pixels already on the device).
     pub fn encode(&self) -> Result<f64> {
-        let (vw, pw) = self.vision.as_ref().ok_or_else(|| Error::Msg(format!("{} has no vision tower", self.name)))?;
-        let px = self.pixels.as_ref().expect("pixels uploaded with the vision weights");
+        let (vw, pw) = self
+            .vision
+            .as_ref()
+            .ok_or_else(|| Error::Msg(format!("{} has no vision tower", self.name)))?;
+        let px = self
+            .pixels
+            .as_ref()
+            .expect("pixels uploaded with the vision weights");
         self.ex.backend.synchronize()?;
         let t0 = Instant::now();
         let f = vision::image_features(&self.ex, &self.cfg, vw, pw, px)?;
@@ -206,7 +298,9 @@ impl E2eModel {
     }
 
     fn text(&self) -> Result<&TextWeights> {
-        self.text.as_ref().ok_or_else(|| Error::Msg(format!("{} has no language model", self.name)))
+        self.text
+            .as_ref()
+            .ok_or_else(|| Error::Msg(format!("{} has no language model", self.name)))
     }
 
     /// Greedy next token from the last row of `h` (LM head on that row only, argmax on the device).
@@ -231,7 +325,11 @@ impl E2eModel {
         let next = self.next_token(&h)?;
         drop(h);
         self.ex.backend.synchronize()?;
-        Ok(Prefill { ms: t0.elapsed().as_secs_f64() * 1e3, cache, next })
+        Ok(Prefill {
+            ms: t0.elapsed().as_secs_f64() * 1e3,
+            cache,
+            next,
+        })
     }
 
     /// `steps` greedy decode steps after a prefill; returns ms for all of them.
@@ -258,8 +356,18 @@ impl E2eModel {
         let t = v.num_positions();
         let layers = self.cfg.vision_layers_to_run() as f64;
         let (_, rows) = self.cfg.feature_rows();
-        crate::flops::patch_embed(1, v.num_patches(), v.hidden_size, v.num_channels, v.patch_size)
-            + layers * crate::flops::vit_layer(t, v.hidden_size, v.num_heads, v.intermediate_size)
-            + crate::flops::mlp(rows, v.hidden_size, self.cfg.text.hidden_size, self.cfg.text.hidden_size)
+        crate::flops::patch_embed(
+            1,
+            v.num_patches(),
+            v.hidden_size,
+            v.num_channels,
+            v.patch_size,
+        ) + layers * crate::flops::vit_layer(t, v.hidden_size, v.num_heads, v.intermediate_size)
+            + crate::flops::mlp(
+                rows,
+                v.hidden_size,
+                self.cfg.text.hidden_size,
+                self.cfg.text.hidden_size,
+            )
     }
 }

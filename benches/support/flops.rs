@@ -43,7 +43,15 @@ pub fn vit_layer(t: usize, d: usize, heads: usize, m: usize) -> f64 {
 /// One decoder layer on `len` new tokens after `past` cached ones (causal attention counted
 /// exactly: query i sees past + i + 1 keys): q/o projections D x Hq·Dh, k/v D x Hkv·Dh,
 /// SwiGLU MLP (3 GEMMs of D x I).
-pub fn decoder_layer(len: usize, past: usize, d: usize, hq: usize, hkv: usize, hd: usize, inter: usize) -> f64 {
+pub fn decoder_layer(
+    len: usize,
+    past: usize,
+    d: usize,
+    hq: usize,
+    hkv: usize,
+    hd: usize,
+    inter: usize,
+) -> f64 {
     let proj = 2.0 * gemm(len, hq * hd, d) + 2.0 * gemm(len, hkv * hd, d);
     let mlp = 3.0 * gemm(len, inter, d);
     let keys: usize = (0..len).map(|i| past + i + 1).sum();
@@ -68,6 +76,12 @@ mod tests {
         let causal = AttentionSpec::new(1, 2, 2, 8, 8, 4, Mask::Causal);
         assert_eq!(attention(&causal), attention(&dense) / 2.0);
         assert_eq!(attention_sparse(&dense, 0.25), attention(&dense) / 4.0);
-        assert_eq!(attention_kv_bytes(&AttentionSpec::new(1, 4, 2, 1, 10, 8, Mask::Causal), DType::F16), 2.0 * 2.0 * 10.0 * 8.0 * 2.0);
+        assert_eq!(
+            attention_kv_bytes(
+                &AttentionSpec::new(1, 4, 2, 1, 10, 8, Mask::Causal),
+                DType::F16
+            ),
+            2.0 * 2.0 * 10.0 * 8.0 * 2.0
+        );
     }
 }

@@ -30,10 +30,20 @@ fn one() -> usize {
 
 impl Metric {
     pub fn new(s: Stat, unit: &str) -> Self {
-        Metric { mean: s.mean, sd: s.sd, n: s.n, unit: unit.to_string() }
+        Metric {
+            mean: s.mean,
+            sd: s.sd,
+            n: s.n,
+            unit: unit.to_string(),
+        }
     }
     pub fn value(v: f64, unit: &str) -> Self {
-        Metric { mean: v, sd: 0.0, n: 1, unit: unit.to_string() }
+        Metric {
+            mean: v,
+            sd: 0.0,
+            n: 1,
+            unit: unit.to_string(),
+        }
     }
     /// A rate (`…/s`) or a fraction of peak: higher is better. Times and memory: lower is better.
     pub fn higher_is_better(&self) -> bool {
@@ -93,30 +103,65 @@ pub struct ResultFile {
 impl ResultFile {
     /// Parses and checks a result file; errors name the file and the field.
     pub fn parse(text: &str, file: &str) -> foveate_core::Result<ResultFile> {
-        let v: serde_json::Value =
-            serde_json::from_str(text).map_err(|e| foveate_core::Error::format(file, "(json)", e.to_string()))?;
+        let v: serde_json::Value = serde_json::from_str(text)
+            .map_err(|e| foveate_core::Error::format(file, "(json)", e.to_string()))?;
         match v.get("schema").and_then(|s| s.as_str()) {
             Some(SCHEMA) => {}
-            Some(other) => return Err(foveate_core::Error::format(file, "schema", format!("`{other}` is not supported (supported: {SCHEMA})"))),
-            None => return Err(foveate_core::Error::format(file, "schema", format!("missing (expected \"{SCHEMA}\")"))),
+            Some(other) => {
+                return Err(foveate_core::Error::format(
+                    file,
+                    "schema",
+                    format!("`{other}` is not supported (supported: {SCHEMA})"),
+                ))
+            }
+            None => {
+                return Err(foveate_core::Error::format(
+                    file,
+                    "schema",
+                    format!("missing (expected \"{SCHEMA}\")"),
+                ))
+            }
         }
-        serde_json::from_value(v).map_err(|e| foveate_core::Error::format(file, "rows", e.to_string()))
+        serde_json::from_value(v)
+            .map_err(|e| foveate_core::Error::format(file, "rows", e.to_string()))
     }
 }
 
-/// The machine in words: `/proc/cpuinfo` model name and the cores this process may use.
+/// The 1, 5 and 15 minute load averages (`/proc/loadavg`), if readable.
+pub fn load_average() -> Option<[f64; 3]> {
+    let s = std::fs::read_to_string("/proc/loadavg").ok()?;
+    let v: Vec<f64> = s
+        .split_whitespace()
+        .take(3)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    (v.len() == 3).then(|| [v[0], v[1], v[2]])
+}
+
+/// The machine in words: `/proc/cpuinfo` model name, the cores this process may use, and the
+/// load average when the file was written (the machine may be shared).
 pub fn host_info() -> serde_json::Value {
     let model = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("model name")).and_then(|l| l.split(':').nth(1)).map(|m| m.trim().to_string()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_string())
+        })
         .unwrap_or_else(|| "unknown".into());
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-    serde_json::json!({ "cpu": model, "cores": cores, "os": std::env::consts::OS })
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    serde_json::json!({ "cpu": model, "cores": cores, "os": std::env::consts::OS, "loadavg": load_average() })
 }
 
 /// Current UTC time as RFC 3339 (seconds), without a date crate.
 pub fn utc_now() -> String {
-    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
     let days = (secs / 86400) as i64;
     let rem = secs % 86400;
     // Civil from days (Howard Hinnant's algorithm).
@@ -129,13 +174,23 @@ pub fn utc_now() -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + (m <= 2) as i64;
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
 }
 
 /// `git rev-parse HEAD` in the current directory, if it works.
 pub fn git_commit() -> Option<String> {
-    let out = std::process::Command::new("git").args(["rev-parse", "HEAD"]).output().ok()?;
-    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+    let out = std::process::Command::new("git")
+        .args(["rev-parse", "HEAD"])
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
 #[cfg(test)]
@@ -149,9 +204,13 @@ mod tests {
     }
     #[test]
     fn parse_rejects_other_schemas_by_name() {
-        let e = ResultFile::parse(r#"{"schema":"x"}"#, "a.json").unwrap_err().to_string();
+        let e = ResultFile::parse(r#"{"schema":"x"}"#, "a.json")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("a.json") && e.contains("schema"), "{e}");
-        let ok = format!(r#"{{"schema":"{SCHEMA}","tool":"t","version":"0","date":"d","device":"c","rows":[{{"workload":"w","kind":"e2e","backend":"cpu","dtype":"f32","metrics":{{"ms":{{"mean":1.0,"unit":"ms"}}}}}}]}}"#);
+        let ok = format!(
+            r#"{{"schema":"{SCHEMA}","tool":"t","version":"0","date":"d","device":"c","rows":[{{"workload":"w","kind":"e2e","backend":"cpu","dtype":"f32","metrics":{{"ms":{{"mean":1.0,"unit":"ms"}}}}}}]}}"#
+        );
         let f = ResultFile::parse(&ok, "b.json").unwrap();
         assert_eq!(f.rows[0].metrics["ms"].n, 1);
         assert_eq!(f.rows[0].series(), "cpu/f32");

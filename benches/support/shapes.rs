@@ -48,30 +48,77 @@ pub struct DecoderShape {
 
 /// CLIP ViT-B/16 at 224: 197 tokens, 12 heads of 64, hidden 768, MLP 3072.
 pub const VIT_B16: VitShape = VitShape {
-    name: "vit-b16", image: 224, patch: 16, cls: true, heads: 12, head_dim: 64, hidden: 768, mlp: 3072,
-    layers: 12, act: "quick_gelu", model_type: "clip_vision_model",
+    name: "vit-b16",
+    image: 224,
+    patch: 16,
+    cls: true,
+    heads: 12,
+    head_dim: 64,
+    hidden: 768,
+    mlp: 3072,
+    layers: 12,
+    act: "quick_gelu",
+    model_type: "clip_vision_model",
 };
 /// CLIP ViT-L/14 at 336 (LLaVA-1.5): 577 tokens, 16 heads of 64, hidden 1024, MLP 4096.
 pub const VIT_L14_336: VitShape = VitShape {
-    name: "vit-l14-336", image: 336, patch: 14, cls: true, heads: 16, head_dim: 64, hidden: 1024, mlp: 4096,
-    layers: 24, act: "quick_gelu", model_type: "clip_vision_model",
+    name: "vit-l14-336",
+    image: 336,
+    patch: 14,
+    cls: true,
+    heads: 16,
+    head_dim: 64,
+    hidden: 1024,
+    mlp: 4096,
+    layers: 24,
+    act: "quick_gelu",
+    model_type: "clip_vision_model",
 };
 /// SigLIP so400m/14 at 384 (llava-interleave-qwen-0.5b): 729 tokens, 16 heads of 72, hidden 1152.
 /// The stride-14 conv only sees the first 27 x 14 = 378 pixels of a 384 image, and PatchEmbed takes
 /// an image that is a multiple of the patch, so the shape uses 378: the same 729 tokens and FLOPs.
 pub const SIGLIP_SO400M: VitShape = VitShape {
-    name: "siglip-so400m", image: 378, patch: 14, cls: false, heads: 16, head_dim: 72, hidden: 1152, mlp: 4304,
-    layers: 27, act: "gelu_pytorch_tanh", model_type: "siglip_vision_model",
+    name: "siglip-so400m",
+    image: 378,
+    patch: 14,
+    cls: false,
+    heads: 16,
+    head_dim: 72,
+    hidden: 1152,
+    mlp: 4304,
+    layers: 27,
+    act: "gelu_pytorch_tanh",
+    model_type: "siglip_vision_model",
 };
 /// Qwen2-0.5B: hidden 896, 14 query / 2 KV heads of 64, intermediate 4864, 24 layers.
 pub const QWEN2_05B: DecoderShape = DecoderShape {
-    name: "qwen2-0.5b", hidden: 896, q_heads: 14, kv_heads: 2, head_dim: 64, intermediate: 4864, layers: 24,
-    vocab: 151936, rope_theta: 1_000_000.0, rms_eps: 1e-6, tie: true, model_type: "qwen2",
+    name: "qwen2-0.5b",
+    hidden: 896,
+    q_heads: 14,
+    kv_heads: 2,
+    head_dim: 64,
+    intermediate: 4864,
+    layers: 24,
+    vocab: 151936,
+    rope_theta: 1_000_000.0,
+    rms_eps: 1e-6,
+    tie: true,
+    model_type: "qwen2",
 };
 /// Llama-7B (Vicuna-7B in LLaVA-1.5): hidden 4096, 32 heads of 128, intermediate 11008, 32 layers.
 pub const LLAMA_7B: DecoderShape = DecoderShape {
-    name: "llama-7b", hidden: 4096, q_heads: 32, kv_heads: 32, head_dim: 128, intermediate: 11008, layers: 32,
-    vocab: 32064, rope_theta: 10_000.0, rms_eps: 1e-5, tie: false, model_type: "llama",
+    name: "llama-7b",
+    hidden: 4096,
+    q_heads: 32,
+    kv_heads: 32,
+    head_dim: 128,
+    intermediate: 11008,
+    layers: 32,
+    vocab: 32064,
+    rope_theta: 10_000.0,
+    rms_eps: 1e-5,
+    tie: false,
+    model_type: "llama",
 };
 
 pub const VITS: [VitShape; 2] = [VIT_B16, VIT_L14_336];
@@ -133,7 +180,11 @@ impl Builtin {
     /// (the text hidden size sets the projector's output; the runner never builds its weights).
     pub fn config_json(&self, layers: Option<usize>) -> Value {
         let mut vision = vision_json(&self.vision.unwrap_or(VIT_B16));
-        let mut text = text_json(&self.text.unwrap_or(DecoderShape { layers: 1, vocab: 16, ..QWEN2_05B }));
+        let mut text = text_json(&self.text.unwrap_or(DecoderShape {
+            layers: 1,
+            vocab: 16,
+            ..QWEN2_05B
+        }));
         if let Some(n) = layers {
             vision["num_hidden_layers"] = json!(n.max(1));
             text["num_hidden_layers"] = json!(n.max(1));
@@ -164,7 +215,10 @@ mod tests {
                 assert_eq!(c.vision.num_positions(), v.tokens(), "{}", b.name);
             }
             if let Some(t) = b.text {
-                assert_eq!((c.text.num_heads, c.text.num_kv_heads, c.text.head_dim), (t.q_heads, t.kv_heads, t.head_dim));
+                assert_eq!(
+                    (c.text.num_heads, c.text.num_kv_heads, c.text.head_dim),
+                    (t.q_heads, t.kv_heads, t.head_dim)
+                );
             }
         }
     }

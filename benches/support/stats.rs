@@ -17,7 +17,11 @@ impl Stat {
             return Stat::default();
         }
         let mean = xs.iter().sum::<f64>() / n as f64;
-        let sd = if n > 1 { (xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1) as f64).sqrt() } else { 0.0 };
+        let sd = if n > 1 {
+            (xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1) as f64).sqrt()
+        } else {
+            0.0
+        };
         Stat { mean, sd, n }
     }
 

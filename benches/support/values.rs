@@ -32,7 +32,13 @@ pub fn uniform(n: usize, scale: f32, seed: u64) -> Vec<f32> {
 }
 
 /// A random tensor of `dtype` on `backend`, values in `[-scale, scale)`.
-pub fn tensor(backend: &dyn Backend, dtype: DType, shape: impl Into<Shape>, scale: f32, seed: u64) -> Result<Tensor> {
+pub fn tensor(
+    backend: &dyn Backend,
+    dtype: DType,
+    shape: impl Into<Shape>,
+    scale: f32,
+    seed: u64,
+) -> Result<Tensor> {
     let shape = shape.into();
     let v = uniform(shape.numel(), scale, seed);
     backend.upload(&HostTensor::from_f32(dtype, shape, &v))

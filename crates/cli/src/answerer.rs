@@ -10,7 +10,16 @@ use std::sync::Arc;
 /// the one place the CLI turns flags into a model (`run`, `eval` and `bench` share it).
 pub fn load_model(dir: &Path, backend: &str, dtype: &str, attention: &str) -> Result<LlavaModel> {
     let dtype: DType = dtype.parse().map_err(|e: String| Error::Msg(format!("--dtype: {e}")))?;
+    if !dtype.is_float() {
+        return Err(Error::Msg(format!("--dtype: {dtype} is not a compute dtype (supported: f32, f16, bf16)")));
+    }
     let attention: AttentionKind = attention.parse().map_err(|e: String| Error::Msg(format!("--attention: {e}")))?;
+    if backend == "cpu" && dtype != DType::F32 {
+        eprintln!(
+            "note: the cpu backend computes in f32 and converts {dtype} tensors (weights included) at every op; \
+             --dtype f32 converts the weights once at load and is several times faster"
+        );
+    }
     let backend: Arc<dyn Backend> = Arc::from(crate::backends::open(backend)?);
     LlavaModel::load(dir, backend, ModelOptions { dtype, attention })
 }

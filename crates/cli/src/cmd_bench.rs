@@ -7,16 +7,16 @@
 use crate::{backends, CmdResult};
 use foveate_benches::e2e::{builtin_weight_bytes, E2eModel};
 use foveate_benches::results::{self, Metric, ResultFile, Row};
+use foveate_benches::roofline::{self, Size};
 use foveate_benches::stats::Stat;
-use foveate_benches::{flops, shapes, values};
-use foveate_core::{AttentionSpec, Backend, DType, Error, GemmSpec, Mask, MlpSpec, Activation, Op, Tensor, TensorDesc};
+use foveate_benches::{devices, shapes};
+use foveate_core::{Backend, DType, Error};
 use foveate_graph::AttentionKind;
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Instant;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -34,10 +34,20 @@ pub struct Args {
     #[arg(short = 'a', long, value_delimiter = ',', default_value = "flash")]
     attention: Vec<String>,
     /// Prompt lengths (text tokens), comma separated.
-    #[arg(short = 'p', long = "prompt", value_delimiter = ',', default_value = "512")]
+    #[arg(
+        short = 'p',
+        long = "prompt",
+        value_delimiter = ',',
+        default_value = "512"
+    )]
     prompt: Vec<usize>,
     /// Decode steps, comma separated.
-    #[arg(short = 'n', long = "decode", value_delimiter = ',', default_value = "128")]
+    #[arg(
+        short = 'n',
+        long = "decode",
+        value_delimiter = ',',
+        default_value = "128"
+    )]
     decode: Vec<usize>,
     /// Timed repetitions per configuration.
     #[arg(short = 'r', long, default_value_t = 5)]
@@ -60,9 +70,14 @@ pub struct Args {
     /// Skip the image encode.
     #[arg(long)]
     no_image: bool,
-    /// Measure the device's peak GEMM FLOP/s and copy GB/s and report kernels against them.
+    /// Measure the device's peak GEMM FLOP/s and copy GB/s and report every kernel family
+    /// (GEMMs, fused MLP, patch embedding, attention per variant, norms and elementwise ops) as a
+    /// fraction of the one that bounds it.
     #[arg(long)]
     roofline: bool,
+    /// With --roofline: tiny shapes and short timings (a smoke run, seconds; not a measurement).
+    #[arg(long, requires = "roofline")]
+    quick: bool,
 }
 
 fn open(name: &str, threads: Option<usize>) -> foveate_core::Result<Arc<dyn Backend>> {
@@ -76,7 +91,11 @@ fn open(name: &str, threads: Option<usize>) -> foveate_core::Result<Arc<dyn Back
 fn vm_hwm() -> Option<u64> {
     let s = std::fs::read_to_string("/proc/self/status").ok()?;
     let l = s.lines().find(|l| l.starts_with("VmHWM:"))?;
-    l.split_whitespace().nth(1)?.parse::<u64>().ok().map(|kb| kb * 1024)
+    l.split_whitespace()
+        .nth(1)?
+        .parse::<u64>()
+        .ok()
+        .map(|kb| kb * 1024)
 }
 
 /// Resets VmHWM to the current RSS (Linux `clear_refs` 5); best effort.
@@ -87,7 +106,11 @@ fn reset_hwm() {
 fn available_bytes() -> Option<u64> {
     let s = std::fs::read_to_string("/proc/meminfo").ok()?;
     let l = s.lines().find(|l| l.starts_with("MemAvailable:"))?;
-    l.split_whitespace().nth(1)?.parse::<u64>().ok().map(|kb| kb * 1024)
+    l.split_whitespace()
+        .nth(1)?
+        .parse::<u64>()
+        .ok()
+        .map(|kb| kb * 1024)
 }
 
 fn ms(s: Stat) -> Metric {
@@ -102,13 +125,22 @@ struct Config<'a> {
     decode: usize,
 }
 
-fn load(a: &Args, model: &str, backend: Arc<dyn Backend>, c: &Config) -> foveate_core::Result<E2eModel> {
+fn load(
+    a: &Args,
+    model: &str,
+    backend: Arc<dyn Backend>,
+    c: &Config,
+) -> foveate_core::Result<E2eModel> {
     if let Some(b) = shapes::builtin(model) {
         let need = builtin_weight_bytes(&b, a.layers, c.dtype) as u64;
         if backend.name().starts_with("cpu") {
             if let Some(avail) = available_bytes() {
                 if need > avail {
-                    return Err(Error::OutOfMemory { backend: backend.name().into(), requested: need, free: avail });
+                    return Err(Error::OutOfMemory {
+                        backend: backend.name().into(),
+                        requested: need,
+                        free: avail,
+                    });
                 }
             }
         }
@@ -147,8 +179,14 @@ fn run_config(a: &Args, model: &str, c: &Config) -> foveate_core::Result<Row> {
         }
         eprintln!(
             "bench: {model} {} {} {} run {}{}: encode {} prefill {} decode {}",
-            c.backend, c.dtype, c.attention.name(), i + 1, if i < a.warmup { " (warm-up)" } else { "" },
-            e.map_or("-".into(), |v| format!("{v:.1} ms")), p.map_or("-".into(), |v| format!("{v:.1} ms")), d.map_or("-".into(), |v| format!("{v:.1} ms"))
+            c.backend,
+            c.dtype,
+            c.attention.name(),
+            i + 1,
+            if i < a.warmup { " (warm-up)" } else { "" },
+            e.map_or("-".into(), |v| format!("{v:.1} ms")),
+            p.map_or("-".into(), |v| format!("{v:.1} ms")),
+            d.map_or("-".into(), |v| format!("{v:.1} ms"))
         );
     }
     let mut metrics = BTreeMap::new();
@@ -158,24 +196,39 @@ fn run_config(a: &Args, model: &str, c: &Config) -> foveate_core::Result<Row> {
     if text {
         metrics.insert("prefill_ms".into(), ms(Stat::of(&pre)));
         let tps: Vec<f64> = pre.iter().map(|t| c.prompt as f64 / (t / 1e3)).collect();
-        metrics.insert("prefill_tokens_per_s".into(), Metric::new(Stat::of(&tps), "tokens/s"));
+        metrics.insert(
+            "prefill_tokens_per_s".into(),
+            Metric::new(Stat::of(&tps), "tokens/s"),
+        );
         if c.decode > 0 {
             metrics.insert("decode_ms".into(), ms(Stat::of(&dec)));
             let tps: Vec<f64> = dec.iter().map(|t| c.decode as f64 / (t / 1e3)).collect();
-            metrics.insert("decode_tokens_per_s".into(), Metric::new(Stat::of(&tps), "tokens/s"));
+            metrics.insert(
+                "decode_tokens_per_s".into(),
+                Metric::new(Stat::of(&tps), "tokens/s"),
+            );
         }
     }
     // Time to first token: image encode + prefill (through the first sampled token).
-    let ttft: Vec<f64> = (0..a.reps.max(1)).map(|i| enc.get(i).copied().unwrap_or(0.0) + pre.get(i).copied().unwrap_or(0.0)).collect();
+    let ttft: Vec<f64> = (0..a.reps.max(1))
+        .map(|i| enc.get(i).copied().unwrap_or(0.0) + pre.get(i).copied().unwrap_or(0.0))
+        .collect();
     metrics.insert("ttft_ms".into(), ms(Stat::of(&ttft)));
     let peak = match backend.memory_stats() {
         Some(s) => Some(s.peak_bytes),
         None => vm_hwm(),
     };
     if let Some(p) = peak {
-        metrics.insert("peak_memory_mib".into(), Metric::value(p as f64 / (1u64 << 20) as f64, "MiB"));
+        metrics.insert(
+            "peak_memory_mib".into(),
+            Metric::value(p as f64 / (1u64 << 20) as f64, "MiB"),
+        );
     }
-    let workload = if text { format!("{} p{} n{}", m.name, c.prompt, c.decode) } else { m.name.clone() };
+    let workload = if text {
+        format!("{} p{} n{}", m.name, c.prompt, c.decode)
+    } else {
+        m.name.clone()
+    };
     Ok(Row {
         workload,
         kind: "e2e".into(),
@@ -193,95 +246,32 @@ fn run_config(a: &Args, model: &str, c: &Config) -> foveate_core::Result<Row> {
     })
 }
 
-/// Mean ms per launch of `op` over enough launches to fill ~`budget_ms`, `reps` times.
-fn time_op(b: &dyn Backend, op: &Op, ins: &[&Tensor], variant: &str, reps: usize) -> foveate_core::Result<Stat> {
-    let descs: Vec<&TensorDesc> = ins.iter().map(|t| t.desc()).collect();
-    let out = b.alloc(&op.infer(&descs)?)?;
-    let once = |n: usize| -> foveate_core::Result<f64> {
-        b.synchronize()?;
-        let t0 = Instant::now();
-        for _ in 0..n {
-            b.execute(op, ins, &out, variant)?;
-        }
-        b.synchronize()?;
-        Ok(t0.elapsed().as_secs_f64() * 1e3 / n as f64)
-    };
-    let first = once(1)?;
-    let inner = ((150.0 / first.max(1e-3)) as usize).clamp(1, 10_000);
-    let xs = (0..reps.max(1)).map(|_| once(inner)).collect::<foveate_core::Result<Vec<f64>>>()?;
-    Ok(Stat::of(&xs))
-}
-
-fn kernel_row(workload: String, backend: &str, variant: &str, family: Option<String>, seq: Option<usize>, t: Stat, work: f64, bound: &str, peak: f64) -> Row {
-    let mut metrics = BTreeMap::new();
-    metrics.insert("ms".into(), ms(t));
-    let rate = work / (t.mean / 1e3) / 1e9;
-    let sd = if t.mean > 0.0 { rate * t.sd / t.mean } else { 0.0 };
-    let unit = if bound == "flops" { "GFLOP/s" } else { "GB/s" };
-    metrics.insert(if bound == "flops" { "gflops" } else { "gbps" }.into(), Metric { mean: rate, sd, n: t.n, unit: unit.into() });
-    if peak > 0.0 {
-        metrics.insert("fraction_of_peak".into(), Metric::value(rate / peak, "fraction"));
-    }
-    Row { workload, kind: "kernel".into(), backend: backend.into(), variant: variant.into(), dtype: "f32".into(), family, seq_len: seq, metrics, config: json!({ "bound": bound }) }
-}
-
+/// The roofline on one backend: real model shapes, reduced ones on a CPU rasteriser adapter,
+/// tiny ones with `--quick`.
 fn roofline(a: &Args, name: &str) -> foveate_core::Result<(Vec<Row>, String)> {
     let b = open(name, a.threads)?;
-    let be = b.as_ref();
-    let up = |shape: Vec<usize>, seed: u64| values::tensor(be, DType::F32, shape, 1.0, seed);
-    let reps = a.reps.max(3);
-    // Peak GEMM: best of a few large square products (2·N³ each).
-    let mut gemm_peak: f64 = 0.0;
-    for n in [512usize, 1024, 2048] {
-        let (x, w) = (up(vec![n, n], 1)?, up(vec![n, n], 2)?);
-        let t = time_op(be, &Op::Gemm(GemmSpec::plain()), &[&x, &w], "", reps)?;
-        gemm_peak = gemm_peak.max(flops::gemm(n, n, n) / (t.mean / 1e3) / 1e9);
-    }
-    // Copy bandwidth: a full-length Slice of 64 MiB (read + write).
-    let n = 16 << 20;
-    let x = up(vec![1, n], 3)?;
-    let t = time_op(be, &Op::Slice { axis: 1, start: 0, len: n }, &[&x], "", reps)?;
-    let copy_gbps = (2 * n * 4) as f64 / (t.mean / 1e3) / 1e9;
-    let mut rows = vec![
-        kernel_row("peak gemm".into(), name, "", None, None, Stat { mean: 0.0, sd: 0.0, n: 1 }, 0.0, "flops", 0.0),
-        kernel_row("peak copy".into(), name, "", None, None, t, (2 * n * 4) as f64, "bytes", copy_gbps),
-    ];
-    rows[0].kind = "peak".into();
-    rows[0].metrics = BTreeMap::from([("gflops".to_string(), Metric::value(gemm_peak, "GFLOP/s"))]);
-    rows[1].kind = "peak".into();
-
-    // GEMMs (2·M·N·K), named as in the PyTorch baseline.
-    for (m, n, k) in [(197, 768, 768), (197, 3072, 768), (197, 768, 3072), (256, 896, 896), (256, 4864, 896), (1, 896, 4864), (1, 151936, 896)] {
-        let (x, w) = (up(vec![m, k], 4)?, up(vec![n, k], 5)?);
-        let t = time_op(be, &Op::Gemm(GemmSpec::plain()), &[&x, &w], "", reps)?;
-        let (bound, work, peak) = if m == 1 { ("bytes", (n * k * 4) as f64, copy_gbps) } else { ("flops", flops::gemm(m, n, k), gemm_peak) };
-        rows.push(kernel_row(format!("gemm {m}x{n}x{k}"), name, "tiled", None, None, t, work, bound, peak));
-    }
-    // ViT-B/16 GELU MLP: 2·M·(D·H + H·O).
-    let (m, d, h) = (197, 768, 3072);
-    let ins = [up(vec![m, d], 6)?, up(vec![h, d], 7)?, up(vec![h], 8)?, up(vec![d, h], 9)?, up(vec![d], 10)?];
-    let refs: Vec<&Tensor> = ins.iter().collect();
-    let t = time_op(be, &Op::GeluMlp(MlpSpec { act: Activation::GeluErf, residual: false }), &refs, "", reps)?;
-    rows.push(kernel_row(format!("mlp vit-b16 m{m}"), name, "fused", None, None, t, flops::mlp(m, d, h, d), "flops", gemm_peak));
-    // Attention families x registered variants x sequence length: 4·H·S²·D (half causal).
-    let seqs = [64usize, 128, 197, 256, 512, 1024];
-    for (fam, hq, hkv, hd, mask) in [("vit-b16 none", 12, 12, 64, Mask::None), ("qwen2-0.5b causal", 14, 2, 64, Mask::Causal)] {
-        for v in be.variants(foveate_core::OpKind::Attention) {
-            for &s in &seqs {
-                let spec = AttentionSpec::new(1, hq, hkv, s, s, hd, mask.clone());
-                let op = Op::Attention(spec.clone());
-                if let Err(why) = be.supports(&op, DType::F32, v.name) {
-                    eprintln!("bench: skip attention {fam} s{s} {}: {why}", v.name);
-                    continue;
-                }
-                let (q, k, vv) = (up(vec![1, s, hq, hd], 11)?, up(vec![1, s, hkv, hd], 12)?, up(vec![1, s, hkv, hd], 13)?);
-                let t = time_op(be, &op, &[&q, &k, &vv], v.name, reps)?;
-                rows.push(kernel_row(format!("attention {fam} s{s}"), name, v.name, Some(format!("attention {fam}")), Some(s), t, flops::attention(&spec), "flops", gemm_peak));
-            }
-        }
-    }
-    eprintln!("bench: {name}: peak GEMM {gemm_peak:.1} GFLOP/s, copy {copy_gbps:.1} GB/s");
-    Ok((rows, b.device_name()))
+    let dev = b.device_name();
+    let size = if a.quick {
+        Size::Quick
+    } else if b.name() != "cpu" && devices::is_cpu_rasteriser(&dev) {
+        eprintln!("bench: {name} adapter `{dev}` is a CPU rasteriser: roofline on reduced shapes (at most 32 rows and 8192 columns, sequences up to 128)");
+        Size::Reduced
+    } else {
+        Size::Full
+    };
+    let host_threads = (b.name() == "cpu").then(|| {
+        a.threads
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+    });
+    let rows = roofline::measure(
+        b.as_ref(),
+        &roofline::Options {
+            reps: a.reps,
+            size,
+            host_threads,
+        },
+    )?;
+    Ok((rows, dev))
 }
 
 fn render(file: &ResultFile, format: &str) -> Result<String, String> {
@@ -297,29 +287,52 @@ fn render(file: &ResultFile, format: &str) -> Result<String, String> {
                     }
                 }
             }
-            let head: Vec<String> = ["workload", "backend", "variant", "dtype"].iter().map(|s| s.to_string()).chain(names.iter().cloned()).collect();
+            let head: Vec<String> = ["workload", "backend", "variant", "dtype"]
+                .iter()
+                .map(|s| s.to_string())
+                .chain(names.iter().cloned())
+                .collect();
             let mut out = String::new();
             let sep = if md { " | " } else { "," };
-            let line = |cells: &[String]| if md { format!("| {} |\n", cells.join(sep)) } else { format!("{}\n", cells.join(sep)) };
+            let line = |cells: &[String]| {
+                if md {
+                    format!("| {} |\n", cells.join(sep))
+                } else {
+                    format!("{}\n", cells.join(sep))
+                }
+            };
             out += &line(&head);
             if md {
                 out += &line(&vec!["---".to_string(); head.len()]);
             }
             for r in &file.rows {
-                let mut cells = vec![r.workload.clone(), r.backend.clone(), r.variant.clone(), r.dtype.clone()];
+                let mut cells = vec![
+                    r.workload.clone(),
+                    r.backend.clone(),
+                    r.variant.clone(),
+                    r.dtype.clone(),
+                ];
                 for k in &names {
                     cells.push(match r.metrics.get(k) {
                         Some(m) if md && m.n > 1 => format!("{:.2} ± {:.2}", m.mean, m.sd),
                         Some(m) if md => format!("{:.3}", m.mean),
                         Some(m) => format!("{}", m.mean),
-                        None => if md { "-".into() } else { String::new() },
+                        None => {
+                            if md {
+                                "-".into()
+                            } else {
+                                String::new()
+                            }
+                        }
                     });
                 }
                 out += &line(&cells);
             }
             Ok(out)
         }
-        other => Err(format!("--output `{other}` is not supported (supported: md, json, csv)")),
+        other => Err(format!(
+            "--output `{other}` is not supported (supported: md, json, csv)"
+        )),
     }
 }
 
@@ -336,14 +349,27 @@ pub fn run(a: Args) -> CmdResult {
     if let Some(model) = &a.model {
         for be in &a.backend {
             for dt in &a.dtype {
-                let dtype: DType = dt.parse().map_err(|e: String| Error::Msg(format!("--dtype: {e}")))?;
+                let dtype: DType = dt
+                    .parse()
+                    .map_err(|e: String| Error::Msg(format!("--dtype: {e}")))?;
                 for at in &a.attention {
-                    let attention: AttentionKind = at.parse().map_err(|e: String| Error::Msg(format!("--attention: {e}")))?;
+                    let attention: AttentionKind = at
+                        .parse()
+                        .map_err(|e: String| Error::Msg(format!("--attention: {e}")))?;
                     for &prompt in &a.prompt {
                         for &decode in &a.decode {
-                            let c = Config { backend: be, dtype, attention, prompt, decode };
+                            let c = Config {
+                                backend: be,
+                                dtype,
+                                attention,
+                                prompt,
+                                decode,
+                            };
                             let row = run_config(&a, model, &c)?;
-                            let dev = row.config["device"].as_str().unwrap_or_default().to_string();
+                            let dev = row.config["device"]
+                                .as_str()
+                                .unwrap_or_default()
+                                .to_string();
                             if !devices.contains(&dev) {
                                 devices.push(dev);
                             }

@@ -24,9 +24,14 @@ pub struct Args {
     /// Write the table here instead of stdout.
     #[arg(long = "out")]
     out: Option<PathBuf>,
-    /// Draw throughput vs sequence length into PREFIX.png and PREFIX.svg.
+    /// Draw throughput vs sequence length into PREFIX.png and PREFIX.svg (one pair per unit,
+    /// PREFIX-gflops.svg, PREFIX-gbps.svg, ..., when the charted rows mix units).
     #[arg(long)]
     chart: Option<PathBuf>,
+    /// Chart only the families whose name contains one of these (comma separated), e.g.
+    /// `--chart-only "vit-b16 none,qwen2-0.5b causal"`.
+    #[arg(long, value_delimiter = ',')]
+    chart_only: Vec<String>,
 }
 
 /// One column: a series of one file.
@@ -38,8 +43,21 @@ struct Column {
 
 fn label(files: &[(String, ResultFile)], c: &Column) -> String {
     let (name, f) = &files[c.file];
-    let commit = f.commit.as_deref().map(|s| &s[..s.len().min(7)]).unwrap_or("");
-    format!("{name} {} {}{}", f.tool, c.series, if commit.is_empty() { String::new() } else { format!(" @{commit}") })
+    let commit = f
+        .commit
+        .as_deref()
+        .map(|s| &s[..s.len().min(7)])
+        .unwrap_or("");
+    format!(
+        "{name} {} {}{}",
+        f.tool,
+        c.series,
+        if commit.is_empty() {
+            String::new()
+        } else {
+            format!(" @{commit}")
+        }
+    )
 }
 
 /// `x` relative to the reference, as a time ratio (below 1 = faster than the reference).
@@ -47,7 +65,11 @@ fn ratio(x: &Metric, reference: &Metric) -> Option<f64> {
     if x.mean <= 0.0 || reference.mean <= 0.0 {
         return None;
     }
-    Some(if x.higher_is_better() { reference.mean / x.mean } else { x.mean / reference.mean })
+    Some(if x.higher_is_better() {
+        reference.mean / x.mean
+    } else {
+        x.mean / reference.mean
+    })
 }
 
 pub fn table(files: &[(String, ResultFile)], baseline: usize) -> Result<String, Error> {
@@ -56,7 +78,10 @@ pub fn table(files: &[(String, ResultFile)], baseline: usize) -> Result<String, 
     let mut cells: BTreeMap<(String, String), BTreeMap<usize, Metric>> = BTreeMap::new();
     for (fi, (_, f)) in files.iter().enumerate() {
         for r in &f.rows {
-            let c = Column { file: fi, series: r.series() };
+            let c = Column {
+                file: fi,
+                series: r.series(),
+            };
             let ci = match cols.iter().position(|x| *x == c) {
                 Some(i) => i,
                 None => {
@@ -65,16 +90,26 @@ pub fn table(files: &[(String, ResultFile)], baseline: usize) -> Result<String, 
                 }
             };
             for (name, m) in &r.metrics {
-                cells.entry((r.workload.clone(), name.clone())).or_default().insert(ci, m.clone());
+                cells
+                    .entry((r.workload.clone(), name.clone()))
+                    .or_default()
+                    .insert(ci, m.clone());
             }
         }
     }
     if baseline >= cols.len() {
-        return Err(Error::Msg(format!("--baseline {baseline}: there are only {} columns", cols.len())));
+        return Err(Error::Msg(format!(
+            "--baseline {baseline}: there are only {} columns",
+            cols.len()
+        )));
     }
     let mut out = String::from("Columns:\n");
     for (i, c) in cols.iter().enumerate() {
-        out += &format!("  [{i}] {}{}\n", label(files, c), if i == baseline { " (reference)" } else { "" });
+        out += &format!(
+            "  [{i}] {}{}\n",
+            label(files, c),
+            if i == baseline { " (reference)" } else { "" }
+        );
     }
     out += &format!("\nratio = time relative to [{baseline}] (x/ref for times, ref/x for rates): below 1.0 is faster.\n\n");
     let mut head = vec!["workload".to_string(), "metric".to_string()];
@@ -84,13 +119,33 @@ pub fn table(files: &[(String, ResultFile)], baseline: usize) -> Result<String, 
             head.push(format!("[{i}] ratio"));
         }
     }
-    out += &format!("| {} |\n|{}\n", head.join(" | "), " --- |".repeat(head.len()));
+    out += &format!(
+        "| {} |\n|{}\n",
+        head.join(" | "),
+        " --- |".repeat(head.len())
+    );
     for ((w, name), by_col) in &cells {
         let reference = by_col.get(&baseline);
-        let mut line = vec![w.clone(), format!("{name} ({})", by_col.values().next().map(|m| m.unit.as_str()).unwrap_or(""))];
+        let mut line = vec![
+            w.clone(),
+            format!(
+                "{name} ({})",
+                by_col
+                    .values()
+                    .next()
+                    .map(|m| m.unit.as_str())
+                    .unwrap_or("")
+            ),
+        ];
         for i in 0..cols.len() {
             let m = by_col.get(&i);
-            line.push(m.map_or("-".into(), |m| if m.n > 1 { format!("{:.3} ± {:.3}", m.mean, m.sd) } else { format!("{:.3}", m.mean) }));
+            line.push(m.map_or("-".into(), |m| {
+                if m.n > 1 {
+                    format!("{:.3} ± {:.3}", m.mean, m.sd)
+                } else {
+                    format!("{:.3}", m.mean)
+                }
+            }));
             if i != baseline {
                 line.push(match (m, reference) {
                     (Some(m), Some(r)) => ratio(m, r).map_or("-".into(), |x| format!("{x:.2}")),
@@ -110,72 +165,160 @@ fn rate(r: &Row) -> Option<(&String, &Metric)> {
 
 type Line = (String, Vec<(f64, f64)>);
 
-fn lines(files: &[(String, ResultFile)]) -> Vec<Line> {
-    let mut by: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
+/// Chart lines by unit: unit -> (family x file x series, points sorted by sequence length).
+fn lines(files: &[(String, ResultFile)], only: &[String]) -> BTreeMap<String, Vec<Line>> {
+    let mut by: BTreeMap<(String, String), Vec<(f64, f64)>> = BTreeMap::new();
     for (fi, (_, f)) in files.iter().enumerate() {
         for r in &f.rows {
-            let (Some(s), Some((name, m))) = (r.seq_len, rate(r)) else { continue };
+            let (Some(s), Some((name, m))) = (r.seq_len, rate(r)) else {
+                continue;
+            };
             let fam = r.family.clone().unwrap_or_else(|| r.workload.clone());
-            let key = format!("{} {} [{fi}] {}/{} {name}", fam, f.tool, r.backend, r.variant);
-            by.entry(key).or_default().push((s as f64, m.mean));
+            if !only.is_empty() && !only.iter().any(|o| fam.contains(o.as_str())) {
+                continue;
+            }
+            let key = format!(
+                "{} {} [{fi}] {}/{} {name}",
+                fam, f.tool, r.backend, r.variant
+            );
+            by.entry((m.unit.clone(), key))
+                .or_default()
+                .push((s as f64, m.mean));
         }
     }
-    by.into_iter()
-        .map(|(k, mut v)| {
-            v.sort_by(|a, b| a.0.total_cmp(&b.0));
-            (k, v)
-        })
-        .collect()
+    let mut out: BTreeMap<String, Vec<Line>> = BTreeMap::new();
+    for ((unit, k), mut v) in by {
+        v.sort_by(|a, b| a.0.total_cmp(&b.0));
+        out.entry(unit).or_default().push((k, v));
+    }
+    out
 }
 
-fn draw<DB: DrawingBackend>(root: DrawingArea<DB, plotters::coord::Shift>, lines: &[Line], text: bool) -> Result<(), String>
+fn draw<DB: DrawingBackend>(
+    root: DrawingArea<DB, plotters::coord::Shift>,
+    lines: &[Line],
+    unit: &str,
+) -> Result<(), String>
 where
     DB::ErrorType: 'static,
 {
     let e = |x: &dyn std::fmt::Display| x.to_string();
     root.fill(&WHITE).map_err(|x| e(&x))?;
-    let xmax = lines.iter().flat_map(|l| l.1.iter().map(|p| p.0)).fold(1.0f64, f64::max);
-    let ymax = lines.iter().flat_map(|l| l.1.iter().map(|p| p.1)).fold(1e-9f64, f64::max);
+    let xmax = lines
+        .iter()
+        .flat_map(|l| l.1.iter().map(|p| p.0))
+        .fold(1.0f64, f64::max);
+    let ymax = lines
+        .iter()
+        .flat_map(|l| l.1.iter().map(|p| p.1))
+        .fold(1e-9f64, f64::max);
     let mut b = ChartBuilder::on(&root);
-    b.margin(20);
-    if text {
-        b.caption("throughput vs sequence length", ("sans-serif", 20)).x_label_area_size(40).y_label_area_size(60);
-    }
-    let mut chart = b.build_cartesian_2d(0f64..xmax * 1.05, 0f64..ymax * 1.1).map_err(|x| e(&x))?;
-    let mut mesh = chart.configure_mesh();
-    if text {
-        mesh.x_desc("sequence length").y_desc("throughput (unit of the row, e.g. GFLOP/s)");
-    } else {
-        mesh.disable_x_mesh().disable_y_mesh().x_labels(0).y_labels(0);
-    }
-    mesh.draw().map_err(|x| e(&x))?;
+    b.margin(20)
+        .caption("throughput vs sequence length", ("sans-serif", 20))
+        .x_label_area_size(40)
+        .y_label_area_size(60);
+    let mut chart = b
+        .build_cartesian_2d(0f64..xmax * 1.05, 0f64..ymax * 1.1)
+        .map_err(|x| e(&x))?;
+    chart
+        .configure_mesh()
+        .x_desc("sequence length")
+        .y_desc(format!("throughput ({unit})"))
+        .draw()
+        .map_err(|x| e(&x))?;
     for (i, (name, pts)) in lines.iter().enumerate() {
         let color = Palette99::pick(i).to_rgba();
-        let s = chart.draw_series(LineSeries::new(pts.iter().copied(), color.stroke_width(2))).map_err(|x| e(&x))?;
-        if text {
-            s.label(name.clone()).legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2)));
-        }
-        chart.draw_series(pts.iter().map(|&p| Circle::new(p, 3, color.filled()))).map_err(|x| e(&x))?;
+        let s = chart
+            .draw_series(LineSeries::new(pts.iter().copied(), color.stroke_width(2)))
+            .map_err(|x| e(&x))?;
+        s.label(name.clone()).legend(move |(x, y)| {
+            PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2))
+        });
+        chart
+            .draw_series(pts.iter().map(|&p| Circle::new(p, 3, color.filled())))
+            .map_err(|x| e(&x))?;
     }
-    if text {
-        chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).draw().map_err(|x| e(&x))?;
-    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()
+        .map_err(|x| e(&x))?;
     root.present().map_err(|x| e(&x))?;
     Ok(())
 }
 
-/// Writes `PREFIX.svg` (with labels and legend) and `PREFIX.png` (lines and points only: the
-/// bitmap backend has no font here). Returns the two paths.
-pub fn chart(files: &[(String, ResultFile)], prefix: &Path) -> Result<(PathBuf, PathBuf), Error> {
-    let ls = lines(files);
-    if ls.is_empty() {
-        return Err(Error::Msg("nothing to chart: no row has a seq_len and a rate metric (…/s)".into()));
+/// `GFLOP/s` -> `gflops`, `GB/s` -> `gbps`, `tokens/s` -> `tokens-per-s`.
+fn unit_slug(unit: &str) -> String {
+    match unit {
+        "GFLOP/s" => "gflops".into(),
+        "GB/s" => "gbps".into(),
+        u => u
+            .to_lowercase()
+            .replace("/s", "-per-s")
+            .replace(|c: char| !c.is_ascii_alphanumeric() && c != '-', "-"),
     }
-    let svg = prefix.with_extension("svg");
-    let png = prefix.with_extension("png");
-    draw(SVGBackend::new(&svg, (1000, 640)).into_drawing_area(), &ls, true).map_err(|m| Error::Msg(format!("{}: {m}", svg.display())))?;
-    draw(BitMapBackend::new(&png, (1000, 640)).into_drawing_area(), &ls, false).map_err(|m| Error::Msg(format!("{}: {m}", png.display())))?;
-    Ok((png, svg))
+}
+
+/// DejaVu Sans (its licence is `assets/DejaVuSans.LICENSE`), embedded so that the PNG charts have
+/// their labels on any machine, fonts installed or not.
+static FONT: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
+
+fn register_font() -> Result<(), Error> {
+    static DONE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    let ok = *DONE.get_or_init(|| plotters::style::register_font("sans-serif", plotters::style::FontStyle::Normal, FONT).is_ok());
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::Msg("the embedded chart font (DejaVu Sans) could not be loaded".into()))
+    }
+}
+
+/// Writes `PREFIX.svg` and `PREFIX.png` (both with labels and legend); with several units, one such pair per unit
+/// (`PREFIX-gflops.svg`, ...). Returns the paths written.
+pub fn chart(
+    files: &[(String, ResultFile)],
+    prefix: &Path,
+    only: &[String],
+) -> Result<Vec<PathBuf>, Error> {
+    register_font()?;
+    let by_unit = lines(files, only);
+    if by_unit.is_empty() {
+        return Err(Error::Msg(
+            "nothing to chart: no row has a seq_len and a rate metric (…/s)".into(),
+        ));
+    }
+    let mut written = Vec::new();
+    for (unit, ls) in &by_unit {
+        let stem = if by_unit.len() == 1 {
+            prefix.to_path_buf()
+        } else {
+            let name = prefix
+                .file_name()
+                .map(|n| n.to_string_lossy().to_string())
+                .unwrap_or_default();
+            prefix.with_file_name(format!("{name}-{}", unit_slug(unit)))
+        };
+        // Appended, not `with_extension`: a prefix may contain a dot (`qwen2-0.5b`).
+        let (svg, png) = (
+            PathBuf::from(format!("{}.svg", stem.display())),
+            PathBuf::from(format!("{}.png", stem.display())),
+        );
+        draw(
+            SVGBackend::new(&svg, (1000, 640)).into_drawing_area(),
+            ls,
+            unit,
+        )
+        .map_err(|m| Error::Msg(format!("{}: {m}", svg.display())))?;
+        draw(
+            BitMapBackend::new(&png, (1000, 640)).into_drawing_area(),
+            ls,
+            unit,
+        )
+        .map_err(|m| Error::Msg(format!("{}: {m}", png.display())))?;
+        written.extend([png, svg]);
+    }
+    Ok(written)
 }
 
 pub fn run(a: Args) -> CmdResult {
@@ -183,7 +326,10 @@ pub fn run(a: Args) -> CmdResult {
     for p in &a.files {
         let text = std::fs::read_to_string(p).map_err(|e| Error::io(p, e))?;
         let f = ResultFile::parse(&text, &p.display().to_string())?;
-        let name = p.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_default();
+        let name = p
+            .file_stem()
+            .map(|s| s.to_string_lossy().to_string())
+            .unwrap_or_default();
         files.push((name, f));
     }
     let t = table(&files, a.baseline)?;
@@ -192,8 +338,9 @@ pub fn run(a: Args) -> CmdResult {
         None => print!("{t}"),
     }
     if let Some(prefix) = &a.chart {
-        let (png, svg) = chart(&files, prefix)?;
-        eprintln!("compare: wrote {} and {}", png.display(), svg.display());
+        for p in chart(&files, prefix, &a.chart_only)? {
+            eprintln!("compare: wrote {}", p.display());
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

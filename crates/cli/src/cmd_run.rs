@@ -1,11 +1,10 @@
 //! `foveate run`: one prompt + image through a LLaVA checkpoint on a chosen backend.
 
 use crate::CmdResult;
-use foveate_core::{DType, Error};
-use foveate_graph::{AttentionKind, LlavaModel, ModelOptions, Request, SamplingParams};
+use foveate_core::Error;
+use foveate_graph::{Request, SamplingParams};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -51,19 +50,13 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> CmdResult {
-    let dtype: DType = args.dtype.parse().map_err(|e: String| Error::Msg(format!("--dtype: {e}")))?;
-    if !dtype.is_float() {
-        return Err(Error::Msg(format!("--dtype: {dtype} is not a compute dtype (supported: f32, f16, bf16)")).into());
-    }
-    let attention: AttentionKind = args.attention.parse().map_err(|e: String| Error::Msg(format!("--attention: {e}")))?;
     if !(args.top_p > 0.0 && args.top_p <= 1.0) {
         return Err(Error::Msg(format!("--top-p: {} must be in (0, 1]", args.top_p)).into());
     }
     if args.temperature < 0.0 || !args.temperature.is_finite() {
         return Err(Error::Msg(format!("--temperature: {} must be >= 0", args.temperature)).into());
     }
-    let backend: Arc<dyn foveate_core::Backend> = Arc::from(crate::backends::open(&args.backend)?);
-    let model = LlavaModel::load(&args.model, backend, ModelOptions { dtype, attention })?;
+    let model = crate::answerer::load_model(&args.model, &args.backend, &args.dtype, &args.attention)?;
     let pixels = match &args.image {
         Some(p) => Some(model.load_image(p)?),
         None => None,
