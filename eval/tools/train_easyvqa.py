@@ -46,7 +46,7 @@ def load_split(data_dir, split):
         return [(q, a, int(i)) for q, a, i in json.load(f)]
 
 
-def build(tokenizer, seed):
+def build(tokenizer, seed, hidden=128, intermediate=256, layers=3, init_std=0.02):
     from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration
     from transformers.image_utils import PILImageResampling
     from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
@@ -56,10 +56,10 @@ def build(tokenizer, seed):
         image_size=64, patch_size=16, hidden_act="quick_gelu", layer_norm_eps=1e-5, projection_dim=64,
     )
     text = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=128, intermediate_size=256, num_hidden_layers=3,
+        vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=intermediate, num_hidden_layers=layers,
         num_attention_heads=4, num_key_value_heads=2, rms_norm_eps=1e-5, max_position_embeddings=128,
         rope_parameters={"rope_type": "default", "rope_theta": 10000.0}, tie_word_embeddings=False,
-        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        initializer_range=init_std, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
     )
     cfg = LlavaConfig(
@@ -188,6 +188,93 @@ def answer_loss(model, aux_head, ids, mask, pixel_values, labels, aux_labels):
     return loss, aux_loss
 
 
+def dihedral(pixel_values, gen):
+    """One of the 8 rotations/reflections per image (easy-VQA answers are invariant to them). The CLIP
+    normalisation is per channel, so transforming normalised pixels equals normalising transformed ones."""
+    out = torch.empty_like(pixel_values)
+    for n in range(pixel_values.shape[0]):
+        k = int(torch.randint(4, (1,), generator=gen))
+        x = torch.rot90(pixel_values[n], k, (1, 2))
+        out[n] = torch.flip(x, (2,)) if int(torch.randint(2, (1,), generator=gen)) else x
+    return out
+
+
+def pretrain_vision(model, aux_head, pix, index, img_labels, steps, batch_size, lr, gen, augment):
+    """Stage 1: the vision tower and projector learn shape and colour through the auxiliary head alone
+    (about 25 ms a step instead of ~1 s for the whole model). From scratch inside the joint loss the tower
+    learnt shapes too slowly (test shape accuracy 61% after 2,000 joint steps); alone it reaches ~95%
+    in a few thousand steps."""
+    lm = model.model
+    params = list(lm.vision_tower.parameters()) + list(lm.multi_modal_projector.parameters())
+    params += list(aux_head.parameters())
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01, betas=(0.9, 0.98))
+    imgs = sorted(img_labels)
+    labels = torch.tensor([img_labels[i] for i in imgs])
+    rows = torch.tensor([index[i] for i in imgs])
+    f = torch.nn.functional
+    for step in range(steps):
+        pick = torch.randint(len(imgs), (batch_size,), generator=gen)
+        pv = pix[rows[pick]]
+        if augment:
+            pv = dihedral(pv, gen)
+        feats = lm.get_image_features(
+            pixel_values=pv, vision_feature_layer=model.config.vision_feature_layer,
+            vision_feature_select_strategy=model.config.vision_feature_select_strategy,
+        ).pooler_output
+        aux = aux_head(torch.stack(list(feats)).mean(dim=1))
+        lab = labels[pick]
+        loss = f.cross_entropy(aux[:, :3], lab[:, 0], ignore_index=-100) + f.cross_entropy(
+            aux[:, 3:], lab[:, 1], ignore_index=-100
+        )
+        for g in opt.param_groups:
+            g["lr"] = lr * 0.5 * (1 + math.cos(math.pi * step / steps))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if (step + 1) % 500 == 0:
+            print(f"vision pretrain step {step + 1}/{steps} aux loss {loss.item():.4f}", flush=True)
+
+
+class TiedAuxHead(torch.nn.Module):
+    """The auxiliary shape/colour classifier scored against the decoder's own input embeddings of the
+    answer words (" circle", " red", ...): image features are pulled toward the embedding of the word
+    that names what they show, so "is there a red shape?" compares two vectors that live in the same
+    space. Owns no parameters (the embedding rows train with the decoder in stage 2)."""
+
+    def __init__(self, embedding, token_ids):
+        super().__init__()
+        self.embedding = [embedding]  # a list: not registered as a submodule, so not a parameter here
+        self.register_buffer("ids", torch.tensor(token_ids), persistent=False)
+
+    def forward(self, x):
+        return x @ self.embedding[0].weight[self.ids].t()
+
+
+def yes_no_key(question, answer):
+    """(shape or colour, negated, answer) of a yes/no question; None for the others."""
+    if answer not in ("yes", "no"):
+        return None
+    q = f" {question} "
+    kind = "shape" if any(s in q for s in SHAPES) else "colour"
+    negated = " not " in q or "n't " in q or " no " in q
+    return kind, negated, answer
+
+
+def sample_weights(data):
+    """Per-example sampling weights that give each (kind, negated, answer) group of yes/no questions
+    the same share of the yes/no mass; other questions keep weight 1. In easy-VQA train the colour
+    asked about matches the image in only 12% of the colour yes/no questions: trained on the natural
+    mix, the model learnt the prior ("is there a red shape?" -> no) and answered every matching colour
+    question wrongly (test accuracy 86%)."""
+    keys = [yes_no_key(q, a) for q, a, _ in data]
+    counts = {}
+    for k in keys:
+        if k is not None:
+            counts[k] = counts.get(k, 0) + 1
+    share = sum(counts.values()) / len(counts)
+    return [1.0 if k is None else share / counts[k] for k in keys]
+
+
 def accuracy(preds, data):
     return sum(p == a for p, (_, a, _) in zip(preds, data)) / len(data)
 
@@ -199,12 +286,17 @@ def write_card(out, info):
     )
     status = ""
     if info["test_accuracy_pytorch"] < 0.90:
-        status = (
-            "**Below the 90% target.** Colour questions are learnt; shape recognition by the from-scratch vision "
-            "tower was still improving when the time limit stopped training (validation accuracy rising "
-            "about 1 point per 200 steps at the end). A longer run, e.g. `--epochs 6 --max-minutes 90` on an idle "
-            "machine, is the expected fix; not done here for lack of time."
-        )
+        status = """**Below the 90% target.** Where the errors are (this model, test split): colour questions 99.1%,
+shape questions 88.2%, yes/no about a shape 70%, yes/no about a colour 88%. The last figure is exactly
+the share of colour yes/no questions whose colour does *not* match the image: the decoder never learnt
+to compare the colour named in the question with the image's colour and answers every matching one
+wrongly ("is there a red shape?" about a red shape: "no"); it learnt the prior. Tried without success
+on this CPU budget (2,000 to 2,800 joint steps each, validation accuracy in brackets): sampling yes/no
+questions balanced (`--balance-yes-no`, ~60%: the comparison is still not learnt, so the prior is lost),
+SwiGLU width 1024 (`--text-intermediate 1024`, 84%), decoder init std 0.08 with balancing (60%), the
+auxiliary head tied to the decoder's word embeddings (`--aux-tied`, 83%). The comparison is a product
+of two features (question colour x image colour) with no first-order signal, which a small model
+finds slowly; the next things to try are many more steps or a deeper decoder."""
     card = f"""# easyvqa-tiny
 
 A tiny LLaVA-architecture model (HF `LlavaForConditionalGeneration`) trained from scratch on the
@@ -215,8 +307,9 @@ answer, {info['test_correct']}/{info['test_questions']} easy-VQA test questions;
 transformers {info['transformers']}, torch {info['torch']}, CPU).
 
 Produced by (from the repository root, {info['torch_threads']} torch thread, {info['train_minutes']} minutes of
-training on a shared 2-core machine, {info['total_minutes']} minutes in all; it stopped on the time limit after
-{info.get('steps', '?')} steps, and `--max-steps {info.get('steps', '?')}` instead of the time limit replays exactly that run):
+training on a shared 2-core machine, {info['total_minutes']} minutes in all; training stopped after
+{info.get('steps', '?')} steps because {info.get('stop_reason', 'of the time limit')}; `--max-steps {info.get('steps', '?')}`
+instead of a time limit replays exactly that run):
 
 ```
 OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 {info['command']}
@@ -229,8 +322,8 @@ OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 {info['command']}
 
 - Vision: CLIP-style tower (`clip_vision_model`), 64x64 input, patch 16 (16 patches + CLS), hidden 64,
   2 layers, 4 heads, quick_gelu; `vision_feature_layer` -1, strategy `default` (CLS dropped): 16 image tokens.
-- Projector: linear 64 -> 128, GELU (erf), linear 128 -> 128.
-- Decoder: Llama, hidden 128, 3 layers, 4 heads / 2 kv heads (GQA), head_dim 32, SwiGLU 256, RoPE 1e4,
+- Projector: linear 64 -> {info.get('text_hidden', 128)}, GELU (erf), linear {info.get('text_hidden', 128)} -> {info.get('text_hidden', 128)}.
+- Decoder: Llama, hidden {info.get('text_hidden', 128)}, {info.get('text_layers', 3)} layers, 4 heads / 2 kv heads (GQA), head_dim {info.get('text_hidden', 128) // 4}, SwiGLU {info.get('text_intermediate', 256)}, RoPE 1e4,
   untied lm_head. {info['params']} parameters in all, float32 (`model.safetensors`).
 - Tokenizer: byte-level BPE trained on the train questions and answers ({info['vocab']} tokens;
   `<unk> <s> </s> <pad> <image>` = 0..4; `<s>` prepended by the post-processor).
@@ -250,11 +343,14 @@ tokens; the prediction is the decoded new tokens without special tokens, strippe
 
 ## Training
 
-Loss: cross-entropy on the answer tokens and the closing `</s>` only, plus (weight {info.get('aux_weight', 1.0)})
-an auxiliary shape (3-way) and colour (8-way) classification of the mean image feature, through a
-linear head that exists only during training (labels: each train image's shape and colour as its
-own train answers state them). Without it the vision tower learnt shapes far too slowly on this CPU
-budget (validation stuck near 70%). 5% of the train images (and their questions)
+Stage 1 ({info.get('vision_pretrain_steps', 0)} steps, {info.get('vision_pretrain_minutes', 0)} minutes): the vision tower and
+projector alone learn an auxiliary shape (3-way) and colour (8-way) classification of the mean image
+feature, through a linear head that exists only during training (labels: each train image's shape and
+colour as its own train answers state them). Trained only inside the joint loss, the from-scratch tower
+learnt shapes too slowly on this CPU budget (test shape accuracy 61% after 2,000 steps).
+
+Stage 2: the whole model; loss: cross-entropy on the answer tokens and the closing `</s>` only, plus
+(weight {info.get('aux_weight', 1.0)}) the same auxiliary loss. {"Yes/no questions are sampled so that every (shape or colour, negated or not, yes or no) group weighs the same (other questions at their natural rate): in the train split the colour asked about matches the image in only 12% of colour yes/no questions, and trained on the natural mix the model learnt the prior and answered every matching-colour question wrongly (test accuracy 86%). " if info.get('balance_yes_no') else ""}5% of the train images (and their questions)
 held out for validation; AdamW (lr {info['lr']}, betas 0.9/0.98, weight decay 0.01), batch {info['batch_size']},
 warmup then cosine decay over {info['epochs']} epochs, gradient clipping 1.0, seed {info['seed']}; training stops
 when validation accuracy (1,000 held-out questions) reaches {info['target']}, or after {info['max_minutes']}
@@ -314,6 +410,18 @@ def main():
     ap.add_argument("--max-steps", type=int, default=0,
                     help="stop after this many steps (0: no limit); reproduces a run that stopped on --max-minutes")
     ap.add_argument("--target", type=float, default=0.985, help="stop when validation accuracy reaches this")
+    ap.add_argument("--vision-pretrain-steps", type=int, default=3000,
+                    help="stage 1: steps of vision tower + projector on the auxiliary head alone")
+    ap.add_argument("--augment", action="store_true",
+                    help="random rotation/reflection (8 symmetries) of every training image")
+    ap.add_argument("--balance-yes-no", action="store_true",
+                    help="sample yes/no questions so every (kind, negated, answer) group weighs the same")
+    ap.add_argument("--text-hidden", type=int, default=128, help="decoder hidden size")
+    ap.add_argument("--text-intermediate", type=int, default=256, help="decoder SwiGLU width")
+    ap.add_argument("--text-layers", type=int, default=3, help="decoder layers")
+    ap.add_argument("--text-init-std", type=float, default=0.02, help="decoder initializer_range")
+    ap.add_argument("--aux-tied", action="store_true",
+                    help="score the auxiliary classification against the decoder's embeddings of the answer words")
     ap.add_argument("--card-only", action="store_true", help="only rewrite MODEL_CARD.md from OUT/easyvqa.json")
     args = ap.parse_args()
     if args.card_only:
@@ -342,7 +450,8 @@ def main():
 
     corpus = [PROMPT.format(question=q) for q, _, _ in train_all] + [" " + a for _, a, _ in train_all]
     tokenizer = train_tokenizer(corpus, VOCAB)
-    model, processor = build(tokenizer, args.seed)
+    model, processor = build(tokenizer, args.seed, args.text_hidden, args.text_intermediate, args.text_layers,
+                             args.text_init_std)
     n_params = sum(p.numel() for p in model.parameters())
 
     # The fast path in encode_prompts must agree with the processor itself.
@@ -361,7 +470,22 @@ def main():
 
     model.train()
     img_labels = image_labels(train)
-    aux_head = torch.nn.Linear(model.config.text_config.hidden_size, len(SHAPES) + len(COLORS))
+    if args.aux_tied:
+        word_ids = []
+        for w in SHAPES + COLORS:
+            ids = tokenizer(" " + w, add_special_tokens=False)["input_ids"]
+            assert len(ids) == 1, f"{w!r} is not one token: {ids}"
+            word_ids += ids
+        aux_head = TiedAuxHead(model.get_input_embeddings(), word_ids)
+    else:
+        aux_head = torch.nn.Linear(model.config.text_config.hidden_size, len(SHAPES) + len(COLORS))
+    gen = torch.Generator().manual_seed(args.seed)
+    t_pre = time.time()
+    if args.vision_pretrain_steps > 0:
+        pretrain_vision(model, aux_head, train_pix, train_index, img_labels, args.vision_pretrain_steps,
+                        args.batch_size, args.lr, gen, args.augment)
+    pretrain_minutes = (time.time() - t_pre) / 60
+    print(f"vision pretraining {pretrain_minutes:.1f} min", flush=True)
     params = list(model.parameters()) + list(aux_head.parameters())
     opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.01, betas=(0.9, 0.98))
     steps_per_epoch = math.ceil(len(examples) / args.batch_size)
@@ -376,12 +500,18 @@ def main():
     step, val_acc, history = 0, 0.0, []
     t_train = time.time()
     done = False
+    weights = sample_weights(train) if args.balance_yes_no else None
     while not done:
         order = list(range(len(examples)))
-        rng.shuffle(order)
+        if weights is None:
+            rng.shuffle(order)
+        else:
+            order = rng.choices(order, weights=weights, k=len(order))
         for s in range(0, len(order), args.batch_size):
             batch = [examples[k] for k in order[s : s + args.batch_size]]
             ids, mask, labels, pv = collate(batch, train_pix, train_index, tokenizer.pad_token_id)
+            if args.augment:
+                pv = dihedral(pv, gen)
             for g in opt.param_groups:
                 g["lr"] = lr_at(step)
             aux_labels = torch.tensor([img_labels[img] for _, _, img in batch])
@@ -409,6 +539,8 @@ def main():
                 print(f"== step {step} val acc {val_acc:.4f} ({minutes:.1f} min)", flush=True)
                 model.train()
                 if val_acc >= args.target or step >= total or out_of_time:
+                    stop_reason = ("validation accuracy reached the target" if val_acc >= args.target
+                                   else "the schedule ended" if step >= total else "the time or step limit")
                     done = True
                     break
     train_minutes = (time.time() - t_train) / 60
@@ -457,7 +589,17 @@ def main():
         "params": n_params,
         "seed": args.seed,
         "steps": step,
+        "stop_reason": stop_reason,
         "aux_weight": args.aux_weight,
+        "vision_pretrain_steps": args.vision_pretrain_steps,
+        "vision_pretrain_minutes": round(pretrain_minutes, 2),
+        "augment": args.augment,
+        "balance_yes_no": args.balance_yes_no,
+        "text_hidden": args.text_hidden,
+        "text_intermediate": args.text_intermediate,
+        "text_layers": args.text_layers,
+        "text_init_std": args.text_init_std,
+        "aux_tied": args.aux_tied,
         "train_minutes": round(train_minutes, 2),
         "torch_threads": args.threads,
         "transformers": transformers.__version__,
