@@ -165,32 +165,12 @@ fn cases(kind: OpKind, dt: DType, r: &dyn Fn(usize) -> usize) -> Vec<Case> {
                 ));
             }
             for (dec, s) in [(QW, r(256)), (L7, r(512))] {
-                v.push(attn_case(
-                    dec.name,
-                    AttentionSpec::new(
-                        1,
-                        dec.q_heads,
-                        dec.kv_heads,
-                        s,
-                        s,
-                        dec.head_dim,
-                        Mask::Causal,
-                    ),
-                    dt,
-                ));
-                v.push(attn_case(
-                    dec.name,
-                    AttentionSpec::new(
-                        1,
-                        dec.q_heads,
-                        dec.kv_heads,
-                        1,
-                        s,
-                        dec.head_dim,
-                        Mask::Causal,
-                    ),
-                    dt,
-                ));
+                // prefill (q_len = s), then decode (q_len = 1) over the same cache
+                for q_len in [s, 1] {
+                    let spec =
+                        AttentionSpec::new(1, dec.q_heads, dec.kv_heads, q_len, s, dec.head_dim, Mask::Causal);
+                    v.push(attn_case(dec.name, spec, dt));
+                }
             }
             // Block-sparse: Qwen2-0.5B heads, a causal sliding window of S/4 as a block layout
             // (64-blocks; 8 when the rows are capped). FLOPs of the kept blocks only.

@@ -4,7 +4,7 @@
 //! whole batch; empty prompts and prompts past the context window are refused with errors that
 //! name the lengths and the config field.
 
-use foveate_core::{Backend, DType, HostTensor, Op, OpKind, Result, Tensor, TensorDesc, VariantInfo};
+use foveate_core::{Backend, DType, Op, Result, Tensor};
 use foveate_cpu::CpuBackend;
 use foveate_graph::{AttentionKind, GenerateParams, LlavaModel, ModelOptions, PixelValues, Request, SamplingParams};
 use foveate_models::synth::{self, SynthSpec};
@@ -31,38 +31,18 @@ struct Counting {
 }
 
 impl Backend for Counting {
+    foveate_testkit::forward_backend!(inner);
     fn name(&self) -> &str {
         self.inner.name()
     }
     fn device_name(&self) -> String {
         self.inner.device_name()
     }
-    fn dtypes(&self) -> Vec<DType> {
-        self.inner.dtypes()
-    }
-    fn variants(&self, op: OpKind) -> Vec<VariantInfo> {
-        self.inner.variants(op)
-    }
-    fn supports(&self, op: &Op, dtype: DType, variant: &str) -> std::result::Result<(), String> {
-        self.inner.supports(op, dtype, variant)
-    }
-    fn alloc(&self, desc: &TensorDesc) -> Result<Tensor> {
-        self.inner.alloc(desc)
-    }
-    fn upload(&self, host: &HostTensor) -> Result<Tensor> {
-        self.inner.upload(host)
-    }
-    fn download(&self, t: &Tensor) -> Result<HostTensor> {
-        self.inner.download(t)
-    }
     fn execute(&self, op: &Op, inputs: &[&Tensor], out: &Tensor, variant: &str) -> Result<()> {
         if matches!(op, Op::Gemm(_)) {
             self.gemms.fetch_add(1, Ordering::Relaxed);
         }
         self.inner.execute(op, inputs, out, variant)
-    }
-    fn synchronize(&self) -> Result<()> {
-        self.inner.synchronize()
     }
 }
 

@@ -95,3 +95,38 @@ pub struct Case {
     /// `KvAppend` sets it to a random cache, whose rows outside `pos..pos+len` must survive.
     pub init_out: Option<HostTensor>,
 }
+
+/// Inside `impl Backend for X { ... }` of a test double that wraps another backend in field
+/// `$inner`: forwards every method the double does not change (all but `name`, `device_name`
+/// and `execute`) to it.
+#[macro_export]
+macro_rules! forward_backend {
+    ($inner:ident) => {
+        fn dtypes(&self) -> Vec<::foveate_core::DType> {
+            self.$inner.dtypes()
+        }
+        fn variants(&self, op: ::foveate_core::OpKind) -> Vec<::foveate_core::VariantInfo> {
+            self.$inner.variants(op)
+        }
+        fn supports(
+            &self,
+            op: &::foveate_core::Op,
+            dtype: ::foveate_core::DType,
+            variant: &str,
+        ) -> std::result::Result<(), String> {
+            self.$inner.supports(op, dtype, variant)
+        }
+        fn alloc(&self, desc: &::foveate_core::TensorDesc) -> ::foveate_core::Result<::foveate_core::Tensor> {
+            self.$inner.alloc(desc)
+        }
+        fn upload(&self, host: &::foveate_core::HostTensor) -> ::foveate_core::Result<::foveate_core::Tensor> {
+            self.$inner.upload(host)
+        }
+        fn download(&self, t: &::foveate_core::Tensor) -> ::foveate_core::Result<::foveate_core::HostTensor> {
+            self.$inner.download(t)
+        }
+        fn synchronize(&self) -> ::foveate_core::Result<()> {
+            self.$inner.synchronize()
+        }
+    };
+}

@@ -1,7 +1,7 @@
 //! The matrix must catch wrong backends: wrappers around the oracle with one deliberate bug each.
 //! Each test asserts that exactly the cases the bug can affect fail, and every other case passes.
 
-use foveate_core::{Backend, DType, HostTensor, Mask, Op, OpKind, Result, Tensor, TensorDesc, VariantInfo};
+use foveate_core::{Backend, DType, HostTensor, Mask, Op, OpKind, Result, Tensor};
 use foveate_cpu::CpuBackend;
 use foveate_testkit::{cases, run_matrix, Case, MatrixOptions, MatrixSize, Report};
 use std::collections::HashMap;
@@ -54,29 +54,12 @@ impl Faulty {
 }
 
 impl Backend for Faulty {
+    foveate_testkit::forward_backend!(inner);
     fn name(&self) -> &str {
         "faulty"
     }
     fn device_name(&self) -> String {
         "oracle with a deliberate bug".into()
-    }
-    fn dtypes(&self) -> Vec<DType> {
-        self.inner.dtypes()
-    }
-    fn variants(&self, op: OpKind) -> Vec<VariantInfo> {
-        self.inner.variants(op)
-    }
-    fn supports(&self, op: &Op, dtype: DType, variant: &str) -> std::result::Result<(), String> {
-        self.inner.supports(op, dtype, variant)
-    }
-    fn alloc(&self, desc: &TensorDesc) -> Result<Tensor> {
-        self.inner.alloc(desc)
-    }
-    fn upload(&self, host: &HostTensor) -> Result<Tensor> {
-        self.inner.upload(host)
-    }
-    fn download(&self, t: &Tensor) -> Result<HostTensor> {
-        self.inner.download(t)
     }
     fn execute(&self, op: &Op, inputs: &[&Tensor], out: &Tensor, variant: &str) -> Result<()> {
         match (self.fault, op) {
