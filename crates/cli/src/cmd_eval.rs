@@ -116,6 +116,8 @@ pub fn run(args: Args) -> CmdResult {
     let summary = if !args.merge.is_empty() {
         runner::merge(&ds, &args.merge, &output)?
     } else {
+        // Every image is checked before the model loads or anything is written.
+        runner::check_images(&ds, args.limit, args.shard)?;
         let mut answerer = build_answerer(&args)?;
         let opts = RunOptions {
             limit: args.limit,

@@ -56,6 +56,18 @@ pub fn run(backend: &dyn Backend, op: &Op, inputs: &[&Tensor], variant: &str) ->
 pub fn check_launch(op: &Op, inputs: &[&Tensor], out: &Tensor) -> Result<TensorDesc> {
     let descs: Vec<&TensorDesc> = inputs.iter().map(|t| t.desc()).collect();
     let want = op.infer(&descs)?;
+    // A tensor's storage must hold what its descriptor says, or a kernel would read or write
+    // past the end of the buffer.
+    for (i, t) in inputs.iter().copied().chain(std::iter::once(out)).enumerate() {
+        let (have, need) = (t.storage().size_bytes(), t.desc().size_bytes());
+        if have < need {
+            let which = if i < inputs.len() { format!("input {i}") } else { "output".into() };
+            return Err(crate::Error::shape(
+                op.name(),
+                format!("{which} {} needs {need} bytes but its buffer holds {have}", t.desc()),
+            ));
+        }
+    }
     if out.desc() != &want {
         return Err(crate::Error::shape(op.name(), format!("output is {}, expected {want}", out.desc())));
     }

@@ -17,8 +17,9 @@ pub enum Error {
     /// A device-side failure (launch, allocation, compile, ...).
     #[error("backend `{backend}`: {msg}")]
     Device { backend: String, msg: String },
-    /// Out of device memory: how much was asked for and how much was free.
-    #[error("backend `{backend}`: out of memory allocating {requested} bytes ({free} bytes free)")]
+    /// Out of device memory: how much was asked for and how much was free ([`FREE_UNKNOWN`] when
+    /// the backend cannot tell).
+    #[error("{}", oom_message(backend, *requested, *free))]
     OutOfMemory { backend: String, requested: u64, free: u64 },
     /// A file could not be read or written.
     #[error("{path}: {source}")]
@@ -28,6 +29,47 @@ pub enum Error {
     Format { file: String, field: String, msg: String },
     #[error("{0}")]
     Msg(String),
+}
+
+/// `free` of [`Error::OutOfMemory`] when the backend cannot report its free memory (wgpu).
+pub const FREE_UNKNOWN: u64 = u64::MAX;
+
+/// A byte count for people: `1610612736 bytes (1.50 GiB)`; below 1 KiB just the bytes.
+pub fn fmt_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
+    if n < 1024 {
+        return format!("{n} bytes");
+    }
+    let mut v = n as f64 / 1024.0;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    format!("{n} bytes ({v:.2} {})", UNITS[u])
+}
+
+/// The text of [`Error::OutOfMemory`]: what was asked for and what was free.
+pub fn oom_message(backend: &str, requested: u64, free: u64) -> String {
+    let free = if free == FREE_UNKNOWN {
+        "free memory unknown: the backend does not report it".to_string()
+    } else {
+        format!("{} free", fmt_bytes(free))
+    };
+    format!("backend `{backend}`: out of memory: asked for {}, {free}", fmt_bytes(requested))
+}
+
+/// Reads a text file; bytes that are not UTF-8 are an [`Error::Format`] naming the file and the
+/// byte offset (not a bare I/O error).
+pub fn read_utf8(path: &std::path::Path) -> Result<String> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    String::from_utf8(bytes).map_err(|e| {
+        Error::format(
+            path.display().to_string(),
+            "(encoding)",
+            format!("not valid UTF-8 (first bad byte at offset {})", e.utf8_error().valid_up_to()),
+        )
+    })
 }
 
 impl Error {
@@ -45,5 +87,33 @@ impl Error {
     }
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io { path: path.into(), source }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn out_of_memory_says_asked_and_free() {
+        let e = Error::OutOfMemory { backend: "cuda".into(), requested: 3 << 30, free: 512 << 20 };
+        assert_eq!(
+            e.to_string(),
+            "backend `cuda`: out of memory: asked for 3221225472 bytes (3.00 GiB), 536870912 bytes (512.00 MiB) free"
+        );
+        let e = Error::OutOfMemory { backend: "wgpu".into(), requested: 100, free: FREE_UNKNOWN };
+        assert_eq!(e.to_string(), "backend `wgpu`: out of memory: asked for 100 bytes, free memory unknown: the backend does not report it");
+        assert_eq!(fmt_bytes(1536), "1536 bytes (1.50 KiB)");
+    }
+
+    #[test]
+    fn non_utf8_file_names_file_and_offset() {
+        let p = std::env::temp_dir().join(format!("foveate-core-utf8-{}.json", std::process::id()));
+        std::fs::write(&p, b"{\"a\": \"\xff\"}").unwrap();
+        let e = read_utf8(&p).unwrap_err().to_string();
+        assert!(e.contains(&p.display().to_string()) && e.contains("(encoding): not valid UTF-8 (first bad byte at offset 7)"), "{e}");
+        std::fs::write(&p, "{}").unwrap();
+        assert_eq!(read_utf8(&p).unwrap(), "{}");
+        let _ = std::fs::remove_file(&p);
     }
 }

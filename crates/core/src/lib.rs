@@ -19,7 +19,7 @@ pub mod tensor;
 
 pub use backend::{check_launch, run, Backend, MemoryStats};
 pub use dtype::DType;
-pub use error::{Error, Result};
+pub use error::{fmt_bytes, read_utf8, Error, Result, FREE_UNKNOWN};
 pub use mask::{BlockClass, BlockLayout, Mask};
 pub use op::{
     Activation, AttentionSpec, GemmSpec, KvAppendSpec, MlpSpec, Op, OpKind, PatchEmbedSpec,

@@ -1,7 +1,7 @@
 //! `CudaBackend`: device, stream, module cache, memory, and the `Backend` impl.
 
 use crate::{nvrtc, ops, specs::ModuleSpec};
-use cudarc::driver::{sys, CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream, DevicePtr};
+use cudarc::driver::{sys, CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream, DevicePtr, DriverError};
 use foveate_core::{
     registry::attention as av, Backend, DType, Error, HostTensor, MemoryStats, Op, OpKind, Result, Storage, Tensor,
     TensorDesc, VariantInfo,
@@ -132,12 +132,8 @@ impl CudaBackend {
         let n = bytes.max(4);
         // SAFETY: the contents are unspecified until written, as `Backend::alloc` documents.
         let buf = unsafe { self.stream.alloc::<u8>(n) }.map_err(|e| {
-            let free = self.ctx.mem_get_info().map(|(f, _)| f as u64).unwrap_or(0);
-            if format!("{e:?}").contains("OUT_OF_MEMORY") {
-                Error::OutOfMemory { backend: "cuda".into(), requested: n as u64, free }
-            } else {
-                dev(format!("allocating {n} bytes: {e:?}"))
-            }
+            let free = self.ctx.mem_get_info().ok().map(|(f, _)| f as u64);
+            alloc_error(n as u64, &e, free)
         })?;
         let ptr = {
             let (p, _sync) = buf.device_ptr(&self.stream);
@@ -151,6 +147,17 @@ impl CudaBackend {
     /// A scratch tensor (decode partials, the MLP hidden, sparse tables).
     pub(crate) fn scratch(&self, desc: TensorDesc) -> Result<Tensor> {
         self.alloc(&desc)
+    }
+}
+
+/// The error for a failed `cuMemAlloc` of `requested` bytes: CUDA_ERROR_OUT_OF_MEMORY becomes
+/// [`Error::OutOfMemory`] with the free memory `cuMemGetInfo` reported (`None`: it failed too),
+/// anything else a device error naming the result code.
+pub(crate) fn alloc_error(requested: u64, e: &DriverError, free: Option<u64>) -> Error {
+    if e.0 == sys::CUresult::CUDA_ERROR_OUT_OF_MEMORY {
+        Error::OutOfMemory { backend: "cuda".into(), requested, free: free.unwrap_or(foveate_core::FREE_UNKNOWN) }
+    } else {
+        dev(format!("allocating {}: {:?}", foveate_core::fmt_bytes(requested), e.0))
     }
 }
 
@@ -235,5 +242,26 @@ impl Backend for CudaBackend {
             allocated_bytes: self.stats.allocated.load(Ordering::Relaxed),
             peak_bytes: self.stats.peak.load(Ordering::Relaxed),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn out_of_memory_from_alloc_says_asked_and_free() {
+        let oom = DriverError(sys::CUresult::CUDA_ERROR_OUT_OF_MEMORY);
+        let e = alloc_error(3 << 30, &oom, Some(1 << 30));
+        assert!(matches!(e, Error::OutOfMemory { requested, free, .. } if requested == 3 << 30 && free == 1 << 30));
+        assert_eq!(
+            e.to_string(),
+            "backend `cuda`: out of memory: asked for 3221225472 bytes (3.00 GiB), 1073741824 bytes (1.00 GiB) free"
+        );
+        let e = alloc_error(4096, &oom, None);
+        assert!(e.to_string().contains("asked for 4096 bytes (4.00 KiB), free memory unknown"), "{e}");
+        let other = DriverError(sys::CUresult::CUDA_ERROR_INVALID_VALUE);
+        let e = alloc_error(10, &other, Some(5)).to_string();
+        assert!(e.starts_with("backend `cuda`: allocating 10 bytes: ") && e.contains("INVALID_VALUE"), "{e}");
     }
 }

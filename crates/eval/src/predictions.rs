@@ -18,15 +18,19 @@ pub struct Prediction {
 
 /// Read a submission file. Bad entries name the file and the index.
 pub fn load(path: &Path) -> Result<Vec<Prediction>> {
+    from_value(&read_json(path)?, path)
+}
+
+/// [`load`] on parsed JSON; `path` names errors.
+pub fn from_value(root: &Value, path: &Path) -> Result<Vec<Prediction>> {
     let file = path.display().to_string();
-    let root = read_json(path)?;
     let list = root.as_array().ok_or_else(|| {
         Error::format(
             &file,
             "(root)",
             format!(
                 "expected an array of {{question_id, answer}}, found {}",
-                json_kind(&root)
+                json_kind(root)
             ),
         )
     })?;

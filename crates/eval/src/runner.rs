@@ -159,9 +159,48 @@ fn read_journal(path: &Path, truncate_torn: bool) -> Result<Vec<Entry>> {
     Ok(out)
 }
 
+/// Writes `v` to `path` through a temporary file renamed into place, so a crash or a full disk
+/// leaves either the old file or the new one, never half of one.
 fn write_json(path: &Path, v: &Value) -> Result<()> {
     let text = serde_json::to_string_pretty(v).map_err(|e| Error::Msg(e.to_string()))?;
-    std::fs::write(path, text + "\n").map_err(|e| Error::io(path, e))
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    let written = File::create(&tmp)
+        .and_then(|mut f| {
+            f.write_all(text.as_bytes())?;
+            f.write_all(b"\n")?;
+            f.sync_all()
+        })
+        .and_then(|()| std::fs::rename(&tmp, path));
+    written.map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        Error::io(path, e)
+    })
+}
+
+/// Refuses a run whose records point at image files that do not exist, before anything is
+/// written: the error names the dataset file, the record and the image path.
+pub fn check_images(ds: &Dataset, limit: Option<usize>, shard: (usize, usize)) -> Result<()> {
+    let records = shard_records(ds, limit, shard)?;
+    let missing: Vec<&&Record> = records.iter().filter(|r| !r.image.is_file()).collect();
+    let Some(first) = missing.first() else {
+        return Ok(());
+    };
+    let more = if missing.len() > 1 {
+        format!(
+            " ({} of the {} records of this run have no image)",
+            missing.len(),
+            records.len()
+        )
+    } else {
+        String::new()
+    };
+    Err(Error::format(
+        ds.source.display().to_string(),
+        format!("{} {}.image", ds.task.id_key(), first.id),
+        format!("image file {} not found{more}", first.image.display()),
+    ))
 }
 
 fn run_header(ds: &Dataset, opts: &RunOptions, info: &ModelInfo) -> Value {
@@ -193,7 +232,44 @@ pub fn run_eval(
     metrics::check_scorable(ds)?;
     let records = shard_records(ds, opts.limit, opts.shard)?;
     let dir = &opts.out_dir;
+    let fresh = !dir.exists();
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let r = run_in(spec, ds, answerer, opts, &records);
+    if r.is_err() && fresh {
+        remove_if_unused(dir);
+    }
+    r
+}
+
+/// After a failed run in a folder it created: removes the folder again if no question was
+/// answered (nothing worth resuming), so a failure leaves no half-made output behind.
+fn remove_if_unused(dir: &Path) {
+    let jpath = journal_path(dir);
+    if std::fs::metadata(&jpath)
+        .map(|m| m.len() > 0)
+        .unwrap_or(false)
+    {
+        return; // answers were journaled: keep them for --resume
+    }
+    for f in [
+        "run.json",
+        "predictions.jsonl",
+        "submission.json",
+        "results.json",
+    ] {
+        let _ = std::fs::remove_file(dir.join(f));
+    }
+    let _ = std::fs::remove_dir(dir); // only succeeds when empty
+}
+
+fn run_in(
+    spec: &TaskSpec,
+    ds: &Dataset,
+    answerer: &mut dyn Answerer,
+    opts: &RunOptions,
+    records: &[&Record],
+) -> Result<RunSummary> {
+    let dir = &opts.out_dir;
     let info = answerer.describe();
     let header = run_header(ds, opts, &info);
     let header_path = dir.join("run.json");

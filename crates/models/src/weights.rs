@@ -38,6 +38,17 @@ pub struct TensorInfo {
     end: usize,
 }
 
+impl TensorInfo {
+    /// Absolute byte range of the tensor's data in its file (checked against the file's size).
+    pub fn byte_range(&self) -> std::ops::Range<usize> {
+        self.start..self.end
+    }
+}
+
+/// Largest safetensors header accepted (the reference implementation's limit): a header length
+/// above it is refused before anything is allocated for it.
+pub const MAX_HEADER_BYTES: u64 = 100_000_000;
+
 struct MappedFile {
     path: PathBuf,
     map: Mmap,
@@ -71,7 +82,7 @@ impl Weights {
 
     pub fn open_sharded(index: &Path) -> Result<Self> {
         let label = index.display().to_string();
-        let text = std::fs::read_to_string(index).map_err(|e| Error::io(index, e))?;
+        let text = foveate_core::read_utf8(index)?;
         let v: Value = serde_json::from_str(&text).map_err(|e| Error::format(&label, "(json)", e.to_string()))?;
         let map = v
             .get("weight_map")
@@ -82,6 +93,13 @@ impl Weights {
         let mut wanted: BTreeMap<String, String> = BTreeMap::new();
         for (name, file) in map {
             let f = file.as_str().ok_or_else(|| Error::format(&label, format!("weight_map.{name}"), "must be a file name"))?;
+            if f.is_empty() || f.contains(['/', '\\']) || f == "." || f == ".." {
+                return Err(Error::format(
+                    &label,
+                    format!("weight_map.{name}"),
+                    format!("`{f}` is not a file name in the checkpoint directory"),
+                ));
+            }
             if !shard_names.iter().any(|s| s == f) {
                 shard_names.push(f.to_string());
             }
@@ -100,6 +118,13 @@ impl Weights {
             // SAFETY: the map is read-only; checkpoints are not modified while a model is loaded.
             let map = unsafe { Mmap::map(&f) }.map_err(|e| Error::io(path, e))?;
             for (name, info) in parse_header(path, &map, fi)? {
+                if let Some(prev) = tensors.get(&name).map(|t: &TensorInfo| t.file) {
+                    return Err(Error::format(
+                        path.display().to_string(),
+                        &name,
+                        format!("tensor is also in {}: each tensor must be stored once", paths[prev].display()),
+                    ));
+                }
                 tensors.insert(name, info);
             }
             files.push(MappedFile { path: path.clone(), map });
@@ -170,6 +195,14 @@ fn convert(raw: &[u8], from: StoredDType, to: DType, shape: &[usize]) -> HostTen
     HostTensor::from_f32(to, shape.to_vec(), &vals)
 }
 
+/// Parses and validates a safetensors file held in memory (what [`Weights`] does to each file
+/// when it opens it): the header length, the JSON table, each tensor's dtype, shape and
+/// `data_offsets`, which must lie inside the data, match the shape, be aligned to the element
+/// size and not overlap. `name` names the file in errors.
+pub fn parse_safetensors(name: &str, bytes: &[u8]) -> Result<Vec<(String, TensorInfo)>> {
+    parse_header(Path::new(name), bytes, 0)
+}
+
 fn parse_header(path: &Path, map: &[u8], file: usize) -> Result<Vec<(String, TensorInfo)>> {
     let fname = path.display().to_string();
     let bad = |field: &str, msg: String| Error::format(&fname, field, msg);
@@ -177,12 +210,17 @@ fn parse_header(path: &Path, map: &[u8], file: usize) -> Result<Vec<(String, Ten
         return Err(bad("header", format!("file is {} bytes, too short for a safetensors header (truncated?)", map.len())));
     }
     let n = u64::from_le_bytes(map[..8].try_into().unwrap());
+    if n > MAX_HEADER_BYTES {
+        return Err(bad("header", format!("header length {n} exceeds the limit of {MAX_HEADER_BYTES} bytes")));
+    }
     if n > (map.len() - 8) as u64 {
         return Err(bad("header", format!("header length {n} exceeds the file size {} (truncated?)", map.len())));
     }
     let data_start = 8 + n as usize;
     let data_len = map.len() - data_start;
-    let v: Value = serde_json::from_slice(&map[8..data_start]).map_err(|e| bad("header", format!("not valid JSON: {e}")))?;
+    let header = std::str::from_utf8(&map[8..data_start])
+        .map_err(|e| bad("header", format!("not valid UTF-8 (first bad byte at header offset {})", e.valid_up_to())))?;
+    let v: Value = serde_json::from_str(header).map_err(|e| bad("header", format!("not valid JSON: {e}")))?;
     let obj = v.as_object().ok_or_else(|| bad("header", "not a JSON object".into()))?;
     let mut out = Vec::new();
     for (name, t) in obj {
@@ -199,23 +237,47 @@ fn parse_header(path: &Path, map: &[u8], file: usize) -> Result<Vec<(String, Ten
         let shape: Vec<usize> = t
             .get("shape")
             .and_then(|s| s.as_array())
-            .and_then(|a| a.iter().map(|x| x.as_u64().map(|x| x as usize)).collect::<Option<Vec<_>>>())
+            .and_then(|a| a.iter().map(|x| x.as_u64().and_then(|x| usize::try_from(x).ok())).collect::<Option<Vec<_>>>())
             .ok_or_else(|| bad(name, "shape missing or not a list of integers".into()))?;
         let offs = t
             .get("data_offsets")
             .and_then(|s| s.as_array())
-            .and_then(|a| a.iter().map(|x| x.as_u64().map(|x| x as usize)).collect::<Option<Vec<_>>>())
+            .and_then(|a| a.iter().map(|x| x.as_u64().and_then(|x| usize::try_from(x).ok())).collect::<Option<Vec<_>>>())
             .filter(|o| o.len() == 2)
             .ok_or_else(|| bad(name, "data_offsets missing or not [begin, end]".into()))?;
         let (b, e) = (offs[0], offs[1]);
-        let want = shape.iter().product::<usize>() * dtype.size();
+        let want = shape.iter().try_fold(dtype.size(), |acc, &d| acc.checked_mul(d));
+        let Some(want) = want else {
+            return Err(bad(name, format!("shape {shape:?} is too large (its byte size overflows)")));
+        };
         if b > e || e - b != want {
             return Err(bad(name, format!("data_offsets [{b}, {e}] hold {} bytes, shape {} needs {want}", e.saturating_sub(b), Shape::from(shape.clone()))));
         }
         if e > data_len {
             return Err(bad(name, format!("data_offsets end {e} is past the end of the data ({data_len} bytes): file truncated?")));
         }
+        if b % dtype.size() != 0 {
+            return Err(bad(name, format!("data_offsets begin {b} is not aligned to the {dt} element size of {} bytes", dtype.size())));
+        }
         out.push((name.clone(), TensorInfo { dtype, shape, file, start: data_start + b, end: data_start + e }));
+    }
+    // No two tensors may share bytes.
+    let mut by_start: Vec<&(String, TensorInfo)> = out.iter().filter(|(_, t)| t.end > t.start).collect();
+    by_start.sort_by_key(|(_, t)| (t.start, t.end));
+    for w in by_start.windows(2) {
+        let ((a, ta), (b, tb)) = (w[0], w[1]);
+        if tb.start < ta.end {
+            return Err(bad(
+                b,
+                format!(
+                    "data_offsets [{}, {}] overlap those of {a} [{}, {}]",
+                    tb.start - data_start,
+                    tb.end - data_start,
+                    ta.start - data_start,
+                    ta.end - data_start
+                ),
+            ));
+        }
     }
     Ok(out)
 }

@@ -2,7 +2,7 @@
 
 use crate::shader::KernelKey;
 use crate::WgpuBackend;
-use foveate_core::{Error, Result};
+use foveate_core::{fmt_bytes, Error, Result};
 use wgpu::util::DeviceExt;
 
 /// Number of u32 parameters in the uniform block (`array<vec4<u32>, 8>` in common.wgsl).
@@ -101,19 +101,44 @@ impl WgpuBackend {
         self.create_buffer(crate::storage::padded(bytes), "scratch")
     }
 
+    /// A storage buffer of `size` bytes. A size above the adapter's limits is refused before
+    /// anything is allocated, and a device out of memory is [`Error::OutOfMemory`] (wgpu does not
+    /// report free memory, so its `free` is [`foveate_core::FREE_UNKNOWN`]).
     pub(crate) fn create_buffer(&self, size: u64, label: &str) -> Result<wgpu::Buffer> {
-        let lim = self.gpu.limits.max_storage_buffer_binding_size.min(self.gpu.limits.max_buffer_size);
-        if size > lim {
-            return Err(Error::device(
-                "wgpu",
-                format!("a {size}-byte buffer exceeds the adapter's storage binding limit of {lim} bytes"),
-            ));
-        }
-        Ok(self.gpu.device.create_buffer(&wgpu::BufferDescriptor {
+        check_buffer_size(size, label, &self.gpu.limits)?;
+        let scope = self.gpu.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let buffer = self.gpu.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),
             size,
             usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
-        }))
+        });
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            return Err(match e {
+                wgpu::Error::OutOfMemory { .. } => {
+                    Error::OutOfMemory { backend: "wgpu".into(), requested: size, free: foveate_core::FREE_UNKNOWN }
+                }
+                other => Error::device("wgpu", format!("creating a {} `{label}` buffer: {other}", fmt_bytes(size))),
+            });
+        }
+        Ok(buffer)
     }
+}
+
+/// Refuses a buffer of `size` bytes above the adapter's `max_buffer_size` or
+/// `max_storage_buffer_binding_size` (every foveate buffer is bound as one storage array), naming
+/// the limit and both sizes.
+pub fn check_buffer_size(size: u64, label: &str, limits: &wgpu::Limits) -> Result<()> {
+    for (name, lim) in [
+        ("max_buffer_size", limits.max_buffer_size),
+        ("max_storage_buffer_binding_size", limits.max_storage_buffer_binding_size),
+    ] {
+        if size > lim {
+            return Err(Error::device(
+                "wgpu",
+                format!("a `{label}` buffer of {} exceeds the adapter's {name} of {}", fmt_bytes(size), fmt_bytes(lim)),
+            ));
+        }
+    }
+    Ok(())
 }

@@ -16,6 +16,7 @@ mod storage;
 pub mod variants;
 
 pub use attention::MAX_HEAD_DIM;
+pub use launch::check_buffer_size;
 pub use storage::WgpuStorage;
 
 use device::Gpu;

@@ -6,15 +6,21 @@
 use super::json::{rec_name, Ctx};
 use super::{first_existing, parent_dir, read_json, QuestionId, Record};
 use foveate_core::Result;
+use serde_json::Value;
 use std::collections::HashSet;
 use std::path::Path;
 
 /// Load every record in file order. `question_types` is optional (absent in `val_v1.0.json`);
 /// test records without `answers` load with an empty answer list.
 pub fn load(path: &Path, image_root: Option<&Path>) -> Result<Vec<Record>> {
+    from_value(&read_json(path)?, path, image_root)
+}
+
+/// [`load`] on parsed JSON; `path` (the file `root` came from) names errors and is the default
+/// image root.
+pub fn from_value(root: &Value, path: &Path, image_root: Option<&Path>) -> Result<Vec<Record>> {
     let ctx = Ctx { file: path };
-    let root = read_json(path)?;
-    let data = ctx.array(&root, "data")?;
+    let data = ctx.array(root, "data")?;
     let image_root = image_root
         .map(Path::to_path_buf)
         .unwrap_or_else(|| parent_dir(path));

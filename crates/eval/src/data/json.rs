@@ -4,9 +4,10 @@ use foveate_core::{Error, Result};
 use serde_json::Value;
 use std::path::Path;
 
-/// Read and parse a JSON file; a syntax error names the file, line and column.
+/// Read and parse a JSON file; a syntax error names the file, line and column, and bytes that
+/// are not UTF-8 name the file and the offset.
 pub fn read_json(path: &Path) -> Result<Value> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let text = foveate_core::read_utf8(path)?;
     serde_json::from_str(&text).map_err(|e| {
         Error::format(
             path.display().to_string(),

@@ -4,6 +4,7 @@
 use super::json::{rec_name, Ctx};
 use super::{first_existing, parent_dir, read_json, QuestionId, Record};
 use foveate_core::Result;
+use serde_json::Value;
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -15,20 +16,35 @@ pub fn load(
     questions: Option<&Path>,
     image_root: Option<&Path>,
 ) -> Result<Vec<Record>> {
-    let ctx = Ctx { file: annotations };
     let root = read_json(annotations)?;
-    let anns = ctx.array(&root, "annotations")?;
+    let texts = match questions {
+        Some(q) => Some((q, load_questions(q)?)),
+        None => None,
+    };
+    from_value(
+        &root,
+        annotations,
+        texts.as_ref().map(|(q, t)| (*q, t)),
+        image_root,
+    )
+}
+
+/// [`load`] on parsed JSON: `annotations` (the file `root` came from) names errors and is the
+/// default image root; `questions` is the questions file and its id -> text map.
+pub fn from_value(
+    root: &Value,
+    annotations: &Path,
+    questions: Option<(&Path, &HashMap<i64, String>)>,
+    image_root: Option<&Path>,
+) -> Result<Vec<Record>> {
+    let ctx = Ctx { file: annotations };
+    let anns = ctx.array(root, "annotations")?;
     let subtype = ctx
-        .opt_string(&root, "data_subtype", "(root)")?
+        .opt_string(root, "data_subtype", "(root)")?
         .unwrap_or_else(|| "val2014".into());
     let image_root = image_root
         .map(Path::to_path_buf)
         .unwrap_or_else(|| parent_dir(annotations));
-
-    let texts = match questions {
-        Some(q) => Some(load_questions(q)?),
-        None => None,
-    };
 
     let mut seen = HashMap::new();
     let mut out = Vec::with_capacity(anns.len());
@@ -59,15 +75,15 @@ pub fn load(
         let answer_type = ctx
             .opt_string(a, "answer_type", &what)?
             .unwrap_or_else(|| "unknown".into());
-        let question = match &texts {
-            Some(t) => match t.get(&qid) {
+        let question = match questions {
+            Some((qfile, t)) => match t.get(&qid) {
                 Some(q) => q.clone(),
                 None => {
                     return Err(ctx.err(
                         what,
                         format!(
                             "question_id {qid} is not in the questions file {}",
-                            questions.unwrap_or(annotations).display()
+                            qfile.display()
                         ),
                     ))
                 }
@@ -93,14 +109,26 @@ pub fn load(
     Ok(out)
 }
 
-fn load_questions(path: &Path) -> Result<HashMap<i64, String>> {
+/// The questions file as question_id -> question text; a repeated id is an error.
+pub fn load_questions(path: &Path) -> Result<HashMap<i64, String>> {
+    questions_from_value(&read_json(path)?, path)
+}
+
+/// [`load_questions`] on parsed JSON; `path` names errors.
+pub fn questions_from_value(root: &Value, path: &Path) -> Result<HashMap<i64, String>> {
     let ctx = Ctx { file: path };
-    let root = read_json(path)?;
-    let qs = ctx.array(&root, "questions")?;
+    let qs = ctx.array(root, "questions")?;
     let mut map = HashMap::with_capacity(qs.len());
+    let mut index = HashMap::with_capacity(qs.len());
     for (i, q) in qs.iter().enumerate() {
         let what = rec_name("questions", i, "question_id", q);
         let id = ctx.int(q, "question_id", &what)?;
+        if let Some(prev) = index.insert(id, i) {
+            return Err(ctx.err(
+                what,
+                format!("duplicate question_id (also questions[{prev}])"),
+            ));
+        }
         map.insert(id, ctx.string(q, "question", &what)?);
     }
     Ok(map)
