@@ -35,11 +35,15 @@ impl LlavaModel {
         let (prompt, total) = (req.input_ids.len(), req.input_ids.len().saturating_add(max_new_tokens));
         if total > window {
             let n_img = req.input_ids.iter().filter(|&&i| i == self.checkpoint.config.image_token_id).count();
+            // A prompt that leaves no room for even one new token must be shortened whatever the budget.
+            let advice = if prompt >= window {
+                format!("the prompt alone leaves no room for a new token: shorten it to at most {} tokens", window - 1)
+            } else {
+                format!("shorten the prompt or lower max_new_tokens to at most {}", window - prompt)
+            };
             return Err(Error::Msg(format!(
                 "prompt of {prompt} tokens ({n_img} of them image tokens) + max_new_tokens {max_new_tokens} = {total} tokens \
-                 exceeds the model's context window of {window} tokens (text_config.max_position_embeddings); \
-                 shorten the prompt or lower max_new_tokens to at most {}",
-                window.saturating_sub(prompt)
+                 exceeds the model's context window of {window} tokens (text_config.max_position_embeddings); {advice}"
             )));
         }
         Ok(())
