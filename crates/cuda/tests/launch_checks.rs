@@ -3,7 +3,7 @@
 //! with FOVEATE_REQUIRE_CUDA=1). The out-of-memory message is tested without a GPU in
 //! `backend::tests`.
 
-use foveate_core::{Backend, DType, HostTensor, Op, Tensor, TensorDesc};
+use foveate_core::{Backend, DType, TensorDesc};
 use foveate_cuda::CudaBackend;
 
 #[test]
@@ -18,33 +18,7 @@ fn mismatched_buffer_sizes_are_errors() {
             )
         }
     };
-    let small = be
-        .upload(&HostTensor::from_f32(DType::F32, vec![4], &[1.0; 4]))
-        .unwrap();
-    let other = be
-        .upload(&HostTensor::from_f32(DType::F32, vec![64], &[0.5; 64]))
-        .unwrap();
-    let out = be.alloc(&TensorDesc::new(DType::F32, vec![64])).unwrap();
-    let big = Tensor::new(
-        small.storage().clone(),
-        TensorDesc::new(DType::F32, vec![64]),
-    );
-    let e = be
-        .execute(&Op::Add, &[&big, &other], &out, "")
-        .unwrap_err()
-        .to_string();
-    assert_eq!(
-        e,
-        "add: input 0 f32[64] needs 256 bytes but its buffer holds 16"
-    );
-    let e = be
-        .execute(&Op::Add, &[&other, &other], &big, "")
-        .unwrap_err()
-        .to_string();
-    assert_eq!(
-        e,
-        "add: output f32[64] needs 256 bytes but its buffer holds 16"
-    );
+    foveate_testkit::assert_launch_checks(&be);
     // Far more than any GPU has: out of memory, with the size asked for and the free memory.
     let e = be
         .alloc(&TensorDesc::new(DType::F32, vec![1 << 40]))

@@ -14,12 +14,14 @@ mod cases;
 mod compare;
 mod gen;
 mod matrix;
+mod launch;
 mod report;
 
 pub use assert::{assert_matrix_passes, assert_matrix_passes_with, require_env, skip_or_fail};
 pub use cases::cases;
 pub use compare::{compare, compare_with, Comparison, Tolerance};
 pub use gen::Gen;
+pub use launch::assert_launch_checks;
 pub use matrix::{run_case, run_matrix};
 pub use report::{CaseResult, OpSummary, Report, Skipped};
 

@@ -4,7 +4,7 @@
 
 mod common;
 use common::backend;
-use foveate_core::{Backend, DType, HostTensor, Op, Tensor, TensorDesc};
+use foveate_core::{Backend, DType, TensorDesc};
 use foveate_wgpu::check_buffer_size;
 
 #[test]
@@ -65,37 +65,5 @@ fn mismatched_buffer_sizes_are_errors() {
     let Some(be) = backend("mismatched_buffer_sizes_are_errors") else {
         return;
     };
-    let small = be
-        .upload(&HostTensor::from_f32(DType::F32, vec![4], &[1.0; 4]))
-        .unwrap();
-    let other = be
-        .upload(&HostTensor::from_f32(DType::F32, vec![64], &[0.5; 64]))
-        .unwrap();
-    let out = be.alloc(&TensorDesc::new(DType::F32, vec![64])).unwrap();
-    let big = Tensor::new(
-        small.storage().clone(),
-        TensorDesc::new(DType::F32, vec![64]),
-    );
-    let e = be
-        .execute(&Op::Add, &[&big, &other], &out, "")
-        .unwrap_err()
-        .to_string();
-    assert_eq!(
-        e,
-        "add: input 0 f32[64] needs 256 bytes but its buffer holds 16"
-    );
-    let big_out = Tensor::new(
-        small.storage().clone(),
-        TensorDesc::new(DType::F32, vec![64]),
-    );
-    let e = be
-        .execute(&Op::Add, &[&other, &other], &big_out, "")
-        .unwrap_err()
-        .to_string();
-    assert_eq!(
-        e,
-        "add: output f32[64] needs 256 bytes but its buffer holds 16"
-    );
-    be.execute(&Op::Add, &[&other, &other], &out, "").unwrap();
-    assert_eq!(be.download(&out).unwrap().to_f32(), vec![1.0; 64]);
+    foveate_testkit::assert_launch_checks(be);
 }
