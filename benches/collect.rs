@@ -74,16 +74,7 @@ fn main() -> ExitCode {
     if let Some(n) = note {
         host["note"] = serde_json::json!(n);
     }
-    let file = ResultFile {
-        schema: results::SCHEMA.into(),
-        tool: "foveate".into(),
-        version: env!("CARGO_PKG_VERSION").into(),
-        commit: results::git_commit(),
-        date: results::utc_now(),
-        device: device.join("; "),
-        host,
-        rows,
-    };
+    let file = ResultFile::new(device.join("; "), host, rows);
     let text = serde_json::to_string_pretty(&file).expect("serialisable") + "\n";
     match out {
         Some(p) => {

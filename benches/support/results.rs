@@ -101,6 +101,20 @@ pub struct ResultFile {
 }
 
 impl ResultFile {
+    /// A foveate result file stamped now, with this build's version and git commit.
+    pub fn new(device: String, host: serde_json::Value, rows: Vec<Row>) -> ResultFile {
+        ResultFile {
+            schema: SCHEMA.into(),
+            tool: "foveate".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            commit: git_commit(),
+            date: utc_now(),
+            device,
+            host,
+            rows,
+        }
+    }
+
     /// Parses and checks a result file; errors name the file and the field.
     pub fn parse(text: &str, file: &str) -> foveate_core::Result<ResultFile> {
         let v: serde_json::Value = serde_json::from_str(text)
@@ -156,52 +170,11 @@ pub fn host_info() -> serde_json::Value {
     serde_json::json!({ "cpu": model, "cores": cores, "os": std::env::consts::OS, "loadavg": load_average() })
 }
 
-/// Current UTC time as RFC 3339 (seconds), without a date crate.
-pub fn utc_now() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let days = (secs / 86400) as i64;
-    let rem = secs % 86400;
-    // Civil from days (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + (m <= 2) as i64;
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
-/// `git rev-parse HEAD` in the current directory, if it works.
-pub fn git_commit() -> Option<String> {
-    let out = std::process::Command::new("git")
-        .args(["rev-parse", "HEAD"])
-        .output()
-        .ok()?;
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
-}
+pub use foveate_core::stamp::{git_commit, utc_now};
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    #[test]
-    fn date_is_rfc3339() {
-        let d = utc_now();
-        assert_eq!(d.len(), 20, "{d}");
-        assert!(d.starts_with("20") && d.ends_with('Z'), "{d}");
-    }
     #[test]
     fn parse_rejects_other_schemas_by_name() {
         let e = ResultFile::parse(r#"{"schema":"x"}"#, "a.json")

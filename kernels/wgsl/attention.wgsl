@@ -84,7 +84,6 @@ const TPR: u32 = 64u / BQ;
 const DPT: u32 = (D + TPR - 1u) / TPR;
 
 var<workgroup> Qs: array<f32, BQ * D>;
-var<workgroup> KVs: array<f32, BK * D>;
 var<workgroup> Ss: array<f32, BQ * BK>;
 var<workgroup> cls_u: u32;
 
@@ -131,14 +130,7 @@ fn attn_flash(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_i
         if cls == 0u {
             continue;
         }
-        for (var e = lid; e < BK * D; e += 64u) {
-            let j = kt + e / D;
-            var v = 0.0;
-            if j < skv {
-                v = f32(K[kv_at(b, j, kh, e % D)]);
-            }
-            KVs[e] = v;
-        }
+        stage_kv(false, b, kh, kt, skv, lid);
         workgroupBarrier();
         for (var jj = t; jj < BK; jj += TPR) {
             let j = kt + jj;
@@ -153,14 +145,7 @@ fn attn_flash(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_i
             Ss[r * BK + jj] = s;
         }
         workgroupBarrier();
-        for (var e = lid; e < BK * D; e += 64u) {
-            let j = kt + e / D;
-            var v = 0.0;
-            if j < skv {
-                v = f32(V[kv_at(b, j, kh, e % D)]);
-            }
-            KVs[e] = v;
-        }
+        stage_kv(true, b, kh, kt, skv, lid);
         var mt = m;
         for (var jj = 0u; jj < BK; jj++) {
             mt = max(mt, Ss[r * BK + jj]);

@@ -1,11 +1,11 @@
-// Shared by the attention modules: bindings, layouts and the mask.
+// Shared by the attention modules: bindings, layouts, K/V tile staging and the mask.
 // q [B, Sq, Hq, D], k and v [B, cap, Hkv, D] (first Skv rows used), out [B, Sq, Hq, D].
 // Parameters: p(0) B, p(1) Hq, p(2) Hkv, p(3) Sq, p(4) Skv, p(5) cap, p(6) scale * log2(e)
 // (f32 bits; scores live in the exp2 domain), p(7) window, p(8) key blocks of a block layout,
 // p(9) block_q, p(10) block_k, p(11) splits (decode), p(12) keys per split (decode),
 // p(13) head chunks per KV head (decode).
 // Specialisation: D (head dim), MASK (0 none, 1 causal, 2 sliding window; the base mask of a
-// block layout), BQ/BK (tile sizes).
+// block layout), BQ/BK (tile sizes; BK also sizes the K/V tile KVs).
 
 @group(0) @binding(1) var<storage, read> Q: array<T>;
 @group(0) @binding(2) var<storage, read> K: array<T>;
@@ -18,6 +18,26 @@ fn q_at(b: u32, i: u32, h: u32, d: u32) -> u32 {
 
 fn kv_at(b: u32, j: u32, kh: u32, d: u32) -> u32 {
     return ((b * p(5) + j) * p(2) + kh) * D + d;
+}
+
+// One K (values = false) or V tile in workgroup memory, as f32: rows [kt, kt + BK) of KV head kh,
+// zero from `end` on.
+var<workgroup> KVs: array<f32, BK * D>;
+
+fn stage_kv(values: bool, b: u32, kh: u32, kt: u32, end: u32, lid: u32) {
+    for (var e = lid; e < BK * D; e += 64u) {
+        let j = kt + e / D;
+        var v = 0.0;
+        if j < end {
+            let at = kv_at(b, j, kh, e % D);
+            if values {
+                v = f32(V[at]);
+            } else {
+                v = f32(K[at]);
+            }
+        }
+        KVs[e] = v;
+    }
 }
 
 // Query row i sits at absolute position Skv - Sq + i (bottom-right aligned).

@@ -14,7 +14,6 @@
 const OPT: u32 = (GH * D + 63u) / 64u;
 
 var<workgroup> Qs: array<f32, GH * D>;
-var<workgroup> KVs: array<f32, BK * D>;
 var<workgroup> Ss: array<f32, GH * BK>;
 var<workgroup> Ms: array<f32, GH>;
 var<workgroup> Ls: array<f32, GH>;
@@ -53,14 +52,7 @@ fn decode_split(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation
     let je = min((split + 1u) * p(12), range.y);
     for (var kt = js; kt < je; kt += BK) {
         workgroupBarrier();
-        for (var e = lid; e < BK * D; e += 64u) {
-            let j = kt + e / D;
-            var v = 0.0;
-            if j < je {
-                v = f32(K[kv_at(b, j, kh, e % D)]);
-            }
-            KVs[e] = v;
-        }
+        stage_kv(false, b, kh, kt, je, lid);
         workgroupBarrier();
         for (var e = lid; e < GH * BK; e += 64u) {
             let g = e / BK;
@@ -77,14 +69,7 @@ fn decode_split(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation
             Ss[e] = s;
         }
         workgroupBarrier();
-        for (var e = lid; e < BK * D; e += 64u) {
-            let j = kt + e / D;
-            var v = 0.0;
-            if j < je {
-                v = f32(V[kv_at(b, j, kh, e % D)]);
-            }
-            KVs[e] = v;
-        }
+        stage_kv(true, b, kh, kt, je, lid);
         if lid < GH {
             let m = Ms[lid];
             var mt = m;

@@ -380,16 +380,7 @@ pub fn run(a: Args) -> CmdResult {
             }
         }
     }
-    let file = ResultFile {
-        schema: results::SCHEMA.into(),
-        tool: "foveate".into(),
-        version: env!("CARGO_PKG_VERSION").into(),
-        commit: results::git_commit(),
-        date: results::utc_now(),
-        device: devices.join("; "),
-        host: results::host_info(),
-        rows,
-    };
+    let file = ResultFile::new(devices.join("; "), results::host_info(), rows);
     let text = render(&file, &a.output)?;
     match &a.out {
         Some(p) => std::fs::write(p, text).map_err(|e| Error::io(p, e))?,

@@ -16,7 +16,7 @@ pub struct Args {
     image: Option<PathBuf>,
     /// The prompt; `<image>` marks the image. Used verbatim unless --chat.
     #[arg(long)]
-    prompt: String,
+    prompt: std::ffi::OsString,
     /// Apply the checkpoint's chat template to the prompt.
     #[arg(long)]
     chat: bool,
@@ -56,12 +56,15 @@ pub fn run(args: Args) -> CmdResult {
     if args.temperature < 0.0 || !args.temperature.is_finite() {
         return Err(Error::Msg(format!("--temperature: {} must be >= 0", args.temperature)).into());
     }
+    let prompt = args.prompt.to_str().ok_or_else(|| {
+        Error::Msg(format!("--prompt: not valid UTF-8 ({:?}); pass the prompt as UTF-8 text", args.prompt))
+    })?;
     let model = crate::answerer::load_model(&args.model, &args.backend, &args.dtype, &args.attention)?;
     let pixels = match &args.image {
         Some(p) => Some(model.load_image(p)?),
         None => None,
     };
-    let input_ids = model.tokenize(&args.prompt, args.chat, pixels.is_some())?;
+    let input_ids = model.tokenize(prompt, args.chat, pixels.is_some())?;
     let mut params = model.default_params(args.max_new_tokens);
     params.sampling = SamplingParams { temperature: args.temperature, top_k: args.top_k, top_p: args.top_p, seed: args.seed };
     params.prompt_logits = args.dump_logits.is_some();
@@ -109,5 +112,6 @@ fn write_logits(path: &std::path::Path, logits: &foveate_core::HostTensor) -> Re
     let bytes: Vec<u8> = logits.to_f32().iter().flat_map(|x| x.to_le_bytes()).collect();
     let view = safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape, &bytes)
         .map_err(|e| Error::Msg(format!("{}: {e}", path.display())))?;
-    safetensors::serialize_to_file(vec![("logits", view)], None, path).map_err(|e| Error::Msg(format!("{}: {e}", path.display())))
+    let file = safetensors::serialize(vec![("logits", view)], None).map_err(|e| Error::Msg(format!("{}: {e}", path.display())))?;
+    foveate_core::write_atomic(path, &file)
 }

@@ -15,6 +15,19 @@ fn tmp(name: &str) -> std::path::PathBuf {
     d
 }
 
+/// Run `foveate ARGS EXTRA -o json --out OUT`, check it succeeded, and parse OUT.
+fn bench_json(args: &[&str], extra: &[&str], out: &Path) -> serde_json::Value {
+    let o = foveate()
+        .args(args)
+        .args(extra)
+        .args(["-o", "json", "--out"])
+        .arg(out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    serde_json::from_str(&std::fs::read_to_string(out).unwrap()).unwrap()
+}
+
 fn result_file(path: &Path, tool: &str, encode_ms: f64, tps: [f64; 2]) {
     let v = serde_json::json!({
         "schema": "foveate-bench/1", "tool": tool, "version": "0", "commit": "0123456789abcdef", "date": "2026-01-01T00:00:00Z",
@@ -93,34 +106,11 @@ fn bench_times_a_tiny_checkpoint() {
     foveate_models::synth::write_checkpoint(&ck, &foveate_models::synth::SynthSpec::default())
         .unwrap();
     let json = d.join("r.json");
-    let out = foveate()
-        .args(["bench", "--model"])
-        .arg(&ck)
-        .args([
-            "-p",
-            "8",
-            "-n",
-            "3",
-            "-r",
-            "2",
-            "--warmup",
-            "0",
-            "-o",
-            "json",
-            "--threads",
-            "1",
-            "--out",
-        ])
-        .arg(&json)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let v = bench_json(
+        &["bench", "--model", ck.to_str().unwrap(), "-p", "8", "-n", "3", "-r", "2"],
+        &["--warmup", "0", "--threads", "1"],
+        &json,
     );
-    let v: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     assert_eq!(v["schema"], "foveate-bench/1");
     assert!(v["date"].as_str().unwrap().ends_with('Z'));
     let row = &v["rows"][0];
@@ -164,31 +154,11 @@ fn bench_rejects_an_unknown_model_by_name() {
 fn roofline_quick(backend: &str, attention_variants: &[&str]) {
     let d = tmp(&format!("roofline-{backend}"));
     let json = d.join("r.json");
-    let out = foveate()
-        .args([
-            "bench",
-            "--roofline",
-            "--quick",
-            "-b",
-            backend,
-            "--threads",
-            "1",
-            "-r",
-            "3",
-            "-o",
-            "json",
-            "--out",
-        ])
-        .arg(&json)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let v = bench_json(
+        &["bench", "--roofline", "--quick", "-b", backend],
+        &["--threads", "1", "-r", "3"],
+        &json,
     );
-    let v: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     let rows = v["rows"].as_array().unwrap();
     let peak = |w: &str, m: &str| {
         let r = rows

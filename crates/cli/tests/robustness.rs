@@ -322,7 +322,7 @@ fn empty_and_over_long_prompts() {
 }
 
 #[test]
-fn non_utf8_prompt_is_a_usage_error() {
+fn non_utf8_prompt_names_the_option() {
     use std::os::unix::ffi::OsStringExt;
     let d = synth_dir("prompt-bytes");
     let cwd = tmp("cwd-bytes");
@@ -333,7 +333,7 @@ fn non_utf8_prompt_is_a_usage_error() {
         OsString::from("--prompt"),
         OsString::from_vec(b"caf\xe9 <image>".to_vec()),
     ];
-    fails_with(2, &cwd, &args, &["invalid UTF-8"]);
+    fails_with(1, &cwd, &args, &["--prompt: not valid UTF-8", "caf\\xE9"]);
 }
 
 /// A VQAv2 annotations file with `ids` (one record each).

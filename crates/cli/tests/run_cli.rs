@@ -76,33 +76,17 @@ fn bad_checkpoints_fail_with_one_line() {
     let st = std::fs::read(good.join("model.safetensors")).unwrap();
     let copy = |name: &str| {
         let d = tmp(name);
-        std::fs::create_dir_all(&d).unwrap();
-        for f in std::fs::read_dir(&good).unwrap() {
-            let f = f.unwrap().path();
-            std::fs::copy(&f, d.join(f.file_name().unwrap())).unwrap();
-        }
+        synth::copy_checkpoint(&good, &d).unwrap();
         d
     };
-    let rewrite = |d: &Path, drop: Option<&str>, reshape: Option<(&str, Vec<usize>)>| {
-        let f = safetensors::SafeTensors::deserialize(&st).unwrap();
-        let mut out = Vec::new();
-        for (n, t) in f.tensors() {
-            if Some(n.as_str()) == drop {
-                continue;
-            }
-            let shape = match &reshape {
-                Some((r, s)) if *r == n => s.clone(),
-                _ => t.shape().to_vec(),
-            };
-            out.push((n.clone(), safetensors::tensor::TensorView::new(t.dtype(), shape, t.data()).unwrap()));
-        }
-        safetensors::serialize_to_file(out, None, &d.join("model.safetensors")).unwrap();
+    let rewrite = |d: &Path, drop: Option<&str>, reshape: Option<(&str, &[usize])>| {
+        synth::rewrite_safetensors(&st, &d.join("model.safetensors"), drop, reshape).unwrap();
     };
     let d = copy("missing");
     rewrite(&d, Some("multi_modal_projector.linear_2.weight"), None);
     assert_one_line_error(&d, &["model.safetensors", "multi_modal_projector.linear_2.weight", "missing", "[32, 32]"]);
     let d = copy("shape");
-    rewrite(&d, None, Some(("language_model.model.embed_tokens.weight", vec![32, 64])));
+    rewrite(&d, None, Some(("language_model.model.embed_tokens.weight", &[32, 64][..])));
     assert_one_line_error(&d, &["model.safetensors", "language_model.model.embed_tokens.weight", "shape [32, 64], expected [64, 32]"]);
     let d = copy("truncated");
     std::fs::write(d.join("model.safetensors"), &st[..st.len() / 2]).unwrap();

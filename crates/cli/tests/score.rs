@@ -20,12 +20,26 @@ fn tmp_file(name: &str, text: &str) -> PathBuf {
     p
 }
 
-fn score(args: &[&str]) -> Output {
+fn foveate_score(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_foveate"))
         .arg("score")
         .args(args)
         .output()
         .expect("run foveate")
+}
+
+/// `foveate score --task TASK --predictions PREDS --annotations ANN EXTRA...`
+fn score(task: &str, preds: &Path, ann: &Path, extra: &[&str]) -> Output {
+    let mut args = vec!["--task", task, "--predictions", s(preds), "--annotations", s(ann)];
+    args.extend_from_slice(extra);
+    foveate_score(&args)
+}
+
+/// The run failed and its stderr holds every one of `needles`.
+fn fails_with(o: &Output, needles: &[&str]) {
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(needles.iter().all(|n| err.contains(n)), "{err}");
 }
 
 fn s(p: &Path) -> &str {
@@ -53,31 +67,14 @@ fn vqav2_sample_json() {
     );
     let ann = d.join("v2_mscoco_val2014_annotations.sample.json");
     let q = d.join("v2_OpenEnded_mscoco_val2014_questions.sample.json");
-    let v = json_out(&score(&[
-        "--task",
-        "vqav2",
-        "--predictions",
-        s(&preds),
-        "--annotations",
-        s(&ann),
-        "--questions",
-        s(&q),
-        "--json",
-    ]));
+    let v = json_out(&score("vqav2", &preds, &ann, &["--questions", s(&q), "--json"]));
     assert_eq!(v["overall"], 50.0);
     assert_eq!(v["breakdown"]["answer_type"]["other"], 37.5);
     assert_eq!(v["per_question"]["262148002"], 90.0);
     assert_eq!(v["per_question"]["393225000"], 0.0);
 
     // human table
-    let o = score(&[
-        "--task",
-        "vqav2",
-        "--predictions",
-        s(&preds),
-        "--annotations",
-        s(&ann),
-    ]);
+    let o = score("vqav2", &preds, &ann, &[]);
     let text = String::from_utf8_lossy(&o.stdout);
     assert!(o.status.success());
     assert!(
@@ -96,14 +93,7 @@ fn docvqa_sample_table_and_json() {
     );
     let gt = d.join("val_sample_nkbl0226_1.json");
     // (1 + 9/13 + 0.75) / 3 = 0.814102...
-    let o = score(&[
-        "--task",
-        "docvqa",
-        "--predictions",
-        s(&preds),
-        "--annotations",
-        s(&gt),
-    ]);
+    let o = score("docvqa", &preds, &gt, &[]);
     let text = String::from_utf8_lossy(&o.stdout);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(
@@ -111,15 +101,7 @@ fn docvqa_sample_table_and_json() {
             .any(|l| l.starts_with("overall") && l.ends_with("0.8141")),
         "{text}"
     );
-    let v = json_out(&score(&[
-        "--task",
-        "docvqa",
-        "--predictions",
-        s(&preds),
-        "--annotations",
-        s(&gt),
-        "--json",
-    ]));
+    let v = json_out(&score("docvqa", &preds, &gt, &["--json"]));
     assert_eq!(
         v["overall"].as_f64().unwrap(),
         (1.0 + 9.0 / 13.0 + 0.75) / 3.0
@@ -137,15 +119,7 @@ fn textvqa_sample_json() {
     );
     let gt = d.join("TextVQA_0.5.1_val.json");
     // 1, 1, 1, 1 and "10" (1 human) 0.3 -> mean 0.86 -> 86%
-    let v = json_out(&score(&[
-        "--task",
-        "textvqa",
-        "--predictions",
-        s(&preds),
-        "--annotations",
-        s(&gt),
-        "--json",
-    ]));
+    let v = json_out(&score("textvqa", &preds, &gt, &["--json"]));
     assert!((v["overall"].as_f64().unwrap() - 86.0).abs() < 1e-9, "{v}");
 }
 
@@ -156,20 +130,8 @@ fn malformed_predictions_name_the_file() {
         "broken_preds.json",
         r#"[{"questionId": 24580, "answer": "x"},"#,
     );
-    let o = score(&[
-        "--task",
-        "docvqa",
-        "--predictions",
-        s(&bad),
-        "--annotations",
-        s(&d.join("val_sample_nkbl0226_1.json")),
-    ]);
-    assert!(!o.status.success());
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(
-        err.contains("broken_preds.json") && err.contains("not valid JSON"),
-        "{err}"
-    );
+    let o = score("docvqa", &bad, &d.join("val_sample_nkbl0226_1.json"), &[]);
+    fails_with(&o, &["broken_preds.json", "not valid JSON"]);
 }
 
 #[test]
@@ -180,56 +142,23 @@ fn missing_and_unknown_ids_are_errors() {
         "partial_preds.json",
         r#"[{"questionId": 24580, "answer": "x"}]"#,
     );
-    let o = score(&[
-        "--task",
-        "docvqa",
-        "--predictions",
-        s(&partial),
-        "--annotations",
-        s(&gt),
-    ]);
-    assert!(!o.status.success());
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(
-        err.contains("partial_preds.json") && err.contains("24581, 24582"),
-        "{err}"
-    );
+    let o = score("docvqa", &partial, &gt, &[]);
+    fails_with(&o, &["partial_preds.json", "24581, 24582"]);
     // --allow-missing scores them as empty answers: (0 + 0 + 0) / 3
-    let v = json_out(&score(&[
-        "--task",
-        "docvqa",
-        "--predictions",
-        s(&partial),
-        "--annotations",
-        s(&gt),
-        "--allow-missing",
-        "--json",
-    ]));
+    let v = json_out(&score("docvqa", &partial, &gt, &["--allow-missing", "--json"]));
     assert_eq!(v["overall"], 0.0);
 
     let extra = tmp_file(
         "extra_preds.json",
         r#"[{"questionId": 24580, "answer": "x"}, {"questionId": 24581, "answer": "x"}, {"questionId": 24582, "answer": "x"}, {"questionId": 7, "answer": "x"}]"#,
     );
-    let o = score(&[
-        "--task",
-        "docvqa",
-        "--predictions",
-        s(&extra),
-        "--annotations",
-        s(&gt),
-    ]);
-    assert!(!o.status.success());
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(
-        err.contains("extra_preds.json") && err.contains(": 7"),
-        "{err}"
-    );
+    let o = score("docvqa", &extra, &gt, &[]);
+    fails_with(&o, &["extra_preds.json", ": 7"]);
 }
 
 #[test]
 fn unknown_task_is_an_error() {
-    let o = score(&["--task", "gqa", "--predictions", "x.json"]);
+    let o = foveate_score(&["--task", "gqa", "--predictions", "x.json"]);
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("unknown task `gqa`"));
 }

@@ -72,6 +72,26 @@ pub fn read_utf8(path: &std::path::Path) -> Result<String> {
     })
 }
 
+/// Writes `bytes` to `path` through `<path>.tmp` (synced, then renamed into place), so a crash or a
+/// full disk leaves either the old file or the new one, never half of one; the temporary file is
+/// removed on failure.
+pub fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    let written = std::fs::File::create(&tmp)
+        .and_then(|mut f| {
+            f.write_all(bytes)?;
+            f.sync_all()
+        })
+        .and_then(|()| std::fs::rename(&tmp, path));
+    written.map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        Error::io(path, e)
+    })
+}
+
 impl Error {
     pub fn shape(op: &'static str, msg: impl Into<String>) -> Self {
         Error::Shape { op, msg: msg.into() }

@@ -15,11 +15,12 @@ pub mod mask;
 pub mod op;
 pub mod registry;
 pub mod shape;
+pub mod stamp;
 pub mod tensor;
 
 pub use backend::{check_launch, run, Backend, MemoryStats};
 pub use dtype::DType;
-pub use error::{fmt_bytes, read_utf8, Error, Result, FREE_UNKNOWN};
+pub use error::{fmt_bytes, read_utf8, write_atomic, Error, Result, FREE_UNKNOWN};
 pub use mask::{BlockClass, BlockLayout, Mask};
 pub use op::{
     Activation, AttentionSpec, GemmSpec, KvAppendSpec, MlpSpec, Op, OpKind, PatchEmbedSpec,

@@ -14,7 +14,7 @@ use crate::metrics::{self, Score};
 use crate::predictions::submission_json;
 use crate::report;
 use crate::task::TaskSpec;
-use foveate_core::{Error, Result};
+use foveate_core::{stamp, Error, Result};
 use serde_json::{json, Value};
 use std::collections::{HashMap, HashSet};
 use std::fs::{File, OpenOptions};
@@ -162,21 +162,8 @@ fn read_journal(path: &Path, truncate_torn: bool) -> Result<Vec<Entry>> {
 /// Writes `v` to `path` through a temporary file renamed into place, so a crash or a full disk
 /// leaves either the old file or the new one, never half of one.
 fn write_json(path: &Path, v: &Value) -> Result<()> {
-    let text = serde_json::to_string_pretty(v).map_err(|e| Error::Msg(e.to_string()))?;
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
-    let written = File::create(&tmp)
-        .and_then(|mut f| {
-            f.write_all(text.as_bytes())?;
-            f.write_all(b"\n")?;
-            f.sync_all()
-        })
-        .and_then(|()| std::fs::rename(&tmp, path));
-    written.map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        Error::io(path, e)
-    })
+    let text = serde_json::to_string_pretty(v).map_err(|e| Error::Msg(e.to_string()))? + "\n";
+    foveate_core::write_atomic(path, text.as_bytes())
 }
 
 /// Refuses a run whose records point at image files that do not exist, before anything is
@@ -430,8 +417,8 @@ fn finish(
         "answered_this_run": answered,
         "resumed_from_journal": resumed,
         "questions_per_s": qps,
-        "commit": git_commit(),
-        "date": utc_now(),
+        "commit": stamp::git_commit().unwrap_or_else(|| "unknown".into()),
+        "date": stamp::utc_now(),
     });
     for key in [
         "model",
@@ -608,58 +595,4 @@ fn progress_bar(len: u64, show: bool) -> indicatif::ProgressBar {
     .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
     bar.set_style(style);
     bar
-}
-
-/// `git rev-parse HEAD`, or "unknown".
-pub fn git_commit() -> String {
-    std::process::Command::new("git")
-        .args(["rev-parse", "HEAD"])
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| "unknown".into())
-}
-
-/// The current UTC time as `YYYY-MM-DDTHH:MM:SSZ`.
-pub fn utc_now() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
-    utc_from_unix(secs)
-}
-
-/// Civil date from days since 1970-01-01 (proleptic Gregorian).
-fn utc_from_unix(secs: i64) -> String {
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn civil_dates() {
-        assert_eq!(utc_from_unix(0), "1970-01-01T00:00:00Z");
-        assert_eq!(utc_from_unix(951_782_400), "2000-02-29T00:00:00Z");
-        assert_eq!(utc_from_unix(1_700_000_000), "2023-11-14T22:13:20Z");
-    }
 }

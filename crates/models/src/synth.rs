@@ -227,3 +227,39 @@ fn write_tokenizer(dir: &Path) -> Result<()> {
     std::fs::write(&p, serde_json::to_string_pretty(&cfg).unwrap()).map_err(io(&p))?;
     Ok(())
 }
+
+/// Copy every file of checkpoint folder `src` into `dst` (created), for tests that break a copy.
+pub fn copy_checkpoint(src: &Path, dst: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dst)?;
+    for f in std::fs::read_dir(src)? {
+        let f = f?.path();
+        if f.is_file() {
+            std::fs::copy(&f, dst.join(f.file_name().unwrap_or_default()))?;
+        }
+    }
+    Ok(())
+}
+
+/// Write `dst` as the safetensors file `src` (its bytes) without tensor `drop` and with tensor
+/// `reshape.0` declared as shape `reshape.1` (same bytes): the two ways a test breaks a checkpoint
+/// whose file is otherwise well formed.
+pub fn rewrite_safetensors(
+    src: &[u8],
+    dst: &Path,
+    drop: Option<&str>,
+    reshape: Option<(&str, &[usize])>,
+) -> std::result::Result<(), safetensors::SafeTensorError> {
+    let f = safetensors::SafeTensors::deserialize(src)?;
+    let mut out = Vec::new();
+    for (n, t) in f.tensors() {
+        if Some(n.as_str()) == drop {
+            continue;
+        }
+        let shape = match reshape {
+            Some((r, s)) if r == n => s.to_vec(),
+            _ => t.shape().to_vec(),
+        };
+        out.push((n, TensorView::new(t.dtype(), shape, t.data())?));
+    }
+    safetensors::serialize_to_file(out, None, dst)
+}

@@ -111,11 +111,7 @@ fn corrupt_checkpoints_give_one_clear_error() {
     let st = std::fs::read(good.join("model.safetensors")).unwrap();
     let copy = |name: &str| {
         let d = tmp(name);
-        std::fs::create_dir_all(&d).unwrap();
-        for f in std::fs::read_dir(&good).unwrap() {
-            let f = f.unwrap().path();
-            std::fs::copy(&f, d.join(f.file_name().unwrap())).unwrap();
-        }
+        synth::copy_checkpoint(&good, &d).unwrap();
         d
     };
     // Truncated: the last tensors run past the end of the data.
@@ -129,27 +125,15 @@ fn corrupt_checkpoints_give_one_clear_error() {
     assert!(e.contains("model.safetensors: header:"), "{e}");
 
     // Missing tensor and wrong shape: rewrite the file without / with a reshaped tensor.
-    let rewrite = |d: &Path, drop_name: Option<&str>, reshape: Option<(&str, Vec<usize>)>| {
-        let f = safetensors::SafeTensors::deserialize(&st).unwrap();
-        let mut out: Vec<(String, safetensors::tensor::TensorView)> = Vec::new();
-        for (n, t) in f.tensors() {
-            if Some(n.as_str()) == drop_name {
-                continue;
-            }
-            let shape = match &reshape {
-                Some((r, s)) if *r == n => s.clone(),
-                _ => t.shape().to_vec(),
-            };
-            out.push((n.clone(), safetensors::tensor::TensorView::new(t.dtype(), shape, t.data()).unwrap()));
-        }
-        safetensors::serialize_to_file(out, None, &d.join("model.safetensors")).unwrap();
+    let rewrite = |d: &Path, drop: Option<&str>, reshape: Option<(&str, &[usize])>| {
+        synth::rewrite_safetensors(&st, &d.join("model.safetensors"), drop, reshape).unwrap();
     };
     let d = copy("missing");
     rewrite(&d, Some("language_model.model.layers.1.mlp.up_proj.weight"), None);
     let e = err_of(&d);
     assert!(e.contains("model.safetensors: language_model.layers.1.mlp.up_proj.weight: tensor missing (expected shape [48, 32]"), "{e}");
     let d2 = copy("shape");
-    rewrite(&d2, None, Some(("vision_tower.encoder.layers.0.mlp.fc1.weight", vec![24, 40])));
+    rewrite(&d2, None, Some(("vision_tower.encoder.layers.0.mlp.fc1.weight", &[24, 40][..])));
     let e = err_of(&d2);
     assert!(e.contains("vision_tower.encoder.layers.0.mlp.fc1.weight: shape [24, 40], expected [40, 24]"), "{e}");
     // Unsupported architecture.

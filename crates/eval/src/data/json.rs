@@ -1,7 +1,9 @@
 //! Small JSON accessors whose errors name the file, the record and the field.
 
+use super::Record;
 use foveate_core::{Error, Result};
 use serde_json::Value;
+use std::collections::HashSet;
 use std::path::Path;
 
 /// Read and parse a JSON file; a syntax error names the file, line and column, and bytes that
@@ -62,6 +64,39 @@ impl Ctx<'_> {
                 format!("expected a string or null, found {}", kind(other)),
             )),
         }
+    }
+
+    /// An optional list of strings: absent or null give an empty list.
+    pub fn opt_strings(&self, rec: &Value, key: &str, what: &str) -> Result<Vec<String>> {
+        if rec.get(key).is_some_and(|v| !v.is_null()) {
+            self.strings(rec, key, what)
+        } else {
+            Ok(Vec::new())
+        }
+    }
+
+    /// Build one [`Record`] per element of `root.data`, in file order: `build` gets the element
+    /// and its name for messages (`data[3] (questionId 24580)`, from `id_key`); a record whose id
+    /// repeats an earlier one is refused.
+    pub fn data_records(
+        &self,
+        root: &Value,
+        id_key: &str,
+        mut build: impl FnMut(&Value, &str) -> Result<Record>,
+    ) -> Result<Vec<Record>> {
+        let mut seen = HashSet::new();
+        self.array(root, "data")?
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                let what = rec_name("data", i, id_key, r);
+                let rec = build(r, &what)?;
+                if !seen.insert(rec.id.key()) {
+                    return Err(self.err(what, format!("duplicate {id_key}")));
+                }
+                Ok(rec)
+            })
+            .collect()
     }
 
     /// A required integer field.
