@@ -20,6 +20,8 @@ fn u(n: usize, what: &str) -> Result<u32> {
 }
 
 const EW_WG: usize = 256;
+/// GEMMs with at most this many rows take the `gemv` kernel (GV_ROWS in gemm.wgsl).
+const GEMV_MAX_ROWS: usize = 8;
 
 /// Key of an elementwise.wgsl entry: T in, TO out, binary op code, activation.
 fn ew(entry: &'static str, t: DType, to: DType, opk: u32, act: u32) -> KernelKey {
@@ -135,12 +137,15 @@ impl WgpuBackend {
             Op::Gemm(spec) => {
                 let (nn, k) = (inputs[1].dims()[0], inputs[1].dims()[1]);
                 let m = inputs[0].shape().rows();
-                let key = KernelKey::new(&["gemm_tile.wgsl", "gemm.wgsl"], "gemm")
+                // Skinny M (decode): one workgroup per output column, w read once (gemm.wgsl `gemv`).
+                let skinny = m <= GEMV_MAX_ROWS;
+                let key = KernelKey::new(&["gemm_tile.wgsl", "gemm.wgsl"], if skinny { "gemv" } else { "gemm" })
                     .ty("T", dt)
                     .u("ACT", act_code(spec.act))
                     .flag("HAS_BIAS", spec.bias)
                     .flag("HAS_RES", spec.residual);
-                let mut d = Dispatch::new(key, [u(nn.div_ceil(32), "N")?, u(m.div_ceil(32), "M")?, 1]).bind(1, ins[0]).bind(2, ins[1]);
+                let grid = if skinny { grid_1d(nn, 1) } else { [u(nn.div_ceil(32), "N")?, u(m.div_ceil(32), "M")?, 1] };
+                let mut d = Dispatch::new(key, grid).bind(1, ins[0]).bind(2, ins[1]);
                 let mut i = 2;
                 if spec.bias {
                     d = d.bind(3, ins[i]);

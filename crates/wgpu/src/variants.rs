@@ -12,7 +12,7 @@ sub-word stores, so every kernel would need packed two-element writes; use f16 (
 /// Name of the single variant of a non-attention family.
 pub fn single_variant(op: OpKind) -> (&'static str, &'static str) {
     match op {
-        OpKind::Gemm => ("tiled", "32x32 tiles, K slices of 16 in workgroup memory; bias/activation/residual epilogue"),
+        OpKind::Gemm => ("tiled", "32x32 tiles, K slices of 16 in workgroup memory; M <= 8 (decode): one workgroup per output column, w read once; bias/activation/residual epilogue"),
         OpKind::GeluMlp => ("fused", "two tiled GEMMs: bias+activation epilogue, then bias+residual epilogue; hidden kept in f32"),
         OpKind::PatchEmbed => ("implicit-im2col", "tiled GEMM gathering patches in the tile load; bias, CLS row and position embedding fused"),
         OpKind::LayerNorm | OpKind::RmsNorm | OpKind::Softmax | OpKind::Argmax => ("row", "one workgroup per row, f32 statistics"),

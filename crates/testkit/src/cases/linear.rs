@@ -7,8 +7,9 @@ use foveate_core::{Activation, GemmSpec, MlpSpec, Op, PatchEmbedSpec};
 /// (leading dims of a, N, K); the label reads `m{M} n{N} k{K}`.
 type G = (&'static [usize], usize, usize);
 
-const EPILOGUE_SHAPE_FULL: G = (&[17], 33, 65);
-const EPILOGUE_SHAPE_SMALL: G = (&[5], 12, 19);
+/// Every epilogue on a tiled shape and on a skinny one (M <= 8: decode GEMV paths).
+const EPILOGUE_SHAPES_FULL: &[G] = &[(&[17], 33, 65), (&[3], 33, 130)];
+const EPILOGUE_SHAPES_SMALL: &[G] = &[(&[11], 12, 19), (&[5], 12, 19)];
 const EXTRA_FULL: &[G] = &[(&[1], 1, 1), (&[2, 64], 96, 72), (&[1], 128, 256), (&[3, 5], 64, 48), (&[31], 7, 129)];
 const EXTRA_SMALL: &[G] = &[(&[1], 1, 1), (&[2, 8], 24, 48), (&[1], 48, 32), (&[13], 7, 9)];
 
@@ -33,11 +34,13 @@ fn gemm_case(ctx: &Ctx, spec: GemmSpec, (lead, n, k): G) -> Case {
 }
 
 pub(crate) fn gemm(ctx: &Ctx) -> Vec<Case> {
-    let (epi, extra) = if ctx.full() { (EPILOGUE_SHAPE_FULL, EXTRA_FULL) } else { (EPILOGUE_SHAPE_SMALL, EXTRA_SMALL) };
+    let (epi, extra) = if ctx.full() { (EPILOGUE_SHAPES_FULL, EXTRA_FULL) } else { (EPILOGUE_SHAPES_SMALL, EXTRA_SMALL) };
     let mut out = Vec::new();
-    for act in Activation::ALL {
-        for (bias, residual) in [(false, false), (true, false), (false, true), (true, true)] {
-            out.push(gemm_case(ctx, GemmSpec { act, bias, residual }, epi));
+    for &shape in epi {
+        for act in Activation::ALL {
+            for (bias, residual) in [(false, false), (true, false), (false, true), (true, true)] {
+                out.push(gemm_case(ctx, GemmSpec { act, bias, residual }, shape));
+            }
         }
     }
     for &s in extra {
