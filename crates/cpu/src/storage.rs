@@ -1,16 +1,47 @@
 //! `CpuStorage`: a tensor's bytes in its own dtype, behind a lock so `execute` can write the
 //! output while reading the inputs. The bytes live in a `Vec<u32>` so that f32/u32 data is
 //! 4-byte aligned and can be viewed in place without copying.
+//!
+//! The fast path computes in f32. A 16-bit tensor read a second time without a write in between
+//! (in practice: a weight) keeps its widened f32 copy until the next write, so an f16/bf16 model
+//! converts its weights once instead of at every op; activations, written before each read, are
+//! widened per read as before. The copy costs 4 bytes per element on top of the 2.
 
 use foveate_core::{DType, Error, Result, Storage, Tensor, TensorDesc};
 use half::{bf16, f16};
 use std::any::Any;
-use std::borrow::Cow;
-use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::ops::Deref;
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 pub struct CpuStorage {
     words: RwLock<Vec<u32>>,
     bytes: usize,
+    widened: Mutex<Widened>,
+}
+
+/// Reads of 16-bit contents since the last write, and the f32 copy kept from the second one.
+#[derive(Default)]
+struct Widened {
+    reads: u32,
+    copy: Option<(DType, usize, Arc<Vec<f32>>)>,
+}
+
+/// Values as f32: borrowed (f32 storage), converted for this read, or a kept widened copy.
+pub(crate) enum F32s<'a> {
+    Borrowed(&'a [f32]),
+    Owned(Vec<f32>),
+    Kept(Arc<Vec<f32>>),
+}
+
+impl Deref for F32s<'_> {
+    type Target = [f32];
+    fn deref(&self) -> &[f32] {
+        match self {
+            F32s::Borrowed(s) => s,
+            F32s::Owned(v) => v,
+            F32s::Kept(v) => v,
+        }
+    }
 }
 
 impl CpuStorage {
@@ -19,6 +50,7 @@ impl CpuStorage {
         CpuStorage {
             words: RwLock::new(vec![0u32; bytes.div_ceil(4)]),
             bytes,
+            widened: Mutex::new(Widened::default()),
         }
     }
 
@@ -41,8 +73,47 @@ impl CpuStorage {
         self.words.read().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// The words, for writing; drops the kept f32 copy (the caller holds the write lock, so no
+    /// reader can be using or refilling it meanwhile).
     pub(crate) fn write(&self) -> RwLockWriteGuard<'_, Vec<u32>> {
-        self.words.write().unwrap_or_else(|e| e.into_inner())
+        let guard = self.words.write().unwrap_or_else(|e| e.into_inner());
+        *self.widened() = Widened::default();
+        guard
+    }
+
+    fn widened(&self) -> MutexGuard<'_, Widened> {
+        self.widened.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// `words` (this storage's, read-locked by the caller) as f32 under `desc`: f32 is borrowed,
+    /// 16-bit contents are widened, and kept from their second read on.
+    fn as_f32<'a>(&self, words: &'a [u32], desc: &TensorDesc) -> F32s<'a> {
+        if !matches!(desc.dtype, DType::F16 | DType::BF16) {
+            return words_as_f32(words, desc);
+        }
+        let key = (desc.dtype, desc.numel());
+        let mut w = self.widened();
+        if let Some((dt, n, v)) = &w.copy {
+            if (*dt, *n) == key {
+                return F32s::Kept(v.clone());
+            }
+        }
+        w.reads += 1;
+        let vals = match words_as_f32(words, desc) {
+            F32s::Owned(v) => v,
+            other => other.to_vec(),
+        };
+        if w.reads < 2 {
+            return F32s::Owned(vals);
+        }
+        let kept = Arc::new(vals);
+        w.copy = Some((key.0, key.1, kept.clone()));
+        F32s::Kept(kept)
+    }
+
+    /// Bytes held by a kept f32 copy (0 when none).
+    pub fn widened_bytes(&self) -> usize {
+        self.widened().copy.as_ref().map_or(0, |(_, _, v)| 4 * v.len())
     }
 }
 
@@ -75,6 +146,7 @@ pub(crate) fn cpu_storage<'a>(backend: &str, t: &'a Tensor) -> Result<&'a CpuSto
 /// Read guards on the inputs of one launch, one per distinct storage (an op may get the same
 /// tensor twice, e.g. `Add(x, x)`).
 pub(crate) struct Inputs<'a> {
+    owners: Vec<&'a CpuStorage>,
     guards: Vec<RwLockReadGuard<'a, Vec<u32>>>,
     slot: Vec<usize>,
     descs: Vec<&'a TensorDesc>,
@@ -96,6 +168,7 @@ impl<'a> Inputs<'a> {
         }
         let guards = owners.iter().map(|s| s.read()).collect();
         Ok(Inputs {
+            owners,
             guards,
             slot,
             descs: inputs.iter().map(|t| t.desc()).collect(),
@@ -108,9 +181,10 @@ impl<'a> Inputs<'a> {
     pub(crate) fn words(&self, i: usize) -> &[u32] {
         &self.guards[self.slot[i]]
     }
-    /// Input `i` as f32 values (borrowed when it is f32 already).
-    pub(crate) fn f32(&self, i: usize) -> Cow<'_, [f32]> {
-        words_as_f32(self.words(i), self.descs[i])
+    /// Input `i` as f32 values (borrowed when it is f32 already, kept when it is a reused
+    /// 16-bit tensor).
+    pub(crate) fn f32(&self, i: usize) -> F32s<'_> {
+        self.owners[self.slot[i]].as_f32(self.words(i), self.descs[i])
     }
     /// Input `i` widened to f64.
     pub(crate) fn f64(&self, i: usize) -> Vec<f64> {
@@ -130,13 +204,13 @@ fn halves(words: &[u32], n: usize) -> &[u16] {
     &bytemuck::cast_slice::<u32, u16>(words)[..n]
 }
 
-pub(crate) fn words_as_f32<'a>(words: &'a [u32], desc: &TensorDesc) -> Cow<'a, [f32]> {
+pub(crate) fn words_as_f32<'a>(words: &'a [u32], desc: &TensorDesc) -> F32s<'a> {
     let n = desc.numel();
     match desc.dtype {
-        DType::F32 => Cow::Borrowed(&bytemuck::cast_slice::<u32, f32>(words)[..n]),
-        DType::F16 => Cow::Owned(halves(words, n).iter().map(|&h| f16::from_bits(h).to_f32()).collect()),
-        DType::BF16 => Cow::Owned(halves(words, n).iter().map(|&h| bf16::from_bits(h).to_f32()).collect()),
-        DType::U32 => Cow::Owned(words[..n].iter().map(|&x| x as f32).collect()),
+        DType::F32 => F32s::Borrowed(&bytemuck::cast_slice::<u32, f32>(words)[..n]),
+        DType::F16 => F32s::Owned(halves(words, n).iter().map(|&h| f16::from_bits(h).to_f32()).collect()),
+        DType::BF16 => F32s::Owned(halves(words, n).iter().map(|&h| bf16::from_bits(h).to_f32()).collect()),
+        DType::U32 => F32s::Owned(words[..n].iter().map(|&x| x as f32).collect()),
     }
 }
 
