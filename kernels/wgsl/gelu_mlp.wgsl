@@ -30,26 +30,19 @@ fn load_b(n: u32, k: u32) -> f32 {
 
 @compute @workgroup_size(64)
 fn gelu_mlp(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    let M = p(0);
+    gemm_tiled(wid, lid);
+}
+
+fn store(m: u32, n: u32, acc: f32) {
     let N = p(1);
-    let m0 = wid.y * TM;
-    let n0 = wid.x * TN;
-    var acc = gemm_tile(m0, n0, M, N, p(2), lid);
-    for (var e = 0u; e < 16u; e++) {
-        let mn = tile_coord(m0, n0, lid, e);
-        let m = mn.x;
-        let n = mn.y;
-        if m < M && n < N {
-            let v = acc[e] + f32(BIAS[n]);
+    let v = acc + f32(BIAS[n]);
 #if UP
-            H[m * N + n] = activate(v, ACT);
+    H[m * N + n] = activate(v, ACT);
 #else
 #if HAS_RES
-            O[m * N + n] = T(v + f32(RES[m * N + n]));
+    O[m * N + n] = T(v + f32(RES[m * N + n]));
 #else
-            O[m * N + n] = T(v);
+    O[m * N + n] = T(v);
 #endif
 #endif
-        }
-    }
 }

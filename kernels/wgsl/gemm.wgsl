@@ -27,7 +27,8 @@ fn load_b(n: u32, k: u32) -> f32 {
 }
 
 // out[m, n] from the accumulated dot product.
-fn store(m: u32, n: u32, N: u32, acc: f32) {
+fn store(m: u32, n: u32, acc: f32) {
+    let N = p(1);
     var v = acc;
 #if HAS_BIAS
     v += f32(BIAS[n]);
@@ -41,17 +42,7 @@ fn store(m: u32, n: u32, N: u32, acc: f32) {
 
 @compute @workgroup_size(64)
 fn gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    let M = p(0);
-    let N = p(1);
-    let m0 = wid.y * TM;
-    let n0 = wid.x * TN;
-    var acc = gemm_tile(m0, n0, M, N, p(2), lid);
-    for (var e = 0u; e < 16u; e++) {
-        let mn = tile_coord(m0, n0, lid, e);
-        if mn.x < M && mn.y < N {
-            store(mn.x, mn.y, N, acc[e]);
-        }
-    }
+    gemm_tiled(wid, lid);
 }
 
 const GV_ROWS: u32 = 8u;
@@ -89,6 +80,6 @@ fn gemv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         workgroupBarrier();
     }
     if lid < M {
-        store(lid, n, N, part[lid * 64u]);
+        store(lid, n, part[lid * 64u]);
     }
 }

@@ -1,8 +1,9 @@
-// The tiled GEMM main loop shared by gemm.wgsl, gelu_mlp.wgsl and patch_embed.wgsl:
+// The tiled GEMM shared by gemm.wgsl, gelu_mlp.wgsl and patch_embed.wgsl:
 // acc = A[m0.., :] · B[n0.., :]ᵀ for a 32 x 32 output tile, K streamed in slices of 16 through
 // workgroup memory. 64 invocations, each owning a 4 x 4 block of the tile. The including module
 // defines `load_a(m, k) -> f32` and `load_b(n, k) -> f32` (this is where patch embedding does its
-// implicit im2col) and applies its own epilogue.
+// implicit im2col) and `store(m, n, acc)`, its epilogue for one finished output element; its entry
+// point calls `gemm_tiled`. p(0) = M, p(1) = N, p(2) = K.
 
 const TM: u32 = 32u;
 const TN: u32 = 32u;
@@ -51,8 +52,20 @@ fn gemm_tile(m0: u32, n0: u32, M: u32, N: u32, K: u32, lid: u32) -> array<f32, 1
     return acc;
 }
 
-/// Output element `e` (0..16) of thread `lid` in the tile at (m0, n0): the 4x4 block gemm_tile
-/// accumulates in `acc[e]`, as (row, column).
-fn tile_coord(m0: u32, n0: u32, lid: u32, e: u32) -> vec2<u32> {
-    return vec2<u32>(m0 + (lid / 8u) * 4u + e / 4u, n0 + (lid % 8u) * 4u + e % 4u);
+/// The tile of workgroup `wid` (grid: ceil(N/32) x ceil(M/32)): accumulate, then hand each
+/// element inside [0, M) x [0, N) to `store`. Invocation `lid` owns the 4x4 block at
+/// (m0 + (lid / 8) * 4, n0 + (lid % 8) * 4), element e of `acc` at row e / 4, column e % 4.
+fn gemm_tiled(wid: vec3<u32>, lid: u32) {
+    let M = p(0);
+    let N = p(1);
+    let m0 = wid.y * TM;
+    let n0 = wid.x * TN;
+    var acc = gemm_tile(m0, n0, M, N, p(2), lid);
+    for (var e = 0u; e < 16u; e++) {
+        let m = m0 + (lid / 8u) * 4u + e / 4u;
+        let n = n0 + (lid % 8u) * 4u + e % 4u;
+        if m < M && n < N {
+            store(m, n, acc[e]);
+        }
+    }
 }

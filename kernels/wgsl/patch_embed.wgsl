@@ -39,29 +39,22 @@ fn load_b(n: u32, k: u32) -> f32 {
 
 @compute @workgroup_size(64)
 fn patch_embed(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    let M = p(0);
+    gemm_tiled(wid, lid);
+}
+
+// Patch row m (image m / p(7), patch m % p(7)) lands after the image's CLS row, if any.
+fn store(m: u32, n: u32, acc: f32) {
     let E = p(1);
-    let m0 = wid.y * TM;
-    let n0 = wid.x * TN;
-    var acc = gemm_tile(m0, n0, M, E, p(2), lid);
-    let cls_rows = p(8) - p(7);
-    for (var e = 0u; e < 16u; e++) {
-        let mn = tile_coord(m0, n0, lid, e);
-        let m = mn.x;
-        let n = mn.y;
-        if m < M && n < E {
-            var v = acc[e];
+    var v = acc;
 #if HAS_BIAS
-            v += f32(BIAS[n]);
+    v += f32(BIAS[n]);
 #endif
-            let b = m / p(7);
-            let t = m % p(7) + cls_rows;
+    let b = m / p(7);
+    let t = m % p(7) + p(8) - p(7);
 #if HAS_POS
-            v += f32(POS[t * E + n]);
+    v += f32(POS[t * E + n]);
 #endif
-            O[(b * p(8) + t) * E + n] = T(v);
-        }
-    }
+    O[(b * p(8) + t) * E + n] = T(v);
 }
 
 #if HAS_CLS
