@@ -83,17 +83,7 @@ fn attention(c: &mut Criterion) {
     for dev in devices::available() {
         let b = dev.backend.as_ref();
         let seqs: Vec<usize> = if dev.slow { vec![32, 64] } else { seqs.clone() };
-        let variants: Vec<&str> = b
-            .variants(foveate_core::OpKind::Attention)
-            .iter()
-            .map(|v| v.name)
-            .collect();
-        for missing in names::ALL.iter().filter(|n| !variants.contains(*n)) {
-            eprintln!(
-                "bench: {} registers no `{missing}` attention variant",
-                b.name()
-            );
-        }
+        let variants = devices::attention_variants(b);
         for &variant in &variants {
             for &s in &seqs {
                 // Encoder (ViT-B/16 heads), no mask: 4·H·S²·D.

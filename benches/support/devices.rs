@@ -66,3 +66,14 @@ pub fn available() -> Vec<Device> {
     }
     out
 }
+
+/// The attention variants `b` registers, in its order; each known variant it lacks is named on
+/// stderr, so a bench never drops one silently.
+pub fn attention_variants(b: &dyn Backend) -> Vec<&'static str> {
+    let variants: Vec<&'static str> =
+        b.variants(foveate_core::OpKind::Attention).iter().map(|v| v.name).collect();
+    for missing in foveate_core::registry::attention::ALL.iter().filter(|n| !variants.contains(*n)) {
+        eprintln!("bench: {} registers no `{missing}` attention variant", b.name());
+    }
+    variants
+}

@@ -15,7 +15,6 @@
 use crate::results::{Metric, Row};
 use crate::stats::Stat;
 use crate::{flops, shapes, values};
-use foveate_core::registry::attention as attn;
 use foveate_core::*;
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -376,17 +375,7 @@ fn gemm_cases(z: Size) -> Vec<Case> {
 }
 
 fn attention_cases(b: &dyn Backend, z: Size) -> Vec<Case> {
-    let variants: Vec<&'static str> = b
-        .variants(OpKind::Attention)
-        .iter()
-        .map(|v| v.name)
-        .collect();
-    for missing in attn::ALL.iter().filter(|n| !variants.contains(*n)) {
-        eprintln!(
-            "bench: {} registers no `{missing}` attention variant",
-            b.name()
-        );
-    }
+    let variants = crate::devices::attention_variants(b);
     let block = if z == Size::Full { 64 } else { 8 };
     let mut v = Vec::new();
     for &var in &variants {

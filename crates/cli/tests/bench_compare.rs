@@ -28,6 +28,14 @@ fn bench_json(args: &[&str], extra: &[&str], out: &Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(out).unwrap()).unwrap()
 }
 
+/// `foveate compare FILES... EXTRA... --chart CHART`; checks it succeeded and returns stdout.
+fn compare(files: &[&Path], extra: &[&str], chart: &Path) -> String {
+    let o = foveate().arg("compare").args(files).args(extra).arg("--chart").arg(chart).output().unwrap();
+    let stdout = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(o.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&o.stderr));
+    stdout
+}
+
 fn result_file(path: &Path, tool: &str, encode_ms: f64, tps: [f64; 2]) {
     let v = serde_json::json!({
         "schema": "foveate-bench/1", "tool": tool, "version": "0", "commit": "0123456789abcdef", "date": "2026-01-01T00:00:00Z",
@@ -49,20 +57,7 @@ fn compare_prints_ratios_and_writes_charts() {
     let (a, b) = (d.join("torch.json"), d.join("cpu.json"));
     result_file(&a, "pytorch", 100.0, [10.0, 20.0]);
     result_file(&b, "foveate", 80.0, [20.0, 10.0]);
-    let out = foveate()
-        .arg("compare")
-        .arg(&a)
-        .arg(&b)
-        .arg("--chart")
-        .arg(d.join("chart"))
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = compare(&[&a, &b], &[], &d.join("chart"));
     // encode: 80 / 100 = 0.80; rates: ref / x = 10 / 20 = 0.50 and 20 / 10 = 2.00.
     let enc = stdout
         .lines()
@@ -250,18 +245,7 @@ fn compare_charts_one_pair_per_unit_and_filters_families() {
         "rows": [row("attention a", 64, "gflops", "GFLOP/s", 1.0), row("attention a", 128, "gflops", "GFLOP/s", 2.0),
                  row("attention qwen2-0.5b decode", 64, "gbps", "GB/s", 3.0), row("attention qwen2-0.5b decode", 128, "gbps", "GB/s", 4.0)] });
     std::fs::write(&p, v.to_string()).unwrap();
-    let out = foveate()
-        .arg("compare")
-        .arg(&p)
-        .arg("--chart")
-        .arg(d.join("c-0.5b"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    compare(&[&p], &[], &d.join("c-0.5b"));
     for f in [
         "c-0.5b-gflops.svg",
         "c-0.5b-gflops.png",
@@ -275,18 +259,6 @@ fn compare_charts_one_pair_per_unit_and_filters_families() {
         svg.contains("GB/s") && svg.contains("decode") && !svg.contains("attention a "),
         "gbps chart holds other units"
     );
-    let out = foveate()
-        .arg("compare")
-        .arg(&p)
-        .args(["--chart-only", "attention a"])
-        .arg("--chart")
-        .arg(d.join("only"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    compare(&[&p], &["--chart-only", "attention a"], &d.join("only"));
     assert!(d.join("only.svg").is_file() && !d.join("only-gbps.svg").exists());
 }

@@ -234,34 +234,6 @@ fn non_utf8_config() {
     );
 }
 
-fn crc32(data: &[u8]) -> u32 {
-    let mut c = !0u32;
-    for &b in data {
-        c ^= b as u32;
-        for _ in 0..8 {
-            c = if c & 1 != 0 {
-                0xEDB8_8320 ^ (c >> 1)
-            } else {
-                c >> 1
-            };
-        }
-    }
-    !c
-}
-
-/// A PNG signature and an IHDR chunk of the given size (8-bit RGB), nothing else.
-fn png_header(w: u32, h: u32) -> Vec<u8> {
-    let mut chunk = b"IHDR".to_vec();
-    chunk.extend_from_slice(&w.to_be_bytes());
-    chunk.extend_from_slice(&h.to_be_bytes());
-    chunk.extend_from_slice(&[8, 2, 0, 0, 0]);
-    let mut v = b"\x89PNG\r\n\x1a\n".to_vec();
-    v.extend_from_slice(&13u32.to_be_bytes());
-    v.extend_from_slice(&chunk);
-    v.extend_from_slice(&crc32(&chunk).to_be_bytes());
-    v
-}
-
 #[test]
 fn bad_images() {
     let d = synth_dir("images");
@@ -288,7 +260,7 @@ fn bad_images() {
     run_model(&d, &p, "<image> what", &["cut.jpg: image: truncated JPEG"]);
 
     let p = d.join("bomb.png");
-    std::fs::write(&p, png_header(60_000, 60_000)).unwrap();
+    std::fs::write(&p, synth::png_header(60_000, 60_000)).unwrap();
     run_model(&d, &p, "<image> what", &["bomb.png: dimensions: 60000x60000 = 3600000000 pixels exceeds the limit of 89478485 pixels"]);
 
     let p = d.join("notes.png");
@@ -484,7 +456,7 @@ fn eval_refuses_missing_and_corrupt_images_and_leaves_no_output() {
     // The image exists but is not a picture: the run fails on its first question and removes
     // the folder it made (nothing was answered, nothing to resume).
     std::fs::create_dir_all(d.join("documents")).unwrap();
-    std::fs::write(d.join("documents/bad.png"), png_header(0, 3)).unwrap();
+    std::fs::write(d.join("documents/bad.png"), synth::png_header(0, 3)).unwrap();
     let ann = docvqa_file(&d, "documents/bad.png");
     eval(&ann, &["bad.png: dimensions: zero-size image (0x3)"]);
 }

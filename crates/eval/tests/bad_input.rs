@@ -172,34 +172,20 @@ impl Answerer for Failing {
 fn a_failed_run_leaves_no_half_made_output() {
     let ds = docvqa_ds((0..4).map(|i| PathBuf::from(format!("p{i}.png"))).collect());
     let spec = TaskSpec::builtin(TaskKind::DocVqa);
+    // A run into `out` whose answerer fails at call `n`.
+    let run_into = |out: &Path, n: usize| {
+        run_eval(&spec, &ds, &mut Failing { calls: 0, fail_at: n }, &RunOptions::new(out))
+    };
     // Fails before any answer: the folder it created is removed again.
     let out = dir().join("run-fails-at-once");
     let _ = std::fs::remove_dir_all(&out);
-    let e = run_eval(
-        &spec,
-        &ds,
-        &mut Failing {
-            calls: 0,
-            fail_at: 0,
-        },
-        &RunOptions::new(&out),
-    )
-    .unwrap_err();
+    let e = run_into(&out, 0).unwrap_err();
     assert_eq!(e.to_string(), "p0.png: image: corrupt PNG image");
     assert!(!out.exists(), "{} was left behind", out.display());
     // Fails after two answers: the journal stays for --resume, but no submission or results.
     let out = dir().join("run-fails-later");
     let _ = std::fs::remove_dir_all(&out);
-    run_eval(
-        &spec,
-        &ds,
-        &mut Failing {
-            calls: 0,
-            fail_at: 2,
-        },
-        &RunOptions::new(&out),
-    )
-    .unwrap_err();
+    run_into(&out, 2).unwrap_err();
     let journal = std::fs::read_to_string(out.join("predictions.jsonl")).unwrap();
     assert_eq!(journal.lines().count(), 2);
     assert!(!out.join("submission.json").exists() && !out.join("results.json").exists());
@@ -207,30 +193,12 @@ fn a_failed_run_leaves_no_half_made_output() {
     let out = dir().join("run-existing");
     let _ = std::fs::remove_dir_all(&out);
     std::fs::create_dir_all(&out).unwrap();
-    run_eval(
-        &spec,
-        &ds,
-        &mut Failing {
-            calls: 0,
-            fail_at: 0,
-        },
-        &RunOptions::new(&out),
-    )
-    .unwrap_err();
+    run_into(&out, 0).unwrap_err();
     assert!(out.is_dir());
     // A finished run leaves complete files and no temporaries.
     let out = dir().join("run-ok");
     let _ = std::fs::remove_dir_all(&out);
-    let s = run_eval(
-        &spec,
-        &ds,
-        &mut Failing {
-            calls: 0,
-            fail_at: 99,
-        },
-        &RunOptions::new(&out),
-    )
-    .unwrap();
+    let s = run_into(&out, 99).unwrap();
     assert_eq!(s.answered, 4);
     let mut names: Vec<String> = std::fs::read_dir(&out)
         .unwrap()

@@ -263,3 +263,24 @@ pub fn rewrite_safetensors(
     }
     safetensors::serialize_to_file(out, None, dst)
 }
+
+/// A PNG signature and an IHDR chunk (8-bit RGB, `w` x `h`) with a correct CRC, nothing after it:
+/// for tests of size limits and truncated files.
+pub fn png_header(w: u32, h: u32) -> Vec<u8> {
+    let mut chunk = b"IHDR".to_vec();
+    chunk.extend_from_slice(&w.to_be_bytes());
+    chunk.extend_from_slice(&h.to_be_bytes());
+    chunk.extend_from_slice(&[8, 2, 0, 0, 0]);
+    let mut crc = !0u32;
+    for &b in &chunk {
+        crc ^= b as u32;
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 { 0xEDB8_8320 ^ (crc >> 1) } else { crc >> 1 };
+        }
+    }
+    let mut v = b"\x89PNG\r\n\x1a\n".to_vec();
+    v.extend_from_slice(&13u32.to_be_bytes());
+    v.extend_from_slice(&chunk);
+    v.extend_from_slice(&(!crc).to_be_bytes());
+    v
+}

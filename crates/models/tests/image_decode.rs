@@ -5,6 +5,7 @@ mod image_support;
 use std::path::Path;
 
 use foveate_models::image::{decode_bytes, decode_file, AlphaMode, DecodeOptions};
+use foveate_models::synth;
 use image_support::{byte_diff, fixtures, load, manifest, scratch};
 
 #[test]
@@ -93,35 +94,6 @@ fn jpeg_decoder_vs_pillow() {
     }
 }
 
-fn crc32(data: &[u8]) -> u32 {
-    let mut c = 0xFFFF_FFFFu32;
-    for &b in data {
-        c ^= b as u32;
-        for _ in 0..8 {
-            c = if c & 1 != 0 {
-                0xEDB8_8320 ^ (c >> 1)
-            } else {
-                c >> 1
-            };
-        }
-    }
-    !c
-}
-
-/// A PNG with only signature, IHDR (given size, 8-bit RGB) and `rest`.
-fn png_header(w: u32, h: u32, rest: &[u8]) -> Vec<u8> {
-    let mut v = b"\x89PNG\r\n\x1a\n".to_vec();
-    let mut ihdr = b"IHDR".to_vec();
-    ihdr.extend_from_slice(&w.to_be_bytes());
-    ihdr.extend_from_slice(&h.to_be_bytes());
-    ihdr.extend_from_slice(&[8, 2, 0, 0, 0]);
-    v.extend_from_slice(&13u32.to_be_bytes());
-    v.extend_from_slice(&ihdr);
-    v.extend_from_slice(&crc32(&ihdr).to_be_bytes());
-    v.extend_from_slice(rest);
-    v
-}
-
 fn expect_error(
     bytes: &[u8],
     file: &str,
@@ -165,10 +137,10 @@ fn bad_files_give_clear_errors_naming_the_file() {
         "truncated",
     );
     // zero-size header
-    expect_error(&png_header(0, 5, b""), "zero.png", &dir, &opts, "zero-size");
+    expect_error(&synth::png_header(0, 5), "zero.png", &dir, &opts, "zero-size");
     // bomb-sized headers (nothing after them: refused before any pixel is decoded)
     expect_error(
-        &png_header(100_000, 100_000, b""),
+        &synth::png_header(100_000, 100_000),
         "bomb.png",
         &dir,
         &opts,
