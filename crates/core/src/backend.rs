@@ -7,6 +7,33 @@ pub struct MemoryStats {
     pub peak_bytes: u64,
 }
 
+/// Host-side work a backend has done since it was made, where it counts it: the overheads a
+/// decode step must not have (a submit per op, a synchronize per op, an allocation per step).
+/// Tests and `foveate bench -o json` read differences between two snapshots.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Counters {
+    /// Kernel launches / dispatches.
+    pub launches: u64,
+    /// Command submissions to the device queue (wgpu `queue.submit`, CUDA graph launches).
+    pub submits: u64,
+    /// Times the host waited for the device (synchronize, a blocking download).
+    pub host_syncs: u64,
+    /// Device buffers created (tensors, scratch, uniforms).
+    pub allocations: u64,
+}
+
+impl Counters {
+    /// `self - earlier`, field by field.
+    pub fn since(&self, earlier: &Counters) -> Counters {
+        Counters {
+            launches: self.launches - earlier.launches,
+            submits: self.submits - earlier.submits,
+            host_syncs: self.host_syncs - earlier.host_syncs,
+            allocations: self.allocations - earlier.allocations,
+        }
+    }
+}
+
 /// A compute device. One dispatch (`execute`) covers every op, so a backend is small and every
 /// op goes through the same validation. Implementations call [`Op::infer`] on the inputs and
 /// check that `out` matches before launching anything.
@@ -38,6 +65,10 @@ pub trait Backend: Send + Sync {
         Ok(())
     }
     fn memory_stats(&self) -> Option<MemoryStats> {
+        None
+    }
+    /// Work counters, where the backend keeps them (`None`: it does not count).
+    fn counters(&self) -> Option<Counters> {
         None
     }
 }

@@ -18,7 +18,7 @@ pub mod shape;
 pub mod stamp;
 pub mod tensor;
 
-pub use backend::{check_launch, run, Backend, MemoryStats};
+pub use backend::{check_launch, run, Backend, Counters, MemoryStats};
 pub use dtype::DType;
 pub use error::{fmt_bytes, read_utf8, write_atomic, Error, Result, FREE_UNKNOWN};
 pub use mask::{BlockClass, BlockLayout, Mask};

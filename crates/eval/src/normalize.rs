@@ -1,10 +1,12 @@
 //! Answer normalisation of the official VQA scorers, quirks included.
 //!
 //! Two reference implementations share most rules:
-//! * GT-Vision-Lab `vqaEval.py` (current version, the Python 3 one with `evaluate(quesIds=None)`):
-//!   `processPunctuation` and `processDigitArticle`.
-//! * MMF `EvalAIAnswerProcessor` (used by `TextVQAAccuracyEvaluator`): a `word_tokenize` step, then
-//!   the same two functions, with a different comma regex.
+//! * GT-Vision-Lab/VQA `vqaEval.py` at a013f0043c1e2cdc995922dfe257f7149aa9af06 ("Fixed processing
+//!   answers bug", PythonEvaluationTools/vqaEvaluation/vqaEval.py): `processPunctuation` and
+//!   `processDigitArticle`. It is Python 2 code, so its string operations are Python 2.7's on
+//!   `unicode` ([`Reference::VqaEval`]).
+//! * MMF `EvalAIAnswerProcessor` (used by `TextVQAAccuracyEvaluator`, Python 3): a `word_tokenize`
+//!   step, then the same two functions, with a different comma regex ([`Reference::Mmf`]).
 //!
 //! Rules reproduced here, each with a unit test:
 //! * A punctuation character `p` from [`PUNCT`] is deleted when `p + ' '` or `' ' + p` occurs in the
@@ -19,7 +21,9 @@
 //! * Digit/article: lower-case, split on whitespace, number words none..ten to digits, drop the
 //!   articles a/an/the, then map contractions ("dont" -> "don't"); words are re-joined by one space.
 //!
-//! Known gap: Python's `\d` matches every Unicode decimal digit; here only ASCII 0-9 count.
+//! `\d`: vqaEval.py compiles its patterns without `re.UNICODE`, so under Python 2 `\d` is ASCII
+//! 0-9 only, as here. Known gap for MMF: under Python 3 `\d` matches every Unicode decimal digit;
+//! here only ASCII 0-9 count.
 
 use crate::py;
 
@@ -47,12 +51,14 @@ pub const NUMBER_WORDS: [(&str, &str); 12] = [
 
 pub const ARTICLES: [&str; 3] = ["a", "an", "the"];
 
-/// Which comma regex the punctuation step searches the input with.
+/// Whose rules a normalisation step follows: the comma regex, and which Python's string methods.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum CommaRule {
-    /// vqaEval.py: `(\d)(\,)(\d)`, a digit, exactly one comma, a digit.
-    Vqa,
-    /// MMF: `(?<=\d)(\,)+(?=\d)`, a digit, one or more commas, a digit.
+pub enum Reference {
+    /// vqaEval.py (Python 2.7): comma regex `(\d)(\,)(\d)`, a digit, exactly one comma, a digit;
+    /// `unicode.lower()` / `split()` of Python 2.7 ([`py::lower_py27`], [`py::split_py27`]).
+    VqaEval,
+    /// MMF (Python 3): comma regex `(?<=\d)(\,)+(?=\d)`, a digit, one or more commas, a digit;
+    /// Python 3's `str.lower()` / `split()`.
     Mmf,
 }
 
@@ -60,7 +66,7 @@ fn is_digit(c: char) -> bool {
     c.is_ascii_digit()
 }
 
-fn comma_matches(s: &str, rule: CommaRule) -> bool {
+fn comma_matches(s: &str, rule: Reference) -> bool {
     let c: Vec<char> = s.chars().collect();
     for i in 0..c.len() {
         if !is_digit(c[i]) {
@@ -69,7 +75,7 @@ fn comma_matches(s: &str, rule: CommaRule) -> bool {
         let mut j = i + 1;
         while j < c.len() && c[j] == ',' {
             j += 1;
-            if rule == CommaRule::Vqa {
+            if rule == Reference::VqaEval {
                 break;
             }
         }
@@ -97,7 +103,7 @@ pub fn strip_periods(s: &str) -> String {
 }
 
 /// `processPunctuation` / `process_punctuation`.
-pub fn process_punctuation(input: &str, rule: CommaRule) -> String {
+pub fn process_punctuation(input: &str, rule: Reference) -> String {
     let comma = comma_matches(input, rule);
     let mut out = input.to_string();
     for p in PUNCT {
@@ -112,10 +118,13 @@ pub fn process_punctuation(input: &str, rule: CommaRule) -> String {
 }
 
 /// `processDigitArticle` / `process_digit_article`.
-pub fn process_digit_article(input: &str) -> String {
-    let lowered = py::lower(input);
+pub fn process_digit_article(input: &str, rule: Reference) -> String {
+    let (lowered, split): (String, fn(&str) -> Vec<&str>) = match rule {
+        Reference::VqaEval => (py::lower_py27(input), |s| py::split_py27(s).collect()),
+        Reference::Mmf => (py::lower(input), |s| py::split(s).collect()),
+    };
     let mut words: Vec<&str> = Vec::new();
-    for w in py::split(&lowered) {
+    for w in split(&lowered) {
         let w = NUMBER_WORDS
             .iter()
             .find(|(k, _)| *k == w)
@@ -131,17 +140,20 @@ pub fn process_digit_article(input: &str) -> String {
         .join(" ")
 }
 
-/// What vqaEval.py does to the prediction (`resAns`), always: newline and tab to space, strip,
-/// punctuation, digits/articles.
-pub fn vqa_prediction(ans: &str) -> String {
-    let s = ans.replace('\n', " ").replace('\t', " ");
-    process_digit_article(&process_punctuation(py::strip(&s), CommaRule::Vqa))
+/// The first step vqaEval.py applies to every human answer and to the prediction: `\n` and `\t`
+/// to spaces, then `strip()` (Python 2.7). Nothing else happens when the human answers are all
+/// identical.
+pub fn vqa_clean(ans: &str) -> String {
+    py::strip_py27(&ans.replace('\n', " ").replace('\t', " ")).to_string()
 }
 
-/// What vqaEval.py does to each human answer when the 10 answers are NOT all identical:
-/// punctuation only (no lower-casing, no digit/article step, no strip).
-pub fn vqa_ground_truth(ans: &str) -> String {
-    process_punctuation(ans, CommaRule::Vqa)
+/// What vqaEval.py applies to a cleaned answer (human or predicted) when the human answers are NOT
+/// all identical: `processPunctuation`, then `processDigitArticle`.
+pub fn vqa_normalise(cleaned: &str) -> String {
+    process_digit_article(
+        &process_punctuation(cleaned, Reference::VqaEval),
+        Reference::VqaEval,
+    )
 }
 
 /// MMF `EvalAIAnswerProcessor.__call__`, applied by TextVQA to the prediction and every answer.
@@ -151,12 +163,20 @@ pub fn evalai(ans: &str) -> String {
         .replace('?', "")
         .replace("'s", " 's");
     let tok = py::strip(&tok).replace('\n', " ").replace('\t', " ");
-    process_digit_article(&process_punctuation(py::strip(&tok), CommaRule::Mmf))
+    process_digit_article(
+        &process_punctuation(py::strip(&tok), Reference::Mmf),
+        Reference::Mmf,
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The prediction path of a question whose human answers differ.
+    fn vqa_prediction(s: &str) -> String {
+        vqa_normalise(&vqa_clean(s))
+    }
 
     #[test]
     fn number_word_with_trailing_period_becomes_digit() {
@@ -206,30 +226,44 @@ mod tests {
     fn comma_between_digits_deletes_all_punctuation() {
         // comma regex matches -> every punctuation char is deleted, not spaced
         assert_eq!(vqa_prediction("1,000"), "1000");
-        assert_eq!(process_punctuation("1,000-2", CommaRule::Vqa), "10002");
+        assert_eq!(process_punctuation("1,000-2", Reference::VqaEval), "10002");
         // no digit comma digit: "-" becomes a space
-        assert_eq!(process_punctuation("t-shirt", CommaRule::Vqa), "t shirt");
+        assert_eq!(
+            process_punctuation("t-shirt", Reference::VqaEval),
+            "t shirt"
+        );
         // VQA's regex needs exactly one comma; MMF's allows a run
-        assert_eq!(process_punctuation("1,,0-x", CommaRule::Vqa), "1  0 x");
-        assert_eq!(process_punctuation("1,,0-x", CommaRule::Mmf), "10x");
+        assert_eq!(process_punctuation("1,,0-x", Reference::VqaEval), "1  0 x");
+        assert_eq!(process_punctuation("1,,0-x", Reference::Mmf), "10x");
     }
 
     #[test]
     fn punctuation_next_to_a_space_is_deleted_everywhere() {
         // "! " occurs in the input, so every "!" is deleted (even the one between letters)
-        assert_eq!(process_punctuation("yes! a!b", CommaRule::Vqa), "yes ab");
+        assert_eq!(
+            process_punctuation("yes! a!b", Reference::VqaEval),
+            "yes ab"
+        );
         // otherwise replaced by a space, which survives when the digit/article step is not run
-        assert_eq!(process_punctuation("yes!", CommaRule::Vqa), "yes ");
-        assert_eq!(vqa_ground_truth("yes!"), "yes ");
+        assert_eq!(process_punctuation("yes!", Reference::VqaEval), "yes ");
+        // ... and goes with the digit/article step's split
         assert_eq!(vqa_prediction("yes!"), "yes");
         // the check is per character: "/" next to a space is deleted, "-" is not
-        assert_eq!(process_punctuation("a / b-c", CommaRule::Vqa), "a  b c");
+        assert_eq!(process_punctuation("a / b-c", Reference::VqaEval), "a  b c");
     }
 
     #[test]
-    fn ground_truth_gets_punctuation_only() {
-        assert_eq!(vqa_ground_truth("Two Dogs"), "Two Dogs");
-        assert_eq!(vqa_ground_truth("the dog."), "the dog");
+    fn clean_is_whitespace_only() {
+        assert_eq!(vqa_clean(" Two Dogs.\n"), "Two Dogs.");
+        assert_eq!(vqa_clean("\tthe\tdog "), "the dog");
+        assert_eq!(vqa_clean("\u{180e}x\u{a0}"), "x"); // Python 2.7 whitespace
+    }
+
+    #[test]
+    fn python27_lower_in_digit_article() {
+        // vqaEval.py runs on Python 2.7: no final sigma; MMF on Python 3: final sigma.
+        assert_eq!(process_digit_article("ΟΔΟΣ", Reference::VqaEval), "οδοσ");
+        assert_eq!(process_digit_article("ΟΔΟΣ", Reference::Mmf), "οδος");
     }
 
     #[test]

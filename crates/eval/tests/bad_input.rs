@@ -104,6 +104,7 @@ fn record(i: i64, image: PathBuf) -> Record {
         question: format!("question {i}"),
         image,
         answers: vec!["yes".into()],
+        answer_keys: Vec::new(),
         answer_type: None,
         question_types: vec![],
         canonical_answer: None,
@@ -174,7 +175,15 @@ fn a_failed_run_leaves_no_half_made_output() {
     let spec = TaskSpec::builtin(TaskKind::DocVqa);
     // A run into `out` whose answerer fails at call `n`.
     let run_into = |out: &Path, n: usize| {
-        run_eval(&spec, &ds, &mut Failing { calls: 0, fail_at: n }, &RunOptions::new(out))
+        run_eval(
+            &spec,
+            &ds,
+            &mut Failing {
+                calls: 0,
+                fail_at: n,
+            },
+            &RunOptions::new(out),
+        )
     };
     // Fails before any answer: the folder it created is removed again.
     let out = dir().join("run-fails-at-once");

@@ -1,9 +1,10 @@
-//! Cross-check against values produced by the official Python scorers' logic (vqaEval.py current
-//! version, MMF EvalAIAnswerProcessor/TextVQAAccuracyEvaluator, the RRC ANLS loop) on 1,300 random
-//! inputs built from quirk-prone tokens ("two", "1,000", "t-shirt", "a.m.", " / ", "ß", tabs...).
-//! Scores must match bit for bit (JSON floats round-trip exactly).
+//! Cross-check against values produced by the Python scorers' logic (MMF
+//! EvalAIAnswerProcessor/TextVQAAccuracyEvaluator, the RRC ANLS loop, vqaEval.py's normalisation
+//! chain) on 1,000 random inputs built from quirk-prone tokens ("two", "1,000", "t-shirt", "a.m.",
+//! " / ", "ß", tabs...). Scores must match bit for bit (JSON floats round-trip exactly). VQAv2
+//! accuracy itself is checked against the official file in vqa_official.rs.
 
-use foveate_eval::metrics::{anls, textvqa, vqa};
+use foveate_eval::metrics::{anls, textvqa};
 use foveate_eval::normalize;
 use serde_json::Value;
 
@@ -32,14 +33,9 @@ fn normalisation_matches_reference() {
     for case in list {
         let s = case["input"].as_str().unwrap();
         assert_eq!(
-            normalize::vqa_prediction(s),
+            normalize::vqa_normalise(&normalize::vqa_clean(s)),
             case["vqa_prediction"].as_str().unwrap(),
             "resAns of {s:?}"
-        );
-        assert_eq!(
-            normalize::vqa_ground_truth(s),
-            case["vqa_ground_truth"].as_str().unwrap(),
-            "gt of {s:?}"
         );
         assert_eq!(
             normalize::evalai(s),
@@ -47,24 +43,6 @@ fn normalisation_matches_reference() {
             "evalai of {s:?}"
         );
     }
-}
-
-#[test]
-fn vqa_accuracy_matches_reference() {
-    let c = cases();
-    let mut nonzero = 0;
-    for case in c["vqa"].as_array().unwrap() {
-        let (a, p) = (strs(&case["answers"]), case["prediction"].as_str().unwrap());
-        let want = case["score"].as_f64().unwrap();
-        let got = vqa::accuracy(&a, p);
-        assert_eq!(
-            got.to_bits(),
-            want.to_bits(),
-            "{a:?} / {p:?}: {got} != {want}"
-        );
-        nonzero += usize::from(want > 0.0);
-    }
-    assert!(nonzero >= 30, "the cases must exercise matches");
 }
 
 #[test]

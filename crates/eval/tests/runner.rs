@@ -65,6 +65,7 @@ fn dataset(n: usize) -> Dataset {
             question: format!("question {i}"),
             image: PathBuf::from(format!("/nonexistent/page{i}.png")),
             answers: vec![format!("answer {i}")],
+            answer_keys: Vec::new(),
             answer_type: None,
             question_types: vec![if i % 2 == 0 { "even" } else { "odd" }.to_string()],
             canonical_answer: None,

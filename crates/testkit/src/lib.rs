@@ -130,5 +130,11 @@ macro_rules! forward_backend {
         fn synchronize(&self) -> ::foveate_core::Result<()> {
             self.$inner.synchronize()
         }
+        fn memory_stats(&self) -> Option<::foveate_core::MemoryStats> {
+            self.$inner.memory_stats()
+        }
+        fn counters(&self) -> Option<::foveate_core::Counters> {
+            self.$inner.counters()
+        }
     };
 }

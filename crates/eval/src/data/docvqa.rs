@@ -24,9 +24,17 @@ pub fn from_value(root: &Value, path: &Path, image_root: Option<&Path>) -> Resul
         let id = r
             .get("questionId")
             .and_then(QuestionId::from_json)
-            .ok_or_else(|| ctx.err(format!("{what}.questionId"), "missing or not an integer/string"))?;
+            .ok_or_else(|| {
+                ctx.err(
+                    format!("{what}.questionId"),
+                    "missing or not an integer/string",
+                )
+            })?;
         let image = ctx.string(r, "image", what)?;
-        let file_name = Path::new(&image).file_name().map(|n| n.to_os_string()).unwrap_or_default();
+        let file_name = Path::new(&image)
+            .file_name()
+            .map(|n| n.to_os_string())
+            .unwrap_or_default();
         Ok(Record {
             id,
             question: ctx.string(r, "question", what)?,
@@ -36,6 +44,7 @@ pub fn from_value(root: &Value, path: &Path, image_root: Option<&Path>) -> Resul
                 image_root.join("documents").join(&file_name),
             ]),
             answers: ctx.opt_strings(r, "answers", what)?,
+            answer_keys: Vec::new(),
             answer_type: None,
             question_types: ctx.opt_strings(r, "question_types", what)?,
             canonical_answer: None,

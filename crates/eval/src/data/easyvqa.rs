@@ -84,6 +84,7 @@ pub fn load(path: &Path) -> Result<Dataset> {
             question: q,
             image: split_dir.join("images").join(format!("{img}.png")),
             answers: vec![a],
+            answer_keys: Vec::new(),
             answer_type: Some(answer_type.into()),
             question_types: Vec::new(),
             canonical_answer: None,

@@ -61,6 +61,10 @@ pub struct Record {
     pub image: PathBuf,
     /// Human answers as written in the file (VQAv2/TextVQA: 10; DocVQA: 1..n; easy-VQA: 1).
     pub answers: Vec<String>,
+    /// VQAv2: the identity of each answer dict apart from its text (its other fields as JSON), which
+    /// vqaEval.py's leave-one-out compares (`item != gtAnsDatum`). Empty when the dicts are
+    /// distinct anyway (unique `answer_id`s, as in every official file) and for other tasks.
+    pub answer_keys: Vec<String>,
     /// VQAv2 `answer_type`; easy-VQA "yes/no" or "other"; absent elsewhere.
     pub answer_type: Option<String>,
     /// VQAv2 `question_type` (one); DocVQA `question_types` (any number).

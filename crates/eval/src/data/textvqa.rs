@@ -31,6 +31,7 @@ pub fn from_value(root: &Value, path: &Path, image_root: Option<&Path>) -> Resul
                 image_root.join(&name),
             ]),
             answers: ctx.opt_strings(r, "answers", what)?,
+            answer_keys: Vec::new(),
             answer_type: None,
             question_types: Vec::new(),
             canonical_answer: None,

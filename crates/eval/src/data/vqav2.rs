@@ -5,7 +5,7 @@ use super::json::{rec_name, Ctx};
 use super::{first_existing, parent_dir, read_json, QuestionId, Record};
 use foveate_core::Result;
 use serde_json::Value;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
 /// Load the annotations (and question text, if a questions file is given) in annotation order.
@@ -64,6 +64,7 @@ pub fn from_value(
         if answers.is_empty() {
             return Err(ctx.err(format!("{what}.answers"), "no answers"));
         }
+        let answer_keys = answer_keys(answers);
         let answers = answers
             .iter()
             .enumerate()
@@ -101,12 +102,44 @@ pub fn from_value(
             question,
             image,
             answers,
+            answer_keys,
             answer_type: Some(answer_type),
             question_types: vec![question_type],
             canonical_answer: ctx.opt_string(a, "multiple_choice_answer", &what)?,
         });
     }
     Ok(out)
+}
+
+/// [`Record::answer_keys`]: empty when every answer dict has an `answer_id` and no two share one
+/// (then every dict differs from the others), else each dict's fields other than `answer` as
+/// sorted-key JSON.
+fn answer_keys(answers: &[Value]) -> Vec<String> {
+    let ids: Vec<Option<&Value>> = answers.iter().map(|a| a.get("answer_id")).collect();
+    let unique = ids.iter().all(Option::is_some)
+        && ids
+            .iter()
+            .flatten()
+            .map(|v| v.to_string())
+            .collect::<HashSet<_>>()
+            .len()
+            == ids.len();
+    if unique {
+        return Vec::new();
+    }
+    answers
+        .iter()
+        .map(|a| {
+            let rest: std::collections::BTreeMap<&str, String> = a
+                .as_object()
+                .into_iter()
+                .flatten()
+                .filter(|(k, _)| k.as_str() != "answer")
+                .map(|(k, v)| (k.as_str(), v.to_string()))
+                .collect();
+            format!("{rest:?}")
+        })
+        .collect()
 }
 
 /// The questions file as question_id -> question text; a repeated id is an error.

@@ -70,7 +70,7 @@ pub fn check_scorable(ds: &Dataset) -> Result<()> {
 /// The score of one prediction, a fraction in 0..1 (unrounded). Call [`check_scorable`] first.
 pub fn question_score(task: TaskKind, rec: &Record, prediction: &str) -> f64 {
     match task {
-        TaskKind::VqaV2 => vqa::accuracy(&rec.answers, prediction),
+        TaskKind::VqaV2 => vqa::accuracy(&rec.answers, &rec.answer_keys, prediction),
         TaskKind::TextVqa => textvqa::accuracy(&rec.answers, prediction),
         TaskKind::DocVqa => anls::anls(&rec.answers, prediction, anls::THRESHOLD),
         TaskKind::EasyVqa => vqa::exact_match(&rec.answers[0], prediction),

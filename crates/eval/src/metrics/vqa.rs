@@ -1,43 +1,52 @@
-//! VQAv2 accuracy as GT-Vision-Lab `vqaEval.py` (current version) computes it.
+//! VQAv2 accuracy exactly as the official scorer computes it: GT-Vision-Lab/VQA at commit
+//! a013f0043c1e2cdc995922dfe257f7149aa9af06 ("Fixed processing answers bug"),
+//! PythonEvaluationTools/vqaEvaluation/vqaEval.py, `VQAEval.evaluate`. That file is Python 2 code
+//! (print statements), so its strings and `round` behave as Python 2.7's.
 //!
-//! Per question (`evaluate`), checked against the current reference:
-//! 1. `resAns`: `\n` and `\t` to spaces, `strip()`, then ALWAYS `processPunctuation` and
-//!    `processDigitArticle` (the prediction is lower-cased, number words become digits, articles go).
-//! 2. The human answers are NOT stripped or lower-cased. Only when they are not all identical
-//!    (`len(set(gtAnswers)) > 1`) each gets `processPunctuation` — and only that, no
-//!    digit/article step. So with 10 identical answers "t-shirt", the prediction "t-shirt" becomes
-//!    "t shirt" and scores 0.
-//! 3. For each of the n answers, the others (the dicts that differ from it; answer ids are unique,
-//!    so exactly that one is left out) are searched for the prediction:
-//!    `acc = min(1, matches / 3)`; the question's accuracy is the mean of the n values.
+//! Per question:
+//! 1. Every human answer and the prediction: `\n` and `\t` to spaces, then `strip()`
+//!    ([`vqa_clean`]).
+//! 2. ONLY when the human answers are not all identical (`len(set(gtAnswers)) > 1`, on the cleaned
+//!    answers): `processPunctuation` then `processDigitArticle` on every human answer AND on the
+//!    prediction ([`vqa_normalise`]). When they are all identical nothing more is done to either
+//!    side: no lower-casing, so 10 x "yes" against "Yes" or "yes." scores 0.
+//! 3. For each answer dict, the OTHER dicts (`item != gtAnsDatum`: dict equality, so with the
+//!    official unique `answer_id`s exactly that one is left out; a file without ids leaves out
+//!    every dict equal to it) are searched for the prediction: `acc = min(1, matches / 3)`; the
+//!    question's accuracy is the mean of these values (`sum` left to right, then `/ len`).
 //!    With 10 answers and k matching: k=0 -> 0, 1 -> 0.3, 2 -> 0.6, 3 -> 0.9, >=4 -> 1.
 //! 4. `evalQA[q] = round(100 * acc, 2)`; overall and per answer/question type
-//!    `round(100 * sum(accs) / len(accs), 2)` with `sum` in annotation order.
+//!    `round(100 * sum(accs) / len(accs), 2)` with `sum` in annotation order; `round` is Python
+//!    2.7's (exact ties away from zero, [`py::round_py27`]).
 //!
-//! An older revision applied the digit/article step to neither side and had a bug in the per-type
-//! lists; we follow the current one.
+//! crates/eval/tests/vqa_official.rs checks all of this against the official file itself, run on
+//! generated annotations by eval/tools/vqa_reference.py.
 
 use super::{py_sum, Score, Unit};
 use crate::data::{Record, TaskKind};
-use crate::normalize::{vqa_ground_truth, vqa_prediction};
+use crate::normalize::{vqa_clean, vqa_normalise};
 use crate::py;
 use std::collections::{BTreeMap, HashSet};
 
 /// The accuracy of one prediction against the human answers, a fraction in 0..1 (unrounded).
-pub fn accuracy(answers: &[String], prediction: &str) -> f64 {
-    let res = vqa_prediction(prediction);
-    let distinct: HashSet<&str> = answers.iter().map(String::as_str).collect();
-    let gts: Vec<String> = if distinct.len() > 1 {
-        answers.iter().map(|a| vqa_ground_truth(a)).collect()
-    } else {
-        answers.to_vec()
+/// `keys[i]` is the rest of answer dict `i` (its other fields, see [`Record::answer_keys`]);
+/// empty `keys` means every dict is distinct (as with official unique `answer_id`s).
+pub fn accuracy(answers: &[String], keys: &[String], prediction: &str) -> f64 {
+    let mut gts: Vec<String> = answers.iter().map(|a| vqa_clean(a)).collect();
+    let mut res = vqa_clean(prediction);
+    let distinct: HashSet<&str> = gts.iter().map(String::as_str).collect();
+    if distinct.len() > 1 {
+        gts = gts.iter().map(|g| vqa_normalise(g)).collect();
+        res = vqa_normalise(&res);
+    }
+    let same_dict = |i: usize, j: usize| match keys.is_empty() {
+        true => i == j,
+        false => gts[i] == gts[j] && keys[i] == keys[j],
     };
     let gt_acc: Vec<f64> = (0..gts.len())
         .map(|i| {
-            let matches = gts
-                .iter()
-                .enumerate()
-                .filter(|(j, g)| *j != i && **g == res)
+            let matches = (0..gts.len())
+                .filter(|&j| !same_dict(i, j) && gts[j] == res)
                 .count();
             (matches as f64 / 3.0).min(1.0)
         })
@@ -45,10 +54,12 @@ pub fn accuracy(answers: &[String], prediction: &str) -> f64 {
     py_sum(&gt_acc) / gt_acc.len() as f64
 }
 
-/// easy-VQA: one answer, so the leave-one-out accuracy is always 0; we score exact match after
-/// the prediction normalisation of vqaEval.py applied to both sides.
+/// easy-VQA (foveate's own metric, `exact_match_vqa_normalised`): one answer, so the leave-one-out
+/// accuracy is always 0; we score exact match after vqaEval.py's full normalisation
+/// ([`vqa_clean`] then [`vqa_normalise`]) applied to both sides.
 pub fn exact_match(answer: &str, prediction: &str) -> f64 {
-    if vqa_prediction(answer) == vqa_prediction(prediction) {
+    let norm = |s: &str| vqa_normalise(&vqa_clean(s));
+    if norm(answer) == norm(prediction) {
         1.0
     } else {
         0.0
@@ -56,7 +67,7 @@ pub fn exact_match(answer: &str, prediction: &str) -> f64 {
 }
 
 fn pct(list: &[f64]) -> f64 {
-    py::round(100.0 * py_sum(list) / list.len() as f64, 2)
+    py::round_py27(100.0 * py_sum(list) / list.len() as f64, 2)
 }
 
 pub(super) fn aggregate(task: TaskKind, records: &[Record], scores: &[f64]) -> Score {
@@ -88,7 +99,7 @@ pub(super) fn aggregate(task: TaskKind, records: &[Record], scores: &[f64]) -> S
         per_question: records
             .iter()
             .zip(scores)
-            .map(|(r, &s)| (r.id.clone(), py::round(100.0 * s, 2)))
+            .map(|(r, &s)| (r.id.clone(), py::round_py27(100.0 * s, 2)))
             .collect(),
     }
 }
@@ -103,6 +114,10 @@ mod tests {
             .collect()
     }
 
+    fn acc(gts: &[String], prediction: &str) -> f64 {
+        accuracy(gts, &[], prediction)
+    }
+
     #[test]
     fn leave_one_out_values_for_known_counts() {
         // k of 10 humans gave the prediction: mean over the 10 leave-one-out subsets of
@@ -112,98 +127,160 @@ mod tests {
         let expect = [(0, 0.0), (1, 0.3), (2, 0.6), (3, 0.9), (4, 1.0), (10, 1.0)];
         for (k, want) in expect {
             let gts = answers(&[("cat", k), ("dog", 10 - k)]);
-            let got = accuracy(&gts, "cat");
+            let got = acc(&gts, "cat");
             assert!((got - want).abs() < 1e-12, "k={k}: {got} != {want}");
         }
-        // rounding as evalQA: 100*0.6 -> 60.0
         assert_eq!(
-            py::round(
-                100.0 * accuracy(&answers(&[("cat", 2), ("dog", 8)]), "cat"),
-                2
-            ),
+            py::round_py27(100.0 * acc(&answers(&[("cat", 2), ("dog", 8)]), "cat"), 2),
             60.0
         );
     }
 
     #[test]
-    fn number_word_and_period_in_prediction() {
-        let gts = answers(&[("2", 9), ("3", 1)]);
-        assert_eq!(accuracy(&gts, "two."), 1.0);
-        assert_eq!(accuracy(&gts, "Two"), 1.0);
-    }
-
-    #[test]
-    fn ground_truth_number_words_are_not_mapped() {
-        // only punctuation is applied to the human answers: "two" stays "two", the prediction "two"
-        // becomes "2", no match.
-        let gts = answers(&[("two", 9), ("three", 1)]);
-        assert_eq!(accuracy(&gts, "two"), 0.0);
-        assert_eq!(accuracy(&gts, "2"), 0.0);
-    }
-
-    #[test]
-    fn article_in_prediction_is_dropped() {
-        let gts = answers(&[("dog", 5), ("puppy", 5)]);
-        assert_eq!(accuracy(&gts, "the dog"), 1.0);
-        // but an article in the human answer is kept (no digit/article step on gt)
-        let gts = answers(&[("the dog", 5), ("puppy", 5)]);
-        assert_eq!(accuracy(&gts, "the dog"), 0.0);
-    }
-
-    #[test]
-    fn identical_answers_are_not_normalised() {
-        // 10 identical "t-shirt": gt untouched, prediction "t-shirt" -> "t shirt": 0.
+    fn identical_answers_are_compared_as_they_are() {
+        // All 10 identical: only newline/tab/strip on either side, nothing else.
+        let gts = answers(&[("yes", 10)]);
+        assert_eq!(acc(&gts, "yes"), 1.0);
+        assert_eq!(acc(&gts, "\tyes\n "), 1.0);
+        assert_eq!(acc(&gts, "Yes"), 0.0); // capitalised
+        assert_eq!(acc(&gts, "yes."), 0.0); // punctuated
+        assert_eq!(acc(&gts, "the yes"), 0.0); // article
         let gts = answers(&[("t-shirt", 10)]);
-        assert_eq!(accuracy(&gts, "t-shirt"), 0.0);
-        // one differing answer switches on gt punctuation processing: 9 "t-shirt" -> "t shirt"
+        assert_eq!(acc(&gts, "t-shirt"), 1.0);
+        assert_eq!(acc(&gts, "t shirt"), 0.0);
+        let gts = answers(&[("two", 10)]);
+        assert_eq!(acc(&gts, "2"), 0.0); // no number-word mapping either
+                                         // human answers that only become identical after strip count as identical
+        let mut gts = answers(&[("dog", 9)]);
+        gts.push(" dog\n".into());
+        assert_eq!(acc(&gts, "Dog"), 0.0);
+    }
+
+    #[test]
+    fn differing_answers_normalise_both_sides() {
+        // One differing answer switches on punctuation + digit/article for every answer and
+        // for the prediction.
+        let gts = answers(&[("yes", 9), ("no", 1)]);
+        assert_eq!(acc(&gts, "Yes"), 1.0);
+        assert_eq!(acc(&gts, "YES."), 1.0);
+        assert_eq!(acc(&gts, "the yes"), 1.0);
         let gts = answers(&[("t-shirt", 9), ("shirt", 1)]);
-        assert_eq!(accuracy(&gts, "t-shirt"), 1.0);
+        assert_eq!(acc(&gts, "t-shirt"), 1.0);
+        assert_eq!(acc(&gts, "T Shirt"), 1.0);
+        // human answers get the digit/article step too
+        let gts = answers(&[("two", 9), ("three", 1)]);
+        assert_eq!(acc(&gts, "2"), 1.0);
+        assert_eq!(acc(&gts, "Two"), 1.0);
+        let gts = answers(&[("the dog", 5), ("puppy", 5)]);
+        assert_eq!(acc(&gts, "dog"), 1.0);
     }
 
     #[test]
-    fn commas_in_numbers() {
+    fn answers_that_merge_only_after_normalisation() {
+        // "Dog", "dog.", "the dog", "a dog" are four different raw answers and one normalised:
+        // 1 human "dog" alone scores 0.3; with the variants merged, 4 matches -> 1.
+        let gts: Vec<String> = [
+            "Dog", "dog.", "the dog", "a dog", "cat", "cat", "cat", "cat", "cat", "cat",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        assert_eq!(acc(&gts, "dog"), 1.0);
+        let gts: Vec<String> = [
+            "1,000",
+            "1000",
+            "one thousand",
+            "10",
+            "10",
+            "10",
+            "10",
+            "10",
+            "10",
+            "10",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        assert!((acc(&gts, "1000") - 0.6).abs() < 1e-12); // "1,000" and "1000" merge
+    }
+
+    #[test]
+    fn newline_and_tab_become_spaces_before_everything() {
+        let gts = answers(&[("red and blue", 6), ("red", 4)]);
+        assert_eq!(acc(&gts, "red\tand\nblue"), 1.0);
+        // inside a word they are spaces too: "red\nblue" is two words
+        assert_eq!(
+            acc(&answers(&[("redblue", 6), ("red", 4)]), "red\nblue"),
+            0.0
+        );
+        // identical answers with a newline inside: cleaned to a space on both sides
+        let gts = answers(&[("ice\ncream", 10)]);
+        assert_eq!(acc(&gts, "ice cream"), 1.0);
+        assert_eq!(acc(&gts, "ice\tcream"), 1.0);
+    }
+
+    #[test]
+    fn commas_periods_and_contractions() {
         let gts = answers(&[("1,000", 6), ("1000", 4)]);
-        // gt "1,000" -> "1000" (digit,digit deletes the comma); prediction too: all 10 match
-        assert_eq!(accuracy(&gts, "1,000"), 1.0);
-        assert_eq!(accuracy(&gts, "1000"), 1.0);
-    }
-
-    #[test]
-    fn decimal_point_kept() {
+        assert_eq!(acc(&gts, "1,000"), 1.0);
+        assert_eq!(acc(&gts, "1000"), 1.0);
         let gts = answers(&[("2.5", 3), ("25", 7)]);
-        assert!((accuracy(&gts, "2.5") - 0.9).abs() < 1e-12);
-    }
-
-    #[test]
-    fn contraction_its() {
+        assert!((acc(&gts, "2.5") - 0.9).abs() < 1e-12);
         let gts = answers(&[("it's", 4), ("yes", 6)]);
-        assert_eq!(accuracy(&gts, "it's"), 1.0);
-        assert_eq!(accuracy(&gts, "its"), 0.0); // "its" is not in the table
+        assert_eq!(acc(&gts, "it's"), 1.0);
+        assert_eq!(acc(&gts, "its"), 0.0); // "its" is not in the table
         let gts = answers(&[("don't", 4), ("no", 6)]);
-        assert_eq!(accuracy(&gts, "dont"), 1.0);
-    }
-
-    #[test]
-    fn trailing_punctuation_in_ground_truth_leaves_a_space() {
-        // gt "yes!" (mixed set) becomes "yes " and never equals a normalised prediction
-        let gts = answers(&[("yes!", 5), ("yes", 5)]);
-        // only the 5 plain "yes" match: k=5 -> 1.0
-        assert_eq!(accuracy(&gts, "yes!"), 1.0);
+        assert_eq!(acc(&gts, "dont"), 1.0);
+        // a trailing "!" becomes a space, which the digit/article split then drops
         let gts = answers(&[("yes!", 8), ("yes", 2)]);
-        assert!((accuracy(&gts, "yes") - 0.6).abs() < 1e-12);
-    }
-
-    #[test]
-    fn ground_truth_case_is_kept() {
-        let gts = answers(&[("Yes", 5), ("no", 5)]);
-        assert_eq!(accuracy(&gts, "Yes"), 0.0); // prediction is lower-cased, gt is not
+        assert_eq!(acc(&gts, "yes"), 1.0);
     }
 
     #[test]
     fn empty_prediction() {
         let gts = answers(&[("", 3), ("x", 7)]);
-        assert!((accuracy(&gts, "  ") - 0.9).abs() < 1e-12);
-        assert_eq!(accuracy(&answers(&[("x", 10)]), ""), 0.0);
+        assert!((acc(&gts, "  ") - 0.9).abs() < 1e-12);
+        assert_eq!(acc(&answers(&[("x", 10)]), ""), 0.0);
+    }
+
+    #[test]
+    fn dicts_without_ids_leave_out_every_equal_dict() {
+        // `item != gtAnsDatum` compares whole dicts: without answer ids, two equal dicts are
+        // both left out for each other.
+        let gts = answers(&[("cat", 4), ("dog", 6)]);
+        let same = vec![r#"{"answer_confidence":"yes"}"#.to_string(); 10];
+        // With unique ids (keys empty): k=4 -> 1.0. Without ids every "cat" dict leaves out all
+        // four "cat" dicts: for a "cat" position 0 matches, for a "dog" position 4 -> 6/10.
+        assert_eq!(accuracy(&gts, &[], "cat"), 1.0);
+        assert!((accuracy(&gts, &same, "cat") - 0.6).abs() < 1e-12);
+        // differing confidences make the dicts distinct again
+        let mut keys = same.clone();
+        for (i, k) in keys.iter_mut().enumerate() {
+            *k = format!(r#"{{"answer_confidence":"{i}"}}"#);
+        }
+        assert_eq!(accuracy(&gts, &keys, "cat"), 1.0);
+    }
+
+    #[test]
+    fn aggregates_round_exact_ties_away_from_zero() {
+        // 800 questions, one right: 100 * 1 / 800 = 0.125 exactly. Python 2.7's round (the
+        // official scorer's) gives 0.13; Python 3's would give 0.12.
+        let rec = |i: i64| Record {
+            id: crate::QuestionId::Int(i),
+            question: String::new(),
+            image: Default::default(),
+            answers: vec!["a".into()],
+            answer_keys: Vec::new(),
+            answer_type: Some("other".into()),
+            question_types: vec!["what".into()],
+            canonical_answer: None,
+        };
+        let records: Vec<Record> = (0..800).map(rec).collect();
+        let mut scores = vec![0.0; 800];
+        scores[0] = 1.0;
+        let s = aggregate(TaskKind::VqaV2, &records, &scores);
+        assert_eq!(s.overall, 0.13);
+        assert_eq!(s.breakdown["answer_type"]["other"], 0.13);
     }
 
     #[test]
