@@ -1,19 +1,19 @@
 //! End-to-end workloads on the graph executor: image encode (vision tower + projector), prefill
 //! of a text prompt, and greedy decode, each timed with the backend synchronised at both ends.
 //!
-//! Weights come from a checkpoint directory (`foveate_graph::weights::load`) or are random values
-//! of a builtin shape ([`crate::shapes::Builtin`]), built tensor by tensor on the device in the
-//! same structs the loader fills, so both paths run the same executor code.
+//! Weights come from a checkpoint directory or are random values of a builtin shape
+//! ([`crate::shapes::Builtin`]); both go through the same architecture builders
+//! (`foveate_models::arch`), from a `CheckpointSource` or a `RandomSource`, so both paths run the
+//! same model code.
 
 use crate::shapes::Builtin;
-use crate::values::{self, Rng};
+use crate::values;
 use foveate_core::{Backend, DType, Error, Op, Result, Tensor};
-use foveate_graph::decoder::{self, KvCache};
-use foveate_graph::weights::{
-    ProjectorWeights, TextLayer, TextWeights, VisionLayer, VisionWeights,
-};
-use foveate_graph::{vision, AttentionKind, Exec};
-use foveate_models::{Checkpoint, LlavaConfig, VisionKind};
+use foveate_graph::{AttentionKind, Exec, KvCache, Positions, TextModel};
+use foveate_models::arch::llama::Llama;
+use foveate_models::arch::llava::{Llava, LlavaVision};
+use foveate_models::vars::{CheckpointSource, RandomSource, TensorSource};
+use foveate_models::{Checkpoint, LlavaConfig};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
@@ -23,8 +23,8 @@ pub struct E2eModel {
     pub name: String,
     pub cfg: LlavaConfig,
     pub ex: Exec,
-    pub vision: Option<(VisionWeights, ProjectorWeights)>,
-    pub text: Option<TextWeights>,
+    pub vision: Option<LlavaVision>,
+    pub text: Option<Llama>,
     pub weight_bytes: usize,
     pixels: Option<Tensor>,
 }
@@ -34,135 +34,6 @@ pub struct Prefill {
     pub ms: f64,
     pub cache: KvCache,
     pub next: u32,
-}
-
-struct RandWeights<'a> {
-    b: &'a dyn Backend,
-    dtype: DType,
-    rng: Rng,
-    bytes: usize,
-}
-
-impl RandWeights<'_> {
-    /// Uniform in ±scale; projections use 1/sqrt(fan_in) so activations stay O(1) through the layers.
-    fn t(&mut self, shape: &[usize], scale: f32) -> Result<Tensor> {
-        self.bytes += shape.iter().product::<usize>() * self.dtype.size();
-        values::tensor(
-            self.b,
-            self.dtype,
-            shape.to_vec(),
-            scale,
-            self.rng.next_u64(),
-        )
-    }
-    fn w(&mut self, rows: usize, cols: usize) -> Result<Tensor> {
-        self.t(&[rows, cols], 1.0 / (cols as f32).sqrt())
-    }
-    fn ones(&mut self, n: usize) -> Result<Tensor> {
-        self.bytes += n * self.dtype.size();
-        self.b
-            .upload(&foveate_core::HostTensor::filled(self.dtype, vec![n], 1.0))
-    }
-    fn pair(&mut self, rows: usize, cols: usize) -> Result<(Tensor, Tensor)> {
-        Ok((self.w(rows, cols)?, self.t(&[rows], 0.02)?))
-    }
-    fn norm(&mut self, d: usize) -> Result<(Tensor, Tensor)> {
-        Ok((self.ones(d)?, self.t(&[d], 0.02)?))
-    }
-}
-
-fn random_vision(
-    r: &mut RandWeights,
-    cfg: &LlavaConfig,
-) -> Result<(VisionWeights, ProjectorWeights)> {
-    let v = &cfg.vision;
-    let (d, i) = (v.hidden_size, v.intermediate_size);
-    let clip = v.kind == VisionKind::Clip;
-    let patch_w = r.t(
-        &[d, v.num_channels, v.patch_size, v.patch_size],
-        1.0 / ((v.num_channels * v.patch_size * v.patch_size) as f32).sqrt(),
-    )?;
-    let patch_b = if clip { None } else { Some(r.t(&[d], 0.02)?) };
-    let cls = if clip { Some(r.t(&[d], 0.5)?) } else { None };
-    let pos = r.t(&[v.num_positions(), d], 0.1)?;
-    let pre_ln = if clip { Some(r.norm(d)?) } else { None };
-    let mut layers = Vec::new();
-    for _ in 0..cfg.vision_layers_to_run() {
-        layers.push(VisionLayer {
-            ln1: r.norm(d)?,
-            ln2: r.norm(d)?,
-            q: r.pair(d, d)?,
-            k: r.pair(d, d)?,
-            v: r.pair(d, d)?,
-            o: r.pair(d, d)?,
-            fc1: r.pair(i, d)?,
-            fc2: r.pair(d, i)?,
-        });
-    }
-    let dt = cfg.text.hidden_size;
-    let (w1, b1) = r.pair(dt, d)?;
-    let (w2, b2) = r.pair(dt, dt)?;
-    Ok((
-        VisionWeights {
-            patch_w,
-            patch_b,
-            cls,
-            pos,
-            pre_ln,
-            layers,
-        },
-        ProjectorWeights { w1, b1, w2, b2 },
-    ))
-}
-
-fn random_text(r: &mut RandWeights, cfg: &LlavaConfig) -> Result<TextWeights> {
-    let t = &cfg.text;
-    let (d, qd, kvd, ti) = (
-        t.hidden_size,
-        t.num_heads * t.head_dim,
-        t.num_kv_heads * t.head_dim,
-        t.intermediate_size,
-    );
-    let embed = r.t(&[t.vocab_size, d], 1.0)?;
-    let mut layers = Vec::new();
-    for _ in 0..t.num_layers {
-        let proj = |r: &mut RandWeights, rows: usize| -> Result<(Tensor, Option<Tensor>)> {
-            Ok((
-                r.w(rows, d)?,
-                if t.qkv_bias {
-                    Some(r.t(&[rows], 0.02)?)
-                } else {
-                    None
-                },
-            ))
-        };
-        let q = proj(r, qd)?;
-        let k = proj(r, kvd)?;
-        let v = proj(r, kvd)?;
-        layers.push(TextLayer {
-            in_norm: r.ones(d)?,
-            q,
-            k,
-            v,
-            o: r.w(d, qd)?,
-            post_norm: r.ones(d)?,
-            gate: r.w(ti, d)?,
-            up: r.w(ti, d)?,
-            down: r.w(d, ti)?,
-        });
-    }
-    let norm = r.ones(d)?;
-    let lm_head = if t.tie_word_embeddings {
-        embed.clone()
-    } else {
-        r.w(t.vocab_size, d)?
-    };
-    Ok(TextWeights {
-        embed,
-        layers,
-        norm,
-        lm_head,
-    })
 }
 
 /// Bytes the weights of a builtin take in `dtype` (to refuse what cannot fit before allocating).
@@ -196,33 +67,18 @@ impl E2eModel {
     ) -> Result<Self> {
         let cfg = LlavaConfig::from_json(&b.config_json(layers), b.name)?;
         let ex = Exec::new(backend, dtype, attention);
-        let mut r = RandWeights {
-            b: ex.backend.as_ref(),
-            dtype,
-            rng: Rng::new(17),
-            bytes: 0,
+        let mut src = RandomSource::new(ex.backend.as_ref(), dtype, 17);
+        let vision = match b.vision {
+            Some(_) => Some(LlavaVision::load(&mut src, &cfg, cfg.vision_layers_to_run())?),
+            None => None,
         };
-        let vision = if b.vision.is_some() {
-            Some(random_vision(&mut r, &cfg)?)
-        } else {
-            None
+        let text = match b.text {
+            Some(_) => Some(Llama::load(&mut src, &cfg.text)?),
+            None => None,
         };
-        let text = if b.text.is_some() {
-            Some(random_text(&mut r, &cfg)?)
-        } else {
-            None
-        };
-        let weight_bytes = r.bytes;
+        let weight_bytes = src.bytes();
         ex.backend.synchronize()?;
-        let mut m = E2eModel {
-            name: b.name.to_string(),
-            cfg,
-            ex,
-            vision,
-            text,
-            weight_bytes,
-            pixels: None,
-        };
+        let mut m = E2eModel { name: b.name.to_string(), cfg, ex, vision, text, weight_bytes, pixels: None };
         m.upload_pixels()?;
         Ok(m)
     }
@@ -235,22 +91,20 @@ impl E2eModel {
         attention: AttentionKind,
     ) -> Result<Self> {
         let ck = Checkpoint::open(dir)?;
+        let cfg = ck
+            .config_as::<LlavaConfig>()
+            .ok_or_else(|| Error::Msg(format!("{}: foveate bench times LLaVA checkpoints (model_type llava), not `{}`", dir.display(), ck.config.model_type())))?
+            .clone();
         let ex = Exec::new(backend, dtype, attention);
-        let w = foveate_graph::weights::load(&ck, ex.backend.as_ref(), dtype)?;
+        let mut src = CheckpointSource::new(&ck, ex.backend.as_ref(), dtype);
+        let Llava { vision, text, .. } = Llava::load(&mut src, &cfg, cfg.vision_layers_to_run())?;
+        let weight_bytes = src.bytes();
         ex.backend.synchronize()?;
         let name = dir
             .file_name()
             .map(|n| n.to_string_lossy().to_string())
             .unwrap_or_else(|| dir.display().to_string());
-        let mut m = E2eModel {
-            name,
-            cfg: ck.config.clone(),
-            ex,
-            vision: Some((w.vision, w.projector)),
-            text: Some(w.text),
-            weight_bytes: w.bytes,
-            pixels: None,
-        };
+        let mut m = E2eModel { name, cfg, ex, vision: Some(vision), text: Some(text), weight_bytes, pixels: None };
         m.upload_pixels()?;
         Ok(m)
     }
@@ -280,7 +134,7 @@ impl E2eModel {
 
     /// One image through the vision tower and projector; returns ms (pixels already on the device).
     pub fn encode(&self) -> Result<f64> {
-        let (vw, pw) = self
+        let vision = self
             .vision
             .as_ref()
             .ok_or_else(|| Error::Msg(format!("{} has no vision tower", self.name)))?;
@@ -290,14 +144,14 @@ impl E2eModel {
             .expect("pixels uploaded with the vision weights");
         self.ex.backend.synchronize()?;
         let t0 = Instant::now();
-        let f = vision::image_features(&self.ex, &self.cfg, vw, pw, px)?;
+        let f = vision.features(&self.ex, &self.cfg, px)?;
         self.ex.backend.synchronize()?;
         let ms = t0.elapsed().as_secs_f64() * 1e3;
         drop(f);
         Ok(ms)
     }
 
-    fn text(&self) -> Result<&TextWeights> {
+    fn text(&self) -> Result<&Llama> {
         self.text
             .as_ref()
             .ok_or_else(|| Error::Msg(format!("{} has no language model", self.name)))
@@ -305,7 +159,7 @@ impl E2eModel {
 
     /// Greedy next token from the last row of `h` (LM head on that row only, argmax on the device).
     fn next_token(&self, h: &Tensor) -> Result<u32> {
-        let l = decoder::logits(&self.ex, self.text()?, h, 1)?;
+        let l = self.text()?.logits(&self.ex, h, 1)?;
         let id = self.ex.run(&Op::Argmax, &[&l])?;
         Ok(self.ex.backend.download(&id)?.to_u32()[0])
     }
@@ -314,14 +168,13 @@ impl E2eModel {
     /// including the first generated token.
     pub fn prefill(&self, prompt: usize, extra: usize, seed: u64) -> Result<Prefill> {
         let w = self.text()?;
-        let t = &self.cfg.text;
-        let ids = values::ids(prompt, t.vocab_size, seed);
+        let ids = values::ids(prompt, w.vocab_size(), seed);
         self.ex.backend.synchronize()?;
         let t0 = Instant::now();
-        let mut cache = KvCache::new(&self.ex, t, prompt + extra.max(1))?;
+        let mut cache = KvCache::new(&self.ex, w.kv_shape(), prompt + extra.max(1))?;
         let idt = self.ex.upload_u32(&[1, prompt], &ids)?;
-        let x = self.ex.run(&Op::Embedding, &[&w.embed, &idt])?;
-        let h = decoder::forward(&self.ex, t, w, x, &mut cache)?;
+        let x = w.embed(&self.ex, &idt)?;
+        let h = w.forward(&self.ex, x, &Positions::linear(1, 0, prompt), &mut [(&mut cache, prompt)])?;
         let next = self.next_token(&h)?;
         drop(h);
         self.ex.backend.synchronize()?;
@@ -335,14 +188,14 @@ impl E2eModel {
     /// `steps` greedy decode steps after a prefill; returns ms for all of them.
     pub fn decode(&self, p: &mut Prefill, steps: usize) -> Result<f64> {
         let w = self.text()?;
-        let t = &self.cfg.text;
         self.ex.backend.synchronize()?;
         let t0 = Instant::now();
         let mut tok = p.next;
         for _ in 0..steps {
             let idt = self.ex.upload_u32(&[1, 1], &[tok])?;
-            let x = self.ex.run(&Op::Embedding, &[&w.embed, &idt])?;
-            let h = decoder::forward(&self.ex, t, w, x, &mut p.cache)?;
+            let x = w.embed(&self.ex, &idt)?;
+            let pos = Positions::linear(1, p.cache.len as u32, 1);
+            let h = w.forward(&self.ex, x, &pos, &mut [(&mut p.cache, 1)])?;
             tok = self.next_token(&h)?;
         }
         self.ex.backend.synchronize()?;

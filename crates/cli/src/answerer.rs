@@ -2,13 +2,14 @@
 
 use foveate_core::{Backend, DType, Error, Result};
 use foveate_eval::{Answerer, ModelInfo};
-use foveate_graph::{AttentionKind, LlavaModel, ModelOptions, Request};
+use foveate_graph::AttentionKind;
+use foveate_models::{Model, ModelOptions, Request};
 use std::path::Path;
 use std::sync::Arc;
 
 /// Opens `backend` and loads the checkpoint in `dir` with the given dtype and attention variant;
 /// the one place the CLI turns flags into a model (`run`, `eval` and `bench` share it).
-pub fn load_model(dir: &Path, backend: &str, dtype: &str, attention: &str) -> Result<LlavaModel> {
+pub fn load_model(dir: &Path, backend: &str, dtype: &str, attention: &str) -> Result<Model> {
     let dtype: DType = dtype.parse().map_err(|e: String| Error::Msg(format!("--dtype: {e}")))?;
     if !dtype.is_float() {
         return Err(Error::Msg(format!("--dtype: {dtype} is not a compute dtype (supported: f32, f16, bf16)")));
@@ -21,16 +22,16 @@ pub fn load_model(dir: &Path, backend: &str, dtype: &str, attention: &str) -> Re
         );
     }
     let backend: Arc<dyn Backend> = Arc::from(crate::backends::open(backend)?);
-    LlavaModel::load(dir, backend, ModelOptions { dtype, attention })
+    Model::load(dir, backend, ModelOptions { dtype, attention })
 }
 
 pub struct ModelAnswerer {
-    model: LlavaModel,
+    model: Model,
     info: ModelInfo,
 }
 
 impl ModelAnswerer {
-    pub fn new(model: LlavaModel, model_name: String, attention: &str) -> Self {
+    pub fn new(model: Model, model_name: String, attention: &str) -> Self {
         let info = ModelInfo {
             model: model_name,
             backend: model.backend().name().to_string(),

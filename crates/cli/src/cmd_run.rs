@@ -2,7 +2,8 @@
 
 use crate::CmdResult;
 use foveate_core::Error;
-use foveate_graph::{Request, SamplingParams};
+use foveate_graph::SamplingParams;
+use foveate_models::Request;
 use std::path::PathBuf;
 use std::process::ExitCode;
 

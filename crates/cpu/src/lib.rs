@@ -195,7 +195,9 @@ impl Backend for CpuBackend {
     }
 
     fn download(&self, t: &Tensor) -> Result<HostTensor> {
-        let bytes = cpu_storage(self.name(), t)?.to_bytes();
+        // The storage may be larger than the tensor (a pooled buffer of a size class).
+        let mut bytes = cpu_storage(self.name(), t)?.to_bytes();
+        bytes.truncate(t.desc().size_bytes());
         HostTensor::from_bytes(t.desc().clone(), bytes)
     }
 

@@ -144,7 +144,7 @@ pub fn process_digit_article(input: &str, rule: Reference) -> String {
 /// to spaces, then `strip()` (Python 2.7). Nothing else happens when the human answers are all
 /// identical.
 pub fn vqa_clean(ans: &str) -> String {
-    py::strip_py27(&ans.replace('\n', " ").replace('\t', " ")).to_string()
+    py::strip_py27(&ans.replace(['\n', '\t'], " ")).to_string()
 }
 
 /// What vqaEval.py applies to a cleaned answer (human or predicted) when the human answers are NOT

@@ -2,8 +2,9 @@
 
 use crate::pool::{Buf, Pool};
 use foveate_core::{registry::attention, AttentionSpec, Backend, BlockLayout, DType, Error, HostTensor, Mask, Op, Result, Tensor};
+use std::collections::HashMap;
 use std::str::FromStr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// Which attention kernel family the graph uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -40,16 +41,31 @@ impl FromStr for AttentionKind {
 /// Block size of the block-sparse layouts the graph builds.
 pub const SPARSE_BLOCK: usize = 16;
 
+/// The key of a block layout: the attention shape and the element mask it stands for.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct LayoutKey {
+    q_len: usize,
+    kv_len: usize,
+    /// 0: dense over `None`, 1: dense over `Causal`, w + 2: sliding window `w`.
+    mask: usize,
+}
+
+/// How many layouts a model keeps (the shapes of the current request's prefill and decode steps).
+const LAYOUT_CACHE: usize = 64;
+
 pub struct Exec {
     pub backend: Arc<dyn Backend>,
     pub pool: Pool,
     pub dtype: DType,
     pub attention: AttentionKind,
+    /// Block-sparse layouts by shape: built once and shared by every layer (and by every later
+    /// request of the same shape), so a layer never rebuilds its table on the host.
+    layouts: Mutex<HashMap<LayoutKey, Arc<BlockLayout>>>,
 }
 
 impl Exec {
     pub fn new(backend: Arc<dyn Backend>, dtype: DType, attention: AttentionKind) -> Self {
-        Exec { pool: Pool::new(backend.clone()), backend, dtype, attention }
+        Exec { pool: Pool::new(backend.clone()), backend, dtype, attention, layouts: Mutex::new(HashMap::new()) }
     }
 
     /// Runs `op` into a fresh pooled output.
@@ -86,19 +102,43 @@ impl Exec {
     }
 
     /// Attention with the model's mask `base` (`None`, `Causal` or `SlidingWindow`), using the
-    /// chosen kernel family; block-sparse gets a layout equivalent to `base`.
+    /// chosen kernel family; block-sparse gets a layout equivalent to `base`, from the cache.
     pub fn attention(&self, mut spec: AttentionSpec, q: &Tensor, k: &Tensor, v: &Tensor) -> Result<Buf> {
-        let base = spec.mask.clone();
         if self.attention == AttentionKind::BlockSparse {
-            let l = match base {
-                Mask::SlidingWindow { window } => BlockLayout::sliding_window(SPARSE_BLOCK, spec.q_len, spec.kv_len, window),
-                _ => BlockLayout::dense(SPARSE_BLOCK, spec.q_len, spec.kv_len, base),
-            };
-            spec.mask = Mask::BlockSparse(Arc::new(l));
+            spec.mask = Mask::BlockSparse(self.layout(spec.q_len, spec.kv_len, &spec.mask)?);
         }
         let op = Op::Attention(spec);
         let variant = self.attention_variant(&op)?;
         self.run_variant(&op, &[q, k, v], variant)
+    }
+
+    /// The block layout equivalent to `base` for this shape, built on first use.
+    fn layout(&self, q_len: usize, kv_len: usize, base: &Mask) -> Result<Arc<BlockLayout>> {
+        let mask = match base {
+            Mask::None => 0,
+            Mask::Causal => 1,
+            Mask::SlidingWindow { window } => window + 2,
+            Mask::BlockSparse(l) => return Ok(l.clone()),
+        };
+        let key = LayoutKey { q_len, kv_len, mask };
+        let mut cache = self.layouts.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(l) = cache.get(&key) {
+            return Ok(l.clone());
+        }
+        let l = Arc::new(match base {
+            Mask::SlidingWindow { window } => BlockLayout::sliding_window(SPARSE_BLOCK, q_len, kv_len, *window),
+            _ => BlockLayout::dense(SPARSE_BLOCK, q_len, kv_len, base.clone()),
+        });
+        if cache.len() >= LAYOUT_CACHE {
+            cache.clear();
+        }
+        cache.insert(key, l.clone());
+        Ok(l)
+    }
+
+    /// Layouts built so far (for tests: a layer must not build its own).
+    pub fn layouts_built(&self) -> usize {
+        self.layouts.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
 
     /// The registered variant for this launch: the chosen family, or `flash-decode` for a

@@ -1,18 +1,22 @@
-//! foveate-graph: the LLaVA executor. Runs the vision tower, projector, decoder and LM head as ops
-//! of one [`foveate_core::Backend`], with a pooled buffer planner ([`pool`]), a KV cache
-//! ([`decoder::KvCache`]), prefill then decode, and sampling ([`sample`]). Batches of requests
-//! decode together: each step runs the GEMMs once over every active request's row and attention
-//! per request over its own cache ([`LlavaModel::generate_each`]).
-pub mod decoder;
+//! foveate-graph: the model-agnostic runtime. An [`Exec`] runs ops of one
+//! [`foveate_core::Backend`] into buffers of a size-class [`Pool`] (trimmed after every request),
+//! picks the attention kernel variant and keeps block-sparse layouts built once per shape. A
+//! [`KvCache`] holds a sequence's keys and values. [`generate_each`] prefills and decodes any
+//! [`TextModel`] from [`PromptInput`]s: token ids, a [`Splice`] plan for image features and the
+//! rotary [`Positions`] the architecture chose, with batched decode (each step runs the model once
+//! over every active request's row) and sampling ([`sample`]).
+//!
+//! The architectures (vision towers, text models, their composition) live in `foveate-models`.
 pub mod exec;
 mod generate;
-pub mod model;
+pub mod kv;
 pub mod pool;
+pub mod prompt;
 pub mod sample;
-pub mod vision;
-pub mod weights;
 
-pub use exec::{AttentionKind, Exec};
-pub use model::{GenerateParams, Generation, LlavaModel, MemoryReport, ModelOptions, PixelValues, Request, Timings};
-pub use pool::{Buf, Pool, PoolStats};
-pub use sample::SamplingParams;
+pub use exec::{AttentionKind, Exec, SPARSE_BLOCK};
+pub use generate::{generate_each, next_tokens, GenerateParams, Generation, TextModel, Timings};
+pub use kv::{KvCache, KvShape, CAPACITY_STEP};
+pub use pool::{size_class, Buf, Pool, PoolStats};
+pub use prompt::{Positions, PromptInput, Splice};
+pub use sample::{Rng, SamplingParams};

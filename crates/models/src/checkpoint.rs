@@ -1,17 +1,20 @@
 //! A checkpoint directory as HF saves it: config, weights, tokenizer, chat template, image
 //! processor settings and generation config.
 
-use crate::config::{id_list, LlavaConfig};
+use crate::arch::{self, ArchConfig};
+use crate::config::id_list;
 use crate::image::ImageProcessorConfig;
 use crate::names::{candidates, Part};
 use crate::prompt::{read_json, PromptBuilder};
 use crate::weights::Weights;
 use foveate_core::{DType, Error, HostTensor, Result, Shape};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 pub struct Checkpoint {
     pub dir: PathBuf,
-    pub config: LlavaConfig,
+    /// `config.json`, parsed by its family's parser (chosen by `model_type`).
+    pub config: Arc<dyn ArchConfig>,
     pub weights: Weights,
     pub prompt: PromptBuilder,
     /// Stop tokens: `generation_config.json`, the text config and the tokenizer's eos, deduplicated.
@@ -24,9 +27,9 @@ impl Checkpoint {
         if !dir.is_dir() {
             return Err(Error::io(&dir, std::io::Error::new(std::io::ErrorKind::NotFound, "checkpoint directory not found")));
         }
-        let config = LlavaConfig::load(&dir.join("config.json"))?;
+        let config = arch::load_config(&dir.join("config.json"))?;
         let weights = Weights::open_dir(&dir)?;
-        let prompt = PromptBuilder::open(&dir, config.image_token_id, config.image_tokens_per_image())?;
+        let prompt = PromptBuilder::open(&dir, config.image_token_id(), config.image_tokens_per_image())?;
         let mut eos = Vec::new();
         let gen = dir.join("generation_config.json");
         if gen.exists() {
@@ -35,7 +38,7 @@ impl Checkpoint {
                 .ok_or_else(|| Error::format(gen.display().to_string(), "eos_token_id", "must be an integer or a list of integers"))?;
             eos.extend(ids);
         }
-        eos.extend(config.text.eos_token_ids.iter().copied());
+        eos.extend(config.eos_token_ids());
         eos.extend(prompt.eos_token_id());
         let mut eos_token_ids = Vec::new();
         for e in eos {
@@ -44,6 +47,11 @@ impl Checkpoint {
             }
         }
         Ok(Checkpoint { dir, config, weights, prompt, eos_token_ids })
+    }
+
+    /// The config as its family's type (`ck.config_as::<LlavaConfig>()`), if it is of that family.
+    pub fn config_as<T: 'static>(&self) -> Option<&T> {
+        self.config.as_any().downcast_ref::<T>()
     }
 
     /// The image-processor settings (`processor_config.json` or `preprocessor_config.json`).

@@ -6,6 +6,7 @@
 use crate::config::LlavaConfig;
 use crate::manifest::{self, Entry};
 use crate::names::Part;
+use crate::vars::Role;
 use foveate_core::{Error, Result};
 use half::{bf16, f16};
 use safetensors::tensor::TensorView;
@@ -105,12 +106,10 @@ impl Rng {
 
 fn values(e: &Entry, rng: &mut Rng) -> Vec<f32> {
     let n: usize = e.shape.iter().product();
-    let last = e.name.rsplit('.').next().unwrap_or("");
-    let is_norm = e.name.contains("norm") || e.name.contains("layrnorm");
     (0..n)
         .map(|_| {
             let r = rng.next();
-            if is_norm && last == "weight" {
+            if e.role == Role::Norm {
                 1.0 + 0.2 * r
             } else if e.shape.len() >= 2 {
                 let fan_in = e.shape[1..].iter().product::<usize>() as f32;
@@ -136,16 +135,19 @@ fn io(path: &Path) -> impl Fn(std::io::Error) -> Error + '_ {
 
 /// Writes a complete checkpoint into `dir` (created if needed). Returns the parsed config.
 pub fn write_checkpoint(dir: &Path, spec: &SynthSpec) -> Result<LlavaConfig> {
+    write_checkpoint_with(dir, spec, config_json(spec))
+}
+
+/// [`write_checkpoint`] with another config (e.g. [`config_json`] of `spec`, resized): the weights
+/// follow `cfg_json`, the tokenizer and processor files are the tiny ones.
+pub fn write_checkpoint_with(dir: &Path, spec: &SynthSpec, cfg_json: serde_json::Value) -> Result<LlavaConfig> {
     std::fs::create_dir_all(dir).map_err(io(dir))?;
-    let cfg_json = config_json(spec);
     let cfg_path = dir.join("config.json");
     std::fs::write(&cfg_path, serde_json::to_string_pretty(&cfg_json).unwrap()).map_err(io(&cfg_path))?;
     let cfg = LlavaConfig::from_json(&cfg_json, "config.json")?;
 
     // Every vision layer is written (HF checkpoints hold them all, even past the feature layer).
-    let mut entries = manifest::vision(&cfg, cfg.vision.num_layers);
-    entries.extend(manifest::projector(&cfg));
-    entries.extend(manifest::text(&cfg));
+    let entries = manifest::stored(&cfg);
     let mut rng = Rng(spec.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
     let data: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = entries
         .iter()

@@ -17,7 +17,7 @@ fn err_of(dir: &Path) -> String {
         Ok(ck) => {
             // Open succeeded: the error must come when the tensors are read.
             let cfg = ck.config.clone();
-            for e in manifest::all(&cfg) {
+            for e in manifest::all(&*cfg) {
                 if let Err(err) = ck.tensor(e.part, &e.name, &e.shape, DType::F32) {
                     return err.to_string();
                 }
@@ -34,7 +34,7 @@ fn every_layout_resolves_every_tensor() {
         let d = tmp(&format!("layout-{name}"));
         synth::write_checkpoint(&d, &SynthSpec { layout, ..SynthSpec::default() }).unwrap();
         let ck = Checkpoint::open(&d).unwrap();
-        for e in manifest::all(&ck.config) {
+        for e in manifest::all(&*ck.config) {
             let t = ck.tensor(e.part, &e.name, &e.shape, DType::BF16).unwrap();
             assert_eq!(t.shape().dims(), &e.shape[..]);
             assert_eq!(t.dtype(), DType::BF16);

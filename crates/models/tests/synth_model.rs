@@ -4,7 +4,8 @@
 
 use foveate_core::{Backend, DType};
 use foveate_cpu::CpuBackend;
-use foveate_graph::{AttentionKind, GenerateParams, LlavaModel, ModelOptions, PixelValues, Request, SamplingParams};
+use foveate_graph::{AttentionKind, GenerateParams, SamplingParams};
+use foveate_models::{LlavaConfig, Model, ModelOptions, PixelValues, Request};
 use foveate_models::synth::{self, Layout, SynthSpec};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -24,11 +25,11 @@ fn pixels(seed: u32) -> PixelValues {
     PixelValues { data, height: 28, width: 28 }
 }
 
-fn load(dir: &PathBuf, attention: AttentionKind) -> LlavaModel {
-    LlavaModel::load(dir, cpu(), ModelOptions { dtype: DType::F32, attention }).unwrap()
+fn load(dir: &PathBuf, attention: AttentionKind) -> Model {
+    Model::load(dir, cpu(), ModelOptions { dtype: DType::F32, attention }).unwrap()
 }
 
-fn prompt_logits(m: &LlavaModel, ids: &[u32], px: Option<PixelValues>) -> Vec<f32> {
+fn prompt_logits(m: &Model, ids: &[u32], px: Option<PixelValues>) -> Vec<f32> {
     let mut p = m.default_params(0);
     p.prompt_logits = true;
     let g = m.generate_one(&Request { input_ids: ids.to_vec(), pixels: px }, &p).unwrap();
@@ -41,12 +42,12 @@ fn max_rel(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs())) / scale
 }
 
-fn greedy(m: &LlavaModel, ids: &[u32], px: Option<PixelValues>, n: usize) -> Vec<u32> {
+fn greedy(m: &Model, ids: &[u32], px: Option<PixelValues>, n: usize) -> Vec<u32> {
     let p = GenerateParams { max_new_tokens: n, sampling: SamplingParams::default(), stop_tokens: vec![], prompt_logits: false };
     m.generate_one(&Request { input_ids: ids.to_vec(), pixels: px }, &p).unwrap().tokens
 }
 
-fn prompt(m: &LlavaModel) -> Vec<u32> {
+fn prompt(m: &Model) -> Vec<u32> {
     m.tokenize("USER : <image> what is the color of a cat ? ASSISTANT :", false, true).unwrap()
 }
 
@@ -94,7 +95,7 @@ fn kv_cache_matches_full_prefill() {
         let mut longer = ids.clone();
         longer.extend(&toks[..3]);
         let full = prompt_logits(&m, &longer, Some(pixels(2)));
-        let v = m.checkpoint.config.text.vocab_size;
+        let v = m.checkpoint.config_as::<LlavaConfig>().unwrap().text.vocab_size;
         for (k, &t) in toks.iter().enumerate() {
             let row = &full[(ids.len() - 1 + k) * v..(ids.len() + k) * v];
             assert_eq!(foveate_graph::sample::argmax(row), t, "{name}: token {k}");

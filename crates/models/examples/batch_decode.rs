@@ -2,24 +2,20 @@
 //! parameters (CPU, f32): decode tokens/s for B requests with different prompt lengths, and a
 //! check that both give the same greedy tokens.
 //!
-//! `cargo run --release -p foveate-graph --example batch_decode -- [B] [new_tokens] [layers] [hidden]`
+//! `cargo run --release -p foveate-models --example batch_decode -- [B] [new_tokens] [layers] [hidden]`
 
 use foveate_core::DType;
 use foveate_cpu::CpuBackend;
-use foveate_graph::{AttentionKind, GenerateParams, LlavaModel, ModelOptions, Request, SamplingParams};
-use foveate_models::config::LlavaConfig;
-use foveate_models::manifest;
+use foveate_graph::{AttentionKind, GenerateParams, SamplingParams};
 use foveate_models::synth::{self, SynthSpec};
-use safetensors::tensor::TensorView;
-use safetensors::Dtype;
+use foveate_models::{LlavaConfig, Model, ModelOptions, Request};
 use std::path::Path;
 use std::sync::Arc;
 
 /// A synth checkpoint (tokenizer, template, tiny vision tower) whose decoder is resized.
 fn write_model(dir: &Path, layers: usize, hidden: usize) {
-    synth::write_checkpoint(dir, &SynthSpec::default()).unwrap();
-    let p = dir.join("config.json");
-    let mut c: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
+    let spec = SynthSpec::default();
+    let mut c = synth::config_json(&spec);
     let heads = hidden / 64;
     c["text_config"]["hidden_size"] = hidden.into();
     c["text_config"]["intermediate_size"] = (hidden * 8 / 3).into();
@@ -28,43 +24,7 @@ fn write_model(dir: &Path, layers: usize, hidden: usize) {
     c["text_config"]["num_hidden_layers"] = layers.into();
     c["text_config"]["vocab_size"] = 8192.into();
     c["text_config"]["max_position_embeddings"] = 1024.into();
-    std::fs::write(&p, serde_json::to_string_pretty(&c).unwrap()).unwrap();
-    let cfg = LlavaConfig::from_json(&c, "config.json").unwrap();
-    let mut state = 0x2545_F491_4F6C_DD1Du64;
-    let data: Vec<(String, Vec<usize>, Vec<u8>)> = manifest::all(&cfg)
-        .into_iter()
-        .map(|e| {
-            let n: usize = e.shape.iter().product();
-            let fan_in = e.shape.get(1).copied().unwrap_or(1) as f32;
-            let is_norm = e.name.contains("norm");
-            let bytes = (0..n)
-                .flat_map(|_| {
-                    state ^= state << 13;
-                    state ^= state >> 7;
-                    state ^= state << 17;
-                    let r = (state >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0;
-                    let v = if is_norm {
-                        1.0 + 0.1 * r
-                    } else if e.shape.len() >= 2 {
-                        r * 1.7 / fan_in.sqrt()
-                    } else {
-                        0.1 * r
-                    };
-                    v.to_le_bytes()
-                })
-                .collect();
-            let prefix = match e.part {
-                foveate_models::Part::Vision => "vision_tower.",
-                foveate_models::Part::Projector => "multi_modal_projector.",
-                foveate_models::Part::Text => "language_model.model.",
-                foveate_models::Part::LmHead => "language_model.lm_head.",
-            };
-            (format!("{prefix}{}", e.name), e.shape, bytes)
-        })
-        .collect();
-    let views: Vec<(String, TensorView)> =
-        data.iter().map(|(n, s, b)| (n.clone(), TensorView::new(Dtype::F32, s.clone(), b).unwrap())).collect();
-    safetensors::serialize_to_file(views, None, &dir.join("model.safetensors")).unwrap();
+    synth::write_checkpoint_with(dir, &spec, c).unwrap();
 }
 
 fn main() {
@@ -78,8 +38,8 @@ fn main() {
     let dir = std::env::temp_dir().join(format!("foveate-batch-decode-{}", std::process::id()));
     write_model(&dir, layers, hidden);
     let m =
-        LlavaModel::load(&dir, Arc::new(CpuBackend::fast()), ModelOptions { dtype: DType::F32, attention: AttentionKind::Flash }).unwrap();
-    let t = &m.checkpoint.config.text;
+        Model::load(&dir, Arc::new(CpuBackend::fast()), ModelOptions { dtype: DType::F32, attention: AttentionKind::Flash }).unwrap();
+    let t = &m.checkpoint.config_as::<LlavaConfig>().unwrap().text;
     println!(
         "decoder: {} layers, hidden {}, {}/{} heads, MLP {}, vocab {}: {:.1} M parameters; {}",
         t.num_layers,

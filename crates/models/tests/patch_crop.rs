@@ -7,7 +7,8 @@
 
 use foveate_core::DType;
 use foveate_cpu::CpuBackend;
-use foveate_graph::{AttentionKind, LlavaModel, ModelOptions, PixelValues};
+use foveate_graph::AttentionKind;
+use foveate_models::{LlavaConfig, Model, ModelOptions, PixelValues};
 use foveate_models::synth::{self, SynthSpec};
 use safetensors::SafeTensors;
 use std::path::{Path, PathBuf};
@@ -28,8 +29,8 @@ fn set_image_size(dir: &Path, size: usize) {
     std::fs::write(&p, serde_json::to_string_pretty(&c).unwrap()).unwrap();
 }
 
-fn load(dir: &Path) -> LlavaModel {
-    LlavaModel::load(dir, Arc::new(CpuBackend::fast()), ModelOptions { dtype: DType::F32, attention: AttentionKind::Naive }).unwrap()
+fn load(dir: &Path) -> Model {
+    Model::load(dir, Arc::new(CpuBackend::fast()), ModelOptions { dtype: DType::F32, attention: AttentionKind::Naive }).unwrap()
 }
 
 fn tensor(st: &SafeTensors, name: &str) -> Vec<f32> {
@@ -87,7 +88,7 @@ fn patch_embed_crops_like_a_strided_conv() {
         let d = tmp(name);
         synth::write_checkpoint(&d, &spec).unwrap();
         let at28 = load(&d);
-        let (e, p) = (at28.checkpoint.config.vision.hidden_size, at28.checkpoint.config.vision.patch_size);
+        let (e, p) = (at28.checkpoint.config_as::<LlavaConfig>().unwrap().vision.hidden_size, at28.checkpoint.config_as::<LlavaConfig>().unwrap().vision.patch_size);
         let bytes = std::fs::read(d.join("model.safetensors")).unwrap();
         let st = SafeTensors::deserialize(&bytes).unwrap();
         let w = tensor(&st, "embeddings.patch_embedding.weight");
@@ -97,7 +98,7 @@ fn patch_embed_crops_like_a_strided_conv() {
         // 34 = 4 * 7 + 6: six extra rows and columns the conv never reaches.
         set_image_size(&d, 34);
         let at34 = load(&d);
-        assert_eq!(at34.checkpoint.config.vision.num_patches(), 16);
+        assert_eq!(at34.checkpoint.config_as::<LlavaConfig>().unwrap().vision.num_patches(), 16);
         let px = pixels(34, 1);
         let got = at34.patch_embeddings(&px).unwrap();
         assert_eq!(got.shape().dims(), &[16 + cls.is_some() as usize, e]);
@@ -146,7 +147,7 @@ fn patch_embed_crop_on_wgpu() {
     synth::write_checkpoint(&d, &SynthSpec { vision: "siglip_vision_model", text: "qwen2", ..SynthSpec::default() }).unwrap();
     set_image_size(&d, 33);
     let cpu = load(&d);
-    let gpu = LlavaModel::load(&d, Arc::new(be), ModelOptions { dtype: DType::F32, attention: AttentionKind::Naive }).unwrap();
+    let gpu = Model::load(&d, Arc::new(be), ModelOptions { dtype: DType::F32, attention: AttentionKind::Naive }).unwrap();
     let px = pixels(33, 4);
     let (want, got) = (cpu.patch_embeddings(&px).unwrap().to_f32(), gpu.patch_embeddings(&px).unwrap().to_f32());
     let (wf, gf) = (cpu.image_features(&px).unwrap().to_f32(), gpu.image_features(&px).unwrap().to_f32());

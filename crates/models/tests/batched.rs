@@ -6,7 +6,8 @@
 
 use foveate_core::{Backend, DType, Op, Result, Tensor};
 use foveate_cpu::CpuBackend;
-use foveate_graph::{AttentionKind, GenerateParams, LlavaModel, ModelOptions, PixelValues, Request, SamplingParams};
+use foveate_graph::{AttentionKind, GenerateParams, SamplingParams};
+use foveate_models::{LlavaConfig, Model, ModelOptions, PixelValues, Request};
 use foveate_models::synth::{self, SynthSpec};
 use foveate_testkit::skip_or_fail;
 use std::path::PathBuf;
@@ -51,7 +52,7 @@ fn greedy(max_new_tokens: usize, stop_tokens: Vec<u32>) -> GenerateParams {
 }
 
 /// Three requests: different prompt lengths, two images, one text-only.
-fn requests(m: &LlavaModel) -> Vec<Request> {
+fn requests(m: &Model) -> Vec<Request> {
     let a = m.tokenize("USER : <image> what is the color of the cat ? ASSISTANT :", false, true).unwrap();
     let b = m.tokenize("<image> the cat", false, true).unwrap();
     let c = m.tokenize("what is it", false, false).unwrap();
@@ -66,7 +67,7 @@ fn requests(m: &LlavaModel) -> Vec<Request> {
 /// Runs the batch checks on `backend`; returns the failures.
 fn batch_checks(backend: Arc<dyn Backend>, be: &str, dir: &PathBuf, attention: AttentionKind) -> Vec<String> {
     let counting = Arc::new(Counting { inner: backend, gemms: AtomicUsize::new(0) });
-    let m = LlavaModel::load(dir, counting.clone(), ModelOptions { dtype: DType::F32, attention }).unwrap();
+    let m = Model::load(dir, counting.clone(), ModelOptions { dtype: DType::F32, attention }).unwrap();
     let tag = format!("{be}/{attention:?}");
     let reqs = requests(&m);
     let mut fails = Vec::new();
@@ -91,7 +92,7 @@ fn batch_checks(backend: Arc<dyn Backend>, be: &str, dir: &PathBuf, attention: A
         }
     }
     // Prefill GEMMs are per request; the 7 decode steps' GEMMs run once for all three.
-    let cfg = &m.checkpoint.config;
+    let cfg = &m.checkpoint.config_as::<LlavaConfig>().unwrap();
     let per_step = cfg.text.num_layers * 7 + 1;
     if alone_gemms - batch_gemms != 2 * 7 * per_step {
         fails.push(format!("{tag}: {batch_gemms} GEMM launches batched vs {alone_gemms} one by one (expected {} fewer)", 2 * 7 * per_step));
@@ -165,8 +166,8 @@ fn batched_decode_matches_single_runs_wgpu() {
 #[test]
 fn empty_and_overlong_prompts_are_refused() {
     let d = synth_dir("limits", SynthSpec::default());
-    let m = LlavaModel::load(&d, Arc::new(CpuBackend::fast()), ModelOptions::default()).unwrap();
-    let window = m.checkpoint.config.text.max_position_embeddings;
+    let m = Model::load(&d, Arc::new(CpuBackend::fast()), ModelOptions::default()).unwrap();
+    let window = m.checkpoint.config_as::<LlavaConfig>().unwrap().text.max_position_embeddings;
     assert_eq!(window, 256);
     // Empty prompt text, raw or through the chat template; a request without ids.
     for (prompt, chat) in [("", false), ("   \n", false), ("", true)] {

@@ -9,7 +9,8 @@
 
 use foveate_core::{Backend, DType};
 use foveate_cpu::CpuBackend;
-use foveate_graph::{AttentionKind, GenerateParams, LlavaModel, ModelOptions, PixelValues, Request, SamplingParams};
+use foveate_graph::{AttentionKind, GenerateParams, SamplingParams};
+use foveate_models::{Model, ModelOptions, PixelValues, Request};
 use foveate_models::image::{decode_file, DecodeOptions, RgbImage};
 use foveate_testkit::{require_env, skip_or_fail};
 use safetensors::{Dtype, SafeTensors};
@@ -81,7 +82,7 @@ fn max_abs(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs()))
 }
 
-fn greedy(m: &LlavaModel, ids: &[u32], px: &PixelValues, n: usize) -> Vec<u32> {
+fn greedy(m: &Model, ids: &[u32], px: &PixelValues, n: usize) -> Vec<u32> {
     let p = GenerateParams { max_new_tokens: n, sampling: SamplingParams::default(), stop_tokens: vec![], prompt_logits: false };
     m.generate_one(&Request { input_ids: ids.to_vec(), pixels: Some(px.clone()) }, &p).unwrap().tokens
 }
@@ -128,9 +129,9 @@ fn parity(fx: Vec<(PathBuf, Vec<String>)>, backend: Arc<dyn Backend>, be: &str) 
     for (dir, ks) in fx {
         let name = format!("{be}:{}", dir.file_name().unwrap().to_string_lossy());
         assert!(!ks.is_empty(), "{name}: no golden_<k>.safetensors");
-        let models: Vec<(AttentionKind, LlavaModel)> = [AttentionKind::Naive, AttentionKind::Flash, AttentionKind::BlockSparse]
+        let models: Vec<(AttentionKind, Model)> = [AttentionKind::Naive, AttentionKind::Flash, AttentionKind::BlockSparse]
             .into_iter()
-            .map(|a| (a, LlavaModel::load(dir.join("model"), backend.clone(), ModelOptions { dtype: DType::F32, attention: a }).unwrap()))
+            .map(|a| (a, Model::load(dir.join("model"), backend.clone(), ModelOptions { dtype: DType::F32, attention: a }).unwrap()))
             .collect();
         let m = &models[0].1;
         for k in ks {

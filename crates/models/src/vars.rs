@@ -1,0 +1,203 @@
+//! One weight source for every way a model gets its tensors. An architecture's builder asks a
+//! [`TensorSource`] for each tensor by its part, its name inside that part, its shape and its
+//! [`Role`]; the source decides where the values come from:
+//!
+//! * [`CheckpointSource`]: the checkpoint's safetensors (name aliases resolved), converted to the
+//!   compute dtype and uploaded tensor by tensor, so host memory stays at one tensor;
+//! * [`RandomSource`]: deterministic random values of the right scale (benchmarks of builtin
+//!   shapes with no checkpoint);
+//! * [`Recorder`]: nothing is read or uploaded, the request is recorded: the list of tensors a
+//!   model reads (its manifest), which the tiny-checkpoint writer ([`crate::synth`]) writes.
+//!
+//! So the assembly of a model from tensor names exists once, in its builder.
+
+use crate::checkpoint::Checkpoint;
+use crate::names::Part;
+use foveate_core::{Backend, DType, HostTensor, Result, Storage, Tensor, TensorDesc};
+use std::any::Any;
+use std::sync::Arc;
+
+/// What a tensor is for: decides random values, and documents the builder.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// A projection / conv weight `[out, in...]` (fan-in = the product of the trailing dims).
+    Weight,
+    Bias,
+    /// A norm's scale (LayerNorm gamma, RMSNorm weight).
+    Norm,
+    /// A LayerNorm's shift.
+    NormBias,
+    /// Token embeddings.
+    Embedding,
+    /// Learned position embeddings.
+    Position,
+    /// A learned token (CLIP's class embedding).
+    Class,
+}
+
+/// One tensor a model reads.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Entry {
+    pub part: Part,
+    pub name: String,
+    pub shape: Vec<usize>,
+    pub role: Role,
+}
+
+/// Where a builder's tensors come from.
+pub trait TensorSource {
+    /// Tensor `name` of `part`, of `shape`, on the device.
+    fn tensor(&mut self, part: Part, name: &str, shape: &[usize], role: Role) -> Result<Tensor>;
+    /// A zero tensor (a bias the checkpoint does not have).
+    fn zeros(&mut self, shape: &[usize]) -> Result<Tensor>;
+    /// Bytes of everything provided so far.
+    fn bytes(&self) -> usize;
+}
+
+/// A prefix inside a part: `Scope::new(Part::Vision, "encoder.layers.3.")`, then
+/// `s.get(src, "mlp.fc1.weight", ..)` asks for `encoder.layers.3.mlp.fc1.weight`.
+#[derive(Clone, Debug)]
+pub struct Scope {
+    pub part: Part,
+    pub prefix: String,
+}
+
+impl Scope {
+    pub fn new(part: Part, prefix: impl Into<String>) -> Self {
+        Scope { part, prefix: prefix.into() }
+    }
+    /// A sub-scope: `prefix + p + "."`.
+    pub fn pp(&self, p: impl std::fmt::Display) -> Scope {
+        Scope { part: self.part, prefix: format!("{}{p}.", self.prefix) }
+    }
+    pub fn get(&self, src: &mut dyn TensorSource, name: &str, shape: &[usize], role: Role) -> Result<Tensor> {
+        src.tensor(self.part, &format!("{}{name}", self.prefix), shape, role)
+    }
+}
+
+/// The checkpoint's tensors, uploaded to `backend` in `dtype`.
+pub struct CheckpointSource<'a> {
+    pub ck: &'a Checkpoint,
+    pub backend: &'a dyn Backend,
+    pub dtype: DType,
+    bytes: usize,
+}
+
+impl<'a> CheckpointSource<'a> {
+    pub fn new(ck: &'a Checkpoint, backend: &'a dyn Backend, dtype: DType) -> Self {
+        CheckpointSource { ck, backend, dtype, bytes: 0 }
+    }
+}
+
+impl TensorSource for CheckpointSource<'_> {
+    fn tensor(&mut self, part: Part, name: &str, shape: &[usize], _: Role) -> Result<Tensor> {
+        let h = self.ck.tensor(part, name, shape, self.dtype)?;
+        self.bytes += h.bytes.len();
+        self.backend.upload(&h)
+    }
+    fn zeros(&mut self, shape: &[usize]) -> Result<Tensor> {
+        zeros(self.backend, self.dtype, shape, &mut self.bytes)
+    }
+    fn bytes(&self) -> usize {
+        self.bytes
+    }
+}
+
+fn zeros(backend: &dyn Backend, dtype: DType, shape: &[usize], bytes: &mut usize) -> Result<Tensor> {
+    let h = HostTensor::filled(dtype, shape.to_vec(), 0.0);
+    *bytes += h.bytes.len();
+    backend.upload(&h)
+}
+
+/// Random weights of the right scale, for timing a shape without a checkpoint: weights uniform in
+/// ±1/sqrt(fan_in) (activations stay O(1) through the layers), biases and LayerNorm shifts ±0.02,
+/// norm scales 1, embeddings ±1, position embeddings ±0.1, class tokens ±0.5. Deterministic: the
+/// same seed gives the same weights.
+pub struct RandomSource<'a> {
+    pub backend: &'a dyn Backend,
+    pub dtype: DType,
+    state: u64,
+    bytes: usize,
+}
+
+impl<'a> RandomSource<'a> {
+    pub fn new(backend: &'a dyn Backend, dtype: DType, seed: u64) -> Self {
+        RandomSource { backend, dtype, state: seed ^ 0x9E37_79B9_7F4A_7C15, bytes: 0 }
+    }
+
+    /// splitmix64, uniform in [-1, 1).
+    fn unit(&mut self) -> f32 {
+        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        ((z >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+    }
+}
+
+impl TensorSource for RandomSource<'_> {
+    fn tensor(&mut self, _: Part, _: &str, shape: &[usize], role: Role) -> Result<Tensor> {
+        let n: usize = shape.iter().product();
+        let scale = match role {
+            Role::Weight => 1.0 / (shape[1..].iter().product::<usize>().max(1) as f32).sqrt(),
+            Role::Bias | Role::NormBias => 0.02,
+            Role::Norm => 0.0,
+            Role::Embedding => 1.0,
+            Role::Position => 0.1,
+            Role::Class => 0.5,
+        };
+        let offset = if role == Role::Norm { 1.0 } else { 0.0 };
+        let v: Vec<f32> = (0..n).map(|_| offset + scale * self.unit()).collect();
+        let h = HostTensor::from_f32(self.dtype, shape.to_vec(), &v);
+        self.bytes += h.bytes.len();
+        self.backend.upload(&h)
+    }
+    fn zeros(&mut self, shape: &[usize]) -> Result<Tensor> {
+        zeros(self.backend, self.dtype, shape, &mut self.bytes)
+    }
+    fn bytes(&self) -> usize {
+        self.bytes
+    }
+}
+
+/// Records what a builder asks for; hands out placeholder tensors with no device memory (a model
+/// built from a recorder can be inspected, never run).
+#[derive(Default)]
+pub struct Recorder {
+    pub entries: Vec<Entry>,
+}
+
+struct Placeholder(usize);
+
+impl Storage for Placeholder {
+    fn backend(&self) -> &'static str {
+        "recorder"
+    }
+    fn size_bytes(&self) -> usize {
+        self.0
+    }
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
+impl Recorder {
+    fn placeholder(shape: &[usize]) -> Tensor {
+        let desc = TensorDesc::new(DType::F32, shape.to_vec());
+        Tensor::new(Arc::new(Placeholder(desc.size_bytes())), desc)
+    }
+}
+
+impl TensorSource for Recorder {
+    fn tensor(&mut self, part: Part, name: &str, shape: &[usize], role: Role) -> Result<Tensor> {
+        self.entries.push(Entry { part, name: name.to_string(), shape: shape.to_vec(), role });
+        Ok(Self::placeholder(shape))
+    }
+    fn zeros(&mut self, shape: &[usize]) -> Result<Tensor> {
+        Ok(Self::placeholder(shape))
+    }
+    fn bytes(&self) -> usize {
+        self.entries.iter().map(|e| 4 * e.shape.iter().product::<usize>()).sum()
+    }
+}
