@@ -204,3 +204,56 @@ fn bad_files_give_clear_errors_naming_the_file() {
     assert!(e.contains("missing.png"), "{e}");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn corrupted_jpegs_return_errors_or_images_never_panic() {
+    // Random byte damage to real JPEGs (baseline, progressive, grayscale, CMYK, restart markers):
+    // every decode returns, as an image or an error naming the file; libjpeg's errors come back
+    // through the unwinding error handler each time, and nothing leaks into the next decode.
+    let files = [
+        "coco_420_q95.jpg",
+        "coco2_progressive_420_q75.jpg",
+        "doc_gray_q90.jpg",
+        "coco_ycck_q90.jpg",
+        "tv_restart_blocks_420_q80.jpg",
+    ];
+    let mut state = 0x9E3779B97F4A7C15u64;
+    let mut next = || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let (mut ok, mut errs) = (0, 0);
+    for f in files {
+        let clean = std::fs::read(jpeg_fixture(f)).unwrap();
+        let want = decode_bytes(&clean, f, &DecodeOptions::default()).unwrap();
+        for _ in 0..300 {
+            let mut b = clean.clone();
+            for _ in 0..1 + next() % 8 {
+                let i = (next() as usize) % b.len();
+                b[i] = next() as u8;
+            }
+            match decode_bytes(&b, f, &DecodeOptions::default()) {
+                Ok(img) => {
+                    assert_eq!(img.data.len(), img.width * img.height * 3);
+                    ok += 1;
+                }
+                Err(e) => {
+                    assert!(e.to_string().starts_with(f), "{e}");
+                    errs += 1;
+                }
+            }
+        }
+        // The clean file still decodes to the same pixels afterwards.
+        assert_eq!(
+            decode_bytes(&clean, f, &DecodeOptions::default()).unwrap(),
+            want
+        );
+    }
+    println!("corrupted JPEGs: {ok} decoded (as Pillow would, with libjpeg's warnings ignored), {errs} refused with an error");
+    assert!(
+        errs > 100 && ok > 100,
+        "{ok} decoded, {errs} errors: the damage did not exercise both paths"
+    );
+}
