@@ -11,7 +11,8 @@ What is the reference:
 Files written (under --out, default eval/fixtures/jpeg):
   files/<name>.jpg        JPEG variants made from crops of the real images in --datasets (COCO and TextVQA
                           photos, the DocVQA page): every chroma subsampling (4:4:4, 4:2:2, 4:2:0 and 4:1:1 by
-                          Pillow or imagecodecs, 4:4:0 by imagecodecs: Pillow cannot write it), progressive,
+                          Pillow or imagecodecs, 4:4:0 by imagecodecs: Pillow cannot write it), progressive
+                          (4:4:0 and arithmetic-coded ones by jpeglib, which wraps libjpeg-turbo 2.1),
                           grayscale, CMYK (Adobe, Pillow) and YCCK (Adobe transform 2, imagecodecs), RGB without
                           the YCbCr transform, quality 50 / 75 / 95, restart markers, optimised Huffman tables,
                           odd and tiny sizes, EXIF orientations 2..8 and an XMP-only orientation;
@@ -24,7 +25,7 @@ Files written (under --out, default eval/fixtures/jpeg):
                           bytes and a few stats. The same for the real dataset JPEGs themselves (they stay in
                           --datasets, only their hashes are stored) and the two JPEGs already in eval/fixtures.
 
-Usage (from the repository root; needs pillow, numpy, transformers 5, imagecodecs; offline):
+Usage (from the repository root; needs pillow, numpy, transformers 5, imagecodecs, jpeglib; offline):
   HF_HUB_OFFLINE=1 python3 eval/tools/make_jpeg_goldens.py [--datasets ../shared/datasets]
 """
 import argparse
@@ -43,33 +44,32 @@ from PIL import Image  # noqa: E402
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 
+# The keys both processors' configs share (the rescale / normalise / convert steps, bicubic resampling).
+COMMON = {
+    "do_convert_rgb": True,
+    "do_normalize": True,
+    "do_rescale": True,
+    "do_resize": True,
+    "resample": 3,
+    "rescale_factor": 0.00392156862745098,
+}
 PROCESSORS = {
     # llava-hf/llava-1.5-7b-hf (openai/clip-vit-large-patch14-336)
     "clip336": {
+        **COMMON,
         "image_processor_type": "CLIPImageProcessor",
         "crop_size": {"height": 336, "width": 336},
         "do_center_crop": True,
-        "do_convert_rgb": True,
-        "do_normalize": True,
-        "do_rescale": True,
-        "do_resize": True,
         "image_mean": [0.48145466, 0.4578275, 0.40821073],
         "image_std": [0.26862954, 0.26130258, 0.27577711],
-        "resample": 3,
-        "rescale_factor": 0.00392156862745098,
         "size": {"shortest_edge": 336},
     },
     # google/siglip-so400m-patch14-384 (llava-interleave-qwen)
     "siglip384": {
+        **COMMON,
         "image_processor_type": "SiglipImageProcessor",
-        "do_convert_rgb": True,
-        "do_normalize": True,
-        "do_rescale": True,
-        "do_resize": True,
         "image_mean": [0.5, 0.5, 0.5],
         "image_std": [0.5, 0.5, 0.5],
-        "resample": 3,
-        "rescale_factor": 0.00392156862745098,
         "size": {"height": 384, "width": 384},
     },
 }
@@ -123,6 +123,21 @@ def codecs_jpeg(im, **kw):
     return bytes(imagecodecs.jpeg8_encode(np.asarray(im), **kw))
 
 
+def jpeglib_jpeg(im, samp, flags, quality):
+    """Written by libjpeg-turbo 2.1 through jpeglib: arithmetic coding and progressive 4:4:0, which neither
+    Pillow nor imagecodecs can write. `samp` is jpeglib's per-component (vertical, horizontal) factors."""
+    import tempfile
+
+    import jpeglib
+
+    with tempfile.TemporaryDirectory() as d, jpeglib.version("turbo210"):
+        j = jpeglib.from_spatial(np.ascontiguousarray(np.asarray(im)))
+        j.samp_factor = samp
+        j.write_spatial(os.path.join(d, "x.jpg"), qt=quality, flags=flags)
+        with open(os.path.join(d, "x.jpg"), "rb") as f:
+            return f.read()
+
+
 def exif_with_orientation(o):
     ex = Image.Exif()
     ex[0x0112] = o
@@ -153,6 +168,10 @@ def variants(ds):
     add("coco_progressive_444_q90", "Pillow quality=90 progressive=True subsampling=0", pil_jpeg(coco, quality=90, progressive=True, subsampling=0))
     add("tv_progressive_optimize_422_q60", "Pillow quality=60 progressive=True optimize=True subsampling=1", pil_jpeg(tv, quality=60, progressive=True, optimize=True, subsampling=1))
     add("tv2_440_q85", "imagecodecs.jpeg8_encode level=85 subsampling='440'", codecs_jpeg(tv2, level=85, subsampling="440"))
+    s420, s440 = ((2, 2), (1, 1), (1, 1)), ((2, 1), (1, 1), (1, 1))
+    add("coco_arith_420_q85", "jpeglib (libjpeg-turbo 2.1) quality=85 4:2:0 flags=+ARITH_CODE (SOF9)", jpeglib_jpeg(coco, s420, ["+ARITH_CODE"], 85))
+    add("tv_arith_progressive_420_q70", "jpeglib (libjpeg-turbo 2.1) quality=70 4:2:0 flags=+ARITH_CODE +PROGRESSIVE_MODE (SOF10)", jpeglib_jpeg(tv, s420, ["+ARITH_CODE", "+PROGRESSIVE_MODE"], 70))
+    add("tv2_progressive_440_q80", "jpeglib (libjpeg-turbo 2.1) quality=80 4:4:0 flags=+PROGRESSIVE_MODE", jpeglib_jpeg(tv2, s440, ["+PROGRESSIVE_MODE"], 80))
     add("doc_gray_q90", "Pillow mode L quality=90", pil_jpeg(doc, quality=90))
     add("doc_gray_progressive_q50", "Pillow mode L quality=50 progressive=True", pil_jpeg(doc, quality=50, progressive=True))
     add("coco_cmyk_q90", "Pillow mode CMYK (coco.convert('CMYK')) quality=90: Adobe marker, transform 0, inverted", pil_jpeg(coco.convert("CMYK"), quality=90))
@@ -249,6 +268,7 @@ def main():
         os.makedirs(os.path.join(out, sub))
 
     import imagecodecs
+    import jpeglib
     import transformers
 
     for name, cfg in PROCESSORS.items():
@@ -264,6 +284,7 @@ def main():
         "numpy": np.__version__,
         "imagecodecs": imagecodecs.__version__,
         "imagecodecs_jpeg8": imagecodecs.jpeg8_version(),
+        "jpeglib": jpeglib.__version__,
         "processors": {n: {"class": type(p).__name__, "config_dir": f"configs/{n}"} for n, p in procs.items()},
         "files": [],
         "external": [],

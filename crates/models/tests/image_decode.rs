@@ -128,6 +128,32 @@ fn bad_files_give_clear_errors_naming_the_file() {
         &opts,
         "libjpeg: bogus huffman table",
     );
+    // A 2-component frame (Pillow: "cannot handle 2-layer images"): the grayscale file with its SOF
+    // and SOS rewritten to name a second component using the same tables.
+    let gray = std::fs::read(jpeg_fixture("doc_gray_q90.jpg")).unwrap();
+    let sof = gray
+        .windows(2)
+        .position(|w| w == [0xFF, 0xC0])
+        .expect("SOF0");
+    let sos = gray
+        .windows(2)
+        .position(|w| w == [0xFF, 0xDA])
+        .expect("SOS");
+    let mut two = gray[..sof].to_vec();
+    two.extend_from_slice(&[0xFF, 0xC0, 0, 14]);
+    two.extend_from_slice(&gray[sof + 4..sof + 10]); // precision, height, width, then a new count
+    *two.last_mut().unwrap() = 2;
+    two.extend_from_slice(&[1, 0x11, 0, 2, 0x11, 0]);
+    two.extend_from_slice(&gray[sof + 2 + 11..sos]); // the segments between SOF and SOS
+    two.extend_from_slice(&[0xFF, 0xDA, 0, 10, 2, 1, 0x00, 2, 0x00, 0, 63, 0]);
+    two.extend_from_slice(&gray[sos + 2 + 8..]);
+    expect_error(
+        &two,
+        "two_components.jpg",
+        &dir,
+        &opts,
+        "components: cannot handle 2-layer images",
+    );
     let prog = std::fs::read(jpeg_fixture("coco2_progressive_420_q75.jpg")).unwrap();
     expect_error(
         &prog[..prog.len() * 2 / 3],

@@ -168,6 +168,15 @@ fn check_file(entry: &Value, path: &Path, m: &Value, label: &str) -> Vec<String>
     failures
 }
 
+fn assert_no_failures(failures: &[String]) {
+    assert!(
+        failures.is_empty(),
+        "{} failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
 #[test]
 fn every_jpeg_variant_decodes_and_preprocesses_exactly_as_pillow_and_transformers() {
     let m = manifest();
@@ -186,12 +195,7 @@ fn every_jpeg_variant_decodes_and_preprocesses_exactly_as_pillow_and_transformer
         let path = jpeg_dir().join(f["file"].as_str().unwrap());
         failures.extend(check_file(f, &path, &m, f["name"].as_str().unwrap()));
     }
-    assert!(
-        failures.is_empty(),
-        "{} failures:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    assert_no_failures(&failures);
 }
 
 #[test]
@@ -219,12 +223,7 @@ fn real_dataset_jpegs_as_they_are_decode_and_preprocess_exactly() {
         n >= 8,
         "expected the 6 dataset JPEGs and 2 fixture JPEGs, got {n}"
     );
-    assert!(
-        failures.is_empty(),
-        "{} failures:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    assert_no_failures(&failures);
 }
 
 #[test]
@@ -259,6 +258,16 @@ fn the_variant_set_covers_what_it_claims() {
         has(&|f| f["progressive"] == true && f["pillow_mode"] == "RGB"),
         "no progressive file"
     );
+    assert!(
+        has(&|f| f["progressive"] == true && sampling(f)[0] == (1, 2)),
+        "no progressive 4:4:0 file"
+    );
+    for sof in ["SOF9", "SOF10"] {
+        assert!(
+            has(&|f| f["made_with"].as_str().unwrap().contains(sof)),
+            "no arithmetic-coded {sof} file"
+        );
+    }
     assert!(has(&|f| f["pillow_mode"] == "L"), "no grayscale file");
     assert!(
         has(&|f| f["pillow_mode"] == "CMYK" && f["adobe_transform"] == 0),

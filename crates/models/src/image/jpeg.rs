@@ -1,7 +1,8 @@
 //! JPEG decoding exactly as Pillow does it: libjpeg-turbo's decoder, driven the way Pillow drives it.
 //!
 //! The decoder is libjpeg-turbo's, as the `mozjpeg-sys` crate vendors it (mozjpeg is a libjpeg-turbo
-//! fork whose decompressor is libjpeg-turbo's), built from C by the `cc` crate without SIMD (no nasm).
+//! fork whose decompressor is libjpeg-turbo's), built from C by the `cc` crate without SIMD (no nasm),
+//! with arithmetic decoding (Pillow's libjpeg-turbo has it too).
 //! libjpeg-turbo's SIMD and C paths for the accurate integer IDCT, fancy upsampling and YCbCr->RGB are
 //! bit-exact with each other, so this matches Pillow's SIMD build; the tests
 //! (`crates/models/tests/jpeg_pillow.rs`) prove it pixel for pixel on every variant in

@@ -88,6 +88,14 @@ fn exif_orientation_entry(exif: &[u8]) -> Option<Option<f64>> {
         if n == 0 {
             return Some(None);
         }
+        // The first 8 bytes of `v` in little-endian order.
+        let le8 = |v: &[u8]| -> Option<[u8; 8]> {
+            let mut b: [u8; 8] = v.get(..8)?.try_into().ok()?;
+            if be {
+                b.reverse();
+            }
+            Some(b)
+        };
         let u16v = || u16_at(at).unwrap_or(0);
         let u32v = || u32_at(at).unwrap_or(0);
         let value = match typ {
@@ -107,22 +115,8 @@ fn exif_orientation_entry(exif: &[u8]) -> Option<Option<f64>> {
                 };
                 (den != 0.0).then(|| num / den)
             }
-            12 => {
-                let b: [u8; 8] = v[..8].try_into().ok()?;
-                Some(if be {
-                    f64::from_be_bytes(b)
-                } else {
-                    f64::from_le_bytes(b)
-                })
-            }
-            16 => {
-                let b: [u8; 8] = v[..8].try_into().ok()?;
-                Some(if be {
-                    u64::from_be_bytes(b)
-                } else {
-                    u64::from_le_bytes(b)
-                } as f64)
-            }
+            12 => Some(f64::from_le_bytes(le8(v)?)),
+            16 => Some(u64::from_le_bytes(le8(v)?) as f64),
             _ => None, // ASCII
         };
         return Some(value);
