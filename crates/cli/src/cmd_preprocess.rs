@@ -45,8 +45,7 @@ fn describe(cfg: &ImageProcessorConfig) -> Vec<(&'static str, String)> {
         (
             "processor",
             format!(
-                "{:?} (transformers {}ImageProcessor, PIL backend) from {}",
-                cfg.kind,
+                "{}ImageProcessor (transformers, PIL backend) from {}",
                 class_stem(cfg),
                 cfg.source
             ),
