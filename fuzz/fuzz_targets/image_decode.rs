@@ -1,4 +1,5 @@
-//! The image decode path (PNG / JPEG bytes to RGB, bomb guard, mode conversions), then CLIP
+//! The image decode path (PNG / JPEG bytes to RGB, bomb guard, mode conversions, JPEG errors
+//! unwound out of libjpeg, EXIF orientation), then CLIP
 //! preprocessing of what decoded.
 #![no_main]
 
@@ -17,6 +18,7 @@ fuzz_target!(|data: &[u8]| {
     let opts = DecodeOptions {
         max_pixels: 1 << 20,
         alpha,
+        exif_orientation: data.len() % 3 != 0,
     };
     let Ok(img) = decode_bytes(data, "fuzz.img", &opts) else {
         return;

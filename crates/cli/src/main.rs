@@ -10,6 +10,7 @@ mod cmd_bench;
 mod cmd_compare;
 mod cmd_cuda_compile;
 mod cmd_eval;
+mod cmd_preprocess;
 mod cmd_run;
 mod cmd_score;
 mod info;
@@ -46,6 +47,8 @@ enum Command {
     Eval(cmd_eval::Args),
     /// Runs one prompt + image through a LLaVA checkpoint and prints the answer.
     Run(cmd_run::Args),
+    /// Writes the model's pixel_values for an image (safetensors) and prints the processor settings.
+    Preprocess(cmd_preprocess::Args),
 }
 
 fn dispatch(cli: Cli) -> CmdResult {
@@ -58,6 +61,7 @@ fn dispatch(cli: Cli) -> CmdResult {
         Command::Score(a) => cmd_score::run(a),
         Command::Eval(a) => cmd_eval::run(a),
         Command::Run(a) => cmd_run::run(a),
+        Command::Preprocess(a) => cmd_preprocess::run(a),
     }
 }
 

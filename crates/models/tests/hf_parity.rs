@@ -164,6 +164,7 @@ fn parity(fx: Vec<(PathBuf, Vec<String>)>, backend: Arc<dyn Backend>, be: &str) 
             // Pixel values, from our decode of the image file.
             let (want_px, px_shape) = g.f32("pixel_values");
             let image = repo().join(meta["image"].as_str().expect("image"));
+            // JPEG and PNG alike: the JPEG decoder is Pillow's (libjpeg-turbo), so the same bounds hold.
             let ours = m.load_image(&image).unwrap();
             let is_png = image.extension().map(|e| e.eq_ignore_ascii_case("png")).unwrap_or(false);
             let err = max_abs(&ours.data, &want_px);
@@ -171,18 +172,22 @@ fn parity(fx: Vec<(PathBuf, Vec<String>)>, backend: Arc<dyn Backend>, be: &str) 
             if let Some((rgb, s)) = g.u8("decoded_rgb") {
                 let img = decode_file(&image, &DecodeOptions::default()).unwrap();
                 let diff = if (img.height, img.width) == (s[0], s[1]) {
-                    img.data.iter().zip(&rgb).filter(|(a, b)| a != b).count().to_string()
+                    img.data.iter().zip(&rgb).filter(|(a, b)| a != b).count()
                 } else {
-                    format!("size {}x{} vs {}x{}", img.height, img.width, s[0], s[1])
+                    failures.push(format!("{tag}: decoded size {}x{}, Pillow {}x{}", img.height, img.width, s[0], s[1]));
+                    usize::MAX
                 };
                 let from_pillow = m.preprocess(&RgbImage::new(s[1], s[0], rgb).unwrap()).unwrap();
                 let e2 = max_abs(&from_pillow.data, &want_px);
                 eprintln!("{tag}: decoded bytes differing from Pillow: {diff}; pixel_values from Pillow's decode: max abs err {e2:.2e}");
+                if diff != 0 && diff != usize::MAX {
+                    failures.push(format!("{tag}: {diff} decoded bytes differ from Pillow's"));
+                }
                 if e2 > 1e-5 {
                     failures.push(format!("{tag}: pixel values from Pillow's decoded RGB: max abs err {e2:.2e} > 1e-5"));
                 }
             }
-            if is_png && err > 1e-5 {
+            if err > 1e-5 {
                 failures.push(format!("{tag}: pixel values max abs err {err:.2e} > 1e-5"));
             }
             // Image features and logits from the golden inputs (isolates each stage).
@@ -211,6 +216,18 @@ fn parity(fx: Vec<(PathBuf, Vec<String>)>, backend: Arc<dyn Backend>, be: &str) 
                 if t != want_t[..n] {
                     failures.push(format!("{tag}: greedy tokens with {a:?} attention {t:?} != HF {:?}", &want_t[..n]));
                 }
+            }
+            // End to end from the image file (our decode and preprocessing), PNG and JPEG alike: the
+            // logits stay within 1e-5 of HF's and the greedy tokens are HF's.
+            let l2 = m.generate_one(&Request { input_ids: want_ids.clone(), pixels: Some(ours.clone()) }, &p).unwrap();
+            let el2 = rel(&l2.prompt_logits.unwrap().to_f32(), &want_l);
+            let t2 = greedy(m, &want_ids, &ours, n);
+            eprintln!("{tag}: from the {} file: logits rel err {el2:.2e}, greedy tokens {}", if is_png { "png" } else { "jpeg" }, if t2 == want_t[..n] { "identical" } else { "DIFFER" });
+            if el2 > 1e-5 {
+                failures.push(format!("{tag}: logits from our decode of the image file: rel err {el2:.2e} > 1e-5"));
+            }
+            if t2 != want_t[..n] {
+                failures.push(format!("{tag}: greedy tokens from our decode of the image file {t2:?} != HF {:?}", &want_t[..n]));
             }
         }
     }

@@ -1,4 +1,4 @@
-//! Decoding: Pillow's mode conversions, JPEG decoder differences, and clear errors for bad files.
+//! Decoding: Pillow's mode conversions, Pillow's JPEG pixels, and clear errors for bad files.
 
 mod image_support;
 
@@ -46,52 +46,27 @@ fn mode_conversions_match_pillow_and_transformers() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
-/// Counts pixels where two decodes of the same JPEG differ.
-fn jpeg_diff(jpeg: &Path, pillow_rgb: &[u8]) -> (usize, usize, u8) {
-    let got = decode_file(jpeg, &DecodeOptions::default()).unwrap();
+#[test]
+fn jpeg_decode_is_pillows() {
+    // The preprocessing photo (a Pillow-written baseline 4:2:0 JPEG) decodes to exactly Pillow's pixels.
+    // The full variant set is in jpeg_pillow.rs.
+    let want = load("inputs/photo_pillow_rgb.png");
+    let got = decode_file(
+        fixtures().join("inputs/photo.jpg"),
+        &DecodeOptions::default(),
+    )
+    .unwrap();
+    assert_eq!((got.width, got.height), (want.width, want.height));
+    let (n, d) = byte_diff(&got.data, &want.data);
     assert_eq!(
-        got.data.len(),
-        pillow_rgb.len(),
-        "{}: size differs from Pillow's decode",
-        jpeg.display()
+        (n, d),
+        (0, 0),
+        "photo.jpg: {n} bytes differ from Pillow's decode (max {d})"
     );
-    let mut px = 0;
-    let mut maxd = 0;
-    for (a, b) in got.data.chunks_exact(3).zip(pillow_rgb.chunks_exact(3)) {
-        let d = a.iter().zip(b).map(|(x, y)| x.abs_diff(*y)).max().unwrap();
-        px += (d != 0) as usize;
-        maxd = maxd.max(d);
-    }
-    (px, got.width * got.height, maxd)
 }
 
-#[test]
-fn jpeg_decoder_vs_pillow() {
-    // The image crate's JPEG decoder is not libjpeg-turbo; measure (not assert) the pixel difference, and check
-    // it is the same picture. The preprocessing goldens for this photo start from Pillow's decode instead.
-    let want = load("inputs/photo_pillow_rgb.png");
-    let (px, total, maxd) = jpeg_diff(&fixtures().join("inputs/photo.jpg"), &want.data);
-    println!(
-        "photo.jpg: {px} of {total} decoded pixels differ from Pillow's (max channel diff {maxd})"
-    );
-    assert!(
-        maxd <= 16,
-        "decoded JPEG differs from Pillow's by up to {maxd}: not the same picture?"
-    );
-    // Optional: a folder of X.jpg with X.rgb (Pillow's raw RGB bytes), e.g. made from the dataset images.
-    match std::env::var("FOVEATE_JPEG_COMPARE_DIR") {
-        Err(_) => println!("set FOVEATE_JPEG_COMPARE_DIR to also compare a folder of X.jpg + X.rgb (Pillow decodes)"),
-        Ok(dir) => {
-            for e in std::fs::read_dir(&dir).unwrap() {
-                let p = e.unwrap().path();
-                if p.extension().is_some_and(|x| x == "jpg") {
-                    let rgb = std::fs::read(p.with_extension("rgb")).unwrap();
-                    let (px, total, maxd) = jpeg_diff(&p, &rgb);
-                    println!("{}: {px} of {total} pixels differ from Pillow (max channel diff {maxd})", p.display());
-                }
-            }
-        }
-    }
+fn jpeg_fixture(name: &str) -> std::path::PathBuf {
+    fixtures().join("../jpeg/files").join(name)
 }
 
 fn expect_error(
@@ -136,8 +111,83 @@ fn bad_files_give_clear_errors_naming_the_file() {
         &opts,
         "truncated",
     );
+    // JPEGs libjpeg refuses (a Huffman table that cannot exist) and a truncated progressive file: no
+    // panic, no exit(), errors naming the file.
+    let mut bad_huff = jpg.clone();
+    let dht = bad_huff
+        .windows(2)
+        .position(|w| w == [0xFF, 0xC4])
+        .expect("DHT");
+    for b in &mut bad_huff[dht + 5..dht + 21] {
+        *b = 0xFF; // 16 code-length counts of 255: more codes than 16 bits hold
+    }
+    expect_error(
+        &bad_huff,
+        "bad_huffman.jpg",
+        &dir,
+        &opts,
+        "libjpeg: bogus huffman table",
+    );
+    // A 2-component frame (Pillow: "cannot handle 2-layer images"): the grayscale file with its SOF
+    // and SOS rewritten to name a second component using the same tables.
+    let gray = std::fs::read(jpeg_fixture("doc_gray_q90.jpg")).unwrap();
+    let sof = gray
+        .windows(2)
+        .position(|w| w == [0xFF, 0xC0])
+        .expect("SOF0");
+    let sos = gray
+        .windows(2)
+        .position(|w| w == [0xFF, 0xDA])
+        .expect("SOS");
+    let mut two = gray[..sof].to_vec();
+    two.extend_from_slice(&[0xFF, 0xC0, 0, 14]);
+    two.extend_from_slice(&gray[sof + 4..sof + 10]); // precision, height, width, then a new count
+    *two.last_mut().unwrap() = 2;
+    two.extend_from_slice(&[1, 0x11, 0, 2, 0x11, 0]);
+    two.extend_from_slice(&gray[sof + 2 + 11..sos]); // the segments between SOF and SOS
+    two.extend_from_slice(&[0xFF, 0xDA, 0, 10, 2, 1, 0x00, 2, 0x00, 0, 63, 0]);
+    two.extend_from_slice(&gray[sos + 2 + 8..]);
+    expect_error(
+        &two,
+        "two_components.jpg",
+        &dir,
+        &opts,
+        "components: cannot handle 2-layer images",
+    );
+    let prog = std::fs::read(jpeg_fixture("coco2_progressive_420_q75.jpg")).unwrap();
+    expect_error(
+        &prog[..prog.len() * 2 / 3],
+        "progressive_cut.jpg",
+        &dir,
+        &opts,
+        "truncated",
+    );
+    // Cut after the first scan, behind a comment that happens to hold the bytes FF D9: the file seems
+    // to end properly, and libjpeg runs out of data instead (its "premature end" warning).
+    let scans: Vec<usize> = prog
+        .windows(2)
+        .enumerate()
+        .filter(|(_, w)| *w == [0xFF, 0xDA])
+        .map(|(i, _)| i)
+        .collect();
+    assert!(scans.len() > 2, "not a progressive file");
+    let mut cut = prog[..scans[1]].to_vec();
+    cut.extend_from_slice(&[0xFF, 0xFE, 0x00, 0x04, 0xFF, 0xD9]);
+    expect_error(
+        &cut,
+        "progressive_first_scan_only.jpg",
+        &dir,
+        &opts,
+        "the data ends before",
+    );
     // zero-size header
-    expect_error(&synth::png_header(0, 5), "zero.png", &dir, &opts, "zero-size");
+    expect_error(
+        &synth::png_header(0, 5),
+        "zero.png",
+        &dir,
+        &opts,
+        "zero-size",
+    );
     // bomb-sized headers (nothing after them: refused before any pixel is decoded)
     expect_error(
         &synth::png_header(100_000, 100_000),
@@ -179,4 +229,57 @@ fn bad_files_give_clear_errors_naming_the_file() {
     let e = decode_file(&missing, &opts).unwrap_err().to_string();
     assert!(e.contains("missing.png"), "{e}");
     std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn corrupted_jpegs_return_errors_or_images_never_panic() {
+    // Random byte damage to real JPEGs (baseline, progressive, grayscale, CMYK, restart markers):
+    // every decode returns, as an image or an error naming the file; libjpeg's errors come back
+    // through the unwinding error handler each time, and nothing leaks into the next decode.
+    let files = [
+        "coco_420_q95.jpg",
+        "coco2_progressive_420_q75.jpg",
+        "doc_gray_q90.jpg",
+        "coco_ycck_q90.jpg",
+        "tv_restart_blocks_420_q80.jpg",
+    ];
+    let mut state = 0x9E3779B97F4A7C15u64;
+    let mut next = || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let (mut ok, mut errs) = (0, 0);
+    for f in files {
+        let clean = std::fs::read(jpeg_fixture(f)).unwrap();
+        let want = decode_bytes(&clean, f, &DecodeOptions::default()).unwrap();
+        for _ in 0..300 {
+            let mut b = clean.clone();
+            for _ in 0..1 + next() % 8 {
+                let i = (next() as usize) % b.len();
+                b[i] = next() as u8;
+            }
+            match decode_bytes(&b, f, &DecodeOptions::default()) {
+                Ok(img) => {
+                    assert_eq!(img.data.len(), img.width * img.height * 3);
+                    ok += 1;
+                }
+                Err(e) => {
+                    assert!(e.to_string().starts_with(f), "{e}");
+                    errs += 1;
+                }
+            }
+        }
+        // The clean file still decodes to the same pixels afterwards.
+        assert_eq!(
+            decode_bytes(&clean, f, &DecodeOptions::default()).unwrap(),
+            want
+        );
+    }
+    println!("corrupted JPEGs: {ok} decoded (as Pillow would, with libjpeg's warnings ignored), {errs} refused with an error");
+    assert!(
+        errs > 100 && ok > 100,
+        "{ok} decoded, {errs} errors: the damage did not exercise both paths"
+    );
 }

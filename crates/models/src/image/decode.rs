@@ -10,16 +10,22 @@
 //! - 16-bit PNG: Pillow opens 16-bit RGB/RGBA/LA as 8-bit using the high byte, and 16-bit
 //!   grayscale as mode `I;16`, whose conversion to RGB clamps the value to 255.
 //!
-//! JPEG pixels come from the `image` crate's decoder (zune-jpeg), which is not bit-identical to
-//! libjpeg-turbo (Pillow's decoder) on every pixel; see the tests for the measured difference.
+//! - JPEG: decoded by libjpeg-turbo exactly as Pillow decodes it ([`super::jpeg`]), in Pillow's mode
+//!   for the file: `L` is replicated, `RGB` kept, `CMYK` (Adobe-inverted, YCCK converted by libjpeg)
+//!   turned into RGB with Pillow's `cmyk2rgb` (`Convert.c`: `255 - k - c * (255 - k) / 255`, rounded).
+//!   Then the EXIF orientation is applied as transformers' `load_image` does ([`super::orientation`];
+//!   [`DecodeOptions::exif_orientation`]).
+//!
+//! PNG files are read by the `image` crate (PNG decoding is lossless, so any correct decoder agrees).
 
 use std::io::Cursor;
 use std::path::Path;
 
 use foveate_core::{Error, Result};
-use image::{DynamicImage, ImageFormat, ImageReader, Limits};
+use image::{DynamicImage, ImageReader, Limits};
 
-use super::RgbImage;
+use super::jpeg::{self, JpegError, JpegMode};
+use super::{orientation, RgbImage};
 
 /// Pillow's `Image.MAX_IMAGE_PIXELS` (above it Pillow warns; above twice it Pillow refuses).
 pub const DEFAULT_MAX_PIXELS: u64 = 89_478_485;
@@ -39,6 +45,9 @@ pub struct DecodeOptions {
     /// Refuse images with more than this many pixels (width * height), before decoding them.
     pub max_pixels: u64,
     pub alpha: AlphaMode,
+    /// Apply the EXIF (or XMP) orientation of a JPEG as `PIL.ImageOps.exif_transpose`, which is what
+    /// transformers does to every image it opens from a path (see [`super::orientation`]). On by default.
+    pub exif_orientation: bool,
 }
 
 impl Default for DecodeOptions {
@@ -46,6 +55,7 @@ impl Default for DecodeOptions {
         DecodeOptions {
             max_pixels: DEFAULT_MAX_PIXELS,
             alpha: AlphaMode::Drop,
+            exif_orientation: true,
         }
     }
 }
@@ -62,6 +72,9 @@ pub fn decode_bytes(bytes: &[u8], name: &str, opts: &DecodeOptions) -> Result<Rg
     let err = |field: &str, msg: String| Error::format(name, field, msg);
     if bytes.is_empty() {
         return Err(err("image", "empty file".into()));
+    }
+    if jpeg::is_jpeg(bytes) {
+        return decode_jpeg(bytes, opts).map_err(|e| err(e.field, e.message));
     }
     let reader = || -> Result<ImageReader<Cursor<&[u8]>>> {
         let r = ImageReader::new(Cursor::new(bytes))
@@ -89,26 +102,8 @@ pub fn decode_bytes(bytes: &[u8], name: &str, opts: &DecodeOptions) -> Result<Rg
             .into_dimensions()
             .map_err(|e| err("header", format!("corrupt or unsupported {fmt} image: {e}")))?,
     };
-    if w == 0 || h == 0 {
-        return Err(err("dimensions", format!("zero-size image ({w}x{h})")));
-    }
+    check_size(w as usize, h as usize, opts).map_err(|e| err(e.field, e.message))?;
     let pixels = w as u64 * h as u64;
-    if pixels > opts.max_pixels {
-        return Err(err(
-            "dimensions",
-            format!(
-                "{w}x{h} = {pixels} pixels exceeds the limit of {} pixels (decompression-bomb guard; \
-                 raise DecodeOptions::max_pixels to allow it)",
-                opts.max_pixels
-            ),
-        ));
-    }
-    if format == Some(ImageFormat::Jpeg) && !jpeg_has_end_marker(bytes) {
-        return Err(err(
-            "image",
-            "truncated JPEG: no end-of-image marker after the scan data".into(),
-        ));
-    }
     let mut second = reader()?;
     // The size was checked above; the allocation limit only needs to admit that many pixels.
     let mut limits = Limits::default();
@@ -120,6 +115,57 @@ pub fn decode_bytes(bytes: &[u8], name: &str, opts: &DecodeOptions) -> Result<Rg
     to_rgb(img, opts.alpha).map_err(|m| err("image", m))
 }
 
+/// The decompression-bomb guard, on the size a header declares (before any pixel is decoded).
+fn check_size(w: usize, h: usize, opts: &DecodeOptions) -> std::result::Result<(), JpegError> {
+    let fail = |message: String| JpegError {
+        field: "dimensions",
+        message,
+    };
+    if w == 0 || h == 0 {
+        return Err(fail(format!("zero-size image ({w}x{h})")));
+    }
+    let pixels = w as u64 * h as u64;
+    if pixels > opts.max_pixels {
+        return Err(fail(format!(
+            "{w}x{h} = {pixels} pixels exceeds the limit of {} pixels (decompression-bomb guard; \
+             raise DecodeOptions::max_pixels to allow it)",
+            opts.max_pixels
+        )));
+    }
+    Ok(())
+}
+
+/// A JPEG as transformers' `load_image` gets it: Pillow's decode, `exif_transpose`, `convert("RGB")`.
+fn decode_jpeg(bytes: &[u8], opts: &DecodeOptions) -> std::result::Result<RgbImage, JpegError> {
+    let j = jpeg::decode(bytes, &|w, h| check_size(w, h, opts))?;
+    let data = match j.mode {
+        JpegMode::Rgb => j.data,
+        JpegMode::L => j.data.iter().flat_map(|&v| [v, v, v]).collect(),
+        JpegMode::Cmyk => j.data.chunks_exact(4).flat_map(cmyk_to_rgb).collect(),
+    };
+    let img = RgbImage {
+        width: j.width,
+        height: j.height,
+        data,
+    };
+    if !opts.exif_orientation {
+        return Ok(img);
+    }
+    let o = orientation::orientation(j.exif.as_deref(), j.xmp.as_deref());
+    Ok(orientation::apply(img, o))
+}
+
+/// Pillow's `cmyk2rgb` (`Convert.c`): `CLIP8(nk - MULDIV255(c, nk))` with `nk = 255 - k`.
+fn cmyk_to_rgb(p: &[u8]) -> [u8; 3] {
+    let nk = 255 - p[3] as u32;
+    let ch = |c: u8| {
+        let tmp = c as u32 * nk + 128;
+        let muldiv = ((tmp >> 8) + tmp) >> 8;
+        nk.saturating_sub(muldiv) as u8
+    };
+    [ch(p[0]), ch(p[1]), ch(p[2])]
+}
+
 /// (width, height) from a PNG's IHDR chunk, if the bytes start with one.
 fn png_ihdr_size(b: &[u8]) -> Option<(u32, u32)> {
     if b.len() < 24 || &b[..8] != b"\x89PNG\r\n\x1a\n" || &b[12..16] != b"IHDR" {
@@ -128,34 +174,6 @@ fn png_ihdr_size(b: &[u8]) -> Option<(u32, u32)> {
     let w = u32::from_be_bytes([b[16], b[17], b[18], b[19]]);
     let h = u32::from_be_bytes([b[20], b[21], b[22], b[23]]);
     Some((w, h))
-}
-
-/// True when a JPEG has an EOI marker (FF D9) after its first start-of-scan: a file cut short
-/// loses it. (Pillow refuses such files with "image file is truncated".)
-fn jpeg_has_end_marker(b: &[u8]) -> bool {
-    // Walk the marker segments up to the first SOS (FF DA), then look for FF D9 in what follows.
-    let mut i = 2; // after SOI
-    while i + 4 <= b.len() {
-        if b[i] != 0xFF {
-            return false;
-        }
-        let marker = b[i + 1];
-        if marker == 0xFF {
-            i += 1; // fill byte
-            continue;
-        }
-        if marker == 0xD8 || (0xD0..=0xD7).contains(&marker) || marker == 0x01 {
-            i += 2;
-            continue;
-        }
-        let len = u16::from_be_bytes([b[i + 2], b[i + 3]]) as usize;
-        if marker == 0xDA {
-            let scan = &b[(i + 2 + len).min(b.len())..];
-            return scan.windows(2).any(|w| w == [0xFF, 0xD9]);
-        }
-        i += 2 + len;
-    }
-    false
 }
 
 /// Pillow's `alpha_composite(white, src)` for one channel value `c` with alpha `a`.

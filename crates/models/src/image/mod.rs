@@ -3,6 +3,8 @@
 //! - [`decode`]: PNG/JPEG files or bytes to 8-bit RGB, converting modes the way Pillow's
 //!   `Image.convert("RGB")` does (or, optionally, compositing transparency onto white the way
 //!   transformers' `convert_to_rgb` does), with a decompression-bomb guard.
+//! - [`jpeg`]: JPEG decoding bit-identical to Pillow's (libjpeg-turbo, driven as Pillow drives it).
+//! - [`orientation`]: EXIF / XMP orientation, applied as transformers' `load_image` does.
 //! - [`resize`]: Pillow's resampling (`Image.resize`) for 8-bit RGB, bit-exact: the separable
 //!   fixed-point convolution of `ImagingResample` (bicubic, bilinear, box, hamming, lanczos) and the
 //!   affine nearest-neighbour path.
@@ -10,9 +12,11 @@
 //!   `preprocessor_config.json` / `processor_config.json`, producing `pixel_values` in CHW f32.
 //!
 //! The goldens these are tested against are made by `eval/tools/make_resize_goldens.py` and live in
-//! `eval/fixtures/preprocess/`.
+//! `eval/fixtures/preprocess/`; the JPEG ones by `eval/tools/make_jpeg_goldens.py` in `eval/fixtures/jpeg/`.
 
 pub mod decode;
+pub mod jpeg;
+pub mod orientation;
 pub mod processor;
 pub mod resize;
 
