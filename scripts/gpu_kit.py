@@ -15,7 +15,6 @@ finished run into benches/results/.
 
 import argparse
 import json
-import os
 import re
 import struct
 import subprocess
@@ -25,21 +24,13 @@ import zlib
 from array import array
 from pathlib import Path
 
-# Statuses that make the kit exit non-zero.
-BAD = ("fail", "timeout")
+# The summary half, and the JSON helpers both halves use.
+from gpu_kit_summary import add_summary_args, add_summary_parsers, load_json, summary, write_json
+
 
 
 # ---------------------------------------------------------------------------------------------
 # small helpers
-
-
-def load_json(path):
-    """The JSON in `path`, or None (missing, empty or not JSON)."""
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return None
 
 
 def read_text(path, tail=None):
@@ -62,14 +53,6 @@ def last_error_line(err_path):
     lines = [l for l in read_text(err_path).splitlines() if l.strip()]
     errs = [l for l in lines if l.startswith("error:")]
     return (errs or lines or [""])[-1][:400]
-
-
-def write_json(path, obj):
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=1)
-        f.write("\n")
-    os.replace(tmp, path)
 
 
 def verdict(args, status, reason="", **details):
@@ -485,7 +468,6 @@ def probe_env(a):
         print(f"ops_{key}='{' '.join(sorted(b.get('variants', {})))}'")
 
 
-from gpu_kit_summary import add_summary_args, add_summary_parsers, summary  # noqa: E402  (the summary half)
 
 
 def main():

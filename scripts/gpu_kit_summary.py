@@ -18,7 +18,8 @@ BAD = ("fail", "timeout")
 E2E_TIMES = ("image_encode_ms", "prefill_ms", "decode_ms")
 
 
-def _load(path):
+def load_json(path):
+    """The JSON in `path`, or None (missing, empty or not JSON)."""
     try:
         with open(path) as f:
             return json.load(f)
@@ -26,7 +27,8 @@ def _load(path):
         return None
 
 
-def _write(path, obj):
+def write_json(path, obj):
+    """Writes `obj` as JSON through a temporary file, so a reader never sees half a file."""
     tmp = f"{path}.tmp"
     with open(tmp, "w") as f:
         json.dump(obj, f, indent=1)
@@ -35,7 +37,7 @@ def _write(path, obj):
 
 
 def verdicts(work):
-    out = [v for v in (_load(p) for p in sorted(Path(work, "steps").glob("*.json"))) if isinstance(v, dict) and "step" in v]
+    out = [v for v in (load_json(p) for p in sorted(Path(work, "steps").glob("*.json"))) if isinstance(v, dict) and "step" in v]
     return sorted(out, key=lambda v: str(v.get("order", "")))
 
 
@@ -49,7 +51,7 @@ def bench_rows(work, steps, tool=None):
     for s in steps:
         d = step_dir(work, s)
         for p in sorted(d.glob("*.json")) if d else []:
-            j = _load(p)
+            j = load_json(p)
             if isinstance(j, dict) and str(j.get("schema", "")).startswith("foveate-bench/") and (tool is None or j.get("tool") == tool):
                 rows += j.get("rows", [])
     return rows
@@ -101,7 +103,7 @@ def meta_of(work, a, steps):
     info = next((v for v in steps if v["step"] == "info"), None)
     d = (info or {}).get("details", {})
     be = d.get("backends", {}).get(a.backend, {})
-    build = _load(a.build) if a.build else None
+    build = load_json(a.build) if a.build else None
     return dict(
         mode=a.mode, backend=a.backend, device=be.get("device_or_reason") if be.get("available") else None,
         nvidia_smi=d.get("nvidia_smi"), loadavg_start=d.get("loadavg"),
@@ -161,10 +163,10 @@ def stamp_results(work, commit):
     if not commit:
         return
     for p in Path(work, "steps").glob("*/*.json"):
-        j = _load(p)
+        j = load_json(p)
         if isinstance(j, dict) and str(j.get("schema", "")).startswith("foveate-bench/") and not j.get("commit"):
             j["commit"] = commit
-            _write(p, j)
+            write_json(p, j)
 
 
 def summary(a):
@@ -178,7 +180,7 @@ def summary(a):
     text = fmt_table(meta, steps, rat, frac, code, a.final)
     doc = dict(schema="foveate-gpu-kit/1", final=a.final, exit_code=code, **meta, steps=steps, ratios_vs_pytorch=rat, roofline=frac)
     for out in {a.work, a.out}:
-        _write(Path(out, "summary.json"), doc)
+        write_json(Path(out, "summary.json"), doc)
         Path(out, "summary.md").write_text("```\n" + text + "```\n")
     if a.pack:
         tmp = Path(a.out, ".gpu-kit.tar.gz.tmp")
@@ -204,7 +206,7 @@ def collect(a):
         work = Path(tmp, "gpu-kit")
     else:
         work = src
-    s = _load(work / "summary.json")
+    s = load_json(work / "summary.json")
     if not s:
         raise SystemExit(f"collect: {work}/summary.json is missing: not a gpu-check.sh output")
     slug = re.sub(r"[^a-z0-9]+", "-", (s.get("device") or s.get("backend") or "unknown").lower()).strip("-")[:40]
@@ -213,10 +215,19 @@ def collect(a):
     for name in ("summary.json", "summary.md"):
         shutil.copy(work / name, dest / name)
     n = 2
+    if Path(work, "steps", "compare.md").exists():
+        shutil.copy(Path(work, "steps", "compare.md"), dest / "compare-pytorch.md")
+        n += 1
     for p in sorted(Path(work, "steps").glob("*/*")):
-        if p.suffix in (".json", ".md", ".csv", ".log") and p.stat().st_size < 8 << 20:
+        if p.stat().st_size >= 8 << 20:
+            continue
+        if p.suffix in (".json", ".md", ".csv", ".log"):
             shutil.copy(p, dest / f"{p.parent.name}-{p.name}")
-            n += 1
+        elif p.suffix == ".out" and load_json(p) is not None:  # selftest reports, foveate info
+            shutil.copy(p, dest / f"{p.parent.name}-{p.stem}.json")
+        else:
+            continue
+        n += 1
     print(f"collect: {n} files into {dest}")
     if tmp:
         shutil.rmtree(tmp)
@@ -226,9 +237,9 @@ def collect(a):
 def compare_md(a):
     """`foveate compare` over the PyTorch and foveate files of a run (best effort, for the record)."""
     files = [str(p) for s in ("torch", "roofline", "e2e") if (d := step_dir(a.work, s)) for p in sorted(d.glob("*.json"))
-             if str((_load(p) or {}).get("schema", "")).startswith("foveate-bench/")]
-    torch_first = sorted(files, key=lambda f: (_load(f) or {}).get("tool") != "pytorch")
-    if len(torch_first) < 2 or (_load(torch_first[0]) or {}).get("tool") != "pytorch":
+             if str((load_json(p) or {}).get("schema", "")).startswith("foveate-bench/")]
+    torch_first = sorted(files, key=lambda f: (load_json(f) or {}).get("tool") != "pytorch")
+    if len(torch_first) < 2 or (load_json(torch_first[0]) or {}).get("tool") != "pytorch":
         return 0
     out = Path(a.work, "steps", "compare.md")
     subprocess.run([a.bin, "compare", *torch_first, "--out", str(out)], capture_output=True)

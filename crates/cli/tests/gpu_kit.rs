@@ -262,6 +262,14 @@ fn row(workload: &str, kind: &str, variant: &str, dtype: &str, metrics: Value) -
     serde_json::json!({"workload": workload, "kind": kind, "backend": "cuda", "variant": variant, "dtype": dtype, "metrics": metrics, "config": {}})
 }
 
+/// A foveate result file with one bf16 Qwen2-0.5B decode row of these metrics.
+fn qwen_e2e(metrics: Value) -> Value {
+    bench_file(
+        "foveate",
+        serde_json::json!([row("qwen2-0.5b p512 n128", "e2e", "flash", "bf16", metrics)]),
+    )
+}
+
 fn m(mean: f64, unit: &str) -> Value {
     serde_json::json!({"mean": mean, "sd": 0.0, "n": 3, "unit": unit})
 }
@@ -359,16 +367,8 @@ fn summary_ratios_vs_pytorch_and_exit_codes() {
             ),
         ]),
     );
-    let e2e = bench_file(
-        "foveate",
-        serde_json::json!([row(
-            "qwen2-0.5b p512 n128",
-            "e2e",
-            "flash",
-            "bf16",
-            serde_json::json!({"prefill_ms": m(5.0, "ms"), "decode_ms": m(600.0, "ms")})
-        )]),
-    );
+    let e2e =
+        qwen_e2e(serde_json::json!({"prefill_ms": m(5.0, "ms"), "decode_ms": m(600.0, "ms")}));
     std::fs::write(
         work.join("steps/10-torch/torch-cuda-f32.json"),
         torch.to_string(),
@@ -593,25 +593,13 @@ fn gpu_step_checks_fail_on_bad_reports() {
 
     let e2e = |syncs: f64, allocs: f64| {
         let metrics = serde_json::json!({"decode_ms": m(100.0, "ms"), "decode_host_syncs_per_step": m(syncs, "count"), "decode_allocations_per_step": m(allocs, "count")});
-        let f = bench_file(
-            "foveate",
-            serde_json::json!([row("qwen2-0.5b p512 n128", "e2e", "flash", "bf16", metrics)]),
-        );
+        let f = qwen_e2e(metrics);
         check("counters", "counters", &[("e2e.json", f.to_string())], &[])
     };
     assert_eq!(e2e(1.0, 0.0)["status"], "pass");
     assert_eq!(e2e(24.0, 0.0)["status"], "fail", "a sync per layer");
     assert_eq!(e2e(1.0, 3.0)["status"], "fail", "allocations per step");
-    let none = bench_file(
-        "foveate",
-        serde_json::json!([row(
-            "qwen2-0.5b p512 n128",
-            "e2e",
-            "flash",
-            "bf16",
-            serde_json::json!({"decode_ms": m(1.0, "ms")})
-        )]),
-    );
+    let none = qwen_e2e(serde_json::json!({"decode_ms": m(1.0, "ms")}));
     assert_eq!(
         check(
             "counters",
