@@ -354,6 +354,7 @@ if [ -z "$PACK" ]; then PACK=0; [ -n "${OUT:-}" ] && [ "$(cd "$OUT" 2>/dev/null 
 if [ "$PACK" = 1 ]; then
   WORK="$(mktemp -d "${TMPDIR:-/tmp}/gpu-kit.XXXXXX")"
   exec > >(tee -a "$OUTDIR/gpu-check.log") 2>&1
+  TEE_PID=$!
 else
   WORK="$OUTDIR"
 fi
@@ -436,5 +437,10 @@ py compare-md --work "$WORK" --bin "$BIN" 2>/dev/null
 sumargs
 py summary "${SUM[@]}" --final
 code=$?
-[ "$PACK" = 1 ] && echo "gpu-check: files in $OUTDIR: $(cd "$OUTDIR" && ls | paste -sd' ' -)"
+if [ "$PACK" = 1 ]; then
+  echo "gpu-check: files in $OUTDIR: $(cd "$OUTDIR" && ls | paste -sd' ' -)"
+  exec >&- 2>&-
+  wait "$TEE_PID" 2>/dev/null # the log is complete before the device tool collects it
+  rm -rf "$WORK"              # all of it is in gpu-kit.tar.gz
+fi
 exit $code
