@@ -13,9 +13,15 @@ Workloads (random weights from configs, no download; names match foveate's rows)
     length, GEMMs through torch.matmul, and a GELU MLP (matmul + F.gelu + matmul), named as the
     rows of `foveate bench --roofline`.
 
+Float32 matmuls run in full fp32 (TF32 off), as foveate's f32 kernels do; `--dtype bf16|f16` runs
+the models and kernels in that dtype (rows are tagged with it, so `foveate compare` pairs them with
+foveate's rows of the same dtype).
+
 Usage:
   python eval/tools/torch_baseline.py --threads 2 -r 5 -p 256 -n 32 -o benches/results/torch-cpu.json
   python eval/tools/torch_baseline.py --device cuda --kernels -o torch-cuda.json
+  python eval/tools/torch_baseline.py --device cuda --dtype bf16 -p 512 -n 128 -o torch-cuda-bf16.json
+  (scripts/gpu-check.sh runs the last two on the lent GPU, beside foveate's benches)
 """
 
 import argparse
@@ -32,6 +38,9 @@ import torch
 import torch.nn.functional as F
 
 SCHEMA = "foveate-bench/1"
+DTYPES = {"f32": torch.float32, "bf16": torch.bfloat16, "f16": torch.float16}
+# The compute dtype of this run (--dtype): torch dtype and foveate's name for it.
+DT, DT_NAME = torch.float32, "f32"
 
 # Shapes shared with benches/support/shapes.rs.
 VIT_B16 = dict(hidden=768, mlp=3072, heads=12, layers=12, image=224, patch=16)
@@ -68,7 +77,7 @@ def peak_mib(dev):
 
 
 def row(workload, kind, dev, variant, metrics, config, family=None, seq_len=None):
-    return {"workload": workload, "kind": kind, "backend": dev.type, "variant": variant, "dtype": "f32",
+    return {"workload": workload, "kind": kind, "backend": dev.type, "variant": variant, "dtype": DT_NAME,
             "family": family, "seq_len": seq_len, "metrics": metrics, "config": config}
 
 
@@ -78,9 +87,9 @@ def vit_b16(dev, reps, warmup):
     cfg = CLIPVisionConfig(hidden_size=v["hidden"], intermediate_size=v["mlp"], num_attention_heads=v["heads"],
                            num_hidden_layers=v["layers"], image_size=v["image"], patch_size=v["patch"],
                            hidden_act="quick_gelu", attn_implementation="sdpa")
-    model = CLIPVisionModel(cfg).to(dev).eval()
-    proj = torch.nn.Sequential(torch.nn.Linear(768, 896), torch.nn.GELU(), torch.nn.Linear(896, 896)).to(dev).eval()
-    px = torch.rand(1, 3, v["image"], v["image"], device=dev) * 2 - 1
+    model = CLIPVisionModel(cfg).to(dev, DT).eval()
+    proj = torch.nn.Sequential(torch.nn.Linear(768, 896), torch.nn.GELU(), torch.nn.Linear(896, 896)).to(dev, DT).eval()
+    px = (torch.rand(1, 3, v["image"], v["image"], device=dev) * 2 - 1).to(DT)
 
     def run():
         h = model(pixel_values=px).last_hidden_state  # all 12 layers (LLaVA feature layer -1)
@@ -104,7 +113,7 @@ def qwen2(dev, reps, warmup, prompt, steps):
                       num_key_value_heads=q["kv_heads"], num_hidden_layers=q["layers"], vocab_size=q["vocab"],
                       rope_theta=q["theta"], tie_word_embeddings=True, max_position_embeddings=32768,
                       rms_norm_eps=1e-6, attn_implementation="sdpa")
-    model = Qwen2ForCausalLM(cfg).to(dev).eval()
+    model = Qwen2ForCausalLM(cfg).to(dev, DT).eval()
     pre, dec = [], []
     with torch.inference_mode():
         for i in range(warmup + reps):
@@ -140,8 +149,12 @@ def qwen2(dev, reps, warmup, prompt, steps):
                {"model": "qwen2-0.5b", "prompt": prompt, "decode": steps, "reps": reps})
 
 
-def bench_fn(fn, dev, min_ms=200.0, reps=5):
+MIN_MS = 200.0  # --min-ms
+
+
+def bench_fn(fn, dev, min_ms=None, reps=5):
     """Mean ± sd ms per call: `reps` samples, each timing enough calls to fill `min_ms`."""
+    min_ms = MIN_MS if min_ms is None else min_ms
     with torch.inference_mode():
         fn()
         ms, _ = timed(fn, dev)
@@ -157,9 +170,9 @@ def kernels(dev, seqs):
     rows = []
     for fam, (hq, hkv, d, causal) in ATTN_FAMILIES.items():
         for s in seqs:
-            q = torch.randn(1, hq, s, d, device=dev)
-            k = torch.randn(1, hkv, s, d, device=dev)
-            v = torch.randn(1, hkv, s, d, device=dev)
+            q = torch.randn(1, hq, s, d, device=dev, dtype=DT)
+            k = torch.randn(1, hkv, s, d, device=dev, dtype=DT)
+            v = torch.randn(1, hkv, s, d, device=dev, dtype=DT)
             fn = lambda: F.scaled_dot_product_attention(q, k, v, is_causal=causal, enable_gqa=hkv != hq)
             ms = bench_fn(fn, dev)
             flops = 4.0 * hq * s * s * d / (2.0 if causal else 1.0)
@@ -168,8 +181,8 @@ def kernels(dev, seqs):
                             {"q_heads": hq, "kv_heads": hkv, "head_dim": d, "causal": causal},
                             family=f"attention {fam}", seq_len=s))
     for (m, n, k) in GEMMS:
-        a = torch.randn(m, k, device=dev)
-        w = torch.randn(n, k, device=dev)
+        a = torch.randn(m, k, device=dev, dtype=DT)
+        w = torch.randn(n, k, device=dev, dtype=DT)
         ms = bench_fn(lambda: torch.matmul(a, w.t()), dev)
         flops = 2.0 * m * n * k
         rows.append(row(f"gemm {m}x{n}x{k}", "kernel", dev, "matmul",
@@ -177,9 +190,9 @@ def kernels(dev, seqs):
                         {"m": m, "n": n, "k": k}))
     # GELU MLP of ViT-B/16: 2·M·(D·H + H·O).
     m, dd, h = 197, 768, 3072
-    x = torch.randn(m, dd, device=dev)
-    w1, b1 = torch.randn(h, dd, device=dev) / dd**0.5, torch.randn(h, device=dev)
-    w2, b2 = torch.randn(dd, h, device=dev) / h**0.5, torch.randn(dd, device=dev)
+    x = torch.randn(m, dd, device=dev, dtype=DT)
+    w1, b1 = torch.randn(h, dd, device=dev, dtype=DT) / dd**0.5, torch.randn(h, device=dev, dtype=DT)
+    w2, b2 = torch.randn(dd, h, device=dev, dtype=DT) / h**0.5, torch.randn(dd, device=dev, dtype=DT)
     ms = bench_fn(lambda: F.linear(F.gelu(F.linear(x, w1, b1)), w2, b2), dev)
     flops = 2.0 * m * (dd * h + h * dd)
     rows.append(row(f"mlp vit-b16 m{m}", "kernel", dev, "matmul+gelu",
@@ -189,6 +202,7 @@ def kernels(dev, seqs):
 
 
 def main():
+    global DT, DT_NAME, MIN_MS
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--threads", type=int, default=2)
@@ -201,8 +215,14 @@ def main():
     ap.add_argument("--kernels", action="store_true", help="also time attention / GEMM / MLP kernels")
     ap.add_argument("--no-e2e", action="store_true")
     ap.add_argument("--seqs", default="64,128,197,256,512,1024")
+    ap.add_argument("--dtype", choices=sorted(DTYPES), default="f32", help="compute dtype of models and kernels")
+    ap.add_argument("--min-ms", type=float, default=MIN_MS, help="kernel timing: each of the -r samples runs calls for at least this long")
     ap.add_argument("-o", "--out", help="write JSON here (default: stdout)")
     a = ap.parse_args()
+    DT, DT_NAME, MIN_MS = DTYPES[a.dtype], a.dtype, a.min_ms
+    # Full fp32 matmuls (PyTorch's default for matmul; cuDNN's default allows TF32).
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
 
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
@@ -218,6 +238,7 @@ def main():
         rows += kernels(dev, [int(s) for s in a.seqs.split(",")])
     for r in rows:
         r["config"]["threads"] = a.threads
+        r["config"]["tf32"] = False
 
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), platform.processor())
     device = torch.cuda.get_device_name() if dev.type == "cuda" else f"CPU ({a.threads} threads) {cpu}"
@@ -225,9 +246,13 @@ def main():
         commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
     except Exception:
         commit = None
-    import transformers
+    try:  # only the e2e workloads need transformers
+        import transformers
+        version = f"torch {torch.__version__}, transformers {transformers.__version__}"
+    except ImportError:
+        version = f"torch {torch.__version__}"
     out = {
-        "schema": SCHEMA, "tool": "pytorch", "version": f"torch {torch.__version__}, transformers {transformers.__version__}",
+        "schema": SCHEMA, "tool": "pytorch", "version": version,
         "commit": commit, "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "device": device, "host": {"cpu": cpu, "cores": len(__import__("os").sched_getaffinity(0)), "os": sys.platform},
         "rows": rows,
