@@ -230,8 +230,11 @@ fn a_hanging_step_is_killed_within_the_budget() {
     assert_eq!(o.status.code(), Some(1), "{log}");
     let v = step(&out, "parity");
     assert_eq!(v["status"], "timeout", "{log}");
-    assert_eq!(v["cap_s"], 4);
-    assert!(v["seconds"].as_f64().unwrap() < 4.0 + 6.0, "{v}");
+    // The cap is what is left of the 4 s budget when the step starts (set-up before it may take a
+    // second or two on a loaded machine).
+    let cap = v["cap_s"].as_f64().unwrap();
+    assert!((1.0..=4.0).contains(&cap), "{v}");
+    assert!(v["seconds"].as_f64().unwrap() < cap + 6.0, "{v}");
     // The budget, its kill grace (5 s) and the summary, not the hour the stand-in sleeps.
     assert!(wall < 30.0, "took {wall:.0} s\n{log}");
     std::fs::remove_dir_all(&out).unwrap();
