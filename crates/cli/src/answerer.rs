@@ -1,8 +1,10 @@
-//! The model side of `foveate eval`: a loaded LLaVA model answering one question about one image.
+//! The model side of `foveate eval`: a loaded model answering questions about images, one at a
+//! time or with continuous batching.
 
 use foveate_core::{Backend, DType, Error, Result};
+use foveate_eval::runner::Query;
 use foveate_eval::{Answerer, ModelInfo};
-use foveate_graph::AttentionKind;
+use foveate_graph::{AttentionKind, GenerateParams, Generation};
 use foveate_models::{Model, ModelOptions, Request};
 use std::path::Path;
 use std::sync::Arc;
@@ -30,31 +32,75 @@ pub struct ModelAnswerer {
     info: ModelInfo,
 }
 
+/// Questions answered together when `--batch-size` is not given, per backend: enough rows to keep
+/// the device busy through the tiny GEMMs of a small model, few enough that a 7B model's prefill
+/// activations stay small next to its weights.
+pub fn default_batch_size(backend: &str) -> usize {
+    match backend {
+        "cuda" => 64,
+        _ => 16,
+    }
+}
+
 impl ModelAnswerer {
-    pub fn new(model: Model, model_name: String, attention: &str) -> Self {
+    pub fn new(model: Model, model_name: String, attention: &str, batch_size: usize) -> Self {
         let info = ModelInfo {
             model: model_name,
             backend: model.backend().name().to_string(),
+            device: model.backend().device_name(),
             dtype: model.dtype().to_string(),
             attention: attention.to_string(),
+            batch_size: batch_size.max(1),
         };
         ModelAnswerer { model, info }
+    }
+
+    /// Prompt ids (one user turn with the image before it, through the checkpoint's chat template,
+    /// as LLaVA evaluations feed it) and pixels of one question.
+    fn request(&self, image: &Path, prompt: &str) -> Result<Request> {
+        let pixels = self.model.load_image(image)?;
+        let input_ids = self.model.tokenize(prompt, true, true)?;
+        Ok(Request { input_ids, pixels: Some(pixels) })
+    }
+
+    /// The text of a generation, without its stop token.
+    fn text(&self, g: Generation) -> Result<String> {
+        let mut tokens = g.tokens;
+        if g.stopped_on_token {
+            tokens.pop();
+        }
+        self.model.decode_text(&tokens)
     }
 }
 
 impl Answerer for ModelAnswerer {
-    /// The task prompt is one user turn with the image before it, through the checkpoint's chat
-    /// template (as LLaVA evaluations feed it); greedy decoding until a stop token.
+    /// Greedy decoding until a stop token.
     fn answer(&mut self, image: &Path, prompt: &str, max_new_tokens: usize) -> Result<String> {
-        let pixels = self.model.load_image(image)?;
-        let input_ids = self.model.tokenize(prompt, true, true)?;
-        let params = self.model.default_params(max_new_tokens);
-        let generated = self.model.generate_one(&Request { input_ids, pixels: Some(pixels) }, &params)?;
-        let mut tokens = generated.tokens;
-        if generated.stopped_on_token {
-            tokens.pop();
-        }
-        self.model.decode_text(&tokens)
+        let req = self.request(image, prompt)?;
+        let generated = self.model.generate_one(&req, &self.model.default_params(max_new_tokens))?;
+        self.text(generated)
+    }
+
+    /// Continuous batching: `batch_size` questions decode together; as each finishes, the next
+    /// question takes its slot (images of an admitted group are encoded as one batch).
+    fn answer_all(&mut self, queries: &[Query], done: &mut dyn FnMut(usize, String) -> Result<()>) -> Result<()> {
+        let mut taken = 0usize;
+        let mut next = |free: usize| -> Result<Vec<(Request, GenerateParams)>> {
+            let end = (taken + free).min(queries.len());
+            let group = queries[taken..end]
+                .iter()
+                .map(|q| Ok((self.request(&q.image, &q.prompt)?, self.model.default_params(q.max_new_tokens))))
+                .collect::<Result<Vec<_>>>()?;
+            taken = end;
+            Ok(group)
+        };
+        let mut finished = |i: usize, g: Generation| done(i, self.text(g)?);
+        self.model.generate_batched(self.info.batch_size, &mut next, &mut finished)
+    }
+
+    fn rendered_prompt(&self, prompt: &str) -> String {
+        let p = &self.model.checkpoint.prompt;
+        p.apply_chat_template(prompt, true).unwrap_or_else(|_| prompt.to_string())
     }
 
     fn describe(&self) -> ModelInfo {

@@ -31,7 +31,7 @@ pub struct Args {
     #[arg(short = 'd', long, value_delimiter = ',', default_value = "f32")]
     dtype: Vec<String>,
     /// Attention kernel families, comma separated (naive, flash, block-sparse).
-    #[arg(short = 'a', long, value_delimiter = ',', default_value = "flash")]
+    #[arg(short = 'a', long, value_delimiter = ',', default_value = crate::DEFAULT_ATTENTION)]
     attention: Vec<String>,
     /// Prompt lengths (text tokens), comma separated.
     #[arg(

@@ -37,8 +37,11 @@ pub struct Args {
     #[arg(long, default_value = "f32")]
     dtype: String,
     /// Attention variant: naive, flash, block-sparse.
-    #[arg(long, default_value = "flash")]
+    #[arg(long, default_value = crate::DEFAULT_ATTENTION)]
     attention: String,
+    /// Questions answered together (continuous batching); default: 16 on cpu and wgpu, 64 on cuda.
+    #[arg(long)]
+    batch_size: Option<usize>,
     /// Only the first N questions.
     #[arg(long)]
     limit: Option<usize>,
@@ -46,7 +49,7 @@ pub struct Args {
     #[arg(long, default_value = "0/1", value_parser = parse_shard)]
     shard: (usize, usize),
     /// Output folder (journal, submission, results).
-    /// (default: eval/runs/<task>-<unix seconds>, a new folder per run).
+    /// (default: eval/runs/<task>-<UTC date>-<time>, a new folder per run).
     #[arg(long, short)]
     output: Option<PathBuf>,
     /// Continue an interrupted run in the output folder.
@@ -82,7 +85,25 @@ fn parse_shard(s: &str) -> Result<(usize, usize), String> {
 fn build_answerer(args: &Args) -> Result<Box<dyn Answerer>, Box<dyn std::error::Error + Send + Sync>> {
     let dir = args.model.as_deref().ok_or("--model DIR is required to run an evaluation (or use --merge)")?;
     let model = crate::answerer::load_model(dir, &args.backend, &args.dtype, &args.attention)?;
-    Ok(Box::new(crate::answerer::ModelAnswerer::new(model, dir.display().to_string(), &args.attention)))
+    let batch = match args.batch_size {
+        Some(0) => return Err("--batch-size: must be at least 1".into()),
+        Some(b) => b,
+        None => crate::answerer::default_batch_size(&args.backend),
+    };
+    Ok(Box::new(crate::answerer::ModelAnswerer::new(model, dir.display().to_string(), &args.attention, batch)))
+}
+
+/// `eval/runs/<task>-YYYYMMDD-HHMMSS` (UTC), with `-2`, `-3`... if that folder exists already.
+fn default_output(task: TaskKind) -> PathBuf {
+    let stamp: String = foveate_core::stamp::utc_now().chars().filter(char::is_ascii_digit).collect();
+    let base = format!("eval/runs/{task}-{}-{}", &stamp[..8], &stamp[8..]);
+    let mut p = PathBuf::from(&base);
+    let mut n = 2;
+    while p.exists() {
+        p = PathBuf::from(format!("{base}-{n}"));
+        n += 1;
+    }
+    p
 }
 
 /// easy-VQA ships with the repository; use that copy when no data dir is given.
@@ -109,10 +130,7 @@ pub fn run(args: Args) -> CmdResult {
         image_root: args.images.clone(),
     };
     let ds = data::load(task, &paths)?;
-    let output = args.output.clone().unwrap_or_else(|| {
-        let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-        PathBuf::from(format!("eval/runs/{task}-{secs}"))
-    });
+    let output = args.output.clone().unwrap_or_else(|| default_output(task));
     let summary = if !args.merge.is_empty() {
         runner::merge(&ds, &args.merge, &output)?
     } else {
@@ -132,6 +150,13 @@ pub fn run(args: Args) -> CmdResult {
         println!("{}", std::fs::read_to_string(&summary.results_path)?);
     } else {
         print!("{}", summary.table);
+        if args.merge.is_empty() {
+            let (b, why) = match args.batch_size {
+                Some(b) => (b, "--batch-size".to_string()),
+                None => (crate::answerer::default_batch_size(&args.backend), format!("the {} default; --batch-size N to change it", args.backend)),
+            };
+            println!("{:<9}  {b} ({why})", "batch");
+        }
         println!("results: {}", summary.results_path.display());
     }
     Ok(ExitCode::SUCCESS)

@@ -28,7 +28,7 @@ pub struct Args {
     #[arg(long, default_value = "f32")]
     dtype: String,
     /// naive | flash | block-sparse
-    #[arg(long, default_value = "naive")]
+    #[arg(long, default_value = crate::DEFAULT_ATTENTION)]
     attention: String,
     #[arg(long, default_value_t = 32)]
     max_new_tokens: usize,

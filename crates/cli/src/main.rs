@@ -4,6 +4,9 @@
 //! Errors: every failure prints one line `error: ...` on stderr and exits 1 (clap's usage errors
 //! exit 2). A panic is a bug: the hook prints it as such and `main` exits 101.
 
+/// The attention kernel family `run`, `eval` and `bench` use unless told otherwise.
+pub(crate) const DEFAULT_ATTENTION: &str = "flash";
+
 mod answerer;
 mod backends;
 mod cmd_bench;

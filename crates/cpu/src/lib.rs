@@ -129,9 +129,13 @@ impl CpuBackend {
             }
             _ => {
                 let words: &mut [u32] = &mut w;
-                match &self.pool {
-                    Some(p) => p.install(|| fast::execute(op, &ins, words, &out_desc, variant)),
-                    None => fast::execute(op, &ins, words, &out_desc, variant),
+                if fast::work(op, &ins, &out_desc) < fast::SERIAL_WORK {
+                    fast::serially(|| fast::execute(op, &ins, words, &out_desc, variant));
+                } else {
+                    match &self.pool {
+                        Some(p) => p.install(|| fast::execute(op, &ins, words, &out_desc, variant)),
+                        None => fast::execute(op, &ins, words, &out_desc, variant),
+                    }
                 }
             }
         }

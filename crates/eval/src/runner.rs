@@ -3,11 +3,16 @@
 //!
 //! Output folder of one run (one shard):
 //! * `run.json`: what the run is (task, shard, limit, dataset, model); a resume must match it.
-//! * `predictions.jsonl`: the journal, one JSON line per answered question, appended and fsynced
-//!   before the next question starts. A killed run loses at most the question in flight; a
-//!   torn last line (killed mid-write) is dropped on resume.
+//! * `predictions.jsonl`: the journal and per-sample log, one JSON line per answered question
+//!   (question id, the prompt as the model saw it, raw generation, post-processed answer, score),
+//!   in record order, appended and fsynced as soon as every earlier question is answered too. A
+//!   batching answerer finishes questions out of order; a killed run loses at most the questions
+//!   in flight and the finished ones waiting behind them; a torn last line (killed mid-write) is
+//!   dropped on resume. The journal of a resumed run is byte-identical to an uninterrupted one.
 //! * `submission.json`: the official submission format, in record order.
-//! * `results.json`: score, breakdown, model, backend, dtype, attention, questions/s, commit, date.
+//! * `results.json`: score, breakdown, the protocol (prompt template, token budget,
+//!   post-processing, metric), model, backend, device, dtype, attention, batch size, questions/s,
+//!   commit, date.
 
 use crate::data::{Dataset, QuestionId, Record, TaskKind};
 use crate::metrics::{self, Score};
@@ -27,15 +32,40 @@ use std::time::Instant;
 pub struct ModelInfo {
     pub model: String,
     pub backend: String,
+    /// The device in words (GPU or adapter name, CPU threads).
+    pub device: String,
     pub dtype: String,
     pub attention: String,
+    /// Questions answered together (1: one at a time).
+    pub batch_size: usize,
 }
 
-/// A model that answers one question about one image.
+/// One question for an [`Answerer`].
+#[derive(Clone, Debug)]
+pub struct Query {
+    pub image: PathBuf,
+    pub prompt: String,
+    pub max_new_tokens: usize,
+}
+
+/// A model that answers questions about images.
 pub trait Answerer {
     /// Generate at most `max_new_tokens` tokens answering `prompt` about the image at `image`.
     fn answer(&mut self, image: &Path, prompt: &str, max_new_tokens: usize) -> Result<String>;
-    /// Model, backend, dtype and attention variant, for the report.
+    /// Answers every query, calling `done(i, raw)` as soon as query `i` is answered, in any order.
+    /// The default answers one at a time, in order; a batching answerer overrides it.
+    fn answer_all(&mut self, queries: &[Query], done: &mut dyn FnMut(usize, String) -> Result<()>) -> Result<()> {
+        for (i, q) in queries.iter().enumerate() {
+            let raw = self.answer(&q.image, &q.prompt, q.max_new_tokens)?;
+            done(i, raw)?;
+        }
+        Ok(())
+    }
+    /// The prompt as the model sees it (e.g. inside its chat template), for the per-sample log.
+    fn rendered_prompt(&self, prompt: &str) -> String {
+        prompt.to_string()
+    }
+    /// Model, backend, device, dtype, attention variant and batch size, for the report.
     fn describe(&self) -> ModelInfo;
 }
 
@@ -190,16 +220,24 @@ pub fn check_images(ds: &Dataset, limit: Option<usize>, shard: (usize, usize)) -
     ))
 }
 
-fn run_header(ds: &Dataset, opts: &RunOptions, info: &ModelInfo) -> Value {
+fn run_header(spec: &TaskSpec, ds: &Dataset, opts: &RunOptions, info: &ModelInfo) -> Value {
     json!({
+        "protocol": {
+            "prompt": spec.prompt,
+            "max_new_tokens": spec.max_new_tokens,
+            "postprocess": spec.postprocess,
+            "metric": spec.metric,
+        },
         "task": ds.task.name(),
         "dataset": ds.source.display().to_string(),
         "limit": opts.limit,
         "shard": [opts.shard.0, opts.shard.1],
         "model": info.model,
         "backend": info.backend,
+        "device": info.device,
         "dtype": info.dtype,
         "attention": info.attention,
+        "batch_size": info.batch_size,
     })
 }
 
@@ -258,7 +296,7 @@ fn run_in(
 ) -> Result<RunSummary> {
     let dir = &opts.out_dir;
     let info = answerer.describe();
-    let header = run_header(ds, opts, &info);
+    let header = run_header(spec, ds, opts, &info);
     let header_path = dir.join("run.json");
     let jpath = journal_path(dir);
     let journal_has_data = std::fs::metadata(&jpath)
@@ -272,7 +310,7 @@ fn run_in(
     }
     if opts.resume && header_path.is_file() {
         let old = crate::data::read_json(&header_path)?;
-        for key in ["task", "dataset", "limit", "shard"] {
+        for key in ["task", "dataset", "limit", "shard", "protocol"] {
             if old.get(key) != header.get(key) {
                 return Err(Error::format(
                     header_path.display().to_string(),
@@ -315,6 +353,12 @@ fn run_in(
         resumed += 1;
     }
 
+    let answerer_prompts: Vec<String> = records
+        .iter()
+        .zip(&answers)
+        .filter(|(_, a)| a.is_none())
+        .map(|(r, _)| answerer.rendered_prompt(&spec.prompt_for(&r.question)))
+        .collect();
     let mut journal = OpenOptions::new()
         .create(true)
         .append(true)
@@ -331,27 +375,35 @@ fn run_in(
     bar.set_message(running.message(ds.task));
 
     let start = Instant::now();
+    let todo: Vec<usize> = (0..records.len()).filter(|&i| answers[i].is_none()).collect();
+    let queries: Vec<Query> = todo
+        .iter()
+        .map(|&i| Query { image: records[i].image.clone(), prompt: spec.prompt_for(&records[i].question), max_new_tokens: spec.max_new_tokens })
+        .collect();
+    // Finished answers wait here until every earlier question is answered, so the journal stays
+    // in record order.
+    let mut waiting: Vec<Option<Value>> = vec![None; todo.len()];
+    let mut flushed = 0usize;
     let mut answered = 0usize;
-    for (i, rec) in records.iter().enumerate() {
-        if answers[i].is_some() {
-            continue;
-        }
-        let raw = answerer.answer(
-            &rec.image,
-            &spec.prompt_for(&rec.question),
-            spec.max_new_tokens,
-        )?;
+    let mut done = |qi: usize, raw: String| -> Result<()> {
+        let rec = records[todo[qi]];
         let answer = spec.clean_answer(&raw);
         let s = metrics::question_score(ds.task, rec, &answer);
-        let line =
-            json!({"question_id": rec.id.to_json(), "answer": answer, "raw": raw, "score": s});
-        append_line(&mut journal, &jpath, &line)?;
-        answers[i] = Some(answer);
+        let prompt = answerer_prompts.get(qi).cloned().unwrap_or_default();
+        waiting[qi] = Some(json!({"question_id": rec.id.to_json(), "prompt": prompt, "raw": raw, "answer": answer, "score": s}));
+        while flushed < waiting.len() {
+            let Some(line) = waiting[flushed].take() else { break };
+            append_line(&mut journal, &jpath, &line)?;
+            answers[todo[flushed]] = line["answer"].as_str().map(String::from);
+            flushed += 1;
+        }
         answered += 1;
         running.add(s);
         bar.inc(1);
         bar.set_message(running.message(ds.task));
-    }
+        Ok(())
+    };
+    answerer.answer_all(&queries, &mut done)?;
     bar.finish_and_clear();
     let elapsed = start.elapsed().as_secs_f64();
     let qps = if elapsed > 0.0 {
@@ -421,10 +473,13 @@ fn finish(
         "date": stamp::utc_now(),
     });
     for key in [
+        "protocol",
         "model",
         "backend",
+        "device",
         "dtype",
         "attention",
+        "batch_size",
         "dataset",
         "limit",
         "shard",

@@ -28,7 +28,7 @@ const BUILTIN: [(TaskKind, &str); 4] = [
 ];
 
 /// What is done to a raw generation before it is recorded as the answer.
-#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct PostProcess {
     /// Keep only the first non-empty line.

@@ -54,6 +54,7 @@ impl Answerer for Fake {
             backend: "none".into(),
             dtype: "f32".into(),
             attention: "naive".into(),
+            ..ModelInfo::default()
         }
     }
 }

@@ -8,7 +8,7 @@ use crate::image::{decode_file, preprocess, DecodeOptions, RgbImage};
 use crate::vars::{CheckpointSource, TensorSource};
 use crate::Checkpoint;
 use foveate_core::{Backend, DType, Error, HostTensor, Result};
-use foveate_graph::{generate_each, AttentionKind, Exec, GenerateParams, Generation, PoolStats, SamplingParams};
+use foveate_graph::{generate_each, run_batched, Admitted, AttentionKind, Exec, GenerateParams, Generation, PoolStats, SamplingParams};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
@@ -165,6 +165,29 @@ impl Model {
             prompts.push(self.arch.prompt(&self.ex, r.input_ids.clone(), r.pixels.as_ref())?);
         }
         generate_each(&self.ex, self.arch.text(), prompts, params)
+    }
+
+    /// Continuous batching over a stream of requests: at most `max_batch` decode together, and
+    /// whenever slots are free `next(free)` is asked for up to that many more (none: the stream
+    /// is over); each admitted group's images go through the vision tower as one batch and its
+    /// prompts through one prefill. `done(i, generation)` is called as request `i` (admission
+    /// order) finishes. Each request gets the tokens it gets alone.
+    pub fn generate_batched(
+        &self,
+        max_batch: usize,
+        next: &mut dyn FnMut(usize) -> Result<Vec<(Request, GenerateParams)>>,
+        done: &mut dyn FnMut(usize, Generation) -> Result<()>,
+    ) -> Result<()> {
+        let mut admit = |free: usize| -> Result<Vec<Admitted>> {
+            let group = next(free)?;
+            for (r, p) in &group {
+                self.check_request(r, p.max_new_tokens)?;
+            }
+            let inputs = group.iter().map(|(r, _)| (r.input_ids.clone(), r.pixels.as_ref())).collect();
+            let prompts = self.arch.prompts(&self.ex, inputs)?;
+            Ok(prompts.into_iter().zip(group).map(|(prompt, (_, params))| Admitted { prompt, params }).collect())
+        };
+        run_batched(&self.ex, self.arch.text(), max_batch, &mut admit, done)
     }
 
     /// Projected image features `[N, D_text]`, as f32 on the host.

@@ -7,6 +7,7 @@
 use super::simd::{axpy, dot, exp_sub, scale};
 use foveate_core::{AttentionSpec, BlockClass, Mask};
 use gemm::Parallelism;
+use super::maybe_par;
 use rayon::prelude::*;
 
 const BQ: usize = 32;
@@ -45,7 +46,7 @@ struct Task {
 fn head_major(x: &[f32], s: &AttentionSpec) -> Vec<f32> {
     let (hkv, d, n) = (s.kv_heads, s.head_dim, s.kv_len);
     let mut out = vec![0f32; s.batch * hkv * n * d];
-    out.par_chunks_mut(n * d).enumerate().for_each(|(bh, dst)| {
+    maybe_par!(out.chunks_mut(n * d).enumerate(), out.par_chunks_mut(n * d).enumerate(), |(bh, dst): (usize, &mut [f32])| {
         let (b, h) = (bh / hkv, bh % hkv);
         for j in 0..n {
             dst[j * d..(j + 1) * d].copy_from_slice(&x[((b * s.kv_capacity + j) * hkv + h) * d..][..d]);
@@ -136,9 +137,7 @@ pub(crate) fn tiled(s: &AttentionSpec, q: &[f32], k: &[f32], v: &[f32], out: &mu
     let vt = head_major(v, s);
     let tasks = schedule(s, use_classes);
     let group = s.q_heads / s.kv_heads;
-    let results: Vec<Vec<f32>> = tasks
-        .par_iter()
-        .map(|t| {
+    let one = |t: &Task| {
             let kvh = (t.b * s.kv_heads + t.h / group) * s.kv_len * d;
             let (kh, vh) = (&kt[kvh..kvh + s.kv_len * d], &vt[kvh..kvh + s.kv_len * d]);
             let rows = t.i1 - t.i0;
@@ -151,8 +150,8 @@ pub(crate) fn tiled(s: &AttentionSpec, q: &[f32], k: &[f32], v: &[f32], out: &mu
                     .for_each(|(o, x)| *o = x * s.scale);
             }
             run_task(t, s, base, &qs, kh, vh)
-        })
-        .collect();
+    };
+    let results: Vec<Vec<f32>> = if super::serial() { tasks.iter().map(one).collect() } else { tasks.par_iter().map(one).collect() };
     for (t, acc) in tasks.iter().zip(results) {
         for r in 0..t.i1 - t.i0 {
             let dst = ((t.b * s.q_len + t.i0 + r) * s.q_heads + t.h) * d;
@@ -259,7 +258,7 @@ fn run_task(t: &Task, s: &AttentionSpec, base: &Mask, qs: &[f32], kh: &[f32], vh
 pub(crate) fn naive(s: &AttentionSpec, q: &[f32], k: &[f32], v: &[f32], out: &mut [f32]) {
     let (hq, hkv, d) = (s.q_heads, s.kv_heads, s.head_dim);
     let group = hq / hkv;
-    out.par_chunks_mut(hq * d).enumerate().for_each(|(bi, orow)| {
+    maybe_par!(out.chunks_mut(hq * d).enumerate(), out.par_chunks_mut(hq * d).enumerate(), |(bi, orow): (usize, &mut [f32])| {
         let (b, i) = (bi / s.q_len, bi % s.q_len);
         let mut scores = vec![0f32; s.kv_len];
         for h in 0..hq {

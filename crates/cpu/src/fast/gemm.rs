@@ -4,6 +4,7 @@ use super::simd::dot;
 use crate::act::act_f32;
 use foveate_core::{Activation, GemmSpec, MlpSpec, PatchEmbedSpec};
 use gemm::Parallelism;
+use super::maybe_par;
 use rayon::prelude::*;
 
 /// Below this many output rows the product is split over N (weight rows) across threads, each
@@ -41,7 +42,7 @@ pub(crate) fn matmul_t(a: &[f32], w: &[f32], m: usize, n: usize, k: usize, out: 
         // Decode-shaped: stream each weight row once and dot it with the few rows of `a`.
         let chunk = n.div_ceil(threads * 8).max(8);
         let dst = SendPtr(out.as_mut_ptr());
-        (0..n.div_ceil(chunk)).into_par_iter().for_each(|c| {
+        maybe_par!((0..n.div_ceil(chunk)), (0..n.div_ceil(chunk)).into_par_iter(), |c: usize| {
             for j in c * chunk..((c + 1) * chunk).min(n) {
                 let wr = &w[j * k..(j + 1) * k];
                 for i in 0..m {
@@ -50,14 +51,14 @@ pub(crate) fn matmul_t(a: &[f32], w: &[f32], m: usize, n: usize, k: usize, out: 
                 }
             }
         });
-    } else if m * n * k <= SMALL_WORK {
+    } else if m * n * k <= SMALL_WORK || super::serial() {
         // SAFETY: sizes checked above.
         unsafe { product(a.as_ptr(), w.as_ptr(), out.as_mut_ptr(), m, n, k, n, Parallelism::None) }
     } else if m < SMALL_M && threads > 1 && n >= 64 {
         // Split the weight rows (output columns) across threads.
         let chunk = n.div_ceil(threads * 4).max(16);
         let dst = SendPtr(out.as_mut_ptr());
-        (0..n.div_ceil(chunk)).into_par_iter().for_each(|c| {
+        maybe_par!((0..n.div_ceil(chunk)), (0..n.div_ceil(chunk)).into_par_iter(), |c: usize| {
             let n0 = c * chunk;
             let nc = chunk.min(n - n0);
             // SAFETY: each task writes the disjoint column range n0..n0+nc of every output row;
@@ -139,7 +140,7 @@ pub(crate) fn epilogue(out: &mut [f32], n: usize, bias: Option<&[f32]>, act: Act
         return;
     }
     let rpt = rows_per_task(n);
-    out.par_chunks_mut(rpt * n).enumerate().for_each(|(c, chunk)| {
+    maybe_par!(out.chunks_mut(rpt * n).enumerate(), out.par_chunks_mut(rpt * n).enumerate(), |(c, chunk): (usize, &mut [f32])| {
         for (r, row) in chunk.chunks_mut(n).enumerate() {
             if let Some(b) = bias {
                 row.iter_mut().zip(b).for_each(|(y, b)| *y += b);
@@ -219,7 +220,7 @@ pub(crate) fn patch_embed_op(
     let e = g.embed;
     // im2col: one row per patch, columns in the weight's (c, ky, kx) order.
     let mut cols = vec![0f32; g.batch * np * kk];
-    cols.par_chunks_mut(kk).enumerate().for_each(|(row, dst)| {
+    maybe_par!(cols.chunks_mut(kk).enumerate(), cols.par_chunks_mut(kk).enumerate(), |(row, dst): (usize, &mut [f32])| {
         let (b, patch) = (row / np, row % np);
         let (py, pxi) = (patch / gw, patch % gw);
         for c in 0..g.chans {
@@ -236,7 +237,7 @@ pub(crate) fn patch_embed_op(
     } else {
         let mut y = vec![0f32; g.batch * np * e];
         matmul_t(&cols, w, g.batch * np, e, kk, &mut y);
-        out.par_chunks_mut(t * e).enumerate().for_each(|(b, ob)| {
+        maybe_par!(out.chunks_mut(t * e).enumerate(), out.par_chunks_mut(t * e).enumerate(), |(b, ob): (usize, &mut [f32])| {
             ob[..e].copy_from_slice(cls.expect("cls input"));
             ob[e..].copy_from_slice(&y[b * np * e..(b + 1) * np * e]);
             if let Some(bias) = bias {
@@ -247,7 +248,6 @@ pub(crate) fn patch_embed_op(
         });
     }
     if let Some(pos) = pos {
-        out.par_chunks_mut(t * e)
-            .for_each(|ob| ob.iter_mut().zip(pos).for_each(|(v, p)| *v += p));
+        maybe_par!(out.chunks_mut(t * e), out.par_chunks_mut(t * e), |ob: &mut [f32]| ob.iter_mut().zip(pos).for_each(|(v, p)| *v += p));
     }
 }

@@ -1,4 +1,10 @@
 //! The fast path: f32 compute (f16/bf16 converted on the fly), rayon, the `gemm` crate.
+//!
+//! Small ops run on the calling thread: handing a parallel iterator to rayon from outside its pool
+//! wakes a worker and puts the caller to sleep until it is done, which for an op of a few thousand
+//! elements costs more than the op (a tiny model's decode step is hundreds of such ops). The backend
+//! marks an op below [`SERIAL_WORK`] as serial ([`serially`]) and every parallel loop here then runs
+//! as a plain loop ([`maybe_par!`]).
 
 mod attention;
 mod gemm;
@@ -6,6 +12,58 @@ mod rows;
 mod simd;
 
 use crate::storage::{store_f64, with_out_f32, Inputs};
+use std::cell::Cell;
+
+/// Ops with less work than this (multiply-adds, or elements moved) run on the calling thread.
+pub(crate) const SERIAL_WORK: usize = 1 << 16;
+
+thread_local! {
+    static SERIAL: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Whether the op running on this thread runs serially.
+pub(crate) fn serial() -> bool {
+    SERIAL.with(Cell::get)
+}
+
+/// Runs `f` with every parallel loop of the fast path as a plain loop on this thread.
+pub(crate) fn serially<R>(f: impl FnOnce() -> R) -> R {
+    struct Reset(bool);
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            SERIAL.with(|s| s.set(self.0));
+        }
+    }
+    let _reset = Reset(SERIAL.with(|s| s.replace(true)));
+    f()
+}
+
+/// `maybe_par!(seq_iter, par_iter, body)`: `seq_iter.for_each(body)` when the current op is
+/// serial, else `par_iter.for_each(body)` (the same chain on rayon's parallel iterators).
+macro_rules! maybe_par {
+    ($seq:expr, $par:expr, $f:expr) => {
+        if $crate::fast::serial() {
+            $seq.for_each($f)
+        } else {
+            $par.for_each($f)
+        }
+    };
+}
+pub(crate) use maybe_par;
+
+/// The work of `op` with output `out`, in multiply-adds (products, attention) or elements.
+pub(crate) fn work(op: &Op, ins: &Inputs, out: &TensorDesc) -> usize {
+    let n = out.numel();
+    let dims = |i: usize| ins.desc(i).shape.dims();
+    match op {
+        Op::Gemm(_) => n.saturating_mul(dims(1)[1]),
+        // rows · (D·H + H·O)
+        Op::GeluMlp(_) => (n / dims(3)[0].max(1)).saturating_mul(dims(1)[0] * (dims(1)[1] + dims(3)[0])),
+        Op::PatchEmbed(_) => n.saturating_mul(dims(1)[1..].iter().product()),
+        Op::Attention(a) => (a.flops() / 2.0) as usize,
+        _ => n + ins.desc(0).numel(),
+    }
+}
 use foveate_core::registry::attention as names;
 use foveate_core::{DType, Op, TensorDesc};
 

@@ -2,6 +2,7 @@
 
 use crate::act::act_f32;
 use foveate_core::{Activation, RopeSpec};
+use super::maybe_par;
 use rayon::prelude::*;
 
 /// Elements per parallel task: small ops stay on one thread.
@@ -12,7 +13,7 @@ fn rows_per_task(d: usize) -> usize {
 }
 
 pub(crate) fn zip(a: &[f32], b: &[f32], out: &mut [f32], f: impl Fn(f32, f32) -> f32 + Sync) {
-    out.par_chunks_mut(GRAIN).enumerate().for_each(|(c, o)| {
+    maybe_par!(out.chunks_mut(GRAIN).enumerate(), out.par_chunks_mut(GRAIN).enumerate(), |(c, o): (usize, &mut [f32])| {
         let off = c * GRAIN;
         for ((o, x), y) in o.iter_mut().zip(&a[off..]).zip(&b[off..]) {
             *o = f(*x, *y);
@@ -21,7 +22,7 @@ pub(crate) fn zip(a: &[f32], b: &[f32], out: &mut [f32], f: impl Fn(f32, f32) ->
 }
 
 pub(crate) fn unary(act: Activation, x: &[f32], out: &mut [f32]) {
-    out.par_chunks_mut(GRAIN).enumerate().for_each(|(c, o)| {
+    maybe_par!(out.chunks_mut(GRAIN).enumerate(), out.par_chunks_mut(GRAIN).enumerate(), |(c, o): (usize, &mut [f32])| {
         for (o, x) in o.iter_mut().zip(&x[c * GRAIN..]) {
             *o = act_f32(act, *x);
         }
@@ -34,13 +35,15 @@ fn per_row(x: &[f32], d: usize, out: &mut [f32], f: impl Fn(&[f32], &mut [f32]) 
         return;
     }
     let rpt = rows_per_task(d);
-    out.par_chunks_mut(rpt * d)
-        .zip(x.par_chunks(rpt * d))
-        .for_each(|(o, x)| {
+    maybe_par!(
+        out.chunks_mut(rpt * d).zip(x.chunks(rpt * d)),
+        out.par_chunks_mut(rpt * d).zip(x.par_chunks(rpt * d)),
+        |(o, x): (&mut [f32], &[f32])| {
             for (orow, xrow) in o.chunks_mut(d).zip(x.chunks(d)) {
                 f(xrow, orow);
             }
-        });
+        }
+    );
 }
 
 pub(crate) fn layer_norm(x: &[f32], g: &[f32], b: &[f32], eps: f32, out: &mut [f32]) {
@@ -80,17 +83,20 @@ pub(crate) fn softmax(x: &[f32], d: usize, out: &mut [f32]) {
 }
 
 pub(crate) fn argmax(x: &[f32], d: usize) -> Vec<u32> {
-    x.par_chunks(d)
-        .map(|row| {
-            let mut best: Option<(usize, f32)> = None;
-            for (j, &v) in row.iter().enumerate() {
-                if !v.is_nan() && best.is_none_or(|(_, b)| v > b) {
-                    best = Some((j, v));
-                }
+    let best = |row: &[f32]| {
+        let mut best: Option<(usize, f32)> = None;
+        for (j, &v) in row.iter().enumerate() {
+            if !v.is_nan() && best.is_none_or(|(_, b)| v > b) {
+                best = Some((j, v));
             }
-            best.map_or(0, |(j, _)| j as u32)
-        })
-        .collect()
+        }
+        best.map_or(0, |(j, _)| j as u32)
+    };
+    if super::serial() {
+        x.chunks(d).map(best).collect()
+    } else {
+        x.par_chunks(d).map(best).collect()
+    }
 }
 
 /// x `[B, S, H, D]`, positions `[B, S]`. Angles and their sin/cos are taken in f64 once per token.
@@ -101,10 +107,10 @@ pub(crate) fn rope(spec: &RopeSpec, x: &[f32], pos: &[u32], dims: &[usize], out:
     let inv_freq: Vec<f64> = (0..half)
         .map(|i| (spec.theta as f64).powf(-2.0 * i as f64 / r as f64))
         .collect();
-    out.par_chunks_mut(h * d)
-        .zip(x.par_chunks(h * d))
-        .zip(pos.par_iter())
-        .for_each(|((o, xt), &p)| {
+    maybe_par!(
+        out.chunks_mut(h * d).zip(x.chunks(h * d)).zip(pos.iter()),
+        out.par_chunks_mut(h * d).zip(x.par_chunks(h * d)).zip(pos.par_iter()),
+        |((o, xt), &p): ((&mut [f32], &[f32]), &u32)| {
             let cs: Vec<(f32, f32)> = inv_freq
                 .iter()
                 .map(|f| {
@@ -120,14 +126,15 @@ pub(crate) fn rope(spec: &RopeSpec, x: &[f32], pos: &[u32], dims: &[usize], out:
                 }
                 orow[r..].copy_from_slice(&xrow[r..]);
             }
-        });
+        }
+    );
 }
 
 pub(crate) fn embedding(table: &[f32], v: usize, d: usize, ids: &[u32], out: &mut [f32]) {
     if d == 0 {
         return;
     }
-    out.par_chunks_mut(d).zip(ids.par_iter()).for_each(|(o, &id)| {
+    maybe_par!(out.chunks_mut(d).zip(ids.iter()), out.par_chunks_mut(d).zip(ids.par_iter()), |(o, &id): (&mut [f32], &u32)| {
         let id = id as usize;
         if id < v {
             o.copy_from_slice(&table[id * d..(id + 1) * d]);

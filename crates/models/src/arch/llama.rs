@@ -103,6 +103,10 @@ impl TextModel for Llama {
         ex.run(&Op::Embedding, &[&self.embed, ids])
     }
 
+    fn embedding_width(&self) -> usize {
+        self.cfg.hidden_size
+    }
+
     fn forward(&self, ex: &Exec, mut x: Buf, positions: &Positions, seqs: &mut [(&mut KvCache, usize)]) -> Result<Buf> {
         let cfg = &self.cfg;
         let total = x.dims()[1];

@@ -97,20 +97,39 @@ impl Llava {
         Ok(Llava { cfg: cfg.clone(), vision, text })
     }
 
-    /// Uploads preprocessed pixels; the tower takes `image_size` squares.
-    fn upload_pixels(&self, ex: &Exec, px: &PixelValues) -> Result<Tensor> {
+    /// Uploads preprocessed pixels of one or more images as `[B, C, S, S]`; the tower takes
+    /// `image_size` squares.
+    fn upload_pixels(&self, ex: &Exec, images: &[&PixelValues]) -> Result<Tensor> {
         let v = &self.cfg.vision;
-        if px.height != v.image_size || px.width != v.image_size || px.data.len() != v.num_channels * px.height * px.width {
-            return Err(Error::Msg(format!(
-                "pixel values are {}x{} ({} values) but the vision tower takes {c}x{s}x{s}",
-                px.height,
-                px.width,
-                px.data.len(),
-                c = v.num_channels,
-                s = v.image_size
-            )));
+        let mut data = Vec::with_capacity(images.len() * v.num_channels * v.image_size * v.image_size);
+        for px in images {
+            if px.height != v.image_size || px.width != v.image_size || px.data.len() != v.num_channels * px.height * px.width {
+                return Err(Error::Msg(format!(
+                    "pixel values are {}x{} ({} values) but the vision tower takes {c}x{s}x{s}",
+                    px.height,
+                    px.width,
+                    px.data.len(),
+                    c = v.num_channels,
+                    s = v.image_size
+                )));
+            }
+            data.extend_from_slice(&px.data);
         }
-        ex.upload_f32(&[1, v.num_channels, px.height, px.width], &px.data)
+        ex.upload_f32(&[images.len(), v.num_channels, v.image_size, v.image_size], &data)
+    }
+
+    /// The splice of `ids` with `features` `[1, N, D]`, or a check that `ids` has no image token.
+    fn splice(&self, ids: &[u32], features: Option<Buf>) -> Result<Option<Splice>> {
+        match features {
+            Some(f) => Ok(Some(Splice::at_tokens(ids, self.cfg.image_token_id, f)?)),
+            None => {
+                let n_img = ids.iter().filter(|&&i| i == self.cfg.image_token_id).count();
+                if n_img > 0 {
+                    return Err(Error::Msg(format!("the prompt has {n_img} image tokens but no image was given")));
+                }
+                Ok(None)
+            }
+        }
     }
 }
 
@@ -120,29 +139,47 @@ impl Architecture for Llava {
     }
 
     fn prompt(&self, ex: &Exec, ids: Vec<u32>, pixels: Option<&PixelValues>) -> Result<PromptInput> {
+        Ok(self.prompts(ex, vec![(ids, pixels)])?.pop().expect("one prompt per request"))
+    }
+
+    /// The images of all requests go through the tower and the projector as one batch.
+    fn prompts(&self, ex: &Exec, reqs: Vec<(Vec<u32>, Option<&PixelValues>)>) -> Result<Vec<PromptInput>> {
         let t0 = Instant::now();
-        let splice = match pixels {
-            Some(px) => Some(Splice::at_tokens(&ids, self.cfg.image_token_id, self.image_features(ex, px)?)?),
-            None => {
-                let n_img = ids.iter().filter(|&&i| i == self.cfg.image_token_id).count();
-                if n_img > 0 {
-                    return Err(Error::Msg(format!("the prompt has {n_img} image tokens but no image was given")));
+        let images: Vec<&PixelValues> = reqs.iter().filter_map(|r| r.1).collect();
+        let mut feats = if images.is_empty() { None } else { Some(self.vision.features(ex, &self.cfg, &self.upload_pixels(ex, &images)?)?) };
+        let single = images.len() == 1;
+        let mut b = 0;
+        let mut out = Vec::with_capacity(reqs.len());
+        for (ids, px) in reqs {
+            // The features `[B, N, D]` of request b's image: row b (all of them for one image).
+            let f = match (px, feats.as_ref()) {
+                (Some(_), _) if single => feats.take(),
+                (Some(_), Some(all)) => {
+                    b += 1;
+                    Some(ex.run(&Op::Slice { axis: 0, start: b - 1, len: 1 }, &[all])?)
                 }
-                None
-            }
-        };
+                _ => None,
+            };
+            let splice = self.splice(&ids, f)?;
+            let positions = Positions::linear(1, 0, ids.len());
+            out.push(PromptInput { ids, splice, positions, image_encode_ms: 0.0 });
+        }
+        drop(feats);
         ex.backend.synchronize()?;
-        let positions = Positions::linear(1, 0, ids.len());
-        Ok(PromptInput { ids, splice, positions, image_encode_ms: t0.elapsed().as_secs_f64() * 1e3 })
+        let ms = t0.elapsed().as_secs_f64() * 1e3;
+        for p in out.iter_mut() {
+            p.image_encode_ms = ms;
+        }
+        Ok(out)
     }
 
     fn image_features(&self, ex: &Exec, px: &PixelValues) -> Result<Buf> {
-        let pixels = self.upload_pixels(ex, px)?;
+        let pixels = self.upload_pixels(ex, &[px])?;
         self.vision.features(ex, &self.cfg, &pixels)
     }
 
     fn patch_embeddings(&self, ex: &Exec, px: &PixelValues) -> Result<Buf> {
-        let pixels = self.upload_pixels(ex, px)?;
+        let pixels = self.upload_pixels(ex, &[px])?;
         self.vision.tower.embed(ex, &pixels)
     }
 

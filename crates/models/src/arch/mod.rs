@@ -50,6 +50,11 @@ pub trait Architecture: Send + Sync {
     /// The request as the runtime runs it: images encoded, the splice plan of their features,
     /// the rotary positions of the prompt. `ids` already hold the expanded image tokens.
     fn prompt(&self, ex: &Exec, ids: Vec<u32>, pixels: Option<&PixelValues>) -> Result<PromptInput>;
+    /// Several requests at once; an architecture may encode their images as one batch. The
+    /// default runs [`Architecture::prompt`] on each.
+    fn prompts(&self, ex: &Exec, reqs: Vec<(Vec<u32>, Option<&PixelValues>)>) -> Result<Vec<PromptInput>> {
+        reqs.into_iter().map(|(ids, px)| self.prompt(ex, ids, px)).collect()
+    }
     /// Image features `[1, N, D_text]` as spliced into the prompt.
     fn image_features(&self, ex: &Exec, px: &PixelValues) -> Result<Buf>;
     /// The vision tower's patch embeddings `[1, T, E]` (the input of its first layer).
