@@ -104,8 +104,8 @@ impl Seq {
         Seq { index, params, cache, rng, tokens: Vec::new(), next: None, next_pos, axes, stopped: false, prompt_logits: None, timings, decode_start: Instant::now() }
     }
 
-    /// Takes the pending token; true when the request is done (stop token, budget, or nothing
-    /// to take).
+    /// Takes the pending token; true when the request is done (a stop token, its budget, or a
+    /// budget of 0). Without a pending token (taken already, no decode step since) nothing changes.
     fn take_next(&mut self) -> bool {
         match self.next.take() {
             Some(tok) => {
@@ -117,7 +117,7 @@ impl Seq {
                     self.tokens.len() >= self.params.max_new_tokens
                 }
             }
-            None => true,
+            None => self.params.max_new_tokens == 0,
         }
     }
 

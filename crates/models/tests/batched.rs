@@ -120,7 +120,43 @@ fn batch_checks(backend: Arc<dyn Backend>, be: &str, dir: &PathBuf, attention: A
             fails.push(format!("{tag}: sampled request {i}: batched {:?} != alone {one:?}", g.tokens));
         }
     }
-    eprintln!("{tag}: tokens {alone:?}; GEMM launches {batch_gemms} batched vs {alone_gemms} one by one");
+    // Continuous batching: 7 requests through 2 slots (budgets 8, 5, 2, 8 with a stop token...),
+    // each joining as another leaves, prefilled in groups: each gets its tokens alone.
+    let queue_params = [greedy(8, vec![]), greedy(5, vec![]), greedy(2, vec![]), greedy(8, vec![stop])];
+    let mut queue: Vec<(Request, GenerateParams)> =
+        (0..7).map(|i| (reqs[i % 3].clone(), queue_params[i % 4].clone())).collect();
+    let wants: Vec<Vec<u32>> = queue.iter().map(|(r, p)| m.generate_one(r, p).unwrap().tokens).collect();
+    let mut got: Vec<Option<Vec<u32>>> = vec![None; wants.len()];
+    let mut order = Vec::new();
+    m.generate_batched(2, &mut |free| Ok(queue.drain(..free.min(queue.len())).collect()), &mut |i, g| {
+        order.push(i);
+        got[i] = Some(g.tokens);
+        Ok(())
+    })
+    .unwrap();
+    for (i, (g, w)) in got.iter().zip(&wants).enumerate() {
+        if g.as_ref() != Some(w) {
+            fails.push(format!("{tag}: continuous batching, request {i}: {g:?} != alone {w:?}"));
+        }
+    }
+    if order.len() != 7 || order == (0..7).collect::<Vec<_>>() {
+        fails.push(format!("{tag}: continuous batching finished in order {order:?} (expected all 7, out of order: budgets differ)"));
+    }
+    // All three admitted at once: one vision batch, one prefill, then decode together: fewer GEMM
+    // launches than generate() (which prefills one by one).
+    let before = counting.gemms.load(Ordering::Relaxed);
+    let mut q3: Vec<(Request, GenerateParams)> = reqs.iter().map(|r| (r.clone(), greedy(8, vec![]))).collect();
+    let mut toks3: Vec<Vec<u32>> = vec![Vec::new(); 3];
+    m.generate_batched(3, &mut |free| Ok(q3.drain(..free.min(q3.len())).collect()), &mut |i, g| {
+        toks3[i] = g.tokens;
+        Ok(())
+    })
+    .unwrap();
+    let grouped_gemms = counting.gemms.load(Ordering::Relaxed) - before;
+    if toks3 != alone || grouped_gemms >= batch_gemms {
+        fails.push(format!("{tag}: grouped prefill: tokens {toks3:?} (alone {alone:?}), {grouped_gemms} GEMM launches vs {batch_gemms}"));
+    }
+    eprintln!("{tag}: tokens {alone:?}; GEMM launches {batch_gemms} batched, {grouped_gemms} grouped prefill, {alone_gemms} one by one; continuous order {order:?}");
     fails
 }
 

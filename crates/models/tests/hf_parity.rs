@@ -134,6 +134,7 @@ fn parity(fx: Vec<(PathBuf, Vec<String>)>, backend: Arc<dyn Backend>, be: &str) 
             .map(|a| (a, Model::load(dir.join("model"), backend.clone(), ModelOptions { dtype: DType::F32, attention: a }).unwrap()))
             .collect();
         let m = &models[0].1;
+        let mut batch: Vec<(String, Request, Vec<u32>)> = Vec::new();
         for k in ks {
             let tag = format!("{name}/golden_{k}");
             let g = Golden { bytes: std::fs::read(dir.join(format!("golden_{k}.safetensors"))).unwrap() };
@@ -228,6 +229,28 @@ fn parity(fx: Vec<(PathBuf, Vec<String>)>, backend: Arc<dyn Backend>, be: &str) 
             }
             if t2 != want_t[..n] {
                 failures.push(format!("{tag}: greedy tokens from our decode of the image file {t2:?} != HF {:?}", &want_t[..n]));
+            }
+            batch.push((tag, Request { input_ids: want_ids.clone(), pixels: Some(golden_px) }, want_t[..n].to_vec()));
+        }
+        // Batched: every golden of the fixture at once (images through the tower as one batch,
+        // prompts through one prefill, decode together) gives HF's greedy tokens too.
+        for (a, mm) in &models {
+            let mut queue: Vec<(Request, GenerateParams)> = batch
+                .iter()
+                .map(|(_, r, want)| {
+                    (r.clone(), GenerateParams { max_new_tokens: want.len(), sampling: SamplingParams::default(), stop_tokens: vec![], prompt_logits: false })
+                })
+                .collect();
+            let mut got: Vec<Option<Vec<u32>>> = vec![None; batch.len()];
+            mm.generate_batched(batch.len(), &mut |free| Ok(queue.drain(..free.min(queue.len())).collect()), &mut |i, g| {
+                got[i] = Some(g.tokens);
+                Ok(())
+            })
+            .unwrap();
+            for ((tag, _, want), g) in batch.iter().zip(got) {
+                if g.as_ref() != Some(want) {
+                    failures.push(format!("{tag}: batched greedy tokens with {a:?} attention {g:?} != HF {want:?}"));
+                }
             }
         }
     }
