@@ -16,6 +16,7 @@
 #include "common.cuh"
 
 #define DTK 128
+#define DTYPE_BYTES (DTYPE == 0 ? 4 : 2)
 #define DDPL ((HEAD_DIM + 31) / 32)
 #if DTYPE == 0
 #define KLD (HEAD_DIM + 1)
@@ -36,6 +37,34 @@ struct DecodeArgs {
     int chunk;        // keys per split (multiple of DTK)
     int splits;
 };
+
+// Merges the 4 warps' (max, sum, partial output) and writes the output (one split) or the
+// split's normalised partial and log2-sum-exp.
+template <int G>
+__device__ __forceinline__ void decode_write(const DecodeArgs& a, const float* red_o, const float (*red_m)[G],
+                                             const float (*red_l)[G], int ng, int h0, int b, int split) {
+    for (int c = threadIdx.x; c < ng * HEAD_DIM; c += 128) {
+        int gi = c / HEAD_DIM, d = c % HEAD_DIM;
+        float M = fmaxf(fmaxf(red_m[0][gi], red_m[1][gi]), fmaxf(red_m[2][gi], red_m[3][gi]));
+        float Mu = M == F_NEG_INF ? 0.0f : M;
+        float L = 0.0f, O = 0.0f;
+#pragma unroll
+        for (int w = 0; w < 4; ++w) {
+            float sc = exp2f(red_m[w][gi] - Mu);
+            L += red_l[w][gi] * sc;
+            O += red_o[(w * G + gi) * HEAD_DIM + d] * sc;
+        }
+        float val = L > 0.0f ? O / L : 0.0f;
+        int h = h0 + gi;
+        if (a.splits == 1) {
+            a.out[((u64)b * a.q_heads + h) * HEAD_DIM + d] = from_f(val);
+        } else {
+            u64 ps = ((u64)b * a.q_heads + h) * a.splits + split;
+            a.part_o[ps * HEAD_DIM + d] = val;
+            if (d == 0) a.part_lse[ps] = L > 0.0f ? Mu + log2f(L) : F_NEG_INF;
+        }
+    }
+}
 
 template <int G>
 __device__ __forceinline__ void decode(const DecodeArgs& a) {
@@ -137,27 +166,7 @@ __device__ __forceinline__ void decode(const DecodeArgs& a) {
             if (d < HEAD_DIM) red_o[(warp * G + gi) * HEAD_DIM + d] = o[gi][t];
         }
     __syncthreads();
-    for (int c = threadIdx.x; c < ng * HEAD_DIM; c += 128) {
-        int gi = c / HEAD_DIM, d = c % HEAD_DIM;
-        float M = fmaxf(fmaxf(red_m[0][gi], red_m[1][gi]), fmaxf(red_m[2][gi], red_m[3][gi]));
-        float Mu = M == F_NEG_INF ? 0.0f : M;
-        float L = 0.0f, O = 0.0f;
-#pragma unroll
-        for (int w = 0; w < 4; ++w) {
-            float sc = exp2f(red_m[w][gi] - Mu);
-            L += red_l[w][gi] * sc;
-            O += red_o[(w * G + gi) * HEAD_DIM + d] * sc;
-        }
-        float val = L > 0.0f ? O / L : 0.0f;
-        int h = h0 + gi;
-        if (a.splits == 1) {
-            a.out[((u64)b * a.q_heads + h) * HEAD_DIM + d] = from_f(val);
-        } else {
-            u64 ps = ((u64)b * a.q_heads + h) * a.splits + split;
-            a.part_o[ps * HEAD_DIM + d] = val;
-            if (d == 0) a.part_lse[ps] = L > 0.0f ? Mu + log2f(L) : F_NEG_INF;
-        }
-    }
+    decode_write<G>(a, red_o, red_m, red_l, ng, h0, b, split);
 }
 
 #define DECODE_KERNEL(NAME, G) \
@@ -166,6 +175,177 @@ DECODE_KERNEL(decode_g1, 1)
 DECODE_KERNEL(decode_g2, 2)
 DECODE_KERNEL(decode_g4, 4)
 DECODE_KERNEL(decode_g8, 8)
+
+// ---- decode_v16_g{G} (variant flash-decode-v16) ---------------------------------------------
+// The same split, GQA fold, online softmax and merge as decode<G>, but K and V tiles both go
+// global -> registers -> shared memory in 16-byte loads (8 halves / 4 floats; HEAD_DIM must be a
+// multiple of that), so each thread has whole 16-byte requests in flight instead of 2-byte ones.
+// K rows keep the odd-word padding (KLD: lane = key reads are conflict-free) and are stored as
+// four 4-byte words; V rows are exactly HEAD_DIM long and stored as one 16-byte word. Scores read
+// K two halves at a time; P.V reads V from shared memory, a lane owning dims (2 lane, 2 lane + 1)
+// + 64 t for f16/bf16 (one 4-byte word) or lane + 32 t for f32.
+#define DVEC (16 / (int)sizeof(T))
+#define DCPR (HEAD_DIM / DVEC)
+#if DTYPE == 0
+#define DSLOTS DDPL
+__device__ __forceinline__ int slot_dim(int lane, int t) { return lane + 32 * t; }
+#else
+#define DSLOTS (2 * ((HEAD_DIM + 63) / 64))
+__device__ __forceinline__ int slot_dim(int lane, int t) { return 64 * (t >> 1) + 2 * lane + (t & 1); }
+#endif
+
+struct __align__(16) dv_u32x4 {
+    u32 x, y, z, w;
+};
+
+#if HEAD_DIM % (16 / DTYPE_BYTES) == 0
+template <int G>
+__device__ __forceinline__ void decode_v16(const DecodeArgs& a) {
+    extern __shared__ __align__(16) unsigned char dsmem[];
+    T* Ks = (T*)dsmem;                                     // [DTK][KLD]
+    T* Vs = (T*)(dsmem + DTK * KLD * sizeof(T));           // [DTK][HEAD_DIM], 16-byte rows
+    __shared__ float Qs[G][HEAD_DIM];
+    __shared__ float red_m[4][G], red_l[4][G];
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const int split = blockIdx.x, b = blockIdx.z;
+    const int group = a.q_heads / a.kv_heads;
+    const int chunks = (group + G - 1) / G;
+    const int kh = blockIdx.y / chunks, g0 = (blockIdx.y % chunks) * G;
+    const int h0 = kh * group + g0;
+    const int ng = min(G, group - g0);
+
+    for (int c = threadIdx.x; c < G * HEAD_DIM; c += 128) {
+        int gi = c / HEAD_DIM, d = c % HEAD_DIM;
+        Qs[gi][d] = gi < ng ? to_f(a.q[((u64)b * a.q_heads + h0 + gi) * HEAD_DIM + d]) * a.scale_log2 : 0.0f;
+    }
+    const int kbeg = a.key_start + split * a.chunk;
+    const int kend = min(a.kv_len, kbeg + a.chunk);
+    const u64 rstride = (u64)a.kv_heads * HEAD_DIM;
+    const T* kb = a.k + ((u64)b * a.kv_cap * a.kv_heads + kh) * HEAD_DIM;
+    const T* vb = a.v + ((u64)b * a.kv_cap * a.kv_heads + kh) * HEAD_DIM;
+
+    float m[G], l[G], o[G][DSLOTS];
+#pragma unroll
+    for (int gi = 0; gi < G; ++gi) {
+        m[gi] = F_NEG_INF;
+        l[gi] = 0.0f;
+#pragma unroll
+        for (int t = 0; t < DSLOTS; ++t) o[gi][t] = 0.0f;
+    }
+    for (int j0 = kbeg; j0 < kend; j0 += DTK) {
+        __syncthreads();
+#pragma unroll 4
+        for (int ci = threadIdx.x; ci < DTK * DCPR; ci += 128) {
+            const int r = ci / DCPR, c = ci % DCPR;
+            dv_u32x4 kv = {0u, 0u, 0u, 0u}, vv = {0u, 0u, 0u, 0u};
+            if (j0 + r < kend) {  // rows past the split are zeros: never NaN from unused cache rows
+                const u64 off = (u64)(j0 + r) * rstride + (u64)c * DVEC;
+                kv = *(const dv_u32x4*)(kb + off);
+                vv = *(const dv_u32x4*)(vb + off);
+            }
+            u32* kd = (u32*)(Ks + r * KLD + c * DVEC);
+            kd[0] = kv.x;
+            kd[1] = kv.y;
+            kd[2] = kv.z;
+            kd[3] = kv.w;
+            *(dv_u32x4*)(Vs + r * HEAD_DIM + c * DVEC) = vv;
+        }
+        __syncthreads();
+        const int jw = j0 + warp * 32;
+        if (jw >= kend) continue;  // warp-uniform; no barrier until the next tile
+        const bool valid = jw + lane < kend;
+        float s[G];
+#pragma unroll
+        for (int gi = 0; gi < G; ++gi) s[gi] = 0.0f;
+#if DTYPE == 0
+        const float* krow = Ks + (warp * 32 + lane) * KLD;
+#pragma unroll 4
+        for (int d = 0; d < HEAD_DIM; ++d) {
+            float kv = krow[d];
+#pragma unroll
+            for (int gi = 0; gi < G; ++gi) s[gi] = fmaf(Qs[gi][d], kv, s[gi]);
+        }
+#else
+        const u32* krow = (const u32*)(Ks + (warp * 32 + lane) * KLD);
+#pragma unroll 4
+        for (int d2 = 0; d2 < HEAD_DIM / 2; ++d2) {
+            const u32 w = krow[d2];
+            const float k0 = to_f((T)(w & 0xffffu)), k1 = to_f((T)(w >> 16));
+#pragma unroll
+            for (int gi = 0; gi < G; ++gi) s[gi] = fmaf(Qs[gi][2 * d2 + 1], k1, fmaf(Qs[gi][2 * d2], k0, s[gi]));
+        }
+#endif
+        float p[G];
+#pragma unroll
+        for (int gi = 0; gi < G; ++gi) {
+            float x = valid ? s[gi] : F_NEG_INF;
+            float mn = fmaxf(m[gi], warp_max(x));
+            float mu = mn == F_NEG_INF ? 0.0f : mn;
+            float alpha = exp2f(m[gi] - mu);
+            p[gi] = exp2f(x - mu);
+            l[gi] = l[gi] * alpha + warp_sum(p[gi]);
+            m[gi] = mn;
+#pragma unroll
+            for (int t = 0; t < DSLOTS; ++t) o[gi][t] *= alpha;
+        }
+        const int nk = min(32, kend - jw);
+        for (int jj = 0; jj < nk; ++jj) {
+            const T* vrow = Vs + (warp * 32 + jj) * HEAD_DIM;
+            float vv[DSLOTS];
+#if DTYPE == 0
+#pragma unroll
+            for (int t = 0; t < DSLOTS; ++t) {
+                int d = slot_dim(lane, t);
+                vv[t] = d < HEAD_DIM ? vrow[d] : 0.0f;
+            }
+#else
+#pragma unroll
+            for (int t = 0; t < DSLOTS; t += 2) {
+                int d = slot_dim(lane, t);
+                u32 w = d < HEAD_DIM ? *(const u32*)(vrow + d) : 0u;
+                vv[t] = to_f((T)(w & 0xffffu));
+                vv[t + 1] = to_f((T)(w >> 16));
+            }
+#endif
+#pragma unroll
+            for (int gi = 0; gi < G; ++gi) {
+                float pj = __shfl_sync(0xffffffffu, p[gi], jj);
+#pragma unroll
+                for (int t = 0; t < DSLOTS; ++t) o[gi][t] = fmaf(pj, vv[t], o[gi][t]);
+            }
+        }
+    }
+    // merge the 4 warps: reuse the tile memory for their partial outputs [4][G][HEAD_DIM] f32
+    __syncthreads();
+    float* red_o = (float*)dsmem;
+    if (lane == 0) {
+#pragma unroll
+        for (int gi = 0; gi < G; ++gi) {
+            red_m[warp][gi] = m[gi];
+            red_l[warp][gi] = l[gi];
+        }
+    }
+#pragma unroll
+    for (int gi = 0; gi < G; ++gi)
+#pragma unroll
+        for (int t = 0; t < DSLOTS; ++t) {
+            int d = slot_dim(lane, t);
+            if (d < HEAD_DIM) red_o[(warp * G + gi) * HEAD_DIM + d] = o[gi][t];
+        }
+    __syncthreads();
+    decode_write<G>(a, red_o, red_m, red_l, ng, h0, b, split);
+}
+#define DECODE_V16_KERNEL(NAME, G) \
+    extern "C" __global__ void __launch_bounds__(128, 3) NAME(DecodeArgs a) { decode_v16<G>(a); }
+#else
+// HEAD_DIM is not a whole number of 16-byte chunks: the host never launches these.
+#define DECODE_V16_KERNEL(NAME, G) \
+    extern "C" __global__ void NAME(DecodeArgs a) {}
+#endif
+DECODE_V16_KERNEL(decode_v16_g1, 1)
+DECODE_V16_KERNEL(decode_v16_g2, 2)
+DECODE_V16_KERNEL(decode_v16_g4, 4)
+DECODE_V16_KERNEL(decode_v16_g8, 8)
 
 // One block per (batch, q head): out = sum_s 2^(lse_s - M) o_s / sum_s 2^(lse_s - M).
 extern "C" __global__ void __launch_bounds__(128) decode_combine(DecodeArgs a) {

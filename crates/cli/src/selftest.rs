@@ -1,5 +1,8 @@
 //! `foveate selftest`: runs the correctness matrix on one backend against the CPU oracle, prints
-//! a table and a summary, and exits non-zero on any failure.
+//! a table and a summary, and exits non-zero on any failure. `--isolate` runs each op family in
+//! its own process (see [`isolate`]).
+
+mod isolate;
 
 use crate::{backends, CmdResult};
 use foveate_core::{DType, OpKind};
@@ -33,6 +36,10 @@ pub struct Args {
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
+    /// Run each op family (`--op`, default all) in its own process, so a sticky device fault
+    /// (e.g. a CUDA illegal address) fails one family and the next still runs.
+    #[arg(long)]
+    isolate: bool,
 }
 
 fn parse_op(s: &str) -> Result<OpKind, String> {
@@ -62,6 +69,9 @@ struct JsonReport<'a> {
 }
 
 pub fn run(args: Args) -> CmdResult {
+    if args.isolate {
+        return isolate::run(&args.backend, &args.op, args.json, args.failures_only);
+    }
     let backend = backends::open(&args.backend)?;
     let oracle = backends::open(backends::ORACLE)?;
     let size = args.size.unwrap_or(if args.backend == "wgpu" { MatrixSize::Small } else { MatrixSize::Full });

@@ -97,6 +97,48 @@ pub fn cast_module(src: DType, dst: DType) -> ModuleSpec {
     )
 }
 
+/// The kernels each family's module defines (checked against the ptxas report and the cache
+/// manifest).
+pub fn kernels_of(f: Family) -> &'static [&'static str] {
+    match f {
+        Family::Elementwise | Family::Cast => {
+            &["ew_add", "ew_mul", "ew_swiglu", "ew_unary", "embedding", "cast", "copy_rows_b2", "copy_rows_b4", "fault_oob"]
+        }
+        Family::Norm => &["layer_norm", "rms_norm", "softmax", "argmax"],
+        Family::Rope => &["rope"],
+        Family::Gemm => &[
+            "gemm_none",
+            "gemm_gelu",
+            "gemm_gelu_tanh",
+            "gemm_quick_gelu",
+            "gemm_silu",
+            "gemv_none",
+            "gemv_gelu",
+            "gemv_gelu_tanh",
+            "gemv_quick_gelu",
+            "gemv_silu",
+        ],
+        Family::GeluMlp => &["mlp_up_none", "mlp_up_gelu", "mlp_up_gelu_tanh", "mlp_up_quick_gelu", "mlp_up_silu", "mlp_down"],
+        Family::PatchEmbed => &["patch_embed", "patch_cls"],
+        Family::AttentionNaive => {
+            &["naive_none", "naive_causal", "naive_window", "naive_sparse_none", "naive_sparse_causal", "naive_sparse_window"]
+        }
+        Family::Flash => &["flash_none", "flash_causal", "flash_window"],
+        Family::Decode => &[
+            "decode_g1",
+            "decode_g2",
+            "decode_g4",
+            "decode_g8",
+            "decode_v16_g1",
+            "decode_v16_g2",
+            "decode_v16_g4",
+            "decode_v16_g8",
+            "decode_combine",
+        ],
+        Family::BlockSparse => &["sparse_none", "sparse_causal", "sparse_window"],
+    }
+}
+
 /// Dynamic shared memory (bytes) a kernel asks for at launch, by family and defines.
 pub fn dynamic_smem(spec: &ModuleSpec, kernel: &str) -> u32 {
     let get = |k: &str| spec.defines.iter().find(|(n, _)| n == k).and_then(|(_, v)| v.parse::<usize>().ok());
@@ -104,8 +146,12 @@ pub fn dynamic_smem(spec: &ModuleSpec, kernel: &str) -> u32 {
     match spec.family {
         Family::Flash | Family::BlockSparse if dcode != 0 => flash_tc_smem(hd) as u32,
         Family::Decode => {
-            let g = kernel.strip_prefix("decode_g").and_then(|g| g.parse::<usize>().ok()).unwrap_or(0);
-            if g == 0 { 0 } else { decode_smem(hd, dcode == 0, g) as u32 }
+            let g = |p: &str| kernel.strip_prefix(p).and_then(|g| g.parse::<usize>().ok());
+            match (g("decode_g"), g("decode_v16_g")) {
+                (Some(g), _) => decode_smem(hd, dcode == 0, g) as u32,
+                (_, Some(g)) => decode_v16_smem(hd, dcode == 0, g) as u32,
+                _ => 0,
+            }
         }
         _ => 0,
     }
@@ -134,6 +180,13 @@ pub fn decode_kld(hd: usize, f32: bool) -> usize {
 pub fn decode_smem(hd: usize, f32: bool, g: usize) -> usize {
     let ktile = 128 * decode_kld(hd, f32) * if f32 { 4 } else { 2 };
     ktile.max(4 * g * hd * 4)
+}
+
+/// 16-byte decode: the K tile (128 rows, padded as [`decode_kld`]) and the V tile (128 rows of
+/// exactly `hd`), or after the loop the 4 warps' partial outputs.
+pub fn decode_v16_smem(hd: usize, f32: bool, g: usize) -> usize {
+    let e = if f32 { 4 } else { 2 };
+    (128 * decode_kld(hd, f32) * e + 128 * hd * e).max(4 * g * hd * 4)
 }
 
 /// One kernel's line in the `cuda-compile` report.
@@ -177,9 +230,13 @@ impl CompileReport {
     }
 }
 
+/// One compiled module of [`compile_all`]: spec, arch, CUBIN and log.
+pub type CompiledModule = (ModuleSpec, String, nvrtc::Compiled);
+
 /// Compiles `modules` for every arch in `archs` (e.g. `sm_80`) with `ptxas -v` inside NVRTC
-/// and collects the resource report. Uses `threads` compile threads. Needs NVRTC, no GPU.
-pub fn compile_all(modules: &[ModuleSpec], archs: &[String], threads: usize) -> Result<CompileReport> {
+/// and collects the resource report; also returns the CUBINs (for `--fill-cache`). Uses
+/// `threads` compile threads. Needs NVRTC, no GPU.
+pub fn compile_all(modules: &[ModuleSpec], archs: &[String], threads: usize) -> Result<(CompileReport, Vec<CompiledModule>)> {
     let (maj, min) = nvrtc::nvrtc_version()?;
     let jobs: Vec<(ModuleSpec, String)> =
         archs.iter().flat_map(|a| modules.iter().map(move |m| (m.clone(), a.clone()))).collect();
@@ -197,6 +254,7 @@ pub fn compile_all(modules: &[ModuleSpec], archs: &[String], threads: usize) -> 
     });
     let mut results = results.into_inner().unwrap_or_else(|e| e.into_inner());
     results.sort_by_key(|r| r.0);
+    let mut done = vec![];
     let mut rep = CompileReport {
         nvrtc_version: format!("{maj}.{min}"),
         resource_source: "ptxas -v run inside NVRTC (-Xptxas -v), parsed from the program log",
@@ -224,8 +282,9 @@ pub fn compile_all(modules: &[ModuleSpec], archs: &[String], threads: usize) -> 
                         spill_loads: k.spill_loads,
                     });
                 }
+                done.push((m, arch, c));
             }
         }
     }
-    Ok(rep)
+    Ok((rep, done))
 }
