@@ -67,7 +67,7 @@ fn hd_ok(spec: &AttentionSpec, dtype: DType) -> std::result::Result<(), String> 
     if d > 128 {
         return Err(format!("head_dim {d} > 128"));
     }
-    if dtype != DType::F32 && d % 8 != 0 {
+    if dtype != DType::F32 && !d.is_multiple_of(8) {
         return Err(format!("head_dim {d} is not a multiple of 8 (16-byte rows for cp.async)"));
     }
     Ok(())
@@ -113,7 +113,7 @@ pub(crate) fn supports(a: &AttentionSpec, dtype: DType, variant: &str) -> std::r
         FLASH_DECODE_V16 => {
             decode_ok(a, sparse)?;
             let per16 = 16 / dtype.size();
-            if a.head_dim % per16 != 0 {
+            if !a.head_dim.is_multiple_of(per16) {
                 return Err(format!("head_dim {} is not a multiple of {per16} (16-byte rows)", a.head_dim));
             }
             Ok(())
@@ -268,7 +268,8 @@ pub(crate) fn flash(be: &CudaBackend, q: &mut Enqueue, a: &AttentionSpec, dt: DT
 /// Keys per decode tile (DTK in decode_attention.cu).
 const DECODE_TILE: usize = 128;
 
-/// The decode split of one launch: (heads folded per block G, head chunks, splits, keys per split).
+/// The decode split of one launch: (log2 of the heads folded per block G, head chunks, splits,
+/// keys per split, the most splits any kv_len gets at this batch and head count).
 pub(crate) fn decode_split(a: &AttentionSpec, sms: usize, keys: usize) -> (usize, usize, usize, usize, usize) {
     let group = a.q_heads / a.kv_heads;
     let gi = [1usize, 2, 4, 8].into_iter().position(|g| g >= group.min(8)).unwrap_or(3);

@@ -22,7 +22,7 @@ use foveate_core::{
 use std::any::Any;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 /// Environment switch: synchronize and check after every launch.
 pub const SYNC_ENV: &str = "FOVEATE_CUDA_SYNC";
@@ -99,19 +99,25 @@ pub(crate) struct Enqueue {
     current: String,
 }
 
+/// Loaded kernels by (module, name), with the dynamic shared memory their attribute allows.
+type FunctionCache = HashMap<(ModuleSpec, &'static str), (Kernel, u32)>;
+
 /// The CUDA backend on one device.
 pub struct CudaBackend {
     pub(crate) ctx: Arc<CudaContext>,
     pub(crate) stream: Arc<CudaStream>,
     pub(crate) arch: String,
     pub(crate) sms: u32,
+    /// The most shared memory one block may opt in to (bytes).
+    smem_optin: u32,
     name: String,
     store: ModuleStore,
     modules: Mutex<HashMap<ModuleSpec, Arc<CudaModule>>>,
-    functions: Mutex<HashMap<(ModuleSpec, &'static str), (Kernel, u32)>>,
+    functions: Mutex<FunctionCache>,
     enqueue: Mutex<Enqueue>,
     sync_each: bool,
     fault_after: Option<String>,
+    blas: OnceLock<std::result::Result<cudarc::cublas::CudaBlas, String>>,
     stats: Arc<MemCounter>,
     work: WorkCounter,
 }
@@ -144,6 +150,9 @@ impl CudaBackend {
         let sms = ctx
             .attribute(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)
             .map_err(dev)? as u32;
+        let smem_optin = ctx
+            .attribute(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN)
+            .map_err(dev)? as u32;
         // One stream: ordering is the stream's, so cudarc's per-buffer events are not needed.
         // SAFETY: no other stream touches these buffers.
         unsafe { ctx.disable_event_tracking() };
@@ -156,12 +165,14 @@ impl CudaBackend {
             name: format!("{name} ({arch}, {sms} SMs)"),
             arch,
             sms,
+            smem_optin,
             store,
             modules: Mutex::new(HashMap::new()),
             functions: Mutex::new(HashMap::new()),
             enqueue: Mutex::new(Enqueue::default()),
             sync_each: env_on(SYNC_ENV),
             fault_after: std::env::var(FAULT_ENV).ok().filter(|v| !v.is_empty()),
+            blas: OnceLock::new(),
             stats: Arc::new(MemCounter::default()),
             work: WorkCounter::default(),
         })
@@ -170,6 +181,11 @@ impl CudaBackend {
     /// The device's NVRTC target, e.g. `sm_90`.
     pub fn arch(&self) -> &str {
         &self.arch
+    }
+
+    /// The cuBLAS handle of the `cublas` baseline variant (opened on first use), or why not.
+    pub(crate) fn blas(&self) -> std::result::Result<&cudarc::cublas::CudaBlas, String> {
+        self.blas.get_or_init(|| crate::cublas::open(&self.stream)).as_ref().map_err(|e| e.clone())
     }
 
     /// The module lookup (memory, cache folder, NVRTC) this backend uses.
@@ -374,6 +390,7 @@ impl Backend for CudaBackend {
             OpKind::Gemm => vec![
                 VariantInfo::new(op, "tiled", &FLOATS, "default; f16/bf16 mma.sync 128x128x32 cp.async double buffer; f32 SIMT 64x64; fused bias/act/residual epilogue"),
                 VariantInfo::new(op, ops::GEMV, &FLOATS, "M <= 16: one warp per output column and K slice (split-K inside the block), 16-byte loads of W, every row of A per load; same epilogue"),
+                VariantInfo::new(op, crate::cublas::CUBLAS, &FLOATS, "baseline: NVIDIA cuBLAS cublasGemmEx (f32 accumulation), plain GEMMs only; needs libcublas"),
             ],
             OpKind::GeluMlp => vec![VariantInfo::new(op, "two-gemm", &FLOATS, "up GEMM with bias+activation epilogue, down GEMM with bias+residual epilogue")],
             OpKind::PatchEmbed => vec![VariantInfo::new(op, "implicit-gemm", &FLOATS, "im2col gathered in the tile load; bias, pos and CLS fused")],
@@ -381,7 +398,20 @@ impl Backend for CudaBackend {
         }
     }
     fn supports(&self, op: &Op, dtype: DType, variant: &str) -> std::result::Result<(), String> {
-        ops::supports(op, dtype, variant)
+        ops::supports(op, dtype, variant)?;
+        if matches!(op, Op::Gemm(_)) && variant == crate::cublas::CUBLAS {
+            self.blas()?;
+        }
+        if let Op::Attention(a) = op {
+            if variant == crate::attn::FLASH_DECODE_V16 {
+                let g = crate::attn::decode_split(a, self.sms as usize, a.kv_len).0;
+                let need = crate::specs::decode_v16_smem(a.head_dim, dtype == DType::F32, 1 << g) as u32;
+                if need > self.smem_optin {
+                    return Err(format!("needs {need} bytes of shared memory per block, this GPU allows {}", self.smem_optin));
+                }
+            }
+        }
+        Ok(())
     }
     fn alloc(&self, desc: &TensorDesc) -> Result<Tensor> {
         let s = self.alloc_bytes(desc.size_bytes())?;
@@ -410,7 +440,7 @@ impl Backend for CudaBackend {
     fn execute(&self, op: &Op, inputs: &[&Tensor], out: &Tensor, variant: &str) -> Result<()> {
         foveate_core::check_launch(op, inputs, out)?;
         let dtype = inputs.first().map(|t| t.dtype()).unwrap_or(DType::F32);
-        if let Err(why) = ops::supports(op, dtype, variant) {
+        if let Err(why) = self.supports(op, dtype, variant) {
             return Err(Error::unsupported("cuda", format!("{} ({dtype}, variant `{variant}`): {why}", op.label())));
         }
         for t in inputs.iter().copied().chain(std::iter::once(out)) {

@@ -233,7 +233,7 @@ impl ModuleStore {
         self.manifest.lock().unwrap_or_else(|e| e.into_inner()).as_ref()?.modules.get(&key).cloned()
     }
 
-    fn from_disk(&self, spec: &ModuleSpec) -> Result<Option<Vec<u8>>> {
+    fn read_cached(&self, spec: &ModuleSpec) -> Result<Option<Vec<u8>>> {
         let Some(dir) = &self.dir else { return Ok(None) };
         let key = module_key(spec.file, &self.arch, &spec.defines)?;
         let b = match std::fs::read(dir.join(cubin_name(spec.file, &self.arch, &key))) {
@@ -254,7 +254,7 @@ impl ModuleStore {
         if let Some(b) = self.mem.lock().unwrap_or_else(|e| e.into_inner()).get(spec) {
             return Ok((b.clone(), Origin::Memory));
         }
-        if let Some(b) = self.from_disk(spec)? {
+        if let Some(b) = self.read_cached(spec)? {
             self.disk_hits.fetch_add(1, Ordering::Relaxed);
             let b = Arc::new(b);
             self.mem.lock().unwrap_or_else(|e| e.into_inner()).insert(spec.clone(), b.clone());
@@ -309,7 +309,7 @@ impl ModuleStore {
             .iter()
             .filter(|m| {
                 !self.mem.lock().unwrap_or_else(|e| e.into_inner()).contains_key(*m)
-                    && !matches!(self.from_disk(m), Ok(Some(_)))
+                    && !matches!(self.read_cached(m), Ok(Some(_)))
             })
             .map(|m| m.label())
             .collect()
@@ -412,7 +412,7 @@ mod tests {
         assert!(p.iter().any(|x| x.contains("sm_80") && x.contains("not in the manifest")), "{p:?}");
         // The store does not serve a CUBIN whose size disagrees with its manifest.
         let s = ModuleStore::new("sm_90", Some(dir.clone()));
-        assert_eq!(s.from_disk(&spec).unwrap(), None);
+        assert_eq!(s.read_cached(&spec).unwrap(), None);
         assert_eq!(s.missing(std::slice::from_ref(&spec)), vec![spec.label()]);
         let _ = std::fs::remove_dir_all(&dir);
     }

@@ -12,6 +12,7 @@
 mod attn;
 pub mod backend;
 pub mod cache;
+mod cublas;
 pub mod libs;
 pub mod nvrtc;
 mod ops;
@@ -19,4 +20,5 @@ pub mod specs;
 
 pub use attn::FLASH_DECODE_V16;
 pub use backend::{CudaBackend, CudaStorage, FAULT_ENV, SYNC_ENV};
+pub use cublas::CUBLAS;
 pub use ops::{GEMV, GEMV_ENV};

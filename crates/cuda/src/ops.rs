@@ -99,7 +99,12 @@ pub(crate) fn supports(op: &Op, dtype: DType, variant: &str) -> std::result::Res
         _ => {
             let known: &[&str] = match op {
                 // The GEMV takes any M (row tiles of 16 along the grid's y); it is built for M <= 16.
-                Op::Gemm(_) => &["", "tiled", "default", GEMV],
+                Op::Gemm(s) => {
+                    if variant == crate::cublas::CUBLAS {
+                        return crate::cublas::spec_ok(s);
+                    }
+                    &["", "tiled", "default", GEMV]
+                }
                 Op::GeluMlp(_) => &["", "two-gemm", "default"],
                 Op::PatchEmbed(_) => &["", "implicit-gemm", "default"],
                 _ => &["", "default"],
@@ -132,7 +137,10 @@ pub(crate) fn execute(be: &CudaBackend, q: &mut Enqueue, op: &Op, ins: &[&Tensor
             let res = if s.residual { ptr(ins[i])? } else { 0 };
             let g = GemmCall { a: ptr(ins[0])?, w: ptr(ins[1])?, bias, res, out: ptr(out)?, m, n, k };
             let ai = act_index(s.act);
-            if variant == GEMV || ((variant.is_empty() || variant == "default") && gemv_by_default(m)) {
+            if variant == crate::cublas::CUBLAS {
+                let blas = be.blas().map_err(dev)?;
+                crate::cublas::gemm(be, q, blas, dt, g.a, g.w, g.out, m, n, k)
+            } else if variant == GEMV || ((variant.is_empty() || variant == "default") && gemv_by_default(m)) {
                 gemv(be, q, dt, GEMV_KERNELS[ai], &g)
             } else {
                 gemm(be, q, dt, "gemm.cu", Family::Gemm, GEMM_KERNELS[ai], &g)
@@ -284,7 +292,7 @@ fn gemv(be: &CudaBackend, q: &Enqueue, dt: DType, kernel: &'static str, g: &Gemm
     let ks = gemv_ksplit(g.n, g.m, be.sms as usize);
     // 16-byte loads need 16-byte aligned rows of A and W (allocations are 256-byte aligned).
     let vec_elems = 16 / dt.size();
-    let vec = (g.k % vec_elems == 0 && g.a % 16 == 0 && g.w % 16 == 0) as i32;
+    let vec = (g.k.is_multiple_of(vec_elems) && g.a.is_multiple_of(16) && g.w.is_multiple_of(16)) as i32;
     let grid = (g.n.div_ceil(8 / ks) as u32, g.m.div_ceil(GEMV_ROWS) as u32, 1);
     let ks = ks as i32;
     launch_args!(be, q, f, cfg(grid, 256, 0), args, ks, vec)
@@ -408,9 +416,11 @@ mod tests {
     #[test]
     fn gemm_variants_are_known() {
         let op = Op::Gemm(foveate_core::GemmSpec::plain());
-        for v in ["", "tiled", GEMV] {
+        for v in ["", "tiled", GEMV, crate::cublas::CUBLAS] {
             assert!(supports(&op, DType::BF16, v).is_ok(), "{v}");
         }
+        let biased = Op::Gemm(foveate_core::GemmSpec { bias: true, ..foveate_core::GemmSpec::plain() });
+        assert!(supports(&biased, DType::BF16, crate::cublas::CUBLAS).unwrap_err().contains("plain GEMMs only"));
         assert!(supports(&op, DType::BF16, "split").unwrap_err().contains("unknown variant"));
     }
 }

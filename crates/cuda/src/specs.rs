@@ -167,9 +167,9 @@ pub fn flash_tc_smem(hd: usize) -> usize {
 pub fn decode_kld(hd: usize, f32: bool) -> usize {
     if f32 {
         hd + 1
-    } else if hd % 4 == 0 {
+    } else if hd.is_multiple_of(4) {
         hd + 2
-    } else if hd % 2 == 0 {
+    } else if hd.is_multiple_of(2) {
         hd
     } else {
         hd + 1
