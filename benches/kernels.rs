@@ -400,12 +400,19 @@ fn gpu_cases(kind: OpKind, dt: DType) -> Vec<Case> {
             .into_iter()
             .map(|(b, s, h, hd, causal)| {
                 let mask = if causal { Mask::Causal } else { Mask::None };
-                let mut c = attn_case(&format!("fa2 b{b} h{h} d{hd}{}", if causal { " causal" } else { "" }), AttentionSpec::new(b, h, h, s, s, hd, mask), dt);
+                let mut c = attn_case(
+                    &format!("fa2 b{b} h{h} d{hd}{}", if causal { " causal" } else { "" }),
+                    AttentionSpec::new(b, h, h, s, s, hd, mask),
+                    dt,
+                );
                 c.label = format!("{} s{s}", c.label.split(" q").next().unwrap_or(""));
                 c
             })
             .collect(),
-        OpKind::Gemm => shapes::GPU_GEMM_SIZES.iter().map(|&n| gemm_case("square", n, n, n, GemmSpec::plain(), dt)).collect(),
+        OpKind::Gemm => shapes::GPU_GEMM_SIZES
+            .iter()
+            .map(|&n| gemm_case("square", n, n, n, GemmSpec::plain(), dt))
+            .collect(),
         _ => vec![],
     }
 }

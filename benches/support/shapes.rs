@@ -128,7 +128,14 @@ pub const DECODERS: [DecoderShape; 2] = [QWEN2_05B, LLAMA_7B];
 /// `benchmarks/benchmark_flash_attention.py`: `bs_seqlen_vals`, `headdim_vals = [64, 128]`,
 /// `dim = 2048`, `nheads = dim // headdim`, causal and not, fp16): batch x seqlen = 16k tokens.
 /// GPU-only bench shapes, so a GPU's first numbers compare with FA2's published table.
-pub const FA2_BS_SEQLEN: [(usize, usize); 6] = [(32, 512), (16, 1024), (8, 2048), (4, 4096), (2, 8192), (1, 16384)];
+pub const FA2_BS_SEQLEN: [(usize, usize); 6] = [
+    (32, 512),
+    (16, 1024),
+    (8, 2048),
+    (4, 4096),
+    (2, 8192),
+    (1, 16384),
+];
 pub const FA2_HEAD_DIMS: [usize; 2] = [64, 128];
 pub const FA2_DIM: usize = 2048;
 

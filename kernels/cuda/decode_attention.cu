@@ -66,6 +66,81 @@ __device__ __forceinline__ void decode_write(const DecodeArgs& a, const float* r
     }
 }
 
+// Where one block works: its KV head, the G query heads it folds, its split of the keys. Also
+// stages the block's queries, pre-scaled by scale * log2(e), in Qs.
+struct DecodeBlock {
+    int b, split, h0, ng, kbeg, kend;
+    u64 rstride;
+    const T* kb;
+    const T* vb;
+};
+template <int G>
+__device__ __forceinline__ DecodeBlock decode_block(const DecodeArgs& a, float (*Qs)[HEAD_DIM]) {
+    DecodeBlock d;
+    d.split = blockIdx.x;
+    d.b = blockIdx.z;
+    const int group = a.q_heads / a.kv_heads;
+    const int chunks = (group + G - 1) / G;
+    const int kh = blockIdx.y / chunks, g0 = (blockIdx.y % chunks) * G;
+    d.h0 = kh * group + g0;
+    d.ng = min(G, group - g0);
+    for (int c = threadIdx.x; c < G * HEAD_DIM; c += 128) {
+        int gi = c / HEAD_DIM, e = c % HEAD_DIM;
+        Qs[gi][e] = gi < d.ng ? to_f(a.q[((u64)d.b * a.q_heads + d.h0 + gi) * HEAD_DIM + e]) * a.scale_log2 : 0.0f;
+    }
+    d.kbeg = a.key_start + d.split * a.chunk;
+    d.kend = min(a.kv_len, d.kbeg + a.chunk);
+    d.rstride = (u64)a.kv_heads * HEAD_DIM;
+    d.kb = a.k + ((u64)d.b * a.kv_cap * a.kv_heads + kh) * HEAD_DIM;
+    d.vb = a.v + ((u64)d.b * a.kv_cap * a.kv_heads + kh) * HEAD_DIM;
+    return d;
+}
+
+// One online-softmax step over the warp's 32 keys: scores s (log2 units; invalid keys -inf)
+// become probabilities p against the running max m; l and the NS output slots o are rescaled.
+template <int G, int NS>
+__device__ __forceinline__ void decode_softmax_step(const float* s, bool valid, float* m, float* l, float (*o)[NS], float* p) {
+#pragma unroll
+    for (int gi = 0; gi < G; ++gi) {
+        float x = valid ? s[gi] : F_NEG_INF;
+        float mn = fmaxf(m[gi], warp_max(x));
+        float mu = mn == F_NEG_INF ? 0.0f : mn;
+        float alpha = exp2f(m[gi] - mu);
+        p[gi] = exp2f(x - mu);
+        l[gi] = l[gi] * alpha + warp_sum(p[gi]);
+        m[gi] = mn;
+#pragma unroll
+        for (int t = 0; t < NS; ++t) o[gi][t] *= alpha;
+    }
+}
+
+// After the key loop: the 4 warps' (max, sum, outputs) go through shared memory (the tile
+// memory, reused as red_o [4][G][HEAD_DIM] f32), then decode_write merges them. `dim(t)` maps
+// this lane's output slot t to its head dim.
+template <int G, int NS, typename DimOf>
+__device__ __forceinline__ void decode_finish(const DecodeArgs& a, const DecodeBlock& d, unsigned char* dsmem, float (*red_m)[G],
+                                              float (*red_l)[G], const float* m, const float* l, const float (*o)[NS], DimOf dim) {
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    __syncthreads();
+    float* red_o = (float*)dsmem;
+    if (lane == 0) {
+#pragma unroll
+        for (int gi = 0; gi < G; ++gi) {
+            red_m[warp][gi] = m[gi];
+            red_l[warp][gi] = l[gi];
+        }
+    }
+#pragma unroll
+    for (int gi = 0; gi < G; ++gi)
+#pragma unroll
+        for (int t = 0; t < NS; ++t) {
+            int e = dim(t);
+            if (e < HEAD_DIM) red_o[(warp * G + gi) * HEAD_DIM + e] = o[gi][t];
+        }
+    __syncthreads();
+    decode_write<G>(a, red_o, red_m, red_l, d.ng, d.h0, d.b, d.split);
+}
+
 template <int G>
 __device__ __forceinline__ void decode(const DecodeArgs& a) {
     extern __shared__ __align__(16) unsigned char dsmem[];
@@ -73,22 +148,11 @@ __device__ __forceinline__ void decode(const DecodeArgs& a) {
     __shared__ float Qs[G][HEAD_DIM];
     __shared__ float red_m[4][G], red_l[4][G];
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    const int split = blockIdx.x, b = blockIdx.z;
-    const int group = a.q_heads / a.kv_heads;
-    const int chunks = (group + G - 1) / G;
-    const int kh = blockIdx.y / chunks, g0 = (blockIdx.y % chunks) * G;
-    const int h0 = kh * group + g0;
-    const int ng = min(G, group - g0);
-
-    for (int c = threadIdx.x; c < G * HEAD_DIM; c += 128) {
-        int gi = c / HEAD_DIM, d = c % HEAD_DIM;
-        Qs[gi][d] = gi < ng ? to_f(a.q[((u64)b * a.q_heads + h0 + gi) * HEAD_DIM + d]) * a.scale_log2 : 0.0f;
-    }
-    const int kbeg = a.key_start + split * a.chunk;
-    const int kend = min(a.kv_len, kbeg + a.chunk);
-    const u64 rstride = (u64)a.kv_heads * HEAD_DIM;
-    const T* kb = a.k + ((u64)b * a.kv_cap * a.kv_heads + kh) * HEAD_DIM;
-    const T* vb = a.v + ((u64)b * a.kv_cap * a.kv_heads + kh) * HEAD_DIM;
+    const DecodeBlock blk = decode_block<G>(a, Qs);
+    const int kend = blk.kend;
+    const u64 rstride = blk.rstride;
+    const T* kb = blk.kb;
+    const T* vb = blk.vb;
 
     float m[G], l[G], o[G][DDPL];
 #pragma unroll
@@ -98,7 +162,7 @@ __device__ __forceinline__ void decode(const DecodeArgs& a) {
 #pragma unroll
         for (int t = 0; t < DDPL; ++t) o[gi][t] = 0.0f;
     }
-    for (int j0 = kbeg; j0 < kend; j0 += DTK) {
+    for (int j0 = blk.kbeg; j0 < kend; j0 += DTK) {
         __syncthreads();
         for (int c = threadIdx.x; c < DTK * HEAD_DIM; c += 128) {
             int r = c / HEAD_DIM, d = c % HEAD_DIM;
@@ -119,18 +183,7 @@ __device__ __forceinline__ void decode(const DecodeArgs& a) {
             for (int gi = 0; gi < G; ++gi) s[gi] = fmaf(Qs[gi][d], kv, s[gi]);
         }
         float p[G];
-#pragma unroll
-        for (int gi = 0; gi < G; ++gi) {
-            float x = valid ? s[gi] : F_NEG_INF;
-            float mn = fmaxf(m[gi], warp_max(x));
-            float mu = mn == F_NEG_INF ? 0.0f : mn;
-            float alpha = exp2f(m[gi] - mu);
-            p[gi] = exp2f(x - mu);
-            l[gi] = l[gi] * alpha + warp_sum(p[gi]);
-            m[gi] = mn;
-#pragma unroll
-            for (int t = 0; t < DDPL; ++t) o[gi][t] *= alpha;
-        }
+        decode_softmax_step<G, DDPL>(s, valid, m, l, o, p);
         const int nk = min(32, kend - jw);
         for (int jj = 0; jj < nk; ++jj) {
             const T* vrow = vb + (u64)(jw + jj) * rstride;
@@ -148,25 +201,7 @@ __device__ __forceinline__ void decode(const DecodeArgs& a) {
             }
         }
     }
-    // merge the 4 warps: reuse the K tile memory for their partial outputs [4][G][HEAD_DIM] f32
-    __syncthreads();
-    float* red_o = (float*)dsmem;
-    if (lane == 0) {
-#pragma unroll
-        for (int gi = 0; gi < G; ++gi) {
-            red_m[warp][gi] = m[gi];
-            red_l[warp][gi] = l[gi];
-        }
-    }
-#pragma unroll
-    for (int gi = 0; gi < G; ++gi)
-#pragma unroll
-        for (int t = 0; t < DDPL; ++t) {
-            int d = lane + 32 * t;
-            if (d < HEAD_DIM) red_o[(warp * G + gi) * HEAD_DIM + d] = o[gi][t];
-        }
-    __syncthreads();
-    decode_write<G>(a, red_o, red_m, red_l, ng, h0, b, split);
+    decode_finish<G, DDPL>(a, blk, dsmem, red_m, red_l, m, l, o, [&](int t) { return lane + 32 * t; });
 }
 
 #define DECODE_KERNEL(NAME, G) \
@@ -207,22 +242,11 @@ __device__ __forceinline__ void decode_v16(const DecodeArgs& a) {
     __shared__ float Qs[G][HEAD_DIM];
     __shared__ float red_m[4][G], red_l[4][G];
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    const int split = blockIdx.x, b = blockIdx.z;
-    const int group = a.q_heads / a.kv_heads;
-    const int chunks = (group + G - 1) / G;
-    const int kh = blockIdx.y / chunks, g0 = (blockIdx.y % chunks) * G;
-    const int h0 = kh * group + g0;
-    const int ng = min(G, group - g0);
-
-    for (int c = threadIdx.x; c < G * HEAD_DIM; c += 128) {
-        int gi = c / HEAD_DIM, d = c % HEAD_DIM;
-        Qs[gi][d] = gi < ng ? to_f(a.q[((u64)b * a.q_heads + h0 + gi) * HEAD_DIM + d]) * a.scale_log2 : 0.0f;
-    }
-    const int kbeg = a.key_start + split * a.chunk;
-    const int kend = min(a.kv_len, kbeg + a.chunk);
-    const u64 rstride = (u64)a.kv_heads * HEAD_DIM;
-    const T* kb = a.k + ((u64)b * a.kv_cap * a.kv_heads + kh) * HEAD_DIM;
-    const T* vb = a.v + ((u64)b * a.kv_cap * a.kv_heads + kh) * HEAD_DIM;
+    const DecodeBlock blk = decode_block<G>(a, Qs);
+    const int kend = blk.kend;
+    const u64 rstride = blk.rstride;
+    const T* kb = blk.kb;
+    const T* vb = blk.vb;
 
     float m[G], l[G], o[G][DSLOTS];
 #pragma unroll
@@ -232,7 +256,7 @@ __device__ __forceinline__ void decode_v16(const DecodeArgs& a) {
 #pragma unroll
         for (int t = 0; t < DSLOTS; ++t) o[gi][t] = 0.0f;
     }
-    for (int j0 = kbeg; j0 < kend; j0 += DTK) {
+    for (int j0 = blk.kbeg; j0 < kend; j0 += DTK) {
         __syncthreads();
 #pragma unroll 4
         for (int ci = threadIdx.x; ci < DTK * DCPR; ci += 128) {
@@ -276,18 +300,7 @@ __device__ __forceinline__ void decode_v16(const DecodeArgs& a) {
         }
 #endif
         float p[G];
-#pragma unroll
-        for (int gi = 0; gi < G; ++gi) {
-            float x = valid ? s[gi] : F_NEG_INF;
-            float mn = fmaxf(m[gi], warp_max(x));
-            float mu = mn == F_NEG_INF ? 0.0f : mn;
-            float alpha = exp2f(m[gi] - mu);
-            p[gi] = exp2f(x - mu);
-            l[gi] = l[gi] * alpha + warp_sum(p[gi]);
-            m[gi] = mn;
-#pragma unroll
-            for (int t = 0; t < DSLOTS; ++t) o[gi][t] *= alpha;
-        }
+        decode_softmax_step<G, DSLOTS>(s, valid, m, l, o, p);
         const int nk = min(32, kend - jw);
         for (int jj = 0; jj < nk; ++jj) {
             const T* vrow = Vs + (warp * 32 + jj) * HEAD_DIM;
@@ -315,25 +328,7 @@ __device__ __forceinline__ void decode_v16(const DecodeArgs& a) {
             }
         }
     }
-    // merge the 4 warps: reuse the tile memory for their partial outputs [4][G][HEAD_DIM] f32
-    __syncthreads();
-    float* red_o = (float*)dsmem;
-    if (lane == 0) {
-#pragma unroll
-        for (int gi = 0; gi < G; ++gi) {
-            red_m[warp][gi] = m[gi];
-            red_l[warp][gi] = l[gi];
-        }
-    }
-#pragma unroll
-    for (int gi = 0; gi < G; ++gi)
-#pragma unroll
-        for (int t = 0; t < DSLOTS; ++t) {
-            int d = slot_dim(lane, t);
-            if (d < HEAD_DIM) red_o[(warp * G + gi) * HEAD_DIM + d] = o[gi][t];
-        }
-    __syncthreads();
-    decode_write<G>(a, red_o, red_m, red_l, ng, h0, b, split);
+    decode_finish<G, DSLOTS>(a, blk, dsmem, red_m, red_l, m, l, o, [&](int t) { return slot_dim(lane, t); });
 }
 #define DECODE_V16_KERNEL(NAME, G) \
     extern "C" __global__ void __launch_bounds__(128, 3) NAME(DecodeArgs a) { decode_v16<G>(a); }

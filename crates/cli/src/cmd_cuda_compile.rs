@@ -8,7 +8,7 @@
 //! or a cache that does not match.
 
 use crate::CmdResult;
-use foveate_cuda::specs::{all_modules, compile_all};
+use foveate_cuda::specs::{all_modules, compile_all, table_line, REPORT_HEADER};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -30,14 +30,20 @@ pub struct Args {
 
 pub fn run(args: Args) -> CmdResult {
     for a in &args.arch {
-        let ok = a.strip_prefix("sm_").is_some_and(|n| !n.is_empty() && n.trim_end_matches('a').chars().all(|c| c.is_ascii_digit()));
+        let ok = a.strip_prefix("sm_").is_some_and(|n| {
+            !n.is_empty() && n.trim_end_matches('a').chars().all(|c| c.is_ascii_digit())
+        });
         if !ok {
             return Err(format!("--arch: `{a}` is not an NVRTC arch like sm_80 or sm_90").into());
         }
     }
     foveate_cuda::nvrtc::nvrtc_status().map_err(|r| format!("cuda-compile needs NVRTC: {r}"))?;
     let nvrtc = foveate_cuda::libs::nvrtc_info();
-    let threads = args.threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+    let threads = args.threads.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    });
     let modules = all_modules();
     let (rep, compiled) = compile_all(&modules, &args.arch, threads)?;
     let mut cache_problems = vec![];
@@ -45,31 +51,26 @@ pub fn run(args: Args) -> CmdResult {
         let version = foveate_cuda::nvrtc::nvrtc_version()?;
         foveate_cuda::cache::fill(dir, &compiled, version)?;
         // Read back what was written: every module key of every arch must be served.
-        let back = foveate_cuda::cache::Manifest::read(dir)?
-            .ok_or_else(|| format!("{}: no manifest after writing it", dir.join(foveate_cuda::cache::MANIFEST).display()))?;
+        let back = foveate_cuda::cache::Manifest::read(dir)?.ok_or_else(|| {
+            format!(
+                "{}: no manifest after writing it",
+                dir.join(foveate_cuda::cache::MANIFEST).display()
+            )
+        })?;
         cache_problems = back.problems(dir, &modules, &args.arch);
     }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&rep)?);
     } else {
-        println!("NVRTC {} ({}); resources: {}", rep.nvrtc_version, nvrtc.path.as_deref().unwrap_or("?"), rep.resource_source);
         println!(
-            "{:<6} {:<14} {:<44} {:<20} {:>4} {:>7} {:>7} {:>6} {:>6}",
-            "arch", "family", "module", "kernel", "regs", "smem", "dyn", "stack", "spill"
+            "NVRTC {} ({}); resources: {}",
+            rep.nvrtc_version,
+            nvrtc.path.as_deref().unwrap_or("?"),
+            rep.resource_source
         );
+        println!("{}", table_line(&REPORT_HEADER));
         for k in &rep.kernels {
-            println!(
-                "{:<6} {:<14} {:<44} {:<20} {:>4} {:>7} {:>7} {:>6} {:>6}",
-                k.arch,
-                serde_json::to_value(k.family)?.as_str().unwrap_or("?"),
-                k.module,
-                k.kernel,
-                k.registers,
-                k.static_smem,
-                k.dynamic_smem,
-                k.stack,
-                k.spill_stores + k.spill_loads
-            );
+            println!("{}", table_line(&k.row()));
         }
         println!(
             "{} modules x {} archs: {} kernels, {} compile errors, {} spilling flash/decode/GEMM kernels",
@@ -84,7 +85,11 @@ pub fn run(args: Args) -> CmdResult {
                 "cache {}: {} modules written, manifest {}",
                 dir.display(),
                 compiled.len(),
-                if cache_problems.is_empty() { "matches every module key".to_string() } else { format!("has {} problems", cache_problems.len()) }
+                if cache_problems.is_empty() {
+                    "matches every module key".to_string()
+                } else {
+                    format!("has {} problems", cache_problems.len())
+                }
             );
         }
     }
@@ -92,10 +97,20 @@ pub fn run(args: Args) -> CmdResult {
         eprintln!("error: {e}");
     }
     for k in rep.fatal_spills() {
-        eprintln!("error: {} {} {} spills {} bytes", k.arch, k.module, k.kernel, k.spill_stores + k.spill_loads);
+        eprintln!(
+            "error: {} {} {} spills {} bytes",
+            k.arch,
+            k.module,
+            k.kernel,
+            k.spill_stores + k.spill_loads
+        );
     }
     for p in &cache_problems {
         eprintln!("error: cache: {p}");
     }
-    Ok(if rep.ok() && cache_problems.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(if rep.ok() && cache_problems.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }

@@ -15,7 +15,12 @@ fn foveate(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
 
 fn json(out: &std::process::Output) -> serde_json::Value {
     let s = String::from_utf8_lossy(&out.stdout);
-    serde_json::from_str(&s).unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{s}\nstderr:\n{}", String::from_utf8_lossy(&out.stderr)))
+    serde_json::from_str(&s).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not JSON ({e}):\n{s}\nstderr:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
 }
 
 #[test]
@@ -32,30 +37,76 @@ fn info_names_the_nvrtc_it_loaded_or_why_not() {
         panic!("FOVEATE_REQUIRE_NVRTC=1 but info says NVRTC is not loaded: {nv}");
     }
     // Hidden NVRTC: not loaded, and the reason names the path that did not load.
-    let out = foveate(&["info", "--json"], &[("FOVEATE_NVRTC_PATH", "/nonexistent/libnvrtc.so.13")]);
+    let out = foveate(
+        &["info", "--json"],
+        &[("FOVEATE_NVRTC_PATH", "/nonexistent/libnvrtc.so.13")],
+    );
     let j = json(&out);
     let nv = &j["cuda"]["nvrtc"];
     assert_eq!(nv["loaded"], false, "{nv}");
-    assert!(nv["reason"].as_str().unwrap().contains("FOVEATE_NVRTC_PATH=/nonexistent/libnvrtc.so.13 did not load"), "{nv}");
+    assert!(
+        nv["reason"]
+            .as_str()
+            .unwrap()
+            .contains("FOVEATE_NVRTC_PATH=/nonexistent/libnvrtc.so.13 did not load"),
+        "{nv}"
+    );
     // The driver line is there either way (no libcuda on a machine without a GPU).
     assert!(j["cuda"]["driver"]["loaded"].is_boolean());
     // The table form prints both library lines.
-    let out = foveate(&["info"], &[("FOVEATE_NVRTC_PATH", "/nonexistent/libnvrtc.so.13")]);
+    let out = foveate(
+        &["info"],
+        &[("FOVEATE_NVRTC_PATH", "/nonexistent/libnvrtc.so.13")],
+    );
     let s = String::from_utf8_lossy(&out.stdout);
-    assert!(s.lines().any(|l| l.starts_with("libnvrtc  not loaded: ")), "{s}");
+    assert!(
+        s.lines().any(|l| l.starts_with("libnvrtc  not loaded: ")),
+        "{s}"
+    );
     assert!(s.lines().any(|l| l.starts_with("libcuda ")), "{s}");
 }
 
 #[test]
 fn isolate_runs_each_op_family_in_its_own_process() {
-    let out = foveate(&["selftest", "--backend", "cpu", "--isolate", "--op", "softmax,argmax", "--size", "small", "--json"], &[]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = foveate(
+        &[
+            "selftest",
+            "--backend",
+            "cpu",
+            "--isolate",
+            "--op",
+            "softmax,argmax",
+            "--size",
+            "small",
+            "--json",
+        ],
+        &[],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let j = json(&out);
     assert_eq!(j["isolate"], true);
     let ops = j["ops"].as_array().unwrap();
-    assert_eq!(ops.iter().map(|o| o["op"].as_str().unwrap()).collect::<Vec<_>>(), ["softmax", "argmax"]);
-    assert!(ops.iter().all(|o| o["exit"] == 0 && o["cases"].as_u64().unwrap() > 0 && o["error"].is_null()), "{ops:?}");
-    assert_eq!(j["cases"].as_u64().unwrap(), ops.iter().map(|o| o["cases"].as_u64().unwrap()).sum::<u64>());
+    assert_eq!(
+        ops.iter()
+            .map(|o| o["op"].as_str().unwrap())
+            .collect::<Vec<_>>(),
+        ["softmax", "argmax"]
+    );
+    assert!(
+        ops.iter()
+            .all(|o| o["exit"] == 0 && o["cases"].as_u64().unwrap() > 0 && o["error"].is_null()),
+        "{ops:?}"
+    );
+    assert_eq!(
+        j["cases"].as_u64().unwrap(),
+        ops.iter()
+            .map(|o| o["cases"].as_u64().unwrap())
+            .sum::<u64>()
+    );
     assert_eq!(j["failed"], 0);
 }
 
@@ -63,7 +114,17 @@ fn isolate_runs_each_op_family_in_its_own_process() {
 fn isolate_reports_a_child_without_a_report_and_goes_on() {
     // No GPU here: each child fails to open cuda, prints no report and exits 1. Both op families
     // are still tried, each is a crashed row naming the reason, and the run fails.
-    let out = foveate(&["selftest", "--backend", "cuda", "--isolate", "--op", "rms_norm,softmax"], &[]);
+    let out = foveate(
+        &[
+            "selftest",
+            "--backend",
+            "cuda",
+            "--isolate",
+            "--op",
+            "rms_norm,softmax",
+        ],
+        &[],
+    );
     let s = String::from_utf8_lossy(&out.stdout);
     if out.status.success() {
         // A machine with a GPU: the real run passed.
@@ -71,8 +132,15 @@ fn isolate_reports_a_child_without_a_report_and_goes_on() {
         return;
     }
     assert_eq!(out.status.code(), Some(1), "{s}");
-    let rows: Vec<&str> = s.lines().filter(|l| l.starts_with("rms_norm") || l.starts_with("softmax")).collect();
+    let rows: Vec<&str> = s
+        .lines()
+        .filter(|l| l.starts_with("rms_norm") || l.starts_with("softmax"))
+        .collect();
     assert_eq!(rows.len(), 2, "{s}");
-    assert!(rows.iter().all(|r| r.contains("CRASHED: no report (exit code 1)") && r.contains("cuda")), "{s}");
+    assert!(
+        rows.iter()
+            .all(|r| r.contains("CRASHED: no report (exit code 1)") && r.contains("cuda")),
+        "{s}"
+    );
     assert!(s.contains("2 processes crashed"), "{s}");
 }

@@ -5,7 +5,9 @@ use crate::backend::{ptr, CudaBackend, Enqueue};
 use crate::ops::{cfg, launch_struct, module, I32};
 use crate::specs::{self, Family};
 use cudarc::driver::DeviceRepr;
-use foveate_core::{registry::attention as av, AttentionSpec, BlockLayout, DType, Mask, Result, Tensor};
+use foveate_core::{
+    registry::attention as av, AttentionSpec, BlockLayout, DType, Mask, Result, Tensor,
+};
 use std::sync::Arc;
 
 /// flash-decode with K and V tiles staged by 16-byte loads (`decode_v16_g*`). Registered, never
@@ -68,13 +70,18 @@ fn hd_ok(spec: &AttentionSpec, dtype: DType) -> std::result::Result<(), String> 
         return Err(format!("head_dim {d} > 128"));
     }
     if dtype != DType::F32 && !d.is_multiple_of(8) {
-        return Err(format!("head_dim {d} is not a multiple of 8 (16-byte rows for cp.async)"));
+        return Err(format!(
+            "head_dim {d} is not a multiple of 8 (16-byte rows for cp.async)"
+        ));
     }
     Ok(())
 }
 
 fn sizes_ok(a: &AttentionSpec) -> std::result::Result<(), String> {
-    if a.batch * a.kv_capacity * a.kv_heads * a.head_dim > u32::MAX as usize * 16 || a.kv_capacity > I32 || a.q_len > I32 {
+    if a.batch * a.kv_capacity * a.kv_heads * a.head_dim > u32::MAX as usize * 16
+        || a.kv_capacity > I32
+        || a.q_len > I32
+    {
         return Err("attention extents exceed the kernels' 32-bit lengths".into());
     }
     Ok(())
@@ -93,7 +100,11 @@ fn decode_ok(a: &AttentionSpec, sparse: bool) -> std::result::Result<(), String>
     Ok(())
 }
 
-pub(crate) fn supports(a: &AttentionSpec, dtype: DType, variant: &str) -> std::result::Result<(), String> {
+pub(crate) fn supports(
+    a: &AttentionSpec,
+    dtype: DType,
+    variant: &str,
+) -> std::result::Result<(), String> {
     sizes_ok(a)?;
     let sparse = matches!(a.mask, Mask::BlockSparse(_));
     match variant {
@@ -171,7 +182,13 @@ fn attn_args(a: &AttentionSpec, ins: &[&Tensor], out: &Tensor) -> Result<AttnArg
 /// Layout classes aggregated to kernel tiles of `tq x tk` (the layout's own table when its blocks
 /// are that size): Empty if every layout block the tile covers is Empty, Full if every one is
 /// Full, else Partial. Only blocks meeting the in-range part (< q_len, < kv_len) count.
-pub fn tile_classes(l: &BlockLayout, q_len: usize, kv_len: usize, tq: usize, tk: usize) -> (Vec<u32>, usize, usize) {
+pub fn tile_classes(
+    l: &BlockLayout,
+    q_len: usize,
+    kv_len: usize,
+    tq: usize,
+    tk: usize,
+) -> (Vec<u32>, usize, usize) {
     let blk = l.class_table(q_len, kv_len);
     let (qt, kt) = (q_len.div_ceil(tq), kv_len.div_ceil(tk));
     let mut t = vec![0u32; qt * kt];
@@ -192,7 +209,13 @@ pub fn tile_classes(l: &BlockLayout, q_len: usize, kv_len: usize, tq: usize, tk:
                     }
                 }
             }
-            t[i * kt + j] = if !any { 0 } else if all_full { 2 } else { 1 };
+            t[i * kt + j] = if !any {
+                0
+            } else if all_full {
+                2
+            } else {
+                1
+            };
         }
     }
     (t, qt, kt)
@@ -209,26 +232,50 @@ fn mask_index(m: &Mask) -> usize {
 
 /// Kernel names by base mask (none, causal, window).
 const NAIVE: [&str; 3] = ["naive_none", "naive_causal", "naive_window"];
-const NAIVE_SPARSE: [&str; 3] = ["naive_sparse_none", "naive_sparse_causal", "naive_sparse_window"];
+const NAIVE_SPARSE: [&str; 3] = [
+    "naive_sparse_none",
+    "naive_sparse_causal",
+    "naive_sparse_window",
+];
 const FLASH: [&str; 3] = ["flash_none", "flash_causal", "flash_window"];
 const SPARSE: [&str; 3] = ["sparse_none", "sparse_causal", "sparse_window"];
 const DECODE: [&str; 4] = ["decode_g1", "decode_g2", "decode_g4", "decode_g8"];
-const DECODE_V16: [&str; 4] = ["decode_v16_g1", "decode_v16_g2", "decode_v16_g4", "decode_v16_g8"];
+const DECODE_V16: [&str; 4] = [
+    "decode_v16_g1",
+    "decode_v16_g2",
+    "decode_v16_g4",
+    "decode_v16_g8",
+];
 
 /// Table kinds in the backend's table cache key.
 const TABLE_BLOCKS: usize = 0;
 const TABLE_TILES: usize = 1;
 
-fn layout_tables(be: &CudaBackend, q: &mut Enqueue, args: &mut AttnArgs, a: &AttentionSpec, l: &Arc<BlockLayout>) -> Result<()> {
+fn layout_tables(
+    be: &CudaBackend,
+    q: &mut Enqueue,
+    args: &mut AttnArgs,
+    a: &AttentionSpec,
+    l: &Arc<BlockLayout>,
+) -> Result<()> {
     let id = Arc::as_ptr(l) as usize;
-    args.blk_cls = be.table(q, l, (id, a.q_len, a.kv_len, TABLE_BLOCKS, 0), || l.class_table(a.q_len, a.kv_len))?;
+    args.blk_cls = be.table(q, l, (id, a.q_len, a.kv_len, TABLE_BLOCKS, 0), || {
+        l.class_table(a.q_len, a.kv_len)
+    })?;
     args.block_q = l.block_q as i32;
     args.block_k = l.block_k as i32;
     args.k_blocks = l.k_blocks as i32;
     Ok(())
 }
 
-pub(crate) fn naive(be: &CudaBackend, q: &mut Enqueue, a: &AttentionSpec, dt: DType, ins: &[&Tensor], out: &Tensor) -> Result<()> {
+pub(crate) fn naive(
+    be: &CudaBackend,
+    q: &mut Enqueue,
+    a: &AttentionSpec,
+    dt: DType,
+    ins: &[&Tensor],
+    out: &Tensor,
+) -> Result<()> {
     let mut args = attn_args(a, ins, out)?;
     let mi = mask_index(&a.mask);
     let name = if let Mask::BlockSparse(l) = &a.mask {
@@ -237,12 +284,30 @@ pub(crate) fn naive(be: &CudaBackend, q: &mut Enqueue, a: &AttentionSpec, dt: DT
     } else {
         NAIVE[mi]
     };
-    let f = be.function(&module(Family::AttentionNaive, "attention.cu", dt, None), name, 0)?;
+    let f = be.function(
+        &module(Family::AttentionNaive, "attention.cu", dt, None),
+        name,
+        0,
+    )?;
     let rows = (a.batch * a.q_len * a.q_heads) as u64;
-    launch_struct(be, q, &f, cfg((rows.div_ceil(4) as u32, 1, 1), 128, 0), &args)
+    launch_struct(
+        be,
+        q,
+        &f,
+        cfg((rows.div_ceil(4) as u32, 1, 1), 128, 0),
+        &args,
+    )
 }
 
-pub(crate) fn flash(be: &CudaBackend, q: &mut Enqueue, a: &AttentionSpec, dt: DType, ins: &[&Tensor], out: &Tensor, sparse: Option<&Arc<BlockLayout>>) -> Result<()> {
+pub(crate) fn flash(
+    be: &CudaBackend,
+    q: &mut Enqueue,
+    a: &AttentionSpec,
+    dt: DType,
+    ins: &[&Tensor],
+    out: &Tensor,
+    sparse: Option<&Arc<BlockLayout>>,
+) -> Result<()> {
     let mut args = attn_args(a, ins, out)?;
     let mi = mask_index(&a.mask);
     let tc = dt != DType::F32;
@@ -259,9 +324,17 @@ pub(crate) fn flash(be: &CudaBackend, q: &mut Enqueue, a: &AttentionSpec, dt: DT
         }
         None => (Family::Flash, "attention.cu", FLASH[mi]),
     };
-    let smem = if tc { specs::flash_tc_smem(a.head_dim) as u32 } else { 0 };
+    let smem = if tc {
+        specs::flash_tc_smem(a.head_dim) as u32
+    } else {
+        0
+    };
     let f = be.function(&module(fam, file, dt, Some(a.head_dim)), name, smem)?;
-    let grid = (a.q_len.div_ceil(bq) as u32, a.q_heads as u32, a.batch as u32);
+    let grid = (
+        a.q_len.div_ceil(bq) as u32,
+        a.q_heads as u32,
+        a.batch as u32,
+    );
     launch_struct(be, q, &f, cfg(grid, threads, smem), &args)
 }
 
@@ -270,9 +343,16 @@ const DECODE_TILE: usize = 128;
 
 /// The decode split of one launch: (log2 of the heads folded per block G, head chunks, splits,
 /// keys per split, the most splits any kv_len gets at this batch and head count).
-pub(crate) fn decode_split(a: &AttentionSpec, sms: usize, keys: usize) -> (usize, usize, usize, usize, usize) {
+pub(crate) fn decode_split(
+    a: &AttentionSpec,
+    sms: usize,
+    keys: usize,
+) -> (usize, usize, usize, usize, usize) {
     let group = a.q_heads / a.kv_heads;
-    let gi = [1usize, 2, 4, 8].into_iter().position(|g| g >= group.min(8)).unwrap_or(3);
+    let gi = [1usize, 2, 4, 8]
+        .into_iter()
+        .position(|g| g >= group.min(8))
+        .unwrap_or(3);
     let g = 1 << gi;
     let chunks = group.div_ceil(g);
     let base_blocks = a.batch * a.kv_heads * chunks;
@@ -284,7 +364,15 @@ pub(crate) fn decode_split(a: &AttentionSpec, sms: usize, keys: usize) -> (usize
     (gi, chunks, splits, chunk, want)
 }
 
-pub(crate) fn decode(be: &CudaBackend, q: &mut Enqueue, a: &AttentionSpec, dt: DType, ins: &[&Tensor], out: &Tensor, v16: bool) -> Result<()> {
+pub(crate) fn decode(
+    be: &CudaBackend,
+    q: &mut Enqueue,
+    a: &AttentionSpec,
+    dt: DType,
+    ins: &[&Tensor],
+    out: &Tensor,
+    v16: bool,
+) -> Result<()> {
     let key_start = match a.mask {
         Mask::SlidingWindow { window } => a.kv_len.saturating_sub(window),
         _ => 0,
@@ -296,7 +384,10 @@ pub(crate) fn decode(be: &CudaBackend, q: &mut Enqueue, a: &AttentionSpec, dt: D
         // can take, so a growing kv_len does not allocate again.
         let rows = a.batch * a.q_heads * max_splits;
         let base = be.scratch(q, "decode_partials", rows * (a.head_dim + 1) * 4)?;
-        (base, base + (a.batch * a.q_heads * splits * a.head_dim * 4) as u64)
+        (
+            base,
+            base + (a.batch * a.q_heads * splits * a.head_dim * 4) as u64,
+        )
     } else {
         (0, 0)
     };
@@ -320,15 +411,37 @@ pub(crate) fn decode(be: &CudaBackend, q: &mut Enqueue, a: &AttentionSpec, dt: D
     let m = module(Family::Decode, "decode_attention.cu", dt, Some(a.head_dim));
     let g = 1 << gi;
     let (name, smem) = if v16 {
-        (DECODE_V16[gi], specs::decode_v16_smem(a.head_dim, dt == DType::F32, g) as u32)
+        (
+            DECODE_V16[gi],
+            specs::decode_v16_smem(a.head_dim, dt == DType::F32, g) as u32,
+        )
     } else {
-        (DECODE[gi], specs::decode_smem(a.head_dim, dt == DType::F32, g) as u32)
+        (
+            DECODE[gi],
+            specs::decode_smem(a.head_dim, dt == DType::F32, g) as u32,
+        )
     };
     let f = be.function(&m, name, smem)?;
-    launch_struct(be, q, &f, cfg((splits as u32, (a.kv_heads * chunks) as u32, a.batch as u32), 128, smem), &args)?;
+    launch_struct(
+        be,
+        q,
+        &f,
+        cfg(
+            (splits as u32, (a.kv_heads * chunks) as u32, a.batch as u32),
+            128,
+            smem,
+        ),
+        &args,
+    )?;
     if splits > 1 {
         let c = be.function(&m, "decode_combine", 0)?;
-        launch_struct(be, q, &c, cfg(((a.batch * a.q_heads) as u32, 1, 1), 128, 0), &args)?;
+        launch_struct(
+            be,
+            q,
+            &c,
+            cfg(((a.batch * a.q_heads) as u32, 1, 1), 128, 0),
+            &args,
+        )?;
     }
     Ok(())
 }
@@ -370,10 +483,18 @@ mod tests {
                         }
                     }
                     match c {
-                        0 => assert_eq!(seen, 0, "{} tile {ti},{tj} empty but sees {seen}", l.pattern),
+                        0 => assert_eq!(
+                            seen, 0,
+                            "{} tile {ti},{tj} empty but sees {seen}",
+                            l.pattern
+                        ),
                         2 => {
                             n_full += 1;
-                            assert_eq!(seen, total, "{} tile {ti},{tj} full but sees {seen}/{total}", l.pattern)
+                            assert_eq!(
+                                seen, total,
+                                "{} tile {ti},{tj} full but sees {seen}/{total}",
+                                l.pattern
+                            )
                         }
                         _ => {}
                     }
@@ -393,14 +514,20 @@ mod tests {
         assert!(supports(&a, DType::BF16, av::BLOCK_SPARSE).is_err());
         assert_eq!(pick(&a, DType::BF16), av::FLASH_DECODE);
         let b = AttentionSpec::new(1, 4, 2, 3, 9, 36, Mask::None);
-        assert!(supports(&b, DType::F16, av::FLASH).unwrap_err().contains("multiple of 8"));
+        assert!(supports(&b, DType::F16, av::FLASH)
+            .unwrap_err()
+            .contains("multiple of 8"));
         assert!(supports(&b, DType::F32, av::FLASH).is_ok());
         assert_eq!(pick(&b, DType::F16), av::NAIVE);
-        assert!(supports(&b, DType::F16, av::FLASH_DECODE).unwrap_err().contains("q_len"));
+        assert!(supports(&b, DType::F16, av::FLASH_DECODE)
+            .unwrap_err()
+            .contains("q_len"));
         // The 16-byte decode takes head dims in 16-byte chunks only, and is never the default.
         assert!(supports(&a, DType::BF16, FLASH_DECODE_V16).is_ok());
         let odd = AttentionSpec::new(1, 4, 2, 1, 9, 36, Mask::Causal);
-        assert!(supports(&odd, DType::BF16, FLASH_DECODE_V16).unwrap_err().contains("multiple of 8"));
+        assert!(supports(&odd, DType::BF16, FLASH_DECODE_V16)
+            .unwrap_err()
+            .contains("multiple of 8"));
         assert!(supports(&odd, DType::F32, FLASH_DECODE_V16).is_ok());
         assert_eq!(pick(&odd, DType::BF16), av::FLASH_DECODE);
     }

@@ -14,10 +14,13 @@
 
 use crate::cache::{ModuleStore, Origin};
 use crate::{ops, specs::ModuleSpec};
-use cudarc::driver::{sys, CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream, DevicePtr, DriverError, PushKernelArg};
+use cudarc::driver::{
+    sys, CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream, DevicePtr, DriverError,
+    PushKernelArg,
+};
 use foveate_core::{
-    registry::attention as av, Backend, BlockLayout, Counters, DType, Error, HostTensor, MemoryStats, Op, OpKind, Result,
-    Storage, Tensor, TensorDesc, VariantInfo,
+    registry::attention as av, Backend, BlockLayout, Counters, DType, Error, HostTensor,
+    MemoryStats, Op, OpKind, Result, Storage, Tensor, TensorDesc, VariantInfo,
 };
 use std::any::Any;
 use std::collections::HashMap;
@@ -34,7 +37,10 @@ pub(crate) fn dev(msg: impl std::fmt::Display) -> Error {
 }
 
 fn unavailable(reason: impl Into<String>) -> Error {
-    Error::Unavailable { backend: "cuda".into(), reason: reason.into() }
+    Error::Unavailable {
+        backend: "cuda".into(),
+        reason: reason.into(),
+    }
 }
 
 fn env_on(name: &str) -> bool {
@@ -51,7 +57,9 @@ pub struct CudaStorage {
 
 impl Drop for CudaStorage {
     fn drop(&mut self) {
-        self.stats.allocated.fetch_sub(self.bytes as u64, Ordering::Relaxed);
+        self.stats
+            .allocated
+            .fetch_sub(self.bytes as u64, Ordering::Relaxed);
     }
 }
 
@@ -132,14 +140,18 @@ impl CudaBackend {
         if !unsafe { sys::is_culib_present() } {
             return Err(unavailable("the CUDA driver library (libcuda.so) was not found: no NVIDIA driver on this machine"));
         }
-        let count = CudaContext::device_count().map_err(|e| unavailable(format!("cuInit / cuDeviceGetCount failed: {e:?}")))?;
+        let count = CudaContext::device_count()
+            .map_err(|e| unavailable(format!("cuInit / cuDeviceGetCount failed: {e:?}")))?;
         if count <= 0 {
             return Err(unavailable("the CUDA driver reports no GPU"));
         }
         if ordinal >= count as usize {
-            return Err(unavailable(format!("GPU ordinal {ordinal} requested, {count} present")));
+            return Err(unavailable(format!(
+                "GPU ordinal {ordinal} requested, {count} present"
+            )));
         }
-        let ctx = CudaContext::new(ordinal).map_err(|e| unavailable(format!("cannot create a context on GPU {ordinal}: {e:?}")))?;
+        let ctx = CudaContext::new(ordinal)
+            .map_err(|e| unavailable(format!("cannot create a context on GPU {ordinal}: {e:?}")))?;
         let (maj, min) = ctx.compute_capability().map_err(dev)?;
         if maj < 8 {
             return Err(unavailable(format!("GPU {ordinal} has compute capability {maj}.{min}; foveate's CUDA kernels need 8.0+")));
@@ -151,12 +163,16 @@ impl CudaBackend {
             .attribute(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)
             .map_err(dev)? as u32;
         let smem_optin = ctx
-            .attribute(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN)
+            .attribute(
+                sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN,
+            )
             .map_err(dev)? as u32;
         // One stream: ordering is the stream's, so cudarc's per-buffer events are not needed.
         // SAFETY: no other stream touches these buffers.
         unsafe { ctx.disable_event_tracking() };
-        let stream = ctx.new_stream().map_err(|e| dev(format!("cannot create a stream: {e:?}")))?;
+        let stream = ctx
+            .new_stream()
+            .map_err(|e| dev(format!("cannot create a stream: {e:?}")))?;
         keep_pool_memory(&ctx);
         let name = ctx.name().unwrap_or_else(|_| "unknown NVIDIA GPU".into());
         Ok(CudaBackend {
@@ -185,7 +201,10 @@ impl CudaBackend {
 
     /// The cuBLAS handle of the `cublas` baseline variant (opened on first use), or why not.
     pub(crate) fn blas(&self) -> std::result::Result<&cudarc::cublas::CudaBlas, String> {
-        self.blas.get_or_init(|| crate::cublas::open(&self.stream)).as_ref().map_err(|e| e.clone())
+        self.blas
+            .get_or_init(|| crate::cublas::open(&self.stream))
+            .as_ref()
+            .map_err(|e| e.clone())
     }
 
     /// The module lookup (memory, cache folder, NVRTC) this backend uses.
@@ -199,14 +218,26 @@ impl CudaBackend {
             return Ok(x.clone());
         }
         let (cubin, origin) = self.store.cubin(spec)?;
-        let load = |b: &[u8]| self.ctx.load_module(cudarc::nvrtc::Ptx::from_binary(b.to_vec()));
+        let load = |b: &[u8]| {
+            self.ctx
+                .load_module(cudarc::nvrtc::Ptx::from_binary(b.to_vec()))
+        };
         let module = match load(&cubin) {
             Ok(x) => x,
             // A cached CUBIN the driver refuses (e.g. made by a newer NVRTC than the driver):
             // compile it again here when NVRTC is present.
             Err(e) if origin != Origin::Compiled => {
-                let made_by = self.store.entry(spec).map(|e| format!(" (cached, made by NVRTC {})", e.nvrtc_version)).unwrap_or_default();
-                let fresh = self.store.compile(spec).map_err(|c| dev(format!("loading {}{made_by}: {e:?}; recompiling: {c}", spec.label())))?;
+                let made_by = self
+                    .store
+                    .entry(spec)
+                    .map(|e| format!(" (cached, made by NVRTC {})", e.nvrtc_version))
+                    .unwrap_or_default();
+                let fresh = self.store.compile(spec).map_err(|c| {
+                    dev(format!(
+                        "loading {}{made_by}: {e:?}; recompiling: {c}",
+                        spec.label()
+                    ))
+                })?;
                 load(&fresh).map_err(|e| dev(format!("loading {}: {e:?}", spec.label())))?
             }
             Err(e) => return Err(dev(format!("loading {}: {e:?}", spec.label()))),
@@ -216,7 +247,12 @@ impl CudaBackend {
     }
 
     /// A kernel, loaded once; its dynamic shared-memory limit raised to at least `smem`.
-    pub(crate) fn function(&self, spec: &ModuleSpec, kernel: &'static str, smem: u32) -> Result<Kernel> {
+    pub(crate) fn function(
+        &self,
+        spec: &ModuleSpec,
+        kernel: &'static str,
+        smem: u32,
+    ) -> Result<Kernel> {
         let key = (spec.clone(), kernel);
         let mut fns = self.functions.lock().unwrap_or_else(|e| e.into_inner());
         if let Some((k, set)) = fns.get_mut(&key) {
@@ -228,17 +264,24 @@ impl CudaBackend {
             Some((k, _)) => k.clone(),
             None => {
                 let module = self.load_module(spec)?;
-                let f = module
-                    .load_function(kernel)
-                    .map_err(|e| dev(format!("{} has no kernel `{kernel}`: {e:?}", spec.label())))?;
+                let f = module.load_function(kernel).map_err(|e| {
+                    dev(format!("{} has no kernel `{kernel}`: {e:?}", spec.label()))
+                })?;
                 Kernel { f, name: kernel }
             }
         };
         // Raise the opt-in limit to what the launch asks (static + dynamic may pass 48 KiB even
         // when the dynamic part alone does not).
         if smem > 0 {
-            k.f.set_attribute(sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, smem as i32)
-                .map_err(|e| dev(format!("{kernel}: cannot raise dynamic shared memory to {smem} bytes: {e:?}")))?;
+            k.f.set_attribute(
+                sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                smem as i32,
+            )
+            .map_err(|e| {
+                dev(format!(
+                    "{kernel}: cannot raise dynamic shared memory to {smem} bytes: {e:?}"
+                ))
+            })?;
         }
         fns.insert(key, (k.clone(), smem));
         Ok(k)
@@ -249,9 +292,12 @@ impl CudaBackend {
         self.work.launches.fetch_add(1, Ordering::Relaxed);
         if self.sync_each {
             self.work.host_syncs.fetch_add(1, Ordering::Relaxed);
-            self.stream
-                .synchronize()
-                .map_err(|e| dev(format!("{}: kernel `{kernel}` faulted ({SYNC_ENV}=1): {e:?}", q.current)))?;
+            self.stream.synchronize().map_err(|e| {
+                dev(format!(
+                    "{}: kernel `{kernel}` faulted ({SYNC_ENV}=1): {e:?}",
+                    q.current
+                ))
+            })?;
         }
         Ok(())
     }
@@ -268,15 +314,29 @@ impl CudaBackend {
             p
         };
         self.work.allocations.fetch_add(1, Ordering::Relaxed);
-        let now = self.stats.allocated.fetch_add(bytes as u64, Ordering::Relaxed) + bytes as u64;
+        let now = self
+            .stats
+            .allocated
+            .fetch_add(bytes as u64, Ordering::Relaxed)
+            + bytes as u64;
         self.stats.peak.fetch_max(now, Ordering::Relaxed);
-        Ok(CudaStorage { buf, ptr, bytes, stats: self.stats.clone() })
+        Ok(CudaStorage {
+            buf,
+            ptr,
+            bytes,
+            stats: self.stats.clone(),
+        })
     }
 
     /// A scratch buffer of at least `bytes` for `purpose` (the MLP hidden, decode partials),
     /// kept for the next op: it grows, it is not allocated again per call. Valid until the next
     /// `scratch` call for the same purpose; the stream orders its reuse after earlier launches.
-    pub(crate) fn scratch(&self, q: &mut Enqueue, purpose: &'static str, bytes: usize) -> Result<u64> {
+    pub(crate) fn scratch(
+        &self,
+        q: &mut Enqueue,
+        purpose: &'static str,
+        bytes: usize,
+    ) -> Result<u64> {
         if let Some(s) = q.scratch.get(purpose) {
             if s.bytes >= bytes {
                 return Ok(s.ptr);
@@ -291,7 +351,13 @@ impl CudaBackend {
 
     /// A u32 table built by `make` and uploaded once per `key` (layout identity and shape); the
     /// layout is kept alive with it so its address cannot be reused by another layout.
-    pub(crate) fn table(&self, q: &mut Enqueue, layout: &Arc<BlockLayout>, key: TableKey, make: impl FnOnce() -> Vec<u32>) -> Result<u64> {
+    pub(crate) fn table(
+        &self,
+        q: &mut Enqueue,
+        layout: &Arc<BlockLayout>,
+        key: TableKey,
+        make: impl FnOnce() -> Vec<u32>,
+    ) -> Result<u64> {
         if let Some((l, t)) = q.tables.get(&key) {
             if Arc::ptr_eq(l, layout) {
                 return ptr(t);
@@ -308,10 +374,18 @@ impl CudaBackend {
     }
 
     fn plant_fault(&self, out: &Tensor, q: &Enqueue) -> Result<()> {
-        let spec = crate::specs::ModuleSpec::new(crate::specs::Family::Elementwise, "elementwise.cu", &[("DTYPE", "0".into())]);
+        let spec = crate::specs::ModuleSpec::new(
+            crate::specs::Family::Elementwise,
+            "elementwise.cu",
+            &[("DTYPE", "0".into())],
+        );
         let k = self.function(&spec, "fault_oob", 0)?;
         let p = ptr(out)?;
-        let cfg = cudarc::driver::LaunchConfig { grid_dim: (1, 1, 1), block_dim: (32, 1, 1), shared_mem_bytes: 0 };
+        let cfg = cudarc::driver::LaunchConfig {
+            grid_dim: (1, 1, 1),
+            block_dim: (32, 1, 1),
+            shared_mem_bytes: 0,
+        };
         let mut b = self.stream.launch_builder(&k.f);
         b.arg(&p);
         // SAFETY: deliberately out of bounds (FOVEATE_CUDA_FAULT): the store faults on the device.
@@ -329,7 +403,8 @@ fn keep_pool_memory(ctx: &Arc<CudaContext>) {
     let mut pool: sys::CUmemoryPool = std::ptr::null_mut();
     // SAFETY: valid device handle and out-pointer; the attribute takes a u64.
     unsafe {
-        if sys::cuDeviceGetDefaultMemPool(&mut pool, ctx.cu_device()) == sys::CUresult::CUDA_SUCCESS {
+        if sys::cuDeviceGetDefaultMemPool(&mut pool, ctx.cu_device()) == sys::CUresult::CUDA_SUCCESS
+        {
             let mut threshold: u64 = u64::MAX;
             let _ = sys::cuMemPoolSetAttribute(
                 pool,
@@ -343,7 +418,11 @@ fn keep_pool_memory(ctx: &Arc<CudaContext>) {
 /// `rms_norm (variant ``, bf16) inputs [2, 7, 896], [896]`: the op in words for fault reports.
 pub(crate) fn describe(op: &Op, inputs: &[&Tensor], variant: &str, dtype: DType) -> String {
     let shapes: Vec<String> = inputs.iter().map(|t| format!("{:?}", t.dims())).collect();
-    format!("{} (variant `{variant}`, {dtype}) inputs {}", op.label(), shapes.join(", "))
+    format!(
+        "{} (variant `{variant}`, {dtype}) inputs {}",
+        op.label(),
+        shapes.join(", ")
+    )
 }
 
 /// The error for a failed `cuMemAlloc` of `requested` bytes: CUDA_ERROR_OUT_OF_MEMORY becomes
@@ -351,15 +430,28 @@ pub(crate) fn describe(op: &Op, inputs: &[&Tensor], variant: &str, dtype: DType)
 /// anything else a device error naming the result code.
 pub(crate) fn alloc_error(requested: u64, e: &DriverError, free: Option<u64>) -> Error {
     if e.0 == sys::CUresult::CUDA_ERROR_OUT_OF_MEMORY {
-        Error::OutOfMemory { backend: "cuda".into(), requested, free: free.unwrap_or(foveate_core::FREE_UNKNOWN) }
+        Error::OutOfMemory {
+            backend: "cuda".into(),
+            requested,
+            free: free.unwrap_or(foveate_core::FREE_UNKNOWN),
+        }
     } else {
-        dev(format!("allocating {}: {:?}", foveate_core::fmt_bytes(requested), e.0))
+        dev(format!(
+            "allocating {}: {:?}",
+            foveate_core::fmt_bytes(requested),
+            e.0
+        ))
     }
 }
 
 pub(crate) fn storage(t: &Tensor) -> Result<&CudaStorage> {
-    t.storage_as::<CudaStorage>()
-        .ok_or_else(|| dev(format!("tensor {} lives on backend `{}`, not cuda", t.desc(), t.storage().backend())))
+    t.storage_as::<CudaStorage>().ok_or_else(|| {
+        dev(format!(
+            "tensor {} lives on backend `{}`, not cuda",
+            t.desc(),
+            t.storage().backend()
+        ))
+    })
 }
 
 pub(crate) fn ptr(t: &Tensor) -> Result<u64> {
@@ -405,9 +497,13 @@ impl Backend for CudaBackend {
         if let Op::Attention(a) = op {
             if variant == crate::attn::FLASH_DECODE_V16 {
                 let g = crate::attn::decode_split(a, self.sms as usize, a.kv_len).0;
-                let need = crate::specs::decode_v16_smem(a.head_dim, dtype == DType::F32, 1 << g) as u32;
+                let need =
+                    crate::specs::decode_v16_smem(a.head_dim, dtype == DType::F32, 1 << g) as u32;
                 if need > self.smem_optin {
-                    return Err(format!("needs {need} bytes of shared memory per block, this GPU allows {}", self.smem_optin));
+                    return Err(format!(
+                        "needs {need} bytes of shared memory per block, this GPU allows {}",
+                        self.smem_optin
+                    ));
                 }
             }
         }
@@ -422,7 +518,9 @@ impl Backend for CudaBackend {
         let mut s = self.alloc_bytes(host.bytes.len())?;
         if !host.bytes.is_empty() {
             let mut view = s.buf.slice_mut(0..host.bytes.len());
-            self.stream.memcpy_htod(&host.bytes, &mut view).map_err(|e| dev(format!("upload: {e:?}")))?;
+            self.stream
+                .memcpy_htod(&host.bytes, &mut view)
+                .map_err(|e| dev(format!("upload: {e:?}")))?;
         }
         Ok(Tensor::new(Arc::new(s), host.desc.clone()))
     }
@@ -431,17 +529,24 @@ impl Backend for CudaBackend {
         let n = t.desc().size_bytes();
         let mut bytes = vec![0u8; n];
         if n > 0 {
-            self.stream.memcpy_dtoh(&s.buf.slice(0..n), &mut bytes).map_err(|e| dev(format!("download: {e:?}")))?;
+            self.stream
+                .memcpy_dtoh(&s.buf.slice(0..n), &mut bytes)
+                .map_err(|e| dev(format!("download: {e:?}")))?;
         }
         self.work.host_syncs.fetch_add(1, Ordering::Relaxed);
-        self.stream.synchronize().map_err(|e| dev(format!("download of {}: {e:?}", t.desc())))?;
+        self.stream
+            .synchronize()
+            .map_err(|e| dev(format!("download of {}: {e:?}", t.desc())))?;
         HostTensor::from_bytes(t.desc().clone(), bytes)
     }
     fn execute(&self, op: &Op, inputs: &[&Tensor], out: &Tensor, variant: &str) -> Result<()> {
         foveate_core::check_launch(op, inputs, out)?;
         let dtype = inputs.first().map(|t| t.dtype()).unwrap_or(DType::F32);
         if let Err(why) = self.supports(op, dtype, variant) {
-            return Err(Error::unsupported("cuda", format!("{} ({dtype}, variant `{variant}`): {why}", op.label())));
+            return Err(Error::unsupported(
+                "cuda",
+                format!("{} ({dtype}, variant `{variant}`): {why}", op.label()),
+            ));
         }
         for t in inputs.iter().copied().chain(std::iter::once(out)) {
             storage(t)?;
@@ -451,9 +556,10 @@ impl Backend for CudaBackend {
             q.current = describe(op, inputs, variant, dtype);
         }
         let named = |e: Error| match e {
-            Error::Device { backend, msg } if !msg.contains(" faulted (") => {
-                Error::Device { backend, msg: format!("{}: {msg}", describe(op, inputs, variant, dtype)) }
-            }
+            Error::Device { backend, msg } if !msg.contains(" faulted (") => Error::Device {
+                backend,
+                msg: format!("{}: {msg}", describe(op, inputs, variant, dtype)),
+            },
             e => e,
         };
         ops::execute(self, &mut q, op, inputs, out, variant).map_err(named)?;
@@ -464,11 +570,15 @@ impl Backend for CudaBackend {
             self.plant_fault(out, &q)?;
         }
         // Errors cudarc recorded (it sees no kernel faults: those need FOVEATE_CUDA_SYNC=1).
-        self.ctx.check_err().map_err(|e| dev(format!("{}: {e:?}", describe(op, inputs, variant, dtype))))
+        self.ctx
+            .check_err()
+            .map_err(|e| dev(format!("{}: {e:?}", describe(op, inputs, variant, dtype))))
     }
     fn synchronize(&self) -> Result<()> {
         self.work.host_syncs.fetch_add(1, Ordering::Relaxed);
-        self.stream.synchronize().map_err(|e| dev(format!("synchronize: {e:?}")))
+        self.stream
+            .synchronize()
+            .map_err(|e| dev(format!("synchronize: {e:?}")))
     }
     fn counters(&self) -> Option<Counters> {
         Some(Counters {
@@ -495,15 +605,24 @@ mod tests {
     fn out_of_memory_from_alloc_says_asked_and_free() {
         let oom = DriverError(sys::CUresult::CUDA_ERROR_OUT_OF_MEMORY);
         let e = alloc_error(3 << 30, &oom, Some(1 << 30));
-        assert!(matches!(e, Error::OutOfMemory { requested, free, .. } if requested == 3 << 30 && free == 1 << 30));
+        assert!(
+            matches!(e, Error::OutOfMemory { requested, free, .. } if requested == 3 << 30 && free == 1 << 30)
+        );
         assert_eq!(
             e.to_string(),
             "backend `cuda`: out of memory: asked for 3221225472 bytes (3.00 GiB), 1073741824 bytes (1.00 GiB) free"
         );
         let e = alloc_error(4096, &oom, None);
-        assert!(e.to_string().contains("asked for 4096 bytes (4.00 KiB), free memory unknown"), "{e}");
+        assert!(
+            e.to_string()
+                .contains("asked for 4096 bytes (4.00 KiB), free memory unknown"),
+            "{e}"
+        );
         let other = DriverError(sys::CUresult::CUDA_ERROR_INVALID_VALUE);
         let e = alloc_error(10, &other, Some(5)).to_string();
-        assert!(e.starts_with("backend `cuda`: allocating 10 bytes: ") && e.contains("INVALID_VALUE"), "{e}");
+        assert!(
+            e.starts_with("backend `cuda`: allocating 10 bytes: ") && e.contains("INVALID_VALUE"),
+            "{e}"
+        );
     }
 }

@@ -135,11 +135,19 @@ impl Manifest {
                     continue;
                 };
                 if e.file != m.file || e.arch != *arch || e.defines != fmt_defines(&m.defines) {
-                    out.push(format!("{label}: manifest entry {key} is for {} [{}] {}", e.file, e.defines, e.arch));
+                    out.push(format!(
+                        "{label}: manifest entry {key} is for {} [{}] {}",
+                        e.file, e.defines, e.arch
+                    ));
                 }
                 match std::fs::metadata(dir.join(&e.cubin)) {
                     Ok(md) if md.len() == e.bytes && md.len() > 0 => {}
-                    Ok(md) => out.push(format!("{label}: {} has {} bytes, the manifest says {}", e.cubin, md.len(), e.bytes)),
+                    Ok(md) => out.push(format!(
+                        "{label}: {} has {} bytes, the manifest says {}",
+                        e.cubin,
+                        md.len(),
+                        e.bytes
+                    )),
                     Err(err) => out.push(format!("{label}: {}: {err}", e.cubin)),
                 }
                 for k in crate::specs::kernels_of(m.family) {
@@ -154,7 +162,13 @@ impl Manifest {
 }
 
 /// Writes one compiled module into `dir` and returns its manifest entry.
-pub fn store(dir: &Path, spec: &ModuleSpec, arch: &str, c: &nvrtc::Compiled, nvrtc_version: (i32, i32)) -> Result<(String, Entry)> {
+pub fn store(
+    dir: &Path,
+    spec: &ModuleSpec,
+    arch: &str,
+    c: &nvrtc::Compiled,
+    nvrtc_version: (i32, i32),
+) -> Result<(String, Entry)> {
     let key = module_key(spec.file, arch, &spec.defines)?;
     let name = cubin_name(spec.file, arch, &key);
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
@@ -170,7 +184,10 @@ pub fn store(dir: &Path, spec: &ModuleSpec, arch: &str, c: &nvrtc::Compiled, nvr
         nvrtc_version: format!("{}.{}", nvrtc_version.0, nvrtc_version.1),
         cubin: name,
         bytes: c.cubin.len() as u64,
-        kernels: nvrtc::parse_ptxas(&c.log).into_iter().map(|k| k.kernel).collect(),
+        kernels: nvrtc::parse_ptxas(&c.log)
+            .into_iter()
+            .map(|k| k.kernel)
+            .collect(),
     };
     Ok((key, entry))
 }
@@ -199,7 +216,9 @@ pub struct ModuleStore {
 impl ModuleStore {
     /// A store over `dir` (`None`: memory and NVRTC only).
     pub fn new(arch: &str, dir: Option<PathBuf>) -> ModuleStore {
-        let manifest = dir.as_deref().and_then(|d| Manifest::read(d).ok().flatten());
+        let manifest = dir
+            .as_deref()
+            .and_then(|d| Manifest::read(d).ok().flatten());
         ModuleStore {
             arch: arch.to_string(),
             dir,
@@ -224,17 +243,28 @@ impl ModuleStore {
 
     /// (modules read from the cache folder, modules compiled by NVRTC) so far.
     pub fn stats(&self) -> (u64, u64) {
-        (self.disk_hits.load(Ordering::Relaxed), self.compiles.load(Ordering::Relaxed))
+        (
+            self.disk_hits.load(Ordering::Relaxed),
+            self.compiles.load(Ordering::Relaxed),
+        )
     }
 
     /// The manifest entry of `spec`, if the cache folder's manifest has one.
     pub fn entry(&self, spec: &ModuleSpec) -> Option<Entry> {
         let key = module_key(spec.file, &self.arch, &spec.defines).ok()?;
-        self.manifest.lock().unwrap_or_else(|e| e.into_inner()).as_ref()?.modules.get(&key).cloned()
+        self.manifest
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()?
+            .modules
+            .get(&key)
+            .cloned()
     }
 
     fn read_cached(&self, spec: &ModuleSpec) -> Result<Option<Vec<u8>>> {
-        let Some(dir) = &self.dir else { return Ok(None) };
+        let Some(dir) = &self.dir else {
+            return Ok(None);
+        };
         let key = module_key(spec.file, &self.arch, &spec.defines)?;
         let b = match std::fs::read(dir.join(cubin_name(spec.file, &self.arch, &key))) {
             Ok(b) if !b.is_empty() => b,
@@ -257,7 +287,10 @@ impl ModuleStore {
         if let Some(b) = self.read_cached(spec)? {
             self.disk_hits.fetch_add(1, Ordering::Relaxed);
             let b = Arc::new(b);
-            self.mem.lock().unwrap_or_else(|e| e.into_inner()).insert(spec.clone(), b.clone());
+            self.mem
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(spec.clone(), b.clone());
             return Ok((b, Origin::Disk));
         }
         Ok((self.compile(spec)?, Origin::Compiled))
@@ -290,14 +323,20 @@ impl ModuleStore {
             }
         }
         let b = Arc::new(c.cubin);
-        self.mem.lock().unwrap_or_else(|e| e.into_inner()).insert(spec.clone(), b.clone());
+        self.mem
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(spec.clone(), b.clone());
         Ok(b)
     }
 
     /// Adds one entry to the folder's manifest (re-read first: other processes may write too;
     /// a lost race only loses the entry, never the CUBIN, which is found by name).
     fn record(&self, dir: &Path, key: String, entry: Entry) {
-        let mut m = Manifest::read(dir).ok().flatten().unwrap_or(Manifest { format: FORMAT, ..Default::default() });
+        let mut m = Manifest::read(dir).ok().flatten().unwrap_or(Manifest {
+            format: FORMAT,
+            ..Default::default()
+        });
         m.modules.insert(key, entry);
         let _ = m.write(dir);
         *self.manifest.lock().unwrap_or_else(|e| e.into_inner()) = Some(m);
@@ -308,7 +347,11 @@ impl ModuleStore {
         modules
             .iter()
             .filter(|m| {
-                !self.mem.lock().unwrap_or_else(|e| e.into_inner()).contains_key(*m)
+                !self
+                    .mem
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .contains_key(*m)
                     && !matches!(self.read_cached(m), Ok(Some(_)))
             })
             .map(|m| m.label())
@@ -317,12 +360,18 @@ impl ModuleStore {
 
     /// `Ok` when this store can serve every one of `modules` without NVRTC, or NVRTC is here.
     pub fn ready(&self, modules: &[ModuleSpec]) -> Result<()> {
-        let Err(why) = nvrtc::nvrtc_status() else { return Ok(()) };
+        let Err(why) = nvrtc::nvrtc_status() else {
+            return Ok(());
+        };
         let missing = self.missing(modules);
         if missing.is_empty() {
             return Ok(());
         }
-        let place = self.dir.as_ref().map(|d| d.display().to_string()).unwrap_or_else(|| "(no cache folder)".into());
+        let place = self
+            .dir
+            .as_ref()
+            .map(|d| d.display().to_string())
+            .unwrap_or_else(|| "(no cache folder)".into());
         Err(Error::Unavailable {
             backend: "cuda".into(),
             reason: format!(
@@ -340,8 +389,15 @@ impl ModuleStore {
 
 /// Writes every compiled module of `compiled` into `dir` and a manifest naming them all (merged
 /// with the manifest already there).
-pub fn fill(dir: &Path, compiled: &[(ModuleSpec, String, nvrtc::Compiled)], nvrtc_version: (i32, i32)) -> Result<Manifest> {
-    let mut m = Manifest::read(dir)?.unwrap_or(Manifest { format: FORMAT, ..Default::default() });
+pub fn fill(
+    dir: &Path,
+    compiled: &[(ModuleSpec, String, nvrtc::Compiled)],
+    nvrtc_version: (i32, i32),
+) -> Result<Manifest> {
+    let mut m = Manifest::read(dir)?.unwrap_or(Manifest {
+        format: FORMAT,
+        ..Default::default()
+    });
     for (spec, arch, c) in compiled {
         let (key, entry) = store(dir, spec, arch, c, nvrtc_version)?;
         m.modules.insert(key, entry);
@@ -383,13 +439,19 @@ mod tests {
         let e = Manifest::read(&dir).unwrap_err().to_string();
         assert!(e.contains("manifest.json") && e.contains("line 1"), "{e}");
         std::fs::write(dir.join(MANIFEST), r#"{"format": 7, "modules": {}}"#).unwrap();
-        assert!(Manifest::read(&dir).unwrap_err().to_string().contains("format: is 7"));
+        assert!(Manifest::read(&dir)
+            .unwrap_err()
+            .to_string()
+            .contains("format: is 7"));
         // A hand-made entry for one module, with a CUBIN of the wrong size and no kernels.
         let spec = ModuleSpec::new(Family::Rope, "rope.cu", &[("DTYPE", "0".into())]);
         let key = module_key(spec.file, "sm_90", &spec.defines).unwrap();
         let name = cubin_name(spec.file, "sm_90", &key);
         std::fs::write(dir.join(&name), b"cubin").unwrap();
-        let mut m = Manifest { format: FORMAT, ..Default::default() };
+        let mut m = Manifest {
+            format: FORMAT,
+            ..Default::default()
+        };
         m.modules.insert(
             key,
             Entry {
@@ -406,10 +468,25 @@ mod tests {
         m.write(&dir).unwrap();
         let back = Manifest::read(&dir).unwrap().unwrap();
         assert_eq!(back, m);
-        let p = back.problems(&dir, std::slice::from_ref(&spec), &["sm_90".into(), "sm_80".into()]);
-        assert!(p.iter().any(|x| x.contains("has 5 bytes, the manifest says 9")), "{p:?}");
-        assert!(p.iter().any(|x| x.contains("kernel rope is not in")), "{p:?}");
-        assert!(p.iter().any(|x| x.contains("sm_80") && x.contains("not in the manifest")), "{p:?}");
+        let p = back.problems(
+            &dir,
+            std::slice::from_ref(&spec),
+            &["sm_90".into(), "sm_80".into()],
+        );
+        assert!(
+            p.iter()
+                .any(|x| x.contains("has 5 bytes, the manifest says 9")),
+            "{p:?}"
+        );
+        assert!(
+            p.iter().any(|x| x.contains("kernel rope is not in")),
+            "{p:?}"
+        );
+        assert!(
+            p.iter()
+                .any(|x| x.contains("sm_80") && x.contains("not in the manifest")),
+            "{p:?}"
+        );
         // The store does not serve a CUBIN whose size disagrees with its manifest.
         let s = ModuleStore::new("sm_90", Some(dir.clone()));
         assert_eq!(s.read_cached(&spec).unwrap(), None);

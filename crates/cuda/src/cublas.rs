@@ -20,13 +20,17 @@ pub const CUBLAS: &str = "cublas";
 /// Why the cuBLAS variant cannot run `spec` (the library itself is checked by the backend).
 pub(crate) fn spec_ok(spec: &GemmSpec) -> std::result::Result<(), String> {
     if spec.bias || spec.residual || spec.act != foveate_core::Activation::None {
-        return Err("the cuBLAS baseline runs plain GEMMs only (no bias, activation or residual)".into());
+        return Err(
+            "the cuBLAS baseline runs plain GEMMs only (no bias, activation or residual)".into(),
+        );
     }
     Ok(())
 }
 
 /// A cuBLAS handle on the backend's stream, or why there is none.
-pub(crate) fn open(be_stream: &std::sync::Arc<cudarc::driver::CudaStream>) -> std::result::Result<CudaBlas, String> {
+pub(crate) fn open(
+    be_stream: &std::sync::Arc<cudarc::driver::CudaStream>,
+) -> std::result::Result<CudaBlas, String> {
     // SAFETY: only tries to open the shared library.
     if !unsafe { sys::is_culib_present() } {
         return Err("libcublas was not found on the library path (the CUDA toolkit's lib64 has libcublas.so)".into());
@@ -45,13 +49,25 @@ fn data_type(dt: DType) -> sys::cudaDataType {
 /// out[m, n] = a[m, k] . w[n, k]^T, all row-major: in cuBLAS's column-major terms
 /// out^T (n x m) = w (k x n)^T . a^T (k x m), i.e. gemm(T, N, n, m, k, w, lda k, a, ldb k, ldc n).
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn gemm(be: &CudaBackend, q: &Enqueue, blas: &CudaBlas, dt: DType, a: u64, w: u64, out: u64, m: usize, n: usize, k: usize) -> Result<()> {
+pub(crate) fn gemm(
+    be: &CudaBackend,
+    q: &Enqueue,
+    blas: &CudaBlas,
+    dt: DType,
+    a: u64,
+    w: u64,
+    out: u64,
+    m: usize,
+    n: usize,
+    k: usize,
+) -> Result<()> {
     if m == 0 || n == 0 {
         return Ok(());
     }
     let (alpha, beta) = (1.0f32, 0.0f32);
     let t = data_type(dt);
-    let i = |x: usize| i32::try_from(x).map_err(|_| dev(format!("cublas: extent {x} exceeds 32-bit")));
+    let i =
+        |x: usize| i32::try_from(x).map_err(|_| dev(format!("cublas: extent {x} exceeds 32-bit")));
     // SAFETY: a, w and out cover m x k, n x k and m x n elements of `dt` (checked by Op::infer);
     // alpha and beta are host f32 scalars, as CUBLAS_COMPUTE_32F with the default pointer mode wants.
     unsafe {

@@ -35,7 +35,14 @@ pub(crate) struct Nvrtc {
     _lib: libloading::Library,
     pub path: PathBuf,
     pub version: (i32, i32),
-    pub create: unsafe extern "C" fn(*mut Program, *const c_char, *const c_char, c_int, *const *const c_char, *const *const c_char) -> Res,
+    pub create: unsafe extern "C" fn(
+        *mut Program,
+        *const c_char,
+        *const c_char,
+        c_int,
+        *const *const c_char,
+        *const *const c_char,
+    ) -> Res,
     pub compile: unsafe extern "C" fn(Program, c_int, *const *const c_char) -> Res,
     pub log_size: unsafe extern "C" fn(Program, *mut usize) -> Res,
     pub log: unsafe extern "C" fn(Program, *mut c_char) -> Res,
@@ -72,10 +79,16 @@ impl Nvrtc {
 
 /// Where to look for libnvrtc, in order (see the module docs).
 pub fn nvrtc_candidates() -> Vec<PathBuf> {
-    candidates(std::env::var_os(NVRTC_PATH_ENV), std::env::var_os("CUDA_HOME"))
+    candidates(
+        std::env::var_os(NVRTC_PATH_ENV),
+        std::env::var_os("CUDA_HOME"),
+    )
 }
 
-fn candidates(explicit: Option<std::ffi::OsString>, cuda_home: Option<std::ffi::OsString>) -> Vec<PathBuf> {
+fn candidates(
+    explicit: Option<std::ffi::OsString>,
+    cuda_home: Option<std::ffi::OsString>,
+) -> Vec<PathBuf> {
     let in_dir = |d: &Path| NVRTC_NAMES.iter().map(|n| d.join(n)).collect::<Vec<_>>();
     if let Some(p) = explicit.filter(|p| !p.is_empty()) {
         let p = PathBuf::from(p);
@@ -95,7 +108,8 @@ fn open_nvrtc(path: &Path) -> std::result::Result<Nvrtc, String> {
     macro_rules! sym {
         ($name:literal) => {
             // SAFETY: the symbol is an NVRTC C function with the declared signature.
-            *unsafe { lib.get(concat!($name, "\0").as_bytes()) }.map_err(|e| format!("{}: {e}", $name))?
+            *unsafe { lib.get(concat!($name, "\0").as_bytes()) }
+                .map_err(|e| format!("{}: {e}", $name))?
         };
     }
     let version_fn: unsafe extern "C" fn(*mut c_int, *mut c_int) -> Res = sym!("nvrtcVersion");
@@ -116,8 +130,16 @@ fn open_nvrtc(path: &Path) -> std::result::Result<Nvrtc, String> {
     // SAFETY: out-pointers are valid.
     n.check(unsafe { version_fn(&mut a, &mut b) }, "nvrtcVersion")?;
     // A by-name open resolves through the loader path: report the file it mapped.
-    let file = if path.components().count() > 1 { Some(path.to_path_buf()) } else { mapped_file("libnvrtc.so") };
-    Ok(Nvrtc { path: file.unwrap_or_else(|| path.to_path_buf()), version: (a, b), ..n })
+    let file = if path.components().count() > 1 {
+        Some(path.to_path_buf())
+    } else {
+        mapped_file("libnvrtc.so")
+    };
+    Ok(Nvrtc {
+        path: file.unwrap_or_else(|| path.to_path_buf()),
+        version: (a, b),
+        ..n
+    })
 }
 
 /// The NVRTC library of this process, opened on first use (the outcome is kept).
@@ -149,9 +171,14 @@ pub(crate) fn nvrtc() -> std::result::Result<&'static Nvrtc, String> {
 /// from /proc/self/maps.
 pub fn mapped_file(stem: &str) -> Option<PathBuf> {
     let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
-    maps.lines().filter_map(|l| l.split_whitespace().nth(5)).map(PathBuf::from).find(|p| {
-        p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(stem) && !n.contains("builtins"))
-    })
+    maps.lines()
+        .filter_map(|l| l.split_whitespace().nth(5))
+        .map(PathBuf::from)
+        .find(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(stem) && !n.contains("builtins"))
+        })
 }
 
 /// One library as `foveate info` reports it.
@@ -168,7 +195,12 @@ pub struct LibInfo {
 
 impl LibInfo {
     fn missing(reason: String) -> LibInfo {
-        LibInfo { loaded: false, path: None, version: None, reason: Some(reason) }
+        LibInfo {
+            loaded: false,
+            path: None,
+            version: None,
+            reason: Some(reason),
+        }
     }
     /// `path (version)` or the reason.
     pub fn line(&self) -> String {
@@ -199,13 +231,21 @@ pub fn driver_info() -> LibInfo {
     use cudarc::driver::sys;
     // SAFETY: only tries to open the shared library.
     if !unsafe { sys::is_culib_present() } {
-        return LibInfo::missing("libcuda.so was not found: no NVIDIA driver on this machine".into());
+        return LibInfo::missing(
+            "libcuda.so was not found: no NVIDIA driver on this machine".into(),
+        );
     }
     let mut v: c_int = 0;
     // SAFETY: the library is present; cuDriverGetVersion needs no cuInit.
     let r = unsafe { sys::cuDriverGetVersion(&mut v) };
-    let version = (r == sys::CUresult::CUDA_SUCCESS).then(|| format!("{}.{}", v / 1000, (v % 1000) / 10));
-    LibInfo { loaded: true, path: mapped_file("libcuda.so").map(|p| p.display().to_string()), version, reason: None }
+    let version =
+        (r == sys::CUresult::CUDA_SUCCESS).then(|| format!("{}.{}", v / 1000, (v % 1000) / 10));
+    LibInfo {
+        loaded: true,
+        path: mapped_file("libcuda.so").map(|p| p.display().to_string()),
+        version,
+        reason: None,
+    }
 }
 
 #[cfg(test)]
@@ -216,13 +256,30 @@ mod tests {
     fn candidates_follow_the_explicit_path() {
         let dir = std::env::temp_dir();
         let c = candidates(Some(dir.clone().into_os_string()), Some("/opt/cuda".into()));
-        assert_eq!(c, NVRTC_NAMES.iter().map(|n| dir.join(n)).collect::<Vec<_>>(), "a folder: its three names only");
+        assert_eq!(
+            c,
+            NVRTC_NAMES.iter().map(|n| dir.join(n)).collect::<Vec<_>>(),
+            "a folder: its three names only"
+        );
         let c = candidates(Some("/nowhere/libnvrtc.so.13".into()), None);
-        assert_eq!(c, vec![PathBuf::from("/nowhere/libnvrtc.so.13")], "a file: that file only");
+        assert_eq!(
+            c,
+            vec![PathBuf::from("/nowhere/libnvrtc.so.13")],
+            "a file: that file only"
+        );
         let c = candidates(Some("".into()), Some("/opt/cuda".into()));
-        assert_eq!(&c[..2], &[PathBuf::from("libnvrtc.so.13"), PathBuf::from("libnvrtc.so.12")]);
+        assert_eq!(
+            &c[..2],
+            &[
+                PathBuf::from("libnvrtc.so.13"),
+                PathBuf::from("libnvrtc.so.12")
+            ]
+        );
         assert_eq!(c[3], PathBuf::from("/opt/cuda/lib64/libnvrtc.so.13"));
-        assert_eq!(c.last().unwrap(), &PathBuf::from("/usr/local/cuda/lib64/libnvrtc.so"));
+        assert_eq!(
+            c.last().unwrap(),
+            &PathBuf::from("/usr/local/cuda/lib64/libnvrtc.so")
+        );
     }
 
     #[test]
@@ -231,6 +288,9 @@ mod tests {
             Err(e) => e,
             Ok(_) => panic!("opened a library that does not exist"),
         };
-        assert!(e.contains("/nowhere/libnvrtc.so.13") || e.contains("No such file"), "{e}");
+        assert!(
+            e.contains("/nowhere/libnvrtc.so.13") || e.contains("No such file"),
+            "{e}"
+        );
     }
 }

@@ -19,19 +19,46 @@ use std::path::PathBuf;
 
 /// Kernel sources by file name.
 pub const SOURCES: &[(&str, &str)] = &[
-    ("common.cuh", include_str!("../../../kernels/cuda/common.cuh")),
-    ("gemm_core.cuh", include_str!("../../../kernels/cuda/gemm_core.cuh")),
+    (
+        "common.cuh",
+        include_str!("../../../kernels/cuda/common.cuh"),
+    ),
+    (
+        "gemm_core.cuh",
+        include_str!("../../../kernels/cuda/gemm_core.cuh"),
+    ),
     ("gemv.cuh", include_str!("../../../kernels/cuda/gemv.cuh")),
-    ("attention_core.cuh", include_str!("../../../kernels/cuda/attention_core.cuh")),
-    ("elementwise.cu", include_str!("../../../kernels/cuda/elementwise.cu")),
+    (
+        "attention_core.cuh",
+        include_str!("../../../kernels/cuda/attention_core.cuh"),
+    ),
+    (
+        "elementwise.cu",
+        include_str!("../../../kernels/cuda/elementwise.cu"),
+    ),
     ("norm.cu", include_str!("../../../kernels/cuda/norm.cu")),
     ("rope.cu", include_str!("../../../kernels/cuda/rope.cu")),
     ("gemm.cu", include_str!("../../../kernels/cuda/gemm.cu")),
-    ("gelu_mlp.cu", include_str!("../../../kernels/cuda/gelu_mlp.cu")),
-    ("patch_embed.cu", include_str!("../../../kernels/cuda/patch_embed.cu")),
-    ("attention.cu", include_str!("../../../kernels/cuda/attention.cu")),
-    ("decode_attention.cu", include_str!("../../../kernels/cuda/decode_attention.cu")),
-    ("sparse_attention.cu", include_str!("../../../kernels/cuda/sparse_attention.cu")),
+    (
+        "gelu_mlp.cu",
+        include_str!("../../../kernels/cuda/gelu_mlp.cu"),
+    ),
+    (
+        "patch_embed.cu",
+        include_str!("../../../kernels/cuda/patch_embed.cu"),
+    ),
+    (
+        "attention.cu",
+        include_str!("../../../kernels/cuda/attention.cu"),
+    ),
+    (
+        "decode_attention.cu",
+        include_str!("../../../kernels/cuda/decode_attention.cu"),
+    ),
+    (
+        "sparse_attention.cu",
+        include_str!("../../../kernels/cuda/sparse_attention.cu"),
+    ),
 ];
 
 fn dev_err(msg: impl Into<String>) -> Error {
@@ -75,7 +102,10 @@ pub fn nvrtc_status() -> std::result::Result<(), String> {
 }
 
 fn unavailable(reason: String) -> Error {
-    Error::Unavailable { backend: "cuda".into(), reason }
+    Error::Unavailable {
+        backend: "cuda".into(),
+        reason,
+    }
 }
 
 /// NVRTC version (major, minor).
@@ -92,7 +122,10 @@ pub fn include_dirs() -> Vec<PathBuf> {
     }
     let mut site = vec![];
     if let Ok(out) = std::process::Command::new("python3")
-        .args(["-c", "import nvidia, os; print(os.pathsep.join(nvidia.__path__))"])
+        .args([
+            "-c",
+            "import nvidia, os; print(os.pathsep.join(nvidia.__path__))",
+        ])
         .output()
     {
         if out.status.success() {
@@ -134,20 +167,39 @@ fn options(arch: &str, defines: &[(String, String)], verbose: bool) -> Vec<Strin
 }
 
 /// Compiles `file` for `arch` (e.g. `sm_90`) with `defines`; no cache.
-pub fn compile(file: &str, arch: &str, defines: &[(String, String)], verbose: bool) -> Result<Compiled> {
+pub fn compile(
+    file: &str,
+    arch: &str,
+    defines: &[(String, String)],
+    verbose: bool,
+) -> Result<Compiled> {
     let nv = libs::nvrtc().map_err(unavailable)?;
     let src = source(file)?;
-    let c_src = CString::new(src).map_err(|_| dev_err(format!("{file}: source contains a NUL byte")))?;
-    let c_name = CString::new(file).map_err(|_| dev_err(format!("{file}: name contains a NUL byte")))?;
+    let c_src =
+        CString::new(src).map_err(|_| dev_err(format!("{file}: source contains a NUL byte")))?;
+    let c_name =
+        CString::new(file).map_err(|_| dev_err(format!("{file}: name contains a NUL byte")))?;
     let opts: Vec<CString> = options(arch, defines, verbose)
         .into_iter()
-        .map(|o| CString::new(o).map_err(|_| dev_err(format!("{file}: an option contains a NUL byte"))))
+        .map(|o| {
+            CString::new(o).map_err(|_| dev_err(format!("{file}: an option contains a NUL byte")))
+        })
         .collect::<Result<_>>()?;
     let opt_ptrs: Vec<*const c_char> = opts.iter().map(|o| o.as_ptr()).collect();
     let mut prog: libs::Program = std::ptr::null_mut();
     // SAFETY: valid C strings; no headers are passed (count 0, null arrays).
-    let r = unsafe { (nv.create)(&mut prog, c_src.as_ptr(), c_name.as_ptr(), 0, std::ptr::null(), std::ptr::null()) };
-    nv.check(r, &format!("{file}: nvrtcCreateProgram")).map_err(dev_err)?;
+    let r = unsafe {
+        (nv.create)(
+            &mut prog,
+            c_src.as_ptr(),
+            c_name.as_ptr(),
+            0,
+            std::ptr::null(),
+            std::ptr::null(),
+        )
+    };
+    nv.check(r, &format!("{file}: nvrtcCreateProgram"))
+        .map_err(dev_err)?;
     // SAFETY: prog is a live program until destroyed at the end; every buffer has the size NVRTC reports.
     let out = unsafe {
         let compiled = (nv.compile)(prog, opt_ptrs.len() as i32, opt_ptrs.as_ptr());
@@ -172,13 +224,19 @@ pub fn compile(file: &str, arch: &str, defines: &[(String, String)], verbose: bo
             )))
         } else {
             let mut size = 0usize;
-            match nv.check((nv.cubin_size)(prog, &mut size), &format!("{file}: nvrtcGetCUBINSize")) {
+            match nv.check(
+                (nv.cubin_size)(prog, &mut size),
+                &format!("{file}: nvrtcGetCUBINSize"),
+            ) {
                 Err(e) => Err(dev_err(e)),
                 Ok(()) => {
                     let mut cubin = vec![0u8; size];
-                    nv.check((nv.cubin)(prog, cubin.as_mut_ptr() as *mut c_char), &format!("{file}: nvrtcGetCUBIN"))
-                        .map(|()| Compiled { cubin, log })
-                        .map_err(dev_err)
+                    nv.check(
+                        (nv.cubin)(prog, cubin.as_mut_ptr() as *mut c_char),
+                        &format!("{file}: nvrtcGetCUBIN"),
+                    )
+                    .map(|()| Compiled { cubin, log })
+                    .map_err(dev_err)
                 }
             }
         }
@@ -189,7 +247,11 @@ pub fn compile(file: &str, arch: &str, defines: &[(String, String)], verbose: bo
 }
 
 pub fn fmt_defines(defines: &[(String, String)]) -> String {
-    defines.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")
+    defines
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// Resources of one kernel as ptxas reports them.
@@ -215,7 +277,10 @@ pub fn parse_ptxas(log: &str) -> Vec<PtxasInfo> {
         if let Some(i) = line.find("Compiling entry function '") {
             let rest = &line[i + "Compiling entry function '".len()..];
             let name = rest.split('\'').next().unwrap_or("").to_string();
-            out.push(PtxasInfo { kernel: name, ..Default::default() });
+            out.push(PtxasInfo {
+                kernel: name,
+                ..Default::default()
+            });
         } else if let Some(cur) = out.last_mut() {
             if line.contains("bytes stack frame") {
                 cur.stack = num_before(line, "bytes stack frame").unwrap_or(0);
@@ -253,7 +318,14 @@ mod tests {
         assert_eq!(r.len(), 1);
         assert_eq!(
             r[0],
-            PtxasInfo { kernel: "k".into(), registers: 32, smem: 400, stack: 256, spill_stores: 8, spill_loads: 12 }
+            PtxasInfo {
+                kernel: "k".into(),
+                registers: 32,
+                smem: 400,
+                stack: 256,
+                spill_stores: 8,
+                spill_loads: 12
+            }
         );
     }
 }

@@ -49,11 +49,34 @@ fn act_index(a: Activation) -> usize {
         Activation::Silu => 4,
     }
 }
-const GEMM_KERNELS: [&str; 5] = ["gemm_none", "gemm_gelu", "gemm_gelu_tanh", "gemm_quick_gelu", "gemm_silu"];
-const GEMV_KERNELS: [&str; 5] = ["gemv_none", "gemv_gelu", "gemv_gelu_tanh", "gemv_quick_gelu", "gemv_silu"];
-const MLP_UP_KERNELS: [&str; 5] = ["mlp_up_none", "mlp_up_gelu", "mlp_up_gelu_tanh", "mlp_up_quick_gelu", "mlp_up_silu"];
+const GEMM_KERNELS: [&str; 5] = [
+    "gemm_none",
+    "gemm_gelu",
+    "gemm_gelu_tanh",
+    "gemm_quick_gelu",
+    "gemm_silu",
+];
+const GEMV_KERNELS: [&str; 5] = [
+    "gemv_none",
+    "gemv_gelu",
+    "gemv_gelu_tanh",
+    "gemv_quick_gelu",
+    "gemv_silu",
+];
+const MLP_UP_KERNELS: [&str; 5] = [
+    "mlp_up_none",
+    "mlp_up_gelu",
+    "mlp_up_gelu_tanh",
+    "mlp_up_quick_gelu",
+    "mlp_up_silu",
+];
 
-pub(crate) fn module(family: Family, file: &'static str, dt: DType, head_dim: Option<usize>) -> ModuleSpec {
+pub(crate) fn module(
+    family: Family,
+    file: &'static str,
+    dt: DType,
+    head_dim: Option<usize>,
+) -> ModuleSpec {
     let mut d = vec![("DTYPE", dtype_code(dt).to_string())];
     if let Some(h) = head_dim {
         d.push(("HEAD_DIM", h.to_string()));
@@ -62,7 +85,11 @@ pub(crate) fn module(family: Family, file: &'static str, dt: DType, head_dim: Op
 }
 
 pub(crate) fn cfg(grid: (u32, u32, u32), block: u32, smem: u32) -> LaunchConfig {
-    LaunchConfig { grid_dim: grid, block_dim: (block, 1, 1), shared_mem_bytes: smem }
+    LaunchConfig {
+        grid_dim: grid,
+        block_dim: (block, 1, 1),
+        shared_mem_bytes: smem,
+    }
 }
 
 fn grid1(be: &CudaBackend, n: u64) -> u32 {
@@ -70,10 +97,17 @@ fn grid1(be: &CudaBackend, n: u64) -> u32 {
 }
 
 /// Launches `k` with one struct argument (the kernel's parameter struct).
-pub(crate) fn launch_struct<A: DeviceRepr>(be: &CudaBackend, q: &Enqueue, k: &Kernel, c: LaunchConfig, args: &A) -> Result<()> {
+pub(crate) fn launch_struct<A: DeviceRepr>(
+    be: &CudaBackend,
+    q: &Enqueue,
+    k: &Kernel,
+    c: LaunchConfig,
+    args: &A,
+) -> Result<()> {
     // SAFETY: `args` mirrors the kernel's parameter struct (#[repr(C)], same field order), and
     // every pointer in it was checked by Op::infer to cover the extents the kernel reads/writes.
-    unsafe { be.stream.launch_builder(&k.f).arg(args).launch(c) }.map_err(|e| dev(format!("launch of `{}`: {e:?}", k.name)))?;
+    unsafe { be.stream.launch_builder(&k.f).arg(args).launch(c) }
+        .map_err(|e| dev(format!("launch of `{}`: {e:?}", k.name)))?;
     be.launched(k.name, q)
 }
 
@@ -91,7 +125,12 @@ macro_rules! launch_args {
 // ------------------------------------------------------------------ support matrix
 
 pub(crate) fn supports(op: &Op, dtype: DType, variant: &str) -> std::result::Result<(), String> {
-    if !dtype.is_float() && !matches!(op, Op::Cast { .. } | Op::Slice { .. } | Op::Concat { .. } | Op::KvAppend(_)) {
+    if !dtype.is_float()
+        && !matches!(
+            op,
+            Op::Cast { .. } | Op::Slice { .. } | Op::Concat { .. } | Op::KvAppend(_)
+        )
+    {
         return Err(format!("{dtype} is not a compute dtype"));
     }
     match op {
@@ -125,7 +164,14 @@ fn gemv_by_default(m: usize) -> bool {
 
 // ------------------------------------------------------------------ dispatch
 
-pub(crate) fn execute(be: &CudaBackend, q: &mut Enqueue, op: &Op, ins: &[&Tensor], out: &Tensor, variant: &str) -> Result<()> {
+pub(crate) fn execute(
+    be: &CudaBackend,
+    q: &mut Enqueue,
+    op: &Op,
+    ins: &[&Tensor],
+    out: &Tensor,
+    variant: &str,
+) -> Result<()> {
     let dt = ins[0].dtype();
     match op {
         Op::Gemm(s) => {
@@ -133,14 +179,30 @@ pub(crate) fn execute(be: &CudaBackend, q: &mut Enqueue, op: &Op, ins: &[&Tensor
             let (n, k) = (w[0], w[1]);
             let m = ins[0].shape().rows();
             let mut i = 2;
-            let bias = if s.bias { i += 1; ptr(ins[i - 1])? } else { 0 };
+            let bias = if s.bias {
+                i += 1;
+                ptr(ins[i - 1])?
+            } else {
+                0
+            };
             let res = if s.residual { ptr(ins[i])? } else { 0 };
-            let g = GemmCall { a: ptr(ins[0])?, w: ptr(ins[1])?, bias, res, out: ptr(out)?, m, n, k };
+            let g = GemmCall {
+                a: ptr(ins[0])?,
+                w: ptr(ins[1])?,
+                bias,
+                res,
+                out: ptr(out)?,
+                m,
+                n,
+                k,
+            };
             let ai = act_index(s.act);
             if variant == crate::cublas::CUBLAS {
                 let blas = be.blas().map_err(dev)?;
                 crate::cublas::gemm(be, q, blas, dt, g.a, g.w, g.out, m, n, k)
-            } else if variant == GEMV || ((variant.is_empty() || variant == "default") && gemv_by_default(m)) {
+            } else if variant == GEMV
+                || ((variant.is_empty() || variant == "default") && gemv_by_default(m))
+            {
                 gemv(be, q, dt, GEMV_KERNELS[ai], &g)
             } else {
                 gemm(be, q, dt, "gemm.cu", Family::Gemm, GEMM_KERNELS[ai], &g)
@@ -153,10 +215,36 @@ pub(crate) fn execute(be: &CudaBackend, q: &mut Enqueue, op: &Op, ins: &[&Tensor
             let odim = ins[3].dims()[0];
             // The hidden activation: a scratch buffer kept across calls (the stream orders reuse).
             let hidden = be.scratch(q, "mlp_hidden", m * hdim * dt.size())?;
-            let up = GemmCall { a: ptr(x)?, w: ptr(ins[1])?, bias: ptr(ins[2])?, res: 0, out: hidden, m, n: hdim, k: d };
-            gemm(be, q, dt, "gelu_mlp.cu", Family::GeluMlp, MLP_UP_KERNELS[act_index(s.act)], &up)?;
+            let up = GemmCall {
+                a: ptr(x)?,
+                w: ptr(ins[1])?,
+                bias: ptr(ins[2])?,
+                res: 0,
+                out: hidden,
+                m,
+                n: hdim,
+                k: d,
+            };
+            gemm(
+                be,
+                q,
+                dt,
+                "gelu_mlp.cu",
+                Family::GeluMlp,
+                MLP_UP_KERNELS[act_index(s.act)],
+                &up,
+            )?;
             let res = if s.residual { ptr(ins[5])? } else { 0 };
-            let down = GemmCall { a: hidden, w: ptr(ins[3])?, bias: ptr(ins[4])?, res, out: ptr(out)?, m, n: odim, k: hdim };
+            let down = GemmCall {
+                a: hidden,
+                w: ptr(ins[3])?,
+                bias: ptr(ins[4])?,
+                res,
+                out: ptr(out)?,
+                m,
+                n: odim,
+                k: hdim,
+            };
             gemm(be, q, dt, "gelu_mlp.cu", Family::GeluMlp, "mlp_down", &down)
         }
         Op::PatchEmbed(s) => patch_embed(be, q, s, ins, out),
@@ -171,15 +259,43 @@ pub(crate) fn execute(be: &CudaBackend, q: &mut Enqueue, op: &Op, ins: &[&Tensor
             let f = be.function(&module(Family::Rope, "rope.cu", dt, None), "rope", 0)?;
             let n = tokens * heads as u64 * (rot / 2 + dim - rot) as u64;
             let (x, p, o) = (ptr(ins[0])?, ptr(ins[1])?, ptr(out)?);
-            launch_args!(be, q, f, cfg((grid1(be, n), 1, 1), 256, 0), x, p, o, tokens, heads, dim, rot, s.theta)
+            launch_args!(
+                be,
+                q,
+                f,
+                cfg((grid1(be, n), 1, 1), 256, 0),
+                x,
+                p,
+                o,
+                tokens,
+                heads,
+                dim,
+                rot,
+                s.theta
+            )
         }
         Op::Embedding => {
             let t = ins[0].dims();
             let (vocab, dim) = (t[0] as u32, t[1] as u32);
             let n_ids = ins[1].numel() as u64;
-            let f = be.function(&module(Family::Elementwise, "elementwise.cu", dt, None), "embedding", 0)?;
+            let f = be.function(
+                &module(Family::Elementwise, "elementwise.cu", dt, None),
+                "embedding",
+                0,
+            )?;
             let (tb, ids, o) = (ptr(ins[0])?, ptr(ins[1])?, ptr(out)?);
-            launch_args!(be, q, f, cfg((grid1(be, n_ids * dim as u64), 1, 1), 256, 0), tb, ids, o, n_ids, vocab, dim)
+            launch_args!(
+                be,
+                q,
+                f,
+                cfg((grid1(be, n_ids * dim as u64), 1, 1), 256, 0),
+                tb,
+                ids,
+                o,
+                n_ids,
+                vocab,
+                dim
+            )
         }
         Op::Add | Op::Mul | Op::SwiGlu => {
             let name = match op {
@@ -188,13 +304,21 @@ pub(crate) fn execute(be: &CudaBackend, q: &mut Enqueue, op: &Op, ins: &[&Tensor
                 _ => "ew_swiglu",
             };
             let n = out.numel() as u64;
-            let f = be.function(&module(Family::Elementwise, "elementwise.cu", dt, None), name, 0)?;
+            let f = be.function(
+                &module(Family::Elementwise, "elementwise.cu", dt, None),
+                name,
+                0,
+            )?;
             let (a, b, o) = (ptr(ins[0])?, ptr(ins[1])?, ptr(out)?);
             launch_args!(be, q, f, cfg((grid1(be, n), 1, 1), 256, 0), a, b, o, n)
         }
         Op::Unary(act) => {
             let n = out.numel() as u64;
-            let f = be.function(&module(Family::Elementwise, "elementwise.cu", dt, None), "ew_unary", 0)?;
+            let f = be.function(
+                &module(Family::Elementwise, "elementwise.cu", dt, None),
+                "ew_unary",
+                0,
+            )?;
             let (x, o, code) = (ptr(ins[0])?, ptr(out)?, act_index(*act) as i32);
             launch_args!(be, q, f, cfg((grid1(be, n), 1, 1), 256, 0), x, o, n, code)
         }
@@ -210,13 +334,28 @@ pub(crate) fn execute(be: &CudaBackend, q: &mut Enqueue, op: &Op, ins: &[&Tensor
         Op::KvAppend(s) => {
             let d = ins[0].dims();
             let (b, len, inner) = (d[0] as u64, d[1] as u64, (d[2] * d[3]) as u64);
-            copy_rows(be, q, dt.size(), ins[0], out, [b, len, inner, len, 0, s.capacity as u64, s.pos as u64])
+            copy_rows(
+                be,
+                q,
+                dt.size(),
+                ins[0],
+                out,
+                [b, len, inner, len, 0, s.capacity as u64, s.pos as u64],
+            )
         }
         Op::Slice { axis, start, len } => {
             let d = ins[0].dims();
             let outer: usize = d[..*axis].iter().product();
             let inner: usize = d[axis + 1..].iter().product();
-            let g = [outer as u64, *len as u64, inner as u64, d[*axis] as u64, *start as u64, *len as u64, 0];
+            let g = [
+                outer as u64,
+                *len as u64,
+                inner as u64,
+                d[*axis] as u64,
+                *start as u64,
+                *len as u64,
+                0,
+            ];
             copy_rows(be, q, dt.size(), ins[0], out, g)
         }
         Op::Concat { axis } => {
@@ -224,11 +363,29 @@ pub(crate) fn execute(be: &CudaBackend, q: &mut Enqueue, op: &Op, ins: &[&Tensor
             let outer = a[..*axis].iter().product::<usize>() as u64;
             let inner = a[axis + 1..].iter().product::<usize>() as u64;
             let (la, lb) = (a[*axis] as u64, b[*axis] as u64);
-            copy_rows(be, q, dt.size(), ins[0], out, [outer, la, inner, la, 0, la + lb, 0])?;
-            copy_rows(be, q, dt.size(), ins[1], out, [outer, lb, inner, lb, 0, la + lb, la])
+            copy_rows(
+                be,
+                q,
+                dt.size(),
+                ins[0],
+                out,
+                [outer, la, inner, la, 0, la + lb, 0],
+            )?;
+            copy_rows(
+                be,
+                q,
+                dt.size(),
+                ins[1],
+                out,
+                [outer, lb, inner, lb, 0, la + lb, la],
+            )
         }
         Op::Attention(a) => {
-            let v = if variant.is_empty() { attn::pick(a, dt) } else { variant };
+            let v = if variant.is_empty() {
+                attn::pick(a, dt)
+            } else {
+                variant
+            };
             match v {
                 av::NAIVE => attn::naive(be, q, a, dt, ins, out),
                 av::FLASH => attn::flash(be, q, a, dt, ins, out, None),
@@ -259,31 +416,71 @@ pub(crate) struct GemmCall {
 impl GemmCall {
     fn args(&self, kernel: &str) -> Result<GemmArgs> {
         if self.m > I32 || self.n > I32 || self.k > I32 {
-            return Err(dev(format!("{kernel}: M={} N={} K={} exceed 32-bit", self.m, self.n, self.k)));
+            return Err(dev(format!(
+                "{kernel}: M={} N={} K={} exceed 32-bit",
+                self.m, self.n, self.k
+            )));
         }
         let (a, w, bias, residual, out) = (self.a, self.w, self.bias, self.res, self.out);
-        Ok(GemmArgs { a, w, bias, residual, out, m: self.m as i32, n: self.n as i32, k: self.k as i32, ..Default::default() })
+        Ok(GemmArgs {
+            a,
+            w,
+            bias,
+            residual,
+            out,
+            m: self.m as i32,
+            n: self.n as i32,
+            k: self.k as i32,
+            ..Default::default()
+        })
     }
 }
 
-fn gemm(be: &CudaBackend, q: &Enqueue, dt: DType, file: &'static str, fam: Family, kernel: &'static str, g: &GemmCall) -> Result<()> {
+fn gemm(
+    be: &CudaBackend,
+    q: &Enqueue,
+    dt: DType,
+    file: &'static str,
+    fam: Family,
+    kernel: &'static str,
+    g: &GemmCall,
+) -> Result<()> {
     if g.m == 0 || g.n == 0 {
         return Ok(());
     }
     let args = g.args(kernel)?;
     let f = be.function(&module(fam, file, dt, None), kernel, 0)?;
     let tile = if dt == DType::F32 { 64 } else { 128 };
-    launch_struct(be, q, &f, cfg((g.n.div_ceil(tile) as u32, g.m.div_ceil(tile) as u32, 1), 256, 0), &args)
+    launch_struct(
+        be,
+        q,
+        &f,
+        cfg(
+            (g.n.div_ceil(tile) as u32, g.m.div_ceil(tile) as u32, 1),
+            256,
+            0,
+        ),
+        &args,
+    )
 }
 
 /// Warps per output column in the GEMV (a split of K inside the block): the fewest of 1, 2, 4, 8
 /// that give at least two blocks per SM.
 pub(crate) fn gemv_ksplit(n: usize, m: usize, sms: usize) -> usize {
     let row_tiles = m.div_ceil(GEMV_ROWS).max(1);
-    [1usize, 2, 4, 8].into_iter().find(|&ks| n.div_ceil(8 / ks) * row_tiles >= 2 * sms).unwrap_or(8)
+    [1usize, 2, 4, 8]
+        .into_iter()
+        .find(|&ks| n.div_ceil(8 / ks) * row_tiles >= 2 * sms)
+        .unwrap_or(8)
 }
 
-fn gemv(be: &CudaBackend, q: &Enqueue, dt: DType, kernel: &'static str, g: &GemmCall) -> Result<()> {
+fn gemv(
+    be: &CudaBackend,
+    q: &Enqueue,
+    dt: DType,
+    kernel: &'static str,
+    g: &GemmCall,
+) -> Result<()> {
     if g.m == 0 || g.n == 0 {
         return Ok(());
     }
@@ -292,13 +489,24 @@ fn gemv(be: &CudaBackend, q: &Enqueue, dt: DType, kernel: &'static str, g: &Gemm
     let ks = gemv_ksplit(g.n, g.m, be.sms as usize);
     // 16-byte loads need 16-byte aligned rows of A and W (allocations are 256-byte aligned).
     let vec_elems = 16 / dt.size();
-    let vec = (g.k.is_multiple_of(vec_elems) && g.a.is_multiple_of(16) && g.w.is_multiple_of(16)) as i32;
-    let grid = (g.n.div_ceil(8 / ks) as u32, g.m.div_ceil(GEMV_ROWS) as u32, 1);
+    let vec =
+        (g.k.is_multiple_of(vec_elems) && g.a.is_multiple_of(16) && g.w.is_multiple_of(16)) as i32;
+    let grid = (
+        g.n.div_ceil(8 / ks) as u32,
+        g.m.div_ceil(GEMV_ROWS) as u32,
+        1,
+    );
     let ks = ks as i32;
     launch_args!(be, q, f, cfg(grid, 256, 0), args, ks, vec)
 }
 
-fn patch_embed(be: &CudaBackend, q: &Enqueue, s: &foveate_core::PatchEmbedSpec, ins: &[&Tensor], out: &Tensor) -> Result<()> {
+fn patch_embed(
+    be: &CudaBackend,
+    q: &Enqueue,
+    s: &foveate_core::PatchEmbedSpec,
+    ins: &[&Tensor],
+    out: &Tensor,
+) -> Result<()> {
     let dt = ins[0].dtype();
     let px = ins[0].dims();
     let (b, c, h, w) = (px[0], px[1], px[2], px[3]);
@@ -322,7 +530,11 @@ fn patch_embed(be: &CudaBackend, q: &Enqueue, s: &foveate_core::PatchEmbedSpec, 
     let o = ptr(out)?;
     let m = b * patches;
     if m > 0 && e > 0 {
-        let f = be.function(&module(Family::PatchEmbed, "patch_embed.cu", dt, None), "patch_embed", 0)?;
+        let f = be.function(
+            &module(Family::PatchEmbed, "patch_embed.cu", dt, None),
+            "patch_embed",
+            0,
+        )?;
         let tile = if dt == DType::F32 { 64 } else { 128 };
         let args = GemmArgs {
             a: ptr(ins[0])?,
@@ -342,17 +554,50 @@ fn patch_embed(be: &CudaBackend, q: &Enqueue, s: &foveate_core::PatchEmbedSpec, 
             patches: patches as i32,
             cls: s.cls as i32,
         };
-        launch_struct(be, q, &f, cfg((e.div_ceil(tile) as u32, m.div_ceil(tile) as u32, 1), 256, 0), &args)?;
+        launch_struct(
+            be,
+            q,
+            &f,
+            cfg(
+                (e.div_ceil(tile) as u32, m.div_ceil(tile) as u32, 1),
+                256,
+                0,
+            ),
+            &args,
+        )?;
     }
     if s.cls {
-        let f = be.function(&module(Family::PatchEmbed, "patch_embed.cu", dt, None), "patch_cls", 0)?;
+        let f = be.function(
+            &module(Family::PatchEmbed, "patch_embed.cu", dt, None),
+            "patch_cls",
+            0,
+        )?;
         let (bb, tt, ee) = (b as i32, tokens as i32, e as i32);
-        launch_args!(be, q, f, cfg((grid1(be, (b * e) as u64), 1, 1), 256, 0), cls, pos, o, bb, tt, ee)?;
+        launch_args!(
+            be,
+            q,
+            f,
+            cfg((grid1(be, (b * e) as u64), 1, 1), 256, 0),
+            cls,
+            pos,
+            o,
+            bb,
+            tt,
+            ee
+        )?;
     }
     Ok(())
 }
 
-fn row_kernel(be: &CudaBackend, q: &Enqueue, dt: DType, name: &'static str, ins: &[&Tensor], out: &Tensor, eps: Option<f32>) -> Result<()> {
+fn row_kernel(
+    be: &CudaBackend,
+    q: &Enqueue,
+    dt: DType,
+    name: &'static str,
+    ins: &[&Tensor],
+    out: &Tensor,
+    eps: Option<f32>,
+) -> Result<()> {
     let rows = ins[0].shape().rows() as u32;
     let dim = ins[0].shape().last() as u32;
     if rows == 0 {
@@ -381,18 +626,46 @@ fn row_kernel(be: &CudaBackend, q: &Enqueue, dt: DType, name: &'static str, ins:
 /// `g` = [outer, rows, inner, src_rows, src_off, dst_rows, dst_off]: for o in 0..outer copy
 /// `rows * inner` elements from src + (o * src_rows + src_off) * inner to dst + (o * dst_rows +
 /// dst_off) * inner.
-fn copy_rows(be: &CudaBackend, q: &Enqueue, esize: usize, src: &Tensor, dst: &Tensor, g: [u64; 7]) -> Result<()> {
+fn copy_rows(
+    be: &CudaBackend,
+    q: &Enqueue,
+    esize: usize,
+    src: &Tensor,
+    dst: &Tensor,
+    g: [u64; 7],
+) -> Result<()> {
     let [outer, rows, inner, src_rows, src_off, dst_rows, dst_off] = g;
     let n = outer * rows * inner;
     if n == 0 {
         return Ok(());
     }
-    let name = if esize == 2 { "copy_rows_b2" } else { "copy_rows_b4" };
-    let f = be.function(&module(Family::Elementwise, "elementwise.cu", DType::F32, None), name, 0)?;
+    let name = if esize == 2 {
+        "copy_rows_b2"
+    } else {
+        "copy_rows_b4"
+    };
+    let f = be.function(
+        &module(Family::Elementwise, "elementwise.cu", DType::F32, None),
+        name,
+        0,
+    )?;
     let (s, d) = (ptr(src)?, ptr(dst)?);
-    launch_args!(be, q, f, cfg((grid1(be, n), 1, 1), 256, 0), s, d, outer, rows, inner, src_rows, src_off, dst_rows, dst_off)
+    launch_args!(
+        be,
+        q,
+        f,
+        cfg((grid1(be, n), 1, 1), 256, 0),
+        s,
+        d,
+        outer,
+        rows,
+        inner,
+        src_rows,
+        src_off,
+        dst_rows,
+        dst_off
+    )
 }
-
 
 #[cfg(test)]
 mod tests {
@@ -419,8 +692,15 @@ mod tests {
         for v in ["", "tiled", GEMV, crate::cublas::CUBLAS] {
             assert!(supports(&op, DType::BF16, v).is_ok(), "{v}");
         }
-        let biased = Op::Gemm(foveate_core::GemmSpec { bias: true, ..foveate_core::GemmSpec::plain() });
-        assert!(supports(&biased, DType::BF16, crate::cublas::CUBLAS).unwrap_err().contains("plain GEMMs only"));
-        assert!(supports(&op, DType::BF16, "split").unwrap_err().contains("unknown variant"));
+        let biased = Op::Gemm(foveate_core::GemmSpec {
+            bias: true,
+            ..foveate_core::GemmSpec::plain()
+        });
+        assert!(supports(&biased, DType::BF16, crate::cublas::CUBLAS)
+            .unwrap_err()
+            .contains("plain GEMMs only"));
+        assert!(supports(&op, DType::BF16, "split")
+            .unwrap_err()
+            .contains("unknown variant"));
     }
 }

@@ -23,7 +23,13 @@ fn temp_dir(tag: &str) -> PathBuf {
 fn child(test: &str, env: &[(&str, &std::ffi::OsStr)]) -> std::process::Output {
     let exe = std::env::current_exe().unwrap();
     let mut c = Command::new(exe);
-    c.args([test, "--exact", "--ignored", "--nocapture", "--test-threads=1"]);
+    c.args([
+        test,
+        "--exact",
+        "--ignored",
+        "--nocapture",
+        "--test-threads=1",
+    ]);
     for (k, v) in env {
         c.env(k, v);
     }
@@ -33,43 +39,85 @@ fn child(test: &str, env: &[(&str, &std::ffi::OsStr)]) -> std::process::Output {
 #[test]
 fn every_kernel_compiles_for_sm80_and_sm90_without_spills_and_fills_a_cache() {
     if let Err(why) = nvrtc::nvrtc_status() {
-        foveate_testkit::skip_or_fail("every_kernel_compiles_for_sm80_and_sm90_without_spills", "FOVEATE_REQUIRE_NVRTC", &why);
+        foveate_testkit::skip_or_fail(
+            "every_kernel_compiles_for_sm80_and_sm90_without_spills",
+            "FOVEATE_REQUIRE_NVRTC",
+            &why,
+        );
         return;
     }
     let modules = all_modules();
     // 3 dtypes x (7 single modules + 3 attention families x 5 head dims) + 12 casts
     assert_eq!(modules.len(), 3 * (7 + 3 * HEAD_DIMS.len()) + 12);
     let archs = vec!["sm_80".to_string(), "sm_90".to_string()];
-    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2);
     let (rep, compiled) = compile_all(&modules, &archs, threads).expect("NVRTC is present");
-    assert!(rep.errors.is_empty(), "{} compile errors:\n{}", rep.errors.len(), rep.errors.join("\n"));
-    let spills: Vec<String> = rep.fatal_spills().iter().map(|k| format!("{} {} {}: {} B spilled", k.arch, k.module, k.kernel, k.spill_stores + k.spill_loads)).collect();
-    assert!(spills.is_empty(), "spills in flash/decode/GEMM kernels:\n{}", spills.join("\n"));
+    assert!(
+        rep.errors.is_empty(),
+        "{} compile errors:\n{}",
+        rep.errors.len(),
+        rep.errors.join("\n")
+    );
+    let spills: Vec<String> = rep
+        .fatal_spills()
+        .iter()
+        .map(|k| {
+            format!(
+                "{} {} {}: {} B spilled",
+                k.arch,
+                k.module,
+                k.kernel,
+                k.spill_stores + k.spill_loads
+            )
+        })
+        .collect();
+    assert!(
+        spills.is_empty(),
+        "spills in flash/decode/GEMM kernels:\n{}",
+        spills.join("\n")
+    );
     for arch in &archs {
         for m in &modules {
             let label = m.label();
             for k in kernels_of(m.family) {
-                let found = rep.kernels.iter().find(|r| &r.arch == arch && r.module == label && r.kernel == *k);
-                let r = found.unwrap_or_else(|| panic!("{arch} {label}: kernel {k} missing from the ptxas report"));
+                let found = rep
+                    .kernels
+                    .iter()
+                    .find(|r| &r.arch == arch && r.module == label && r.kernel == *k);
+                let r = found.unwrap_or_else(|| {
+                    panic!("{arch} {label}: kernel {k} missing from the ptxas report")
+                });
                 assert!(r.registers > 0, "{arch} {label} {k}: 0 registers reported");
                 assert!(r.registers <= 255);
             }
         }
     }
-    let worst = rep.kernels.iter().filter(|k| k.family == Family::Flash).map(|k| k.registers).max().unwrap();
-    eprintln!("NVRTC {}: {} kernels compiled for {:?}; max flash registers {worst}", rep.nvrtc_version, rep.kernels.len(), archs);
+    let worst = rep
+        .kernels
+        .iter()
+        .filter(|k| k.family == Family::Flash)
+        .map(|k| k.registers)
+        .max()
+        .unwrap();
+    eprintln!(
+        "NVRTC {}: {} kernels compiled for {:?}; max flash registers {worst}",
+        rep.nvrtc_version,
+        rep.kernels.len(),
+        archs
+    );
     // The resource table of the families whose spills are fatal (KERNELS.md quotes it).
     for k in rep.kernels.iter().filter(|k| k.family.spills_fatal()) {
-        eprintln!(
-            "RES {} {} {} regs={} smem={} dyn={} stack={} spill={}",
-            k.arch, k.module, k.kernel, k.registers, k.static_smem, k.dynamic_smem, k.stack, k.spill_stores + k.spill_loads
-        );
+        eprintln!("RES {}", foveate_cuda::specs::table_line(&k.row()));
     }
 
     // The cache: a manifest matching every module key of both archs.
     let dir = temp_dir("cache-fill");
     fill(&dir, &compiled, nvrtc::nvrtc_version().unwrap()).unwrap();
-    let m = Manifest::read(&dir).unwrap().expect("fill wrote a manifest");
+    let m = Manifest::read(&dir)
+        .unwrap()
+        .expect("fill wrote a manifest");
     assert_eq!(m.modules.len(), modules.len() * archs.len());
     let problems = m.problems(&dir, &modules, &archs);
     assert!(problems.is_empty(), "{problems:#?}");
@@ -83,12 +131,28 @@ fn every_kernel_compiles_for_sm80_and_sm90_without_spills_and_fills_a_cache() {
     // NVRTC hidden in a child process: every module is served from the cache.
     let out = child(
         "served_from_the_cache_without_nvrtc",
-        &[("FOVEATE_NVRTC_PATH", "/nonexistent/libnvrtc.so.13".as_ref()), (CACHE_DIR_ENV, dir.as_os_str())],
+        &[
+            ("FOVEATE_NVRTC_PATH", "/nonexistent/libnvrtc.so.13".as_ref()),
+            (CACHE_DIR_ENV, dir.as_os_str()),
+        ],
     );
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(out.status.success(), "child failed:\n{text}");
-    assert!(text.contains("1 passed"), "the child test did not run:\n{text}");
-    assert!(text.contains(&format!("served {} modules from the cache, compiled 0", modules.len())), "{text}");
+    assert!(
+        text.contains("1 passed"),
+        "the child test did not run:\n{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "served {} modules from the cache, compiled 0",
+            modules.len()
+        )),
+        "{text}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -98,13 +162,18 @@ fn every_kernel_compiles_for_sm80_and_sm90_without_spills_and_fills_a_cache() {
 fn served_from_the_cache_without_nvrtc() {
     let dir = PathBuf::from(std::env::var_os(CACHE_DIR_ENV).expect("run by the parent test"));
     let why = nvrtc::nvrtc_status().expect_err("NVRTC must be hidden in this process");
-    assert!(why.contains("FOVEATE_NVRTC_PATH=/nonexistent/libnvrtc.so.13 did not load"), "{why}");
+    assert!(
+        why.contains("FOVEATE_NVRTC_PATH=/nonexistent/libnvrtc.so.13 did not load"),
+        "{why}"
+    );
     let modules = all_modules();
     let store = ModuleStore::new("sm_90", Some(dir.clone()));
     // What CudaBackend::new checks before it accepts a GPU without NVRTC.
     store.ready(&modules).expect("every module is in the cache");
     for m in &modules {
-        let (cubin, origin) = store.cubin(m).unwrap_or_else(|e| panic!("{}: {e}", m.label()));
+        let (cubin, origin) = store
+            .cubin(m)
+            .unwrap_or_else(|e| panic!("{}: {e}", m.label()));
         assert_eq!(origin, Origin::Disk, "{}", m.label());
         assert!(!cubin.is_empty());
         assert_eq!(store.cubin(m).unwrap().1, Origin::Memory);
@@ -112,13 +181,29 @@ fn served_from_the_cache_without_nvrtc() {
     let (hits, compiles) = store.stats();
     println!("served {hits} modules from the cache, compiled {compiles}");
     // A module the cache lacks is an Unavailable error naming the module, the folder and the fix.
-    let odd = ModuleSpec::new(Family::Decode, "decode_attention.cu", &[("DTYPE", "1".into()), ("HEAD_DIM", "48".into())]);
+    let odd = ModuleSpec::new(
+        Family::Decode,
+        "decode_attention.cu",
+        &[("DTYPE", "1".into()), ("HEAD_DIM", "48".into())],
+    );
     let e = store.cubin(&odd).unwrap_err().to_string();
-    assert!(e.contains("HEAD_DIM=48") && e.contains(&dir.display().to_string()) && e.contains("--fill-cache"), "{e}");
+    assert!(
+        e.contains("HEAD_DIM=48")
+            && e.contains(&dir.display().to_string())
+            && e.contains("--fill-cache"),
+        "{e}"
+    );
     // An empty cache folder: not ready, and the reason says how many modules are missing.
     let empty = ModuleStore::new("sm_90", Some(temp_dir("cache-empty")));
     let e = empty.ready(&modules).unwrap_err().to_string();
-    assert!(e.contains(&format!("lacks {} of {} modules for sm_90", modules.len(), modules.len())), "{e}");
+    assert!(
+        e.contains(&format!(
+            "lacks {} of {} modules for sm_90",
+            modules.len(),
+            modules.len()
+        )),
+        "{e}"
+    );
 }
 
 /// NVRTC 12 and 13 each load through FOVEATE_NVRTC_PATH and compile (cuda-env.sh names each wheel's
@@ -131,11 +216,27 @@ fn nvrtc_12_and_13_both_load_and_compile() {
             foveate_testkit::skip_or_fail("nvrtc_12_and_13_both_load_and_compile", "FOVEATE_REQUIRE_NVRTC", &format!("{var} is not set (eval \"$(bash scripts/cuda-env.sh)\" with the cu{major} wheel installed)"));
             continue;
         };
-        let out = child("compiles_with_the_nvrtc_in_env", &[("FOVEATE_NVRTC_PATH", &lib)]);
-        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-        assert!(out.status.success() && text.contains("1 passed"), "{var}: child failed:\n{text}");
-        assert!(text.contains(&format!("NVRTC {major}.")), "{var} should load NVRTC {major}:\n{text}");
-        assert!(text.contains(&lib.to_string_lossy().to_string()), "the loaded path is reported:\n{text}");
+        let out = child(
+            "compiles_with_the_nvrtc_in_env",
+            &[("FOVEATE_NVRTC_PATH", &lib)],
+        );
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            out.status.success() && text.contains("1 passed"),
+            "{var}: child failed:\n{text}"
+        );
+        assert!(
+            text.contains(&format!("NVRTC {major}.")),
+            "{var} should load NVRTC {major}:\n{text}"
+        );
+        assert!(
+            text.contains(&lib.to_string_lossy().to_string()),
+            "the loaded path is reported:\n{text}"
+        );
         ran += 1;
     }
     eprintln!("{ran} NVRTC majors checked");
@@ -146,11 +247,18 @@ fn nvrtc_12_and_13_both_load_and_compile() {
 fn compiles_with_the_nvrtc_in_env() {
     let info = foveate_cuda::libs::nvrtc_info();
     assert!(info.loaded, "{info:?}");
-    println!("NVRTC {} at {}", info.version.clone().unwrap(), info.path.clone().unwrap());
+    println!(
+        "NVRTC {} at {}",
+        info.version.clone().unwrap(),
+        info.path.clone().unwrap()
+    );
     // One module of each kind the new kernels live in, for the device's arch.
     let mods: Vec<ModuleSpec> = all_modules()
         .into_iter()
-        .filter(|m| m.family == Family::Gemm || (m.family == Family::Decode && m.defines.iter().any(|d| d.1 == "128")))
+        .filter(|m| {
+            m.family == Family::Gemm
+                || (m.family == Family::Decode && m.defines.iter().any(|d| d.1 == "128"))
+        })
         .filter(|m| m.defines[0].1 == "2")
         .collect();
     assert_eq!(mods.len(), 2);

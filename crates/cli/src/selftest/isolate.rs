@@ -40,7 +40,11 @@ struct IsolatedReport {
 /// The selftest arguments to pass to each child: everything after `selftest` except
 /// `--isolate`, `--json`, `--failures-only` and `--op` (each child gets its own `--op`).
 pub(super) fn child_args(argv: &[OsString]) -> Vec<OsString> {
-    let start = argv.iter().position(|a| a == "selftest").map(|i| i + 1).unwrap_or(argv.len());
+    let start = argv
+        .iter()
+        .position(|a| a == "selftest")
+        .map(|i| i + 1)
+        .unwrap_or(argv.len());
     let mut out = vec![];
     let mut it = argv[start..].iter();
     while let Some(a) = it.next() {
@@ -63,8 +67,21 @@ fn tail(s: &str, lines: usize) -> String {
 }
 
 fn run_one(exe: &std::path::Path, base: &[OsString], op: OpKind) -> OpRun {
-    let mut run = OpRun { op: op.name().to_string(), exit: None, cases: 0, failed: 0, skipped: 0, error: None, failures: vec![] };
-    let out = match Command::new(exe).arg("selftest").args(base).args(["--op", op.name(), "--json"]).output() {
+    let mut run = OpRun {
+        op: op.name().to_string(),
+        exit: None,
+        cases: 0,
+        failed: 0,
+        skipped: 0,
+        error: None,
+        failures: vec![],
+    };
+    let out = match Command::new(exe)
+        .arg("selftest")
+        .args(base)
+        .args(["--op", op.name(), "--json"])
+        .output()
+    {
         Ok(o) => o,
         Err(e) => {
             run.error = Some(format!("cannot run {}: {e}", exe.display()));
@@ -84,27 +101,59 @@ fn run_one(exe: &std::path::Path, base: &[OsString], op: OpKind) -> OpRun {
     };
     let n = |k: &str| j.get(k).and_then(Value::as_u64).unwrap_or(0);
     (run.cases, run.failed, run.skipped) = (n("cases"), n("failed"), n("skipped"));
-    for r in j.get("results").and_then(Value::as_array).into_iter().flatten() {
+    for r in j
+        .get("results")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
         if r.get("pass") == Some(&Value::Bool(true)) {
             continue;
         }
-        let f = |k: &str| r.get(k).map(|v| v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string())).unwrap_or_default();
-        let why = r.get("error").and_then(Value::as_str).map(str::to_string).unwrap_or_else(|| format!("rel_err {}", f("rel_err")));
-        run.failures.push(format!("{} {} {} {}: {why}", f("op"), f("variant"), f("dtype"), f("shape")));
+        let f = |k: &str| {
+            r.get(k)
+                .map(|v| {
+                    v.as_str()
+                        .map(str::to_string)
+                        .unwrap_or_else(|| v.to_string())
+                })
+                .unwrap_or_default()
+        };
+        let why = r
+            .get("error")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .unwrap_or_else(|| format!("rel_err {}", f("rel_err")));
+        run.failures.push(format!(
+            "{} {} {} {}: {why}",
+            f("op"),
+            f("variant"),
+            f("dtype"),
+            f("shape")
+        ));
     }
     // A child that exited abnormally after printing a report still counts as crashed.
     if !matches!(out.status.code(), Some(0) | Some(1)) {
-        run.error = Some(format!("exit status {:?} after its report: {}", out.status.code(), tail(&stderr, 4)));
+        run.error = Some(format!(
+            "exit status {:?} after its report: {}",
+            out.status.code(),
+            tail(&stderr, 4)
+        ));
     }
     run
 }
 
 /// Runs `ops` (all families when empty) one process each.
 pub(super) fn run(backend: &str, ops: &[OpKind], json: bool, failures_only: bool) -> CmdResult {
-    let exe = std::env::current_exe().map_err(|e| format!("--isolate: cannot find the foveate binary: {e}"))?;
+    let exe = std::env::current_exe()
+        .map_err(|e| format!("--isolate: cannot find the foveate binary: {e}"))?;
     let argv: Vec<OsString> = std::env::args_os().collect();
     let base = child_args(&argv);
-    let kinds: Vec<OpKind> = if ops.is_empty() { OpKind::ALL.to_vec() } else { ops.to_vec() };
+    let kinds: Vec<OpKind> = if ops.is_empty() {
+        OpKind::ALL.to_vec()
+    } else {
+        ops.to_vec()
+    };
     let mut runs = vec![];
     for op in kinds {
         let r = run_one(&exe, &base, op);
@@ -114,8 +163,15 @@ pub(super) fn run(backend: &str, ops: &[OpKind], json: bool, failures_only: bool
                 (None, 0) => "ok".into(),
                 (None, f) => format!("{f} failed"),
             };
-            println!("{:<12} {:>5} runs {:>4} failed {:>4} skipped  {status}", r.op, r.cases, r.failed, r.skipped);
-            let shown = if failures_only || r.failed > 0 { r.failures.len() } else { 0 };
+            println!(
+                "{:<12} {:>5} runs {:>4} failed {:>4} skipped  {status}",
+                r.op, r.cases, r.failed, r.skipped
+            );
+            let shown = if failures_only || r.failed > 0 {
+                r.failures.len()
+            } else {
+                0
+            };
             for f in r.failures.iter().take(shown.min(50)) {
                 println!("    {f}");
             }
@@ -142,9 +198,15 @@ pub(super) fn run(backend: &str, ops: &[OpKind], json: bool, failures_only: bool
         );
     }
     if rep.cases == 0 && rep.crashed == 0 {
-        return Err(format!("backend `{backend}` ran no case: every selected case was skipped").into());
+        return Err(
+            format!("backend `{backend}` ran no case: every selected case was skipped").into(),
+        );
     }
-    Ok(if rep.failed == 0 && rep.crashed == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(if rep.failed == 0 && rep.crashed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 #[cfg(test)]
@@ -153,10 +215,28 @@ mod tests {
 
     #[test]
     fn child_args_drop_the_per_process_flags() {
-        let argv: Vec<OsString> = ["foveate", "selftest", "--backend", "cuda", "--isolate", "--op", "gemm,softmax", "--op=rope", "--json", "--dtype", "bf16", "--failures-only"]
-            .iter()
-            .map(OsString::from)
-            .collect();
-        assert_eq!(child_args(&argv), ["--backend", "cuda", "--dtype", "bf16"].map(OsString::from).to_vec());
+        let argv: Vec<OsString> = [
+            "foveate",
+            "selftest",
+            "--backend",
+            "cuda",
+            "--isolate",
+            "--op",
+            "gemm,softmax",
+            "--op=rope",
+            "--json",
+            "--dtype",
+            "bf16",
+            "--failures-only",
+        ]
+        .iter()
+        .map(OsString::from)
+        .collect();
+        assert_eq!(
+            child_args(&argv),
+            ["--backend", "cuda", "--dtype", "bf16"]
+                .map(OsString::from)
+                .to_vec()
+        );
     }
 }
