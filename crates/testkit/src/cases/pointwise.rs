@@ -149,7 +149,8 @@ pub(crate) fn softmax(ctx: &Ctx) -> Vec<Case> {
 
 /// Softmax rows that are entirely -inf (a fully masked row of scores): the oracle's rule is NaN
 /// for the whole row (its max is -inf and (-inf) - (-inf) is NaN, as in torch.softmax); a row
-/// with some -inf elements has exact zeros there. Rows: finite, all -inf, half -inf.
+/// with some -inf elements has exact zeros there. Rows: finite near +100 (exp overflows without
+/// the max subtraction), all -inf, half -inf.
 fn neg_inf_rows(ctx: &Ctx) -> Case {
     let (rows, d) = (3, 9);
     let label = format!("{rows}x{d} -inf rows");
@@ -159,6 +160,7 @@ fn neg_inf_rows(ctx: &Ctx) -> Case {
         .map(|i| match (i / d, i % d) {
             (1, _) => f32::NEG_INFINITY,
             (2, j) if j % 2 == 0 => f32::NEG_INFINITY,
+            (0, _) => 100.0 + g.uniform(-4.0, 4.0),
             _ => g.uniform(-4.0, 4.0),
         })
         .collect();
