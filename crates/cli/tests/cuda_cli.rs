@@ -88,32 +88,78 @@ fn isolate_runs_each_op_family_in_its_own_process() {
         String::from_utf8_lossy(&out.stderr)
     );
     let j = json(&out);
+    // The schema of a plain `selftest --json`, merged over the processes, in op order.
     assert_eq!(j["isolate"], true);
-    let ops = j["ops"].as_array().unwrap();
+    assert_eq!(j["backend"], "cpu");
+    assert!(
+        j["device"].as_str().unwrap().starts_with("CPU"),
+        "{}",
+        j["device"]
+    );
+    let per_op = j["per_op"].as_array().unwrap();
     assert_eq!(
-        ops.iter()
+        per_op
+            .iter()
             .map(|o| o["op"].as_str().unwrap())
             .collect::<Vec<_>>(),
         ["softmax", "argmax"]
     );
+    let results = j["results"].as_array().unwrap();
+    assert_eq!(results.len() as u64, j["cases"].as_u64().unwrap());
     assert!(
-        ops.iter()
-            .all(|o| o["exit"] == 0 && o["cases"].as_u64().unwrap() > 0 && o["error"].is_null()),
-        "{ops:?}"
+        results.iter().any(|r| r["op"] == "softmax") && results.iter().any(|r| r["op"] == "argmax")
     );
-    assert_eq!(
-        j["cases"].as_u64().unwrap(),
-        ops.iter()
-            .map(|o| o["cases"].as_u64().unwrap())
-            .sum::<u64>()
-    );
+    assert!(results.iter().all(|r| r["pass"] == true));
     assert_eq!(j["failed"], 0);
+    assert_eq!(j["crashed"].as_array().unwrap().len(), 0);
 }
 
 #[test]
 fn isolate_reports_a_child_without_a_report_and_goes_on() {
     // No GPU here: each child fails to open cuda, prints no report and exits 1. Both op families
-    // are still tried, each is a crashed row naming the reason, and the run fails.
+    // are still tried, each becomes a failing row naming the reason, and the run fails.
+    let out = foveate(
+        &[
+            "selftest",
+            "--backend",
+            "cuda",
+            "--isolate",
+            "--op",
+            "rms_norm,softmax",
+            "--json",
+        ],
+        &[],
+    );
+    let j = json(&out);
+    if out.status.success() {
+        // A machine with a GPU: the real run passed.
+        assert_eq!(j["crashed"].as_array().unwrap().len(), 0);
+        return;
+    }
+    assert_eq!(out.status.code(), Some(1));
+    let results = j["results"].as_array().unwrap();
+    assert_eq!(
+        results
+            .iter()
+            .map(|r| r["op"].as_str().unwrap())
+            .collect::<Vec<_>>(),
+        ["rms_norm", "softmax"]
+    );
+    for r in results {
+        let e = r["error"].as_str().unwrap();
+        assert!(
+            r["pass"] == false
+                && e.contains(&format!(
+                    "{} process gave no report (exit code 1)",
+                    r["op"].as_str().unwrap()
+                )),
+            "{r}"
+        );
+        assert!(e.contains("cuda"), "{e}");
+    }
+    assert_eq!(j["failed"], 2);
+    assert_eq!(j["crashed"].as_array().unwrap().len(), 2);
+    // The table names both too.
     let out = foveate(
         &[
             "selftest",
@@ -126,21 +172,34 @@ fn isolate_reports_a_child_without_a_report_and_goes_on() {
         &[],
     );
     let s = String::from_utf8_lossy(&out.stdout);
-    if out.status.success() {
-        // A machine with a GPU: the real run passed.
-        assert!(s.contains("0 processes crashed"), "{s}");
-        return;
-    }
-    assert_eq!(out.status.code(), Some(1), "{s}");
-    let rows: Vec<&str> = s
-        .lines()
-        .filter(|l| l.starts_with("rms_norm") || l.starts_with("softmax"))
-        .collect();
-    assert_eq!(rows.len(), 2, "{s}");
     assert!(
-        rows.iter()
-            .all(|r| r.contains("CRASHED: no report (exit code 1)") && r.contains("cuda")),
+        s.lines().filter(|l| l.contains("CRASHED: ")).count() == 2,
         "{s}"
     );
     assert!(s.contains("2 processes crashed"), "{s}");
+}
+
+#[test]
+fn plant_fault_is_for_cuda_only() {
+    let out = foveate(
+        &["selftest", "--backend", "cpu", "--plant-fault", "gemm"],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        e.contains("--plant-fault: only the cuda backend can plant a fault"),
+        "{e}"
+    );
+    let out = foveate(
+        &[
+            "selftest",
+            "--backend",
+            "cuda",
+            "--plant-fault",
+            "convolution",
+        ],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(2), "an unknown op is a usage error");
 }

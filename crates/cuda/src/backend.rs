@@ -125,6 +125,9 @@ pub struct CudaBackend {
     enqueue: Mutex<Enqueue>,
     sync_each: bool,
     fault_after: Option<String>,
+    planted: std::sync::atomic::AtomicBool,
+    /// The op during or after which the device faulted (a sticky fault: every later call fails).
+    faulted: Mutex<Option<String>>,
     blas: OnceLock<std::result::Result<cudarc::cublas::CudaBlas, String>>,
     stats: Arc<MemCounter>,
     work: WorkCounter,
@@ -188,6 +191,8 @@ impl CudaBackend {
             enqueue: Mutex::new(Enqueue::default()),
             sync_each: env_on(SYNC_ENV),
             fault_after: std::env::var(FAULT_ENV).ok().filter(|v| !v.is_empty()),
+            planted: std::sync::atomic::AtomicBool::new(false),
+            faulted: Mutex::new(None),
             blas: OnceLock::new(),
             stats: Arc::new(MemCounter::default()),
             work: WorkCounter::default(),
@@ -292,14 +297,41 @@ impl CudaBackend {
         self.work.launches.fetch_add(1, Ordering::Relaxed);
         if self.sync_each {
             self.work.host_syncs.fetch_add(1, Ordering::Relaxed);
-            self.stream.synchronize().map_err(|e| {
-                dev(format!(
-                    "{}: kernel `{kernel}` faulted ({SYNC_ENV}=1): {e:?}",
+            if let Err(e) = self.stream.synchronize() {
+                let first = self.record_fault(&q.current);
+                return Err(dev(format!(
+                    "{}: kernel `{kernel}` faulted ({SYNC_ENV}=1): {e:?}{first}",
                     q.current
-                ))
-            })?;
+                )));
+            }
         }
         Ok(())
+    }
+
+    /// Remembers the op of the first fault; returns a note naming it when an earlier op faulted.
+    fn record_fault(&self, op: &str) -> String {
+        let mut f = self.faulted.lock().unwrap_or_else(|e| e.into_inner());
+        match &*f {
+            Some(first) if first != op => format!(" (after the fault in {first})"),
+            Some(_) => String::new(),
+            None => {
+                *f = Some(op.to_string());
+                String::new()
+            }
+        }
+    }
+
+    /// A device error after a sticky fault names the op that faulted: the context is lost, so
+    /// every later call fails with the same code, whatever it does.
+    fn after_fault(&self, e: Error) -> Error {
+        let f = self.faulted.lock().unwrap_or_else(|e| e.into_inner());
+        match (e, &*f) {
+            (Error::Device { backend, msg }, Some(first)) if !msg.contains(first.as_str()) => Error::Device {
+                backend,
+                msg: format!("{msg} (the context was lost to a device fault in {first}; run with selftest --isolate)"),
+            },
+            (e, _) => e,
+        }
     }
 
     pub(crate) fn alloc_bytes(&self, bytes: usize) -> Result<CudaStorage> {
@@ -510,17 +542,21 @@ impl Backend for CudaBackend {
         Ok(())
     }
     fn alloc(&self, desc: &TensorDesc) -> Result<Tensor> {
-        let s = self.alloc_bytes(desc.size_bytes())?;
+        let s = self
+            .alloc_bytes(desc.size_bytes())
+            .map_err(|e| self.after_fault(e))?;
         Ok(Tensor::new(Arc::new(s), desc.clone()))
     }
     fn upload(&self, host: &HostTensor) -> Result<Tensor> {
         // Pageable host memory: the copy is staged before this returns, so `host` may go.
-        let mut s = self.alloc_bytes(host.bytes.len())?;
+        let mut s = self
+            .alloc_bytes(host.bytes.len())
+            .map_err(|e| self.after_fault(e))?;
         if !host.bytes.is_empty() {
             let mut view = s.buf.slice_mut(0..host.bytes.len());
             self.stream
                 .memcpy_htod(&host.bytes, &mut view)
-                .map_err(|e| dev(format!("upload: {e:?}")))?;
+                .map_err(|e| self.after_fault(dev(format!("upload: {e:?}"))))?;
         }
         Ok(Tensor::new(Arc::new(s), host.desc.clone()))
     }
@@ -531,12 +567,12 @@ impl Backend for CudaBackend {
         if n > 0 {
             self.stream
                 .memcpy_dtoh(&s.buf.slice(0..n), &mut bytes)
-                .map_err(|e| dev(format!("download: {e:?}")))?;
+                .map_err(|e| self.after_fault(dev(format!("download: {e:?}"))))?;
         }
         self.work.host_syncs.fetch_add(1, Ordering::Relaxed);
         self.stream
             .synchronize()
-            .map_err(|e| dev(format!("download of {}: {e:?}", t.desc())))?;
+            .map_err(|e| self.after_fault(dev(format!("download of {}: {e:?}", t.desc()))))?;
         HostTensor::from_bytes(t.desc().clone(), bytes)
     }
     fn execute(&self, op: &Op, inputs: &[&Tensor], out: &Tensor, variant: &str) -> Result<()> {
@@ -562,23 +598,29 @@ impl Backend for CudaBackend {
             },
             e => e,
         };
-        ops::execute(self, &mut q, op, inputs, out, variant).map_err(named)?;
-        if self.fault_after.as_deref() == Some(op.name()) {
-            if !self.sync_each {
-                q.current = describe(op, inputs, variant, dtype);
-            }
+        ops::execute(self, &mut q, op, inputs, out, variant)
+            .map_err(|e| self.after_fault(named(e)))?;
+        // The planted fault: once per process, after the first execution of the named op.
+        if self.fault_after.as_deref() == Some(op.name())
+            && !self.planted.swap(true, Ordering::Relaxed)
+        {
+            q.current = describe(op, inputs, variant, dtype);
+            self.record_fault(&q.current);
             self.plant_fault(out, &q)?;
         }
         // Errors cudarc recorded (it sees no kernel faults: those need FOVEATE_CUDA_SYNC=1).
-        self.ctx
-            .check_err()
-            .map_err(|e| dev(format!("{}: {e:?}", describe(op, inputs, variant, dtype))))
+        self.ctx.check_err().map_err(|e| {
+            self.after_fault(dev(format!(
+                "{}: {e:?}",
+                describe(op, inputs, variant, dtype)
+            )))
+        })
     }
     fn synchronize(&self) -> Result<()> {
         self.work.host_syncs.fetch_add(1, Ordering::Relaxed);
         self.stream
             .synchronize()
-            .map_err(|e| dev(format!("synchronize: {e:?}")))
+            .map_err(|e| self.after_fault(dev(format!("synchronize: {e:?}"))))
     }
     fn counters(&self) -> Option<Counters> {
         Some(Counters {

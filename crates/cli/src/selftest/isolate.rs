@@ -1,44 +1,21 @@
 //! `foveate selftest --isolate`: one op family per process. The binary runs itself once per
-//! `--op` (the other arguments passed on as given, the output as JSON) and merges the reports, so
-//! a sticky device fault (a CUDA illegal address poisons its context for the rest of the
-//! process) costs one op family, not every case after it. A child that crashes or prints no
-//! report is a failed row naming its exit status and the end of its stderr.
+//! `--op` (the other arguments passed on as given, the output as JSON) and merges the reports into
+//! one report of the same schema as a plain `selftest --json` (results, per_op and skipped cases
+//! concatenated in op order), so a sticky device fault (a CUDA illegal address poisons its
+//! context for the rest of the process) costs one op family, not every case after it. A child
+//! that crashes or prints no report becomes a failing result row of its family (variant `*`)
+//! naming its exit status and the end of its stderr, and is listed under `crashed`.
+//! `--plant-fault OP` (CUDA) runs the same way with `FOVEATE_CUDA_FAULT=OP` set for the children.
 
 use crate::CmdResult;
 use foveate_core::OpKind;
-use serde::Serialize;
-use serde_json::Value;
+use serde_json::{json, Value};
 use std::ffi::OsString;
 use std::process::{Command, ExitCode};
 
-/// One op family's process.
-#[derive(Serialize)]
-struct OpRun {
-    op: String,
-    /// The child's exit code (`None`: killed by a signal).
-    exit: Option<i32>,
-    cases: u64,
-    failed: u64,
-    skipped: u64,
-    /// Why the child gave no report (crash, bad output).
-    error: Option<String>,
-    /// Failed cases: `label variant dtype shape: reason`.
-    failures: Vec<String>,
-}
-
-#[derive(Serialize)]
-struct IsolatedReport {
-    backend: String,
-    isolate: bool,
-    cases: u64,
-    failed: u64,
-    /// Op families whose process crashed or gave no report.
-    crashed: usize,
-    ops: Vec<OpRun>,
-}
-
-/// The selftest arguments to pass to each child: everything after `selftest` except
-/// `--isolate`, `--json`, `--failures-only` and `--op` (each child gets its own `--op`).
+/// The selftest arguments to pass to each child: everything after `selftest` except the flags
+/// that only the parent acts on (`--isolate`, `--json`, `--failures-only`, `--plant-fault OP`)
+/// and `--op` (each child gets its own).
 pub(super) fn child_args(argv: &[OsString]) -> Vec<OsString> {
     let start = argv
         .iter()
@@ -51,10 +28,10 @@ pub(super) fn child_args(argv: &[OsString]) -> Vec<OsString> {
         let s = a.to_string_lossy();
         match s.as_ref() {
             "--isolate" | "--json" | "--failures-only" => {}
-            "--op" => {
+            "--op" | "--plant-fault" => {
                 it.next();
             }
-            _ if s.starts_with("--op=") => {}
+            _ if s.starts_with("--op=") || s.starts_with("--plant-fault=") => {}
             _ => out.push(a.clone()),
         }
     }
@@ -66,85 +43,97 @@ fn tail(s: &str, lines: usize) -> String {
     v[v.len().saturating_sub(lines)..].join(" | ")
 }
 
-fn run_one(exe: &std::path::Path, base: &[OsString], op: OpKind) -> OpRun {
-    let mut run = OpRun {
-        op: op.name().to_string(),
-        exit: None,
-        cases: 0,
-        failed: 0,
-        skipped: 0,
-        error: None,
-        failures: vec![],
-    };
-    let out = match Command::new(exe)
-        .arg("selftest")
-        .args(base)
-        .args(["--op", op.name(), "--json"])
-        .output()
-    {
-        Ok(o) => o,
-        Err(e) => {
-            run.error = Some(format!("cannot run {}: {e}", exe.display()));
-            return run;
-        }
-    };
-    run.exit = out.status.code();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let report: Option<Value> = serde_json::from_slice(&out.stdout).ok();
-    let Some(j) = report.filter(|j| j.get("cases").is_some()) else {
-        let how = match out.status.code() {
-            Some(c) => format!("exit code {c}"),
-            None => "killed by a signal".into(),
-        };
-        run.error = Some(format!("no report ({how}): {}", tail(&stderr, 4)));
-        return run;
-    };
-    let n = |k: &str| j.get(k).and_then(Value::as_u64).unwrap_or(0);
-    (run.cases, run.failed, run.skipped) = (n("cases"), n("failed"), n("skipped"));
-    for r in j
-        .get("results")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        if r.get("pass") == Some(&Value::Bool(true)) {
-            continue;
-        }
-        let f = |k: &str| {
-            r.get(k)
-                .map(|v| {
-                    v.as_str()
-                        .map(str::to_string)
-                        .unwrap_or_else(|| v.to_string())
-                })
-                .unwrap_or_default()
-        };
-        let why = r
-            .get("error")
-            .and_then(Value::as_str)
-            .map(str::to_string)
-            .unwrap_or_else(|| format!("rel_err {}", f("rel_err")));
-        run.failures.push(format!(
-            "{} {} {} {}: {why}",
-            f("op"),
-            f("variant"),
-            f("dtype"),
-            f("shape")
-        ));
-    }
-    // A child that exited abnormally after printing a report still counts as crashed.
-    if !matches!(out.status.code(), Some(0) | Some(1)) {
-        run.error = Some(format!(
-            "exit status {:?} after its report: {}",
-            out.status.code(),
-            tail(&stderr, 4)
-        ));
-    }
-    run
+/// One child's report, or a stand-in report with one failing row when it gave none.
+struct Child {
+    report: Value,
+    /// Why the child counts as crashed.
+    crash: Option<String>,
 }
 
-/// Runs `ops` (all families when empty) one process each.
-pub(super) fn run(backend: &str, ops: &[OpKind], json: bool, failures_only: bool) -> CmdResult {
+fn run_one(exe: &std::path::Path, base: &[OsString], op: OpKind, env: &[(&str, &str)]) -> Child {
+    let mut cmd = Command::new(exe);
+    cmd.arg("selftest")
+        .args(base)
+        .args(["--op", op.name(), "--json"]);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let (status, stdout, stderr) = match cmd.output() {
+        Ok(o) => (
+            o.status.code(),
+            o.stdout,
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        ),
+        Err(e) => (None, vec![], format!("cannot run {}: {e}", exe.display())),
+    };
+    let how = match status {
+        Some(c) => format!("exit code {c}"),
+        None => "killed by a signal".into(),
+    };
+    match serde_json::from_slice::<Value>(&stdout)
+        .ok()
+        .filter(|j| j.get("cases").is_some())
+    {
+        // A child that exited abnormally after printing a report still counts as crashed.
+        Some(report) => {
+            let crash = (!matches!(status, Some(0) | Some(1)))
+                .then(|| format!("{how} after its report: {}", tail(&stderr, 4)));
+            Child { report, crash }
+        }
+        None => {
+            let why = format!(
+                "{} process gave no report ({how}): {}",
+                op.name(),
+                tail(&stderr, 4)
+            );
+            let row = json!({
+                "op": op.name(), "kind": op.name(), "variant": "*", "dtype": null, "shape": "*",
+                "max_abs_err": null, "rel_err": null, "pass": false, "error": why,
+            });
+            let report = json!({
+                "cases": 1, "failed": 1, "skipped": 0, "results": [row],
+                "per_op": [{"op": op.name(), "runs": 1, "failed": 1, "skipped": 0}], "skipped_cases": [],
+            });
+            Child {
+                report,
+                crash: Some(why),
+            }
+        }
+    }
+}
+
+fn failure_line(r: &Value) -> String {
+    let f = |k: &str| {
+        r.get(k)
+            .map(|v| {
+                v.as_str()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| v.to_string())
+            })
+            .unwrap_or_default()
+    };
+    let why = r
+        .get("error")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+        .unwrap_or_else(|| format!("rel_err {}", f("rel_err")));
+    format!(
+        "{} {} {} {}: {why}",
+        f("op"),
+        f("variant"),
+        f("dtype"),
+        f("shape")
+    )
+}
+
+/// Runs `ops` (all families when empty) one process each, with `env` set for the children.
+pub(super) fn run(
+    backend: &str,
+    size: &str,
+    ops: &[OpKind],
+    json_out: bool,
+    env: &[(&str, &str)],
+) -> CmdResult {
     let exe = std::env::current_exe()
         .map_err(|e| format!("--isolate: cannot find the foveate binary: {e}"))?;
     let argv: Vec<OsString> = std::env::args_os().collect();
@@ -154,55 +143,77 @@ pub(super) fn run(backend: &str, ops: &[OpKind], json: bool, failures_only: bool
     } else {
         ops.to_vec()
     };
-    let mut runs = vec![];
+    let (mut results, mut per_op, mut skipped_cases, mut crashed) =
+        (vec![], vec![], vec![], vec![]);
+    let (mut cases, mut failed, mut skipped) = (0u64, 0u64, 0u64);
+    let mut device = String::new();
     for op in kinds {
-        let r = run_one(&exe, &base, op);
-        if !json {
-            let status = match (&r.error, r.failed) {
+        let c = run_one(&exe, &base, op, env);
+        let j = &c.report;
+        let n = |k: &str| j.get(k).and_then(Value::as_u64).unwrap_or(0);
+        let list = |k: &str| {
+            j.get(k)
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default()
+        };
+        let (oc, of, os) = (n("cases"), n("failed"), n("skipped"));
+        if device.is_empty() {
+            device = j
+                .get("device")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string();
+        }
+        if !json_out {
+            let status = match (&c.crash, of) {
                 (Some(e), _) => format!("CRASHED: {e}"),
                 (None, 0) => "ok".into(),
                 (None, f) => format!("{f} failed"),
             };
             println!(
                 "{:<12} {:>5} runs {:>4} failed {:>4} skipped  {status}",
-                r.op, r.cases, r.failed, r.skipped
+                op.name(),
+                oc,
+                of,
+                os
             );
-            let shown = if failures_only || r.failed > 0 {
-                r.failures.len()
-            } else {
-                0
-            };
-            for f in r.failures.iter().take(shown.min(50)) {
-                println!("    {f}");
+            for r in list("results")
+                .iter()
+                .filter(|r| r.get("pass") != Some(&Value::Bool(true)))
+                .take(50)
+            {
+                println!("    {}", failure_line(r));
             }
         }
-        runs.push(r);
+        (cases, failed, skipped) = (cases + oc, failed + of, skipped + os);
+        results.extend(list("results"));
+        per_op.extend(list("per_op"));
+        skipped_cases.extend(list("skipped_cases"));
+        if let Some(why) = c.crash {
+            crashed.push(json!({"op": op.name(), "error": why}));
+        }
     }
-    let rep = IsolatedReport {
-        backend: backend.to_string(),
-        isolate: true,
-        cases: runs.iter().map(|r| r.cases).sum(),
-        failed: runs.iter().map(|r| r.failed).sum(),
-        crashed: runs.iter().filter(|r| r.error.is_some()).count(),
-        ops: runs,
-    };
-    if json {
+    if json_out {
+        let rep = json!({
+            "backend": backend, "device": device, "size": size, "isolate": true,
+            "cases": cases, "failed": failed, "skipped": skipped, "crashed": crashed,
+            "per_op": per_op, "results": results, "skipped_cases": skipped_cases,
+        });
         println!("{}", serde_json::to_string_pretty(&rep)?);
     } else {
         println!(
-            "isolated selftest on `{backend}`: {} op families, {} runs, {} failed, {} processes crashed",
-            rep.ops.len(),
-            rep.cases,
-            rep.failed,
-            rep.crashed
+            "isolated selftest on `{backend}`: {} runs, {failed} failed, {skipped} skipped, {} processes crashed",
+            cases,
+            crashed.len()
         );
     }
-    if rep.cases == 0 && rep.crashed == 0 {
+    if cases == 0 {
         return Err(
             format!("backend `{backend}` ran no case: every selected case was skipped").into(),
         );
     }
-    Ok(if rep.failed == 0 && rep.crashed == 0 {
+    Ok(if failed == 0 && crashed.is_empty() {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
@@ -224,6 +235,8 @@ mod tests {
             "--op",
             "gemm,softmax",
             "--op=rope",
+            "--plant-fault",
+            "gemm",
             "--json",
             "--dtype",
             "bf16",
