@@ -7,7 +7,8 @@
 //! `Throughput::Bytes(bytes read + written)`. GPU work is synchronised inside the timed region.
 //! On a CPU rasteriser adapter (lavapipe) rows, tokens and sequences are capped at 32 (widths stay
 //! real) and cases above 50 MFLOP / 4 MiB are skipped; every skip prints why.
-//! `FOVEATE_BENCH_QUICK=1`: f32 only, shorter timings.
+//! `FOVEATE_BENCH_QUICK=1`: f32 only, shorter timings. On a real GPU also FlashAttention-2's
+//! benchmark points and 4096..8192 square GEMMs (next to the cuBLAS variant): see `gpu_cases`.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use foveate_benches::{devices, flops, quick, shapes, values};
@@ -386,6 +387,42 @@ fn cases(kind: OpKind, dt: DType, r: &dyn Fn(usize) -> usize) -> Vec<Case> {
     v
 }
 
+/// GPU-only shapes (a real GPU, never the CPU or a CPU rasteriser; f16/bf16 only;
+/// `FOVEATE_BENCH_GPU_SHAPES=0` turns them off): FlashAttention-2's forward benchmark points
+/// (batch x seqlen = 16k tokens, head dim 64 and 128, causal and not) and square GEMMs of
+/// 4096..8192, where the cuBLAS variant (when libcublas is there) is the baseline.
+fn gpu_cases(kind: OpKind, dt: DType) -> Vec<Case> {
+    if dt == DType::F32 || std::env::var("FOVEATE_BENCH_GPU_SHAPES").is_ok_and(|v| v == "0") {
+        return vec![];
+    }
+    match kind {
+        OpKind::Attention => shapes::fa2_points()
+            .into_iter()
+            .map(|(b, s, h, hd, causal)| {
+                let mask = if causal { Mask::Causal } else { Mask::None };
+                let mut c = attn_case(
+                    &format!("fa2 b{b} h{h} d{hd}{}", if causal { " causal" } else { "" }),
+                    AttentionSpec::new(b, h, h, s, s, hd, mask),
+                    dt,
+                );
+                c.label = format!("{} s{s}", c.label.split(" q").next().unwrap_or(""));
+                c
+            })
+            .collect(),
+        OpKind::Gemm => shapes::GPU_GEMM_SIZES
+            .iter()
+            .map(|&n| gemm_case("square", n, n, n, GemmSpec::plain(), dt))
+            .collect(),
+        _ => vec![],
+    }
+}
+
+/// The naive attention kernel visits keys one at a time: at FA2's longer sequences one launch
+/// takes seconds, so those points skip it.
+fn too_slow(var: &str, case: &Case) -> bool {
+    var == registry::attention::NAIVE && matches!(&case.op, Op::Attention(a) if a.kv_len >= 4096)
+}
+
 /// What a CPU rasteriser adapter can time in seconds: at most 50 MFLOP or 4 MiB per launch.
 fn is_small(tp: &Throughput) -> bool {
     match tp {
@@ -429,10 +466,16 @@ fn kernels(c: &mut Criterion) {
                         continue;
                     }
                     let func = format!("{}/{}/{dt}", dev.name(), var.name);
-                    for case in cases(kind, dt, r) {
+                    let gpu = !dev.slow && dev.name() != "cpu";
+                    let extra = if gpu { gpu_cases(kind, dt) } else { vec![] };
+                    for case in cases(kind, dt, r).into_iter().chain(extra) {
                         let id = format!("kernels/{kind} {func} {}", case.label);
                         if dev.slow && !is_small(&case.tp) {
                             eprintln!("bench: skip {id}: too large for a CPU rasteriser adapter");
+                            continue;
+                        }
+                        if too_slow(var.name, &case) {
+                            eprintln!("bench: skip {id}: the naive kernel takes seconds per launch at this length");
                             continue;
                         }
                         if let Err(why) = b.supports(&case.op, dt, var.name) {

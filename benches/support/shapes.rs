@@ -124,6 +124,37 @@ pub const LLAMA_7B: DecoderShape = DecoderShape {
 pub const VITS: [VitShape; 2] = [VIT_B16, VIT_L14_336];
 pub const DECODERS: [DecoderShape; 2] = [QWEN2_05B, LLAMA_7B];
 
+/// FlashAttention-2's forward benchmark setup (Dao-AILab/flash-attention,
+/// `benchmarks/benchmark_flash_attention.py`: `bs_seqlen_vals`, `headdim_vals = [64, 128]`,
+/// `dim = 2048`, `nheads = dim // headdim`, causal and not, fp16): batch x seqlen = 16k tokens.
+/// GPU-only bench shapes, so a GPU's first numbers compare with FA2's published table.
+pub const FA2_BS_SEQLEN: [(usize, usize); 6] = [
+    (32, 512),
+    (16, 1024),
+    (8, 2048),
+    (4, 4096),
+    (2, 8192),
+    (1, 16384),
+];
+pub const FA2_HEAD_DIMS: [usize; 2] = [64, 128];
+pub const FA2_DIM: usize = 2048;
+
+/// (batch, seqlen, heads, head_dim, causal) of every FA2 benchmark point.
+pub fn fa2_points() -> Vec<(usize, usize, usize, usize, bool)> {
+    let mut v = vec![];
+    for causal in [false, true] {
+        for hd in FA2_HEAD_DIMS {
+            for (b, s) in FA2_BS_SEQLEN {
+                v.push((b, s, FA2_DIM / hd, hd, causal));
+            }
+        }
+    }
+    v
+}
+
+/// Square GEMM sizes (M = N = K) of the GPU-only bench shapes, timed against the cuBLAS baseline.
+pub const GPU_GEMM_SIZES: [usize; 3] = [4096, 6144, 8192];
+
 /// A builtin model for `foveate bench --model NAME`: which parts it has and their shapes.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Builtin {

@@ -98,3 +98,11 @@ extern "C" __global__ void cast(const SrcT* __restrict__ x, DstT* __restrict__ o
     }
 COPY_ROWS(copy_rows_b2, u16)
 COPY_ROWS(copy_rows_b4, u32)
+
+// ---- planted fault (FOVEATE_CUDA_FAULT=<op>, for the GPU kit) ------------------------------
+// Writes one word 2^40 bytes past `p`: an out-of-bounds store the driver reports as an illegal
+// address (sticky for the context), so the kit can check that FOVEATE_CUDA_SYNC=1 names the op
+// that faulted and that `selftest --isolate` runs the next op in a fresh process.
+extern "C" __global__ void fault_oob(u32* p) {
+    if (threadIdx.x == 0 && blockIdx.x == 0) p[(1ull << 40) / sizeof(u32)] = 0xdeadbeefu;
+}

@@ -34,6 +34,11 @@ extern "C" __global__ void rms_norm(const T* __restrict__ x, const T* __restrict
     for (u32 c = threadIdx.x; c < dim; c += blockDim.x) orow[c] = from_f(to_f(row[c]) * rs * to_f(w[c]));
 }
 
+// Softmax of a row, as the oracle (crates/cpu/src/oracle.rs `softmax`, and torch.softmax):
+// exp(x - max) / sum. A row whose max is -inf (every element -inf, or -inf and NaN) has no
+// finite max to subtract: the oracle's (-inf) - (-inf) is NaN, so the whole row is NaN; written
+// explicitly here rather than left to exp2f(NaN). A +inf or NaN element makes the sum NaN, so
+// that row is NaN too (same arithmetic on both sides). fmaxf skips NaN as f64::max does.
 extern "C" __global__ void softmax(const T* __restrict__ x, T* __restrict__ out, u32 dim) {
     __shared__ float red[32];
     const T* row = x + (u64)blockIdx.x * dim;
@@ -41,6 +46,10 @@ extern "C" __global__ void softmax(const T* __restrict__ x, T* __restrict__ out,
     float m = F_NEG_INF;
     for (u32 c = threadIdx.x; c < dim; c += blockDim.x) m = fmaxf(m, to_f(row[c]));
     m = block_max(m, red);
+    if (m == F_NEG_INF) {
+        for (u32 c = threadIdx.x; c < dim; c += blockDim.x) orow[c] = from_f(__int_as_float(0x7fc00000));
+        return;
+    }
     float s = 0.0f;
     for (u32 c = threadIdx.x; c < dim; c += blockDim.x) s += exp2f((to_f(row[c]) - m) * LOG2E);
     float inv = 1.0f / block_sum(s, red);

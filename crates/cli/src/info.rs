@@ -1,4 +1,6 @@
-//! `foveate info`: the backends usable here (with their device) and why the others are not.
+//! `foveate info`: the backends usable here (with their device) and why the others are not, and
+//! which CUDA libraries this process loaded (libnvrtc, libcuda: file and version) and the kernel
+//! cache it would run from.
 
 use crate::{backends, CmdResult};
 use foveate_core::OpKind;
@@ -22,43 +24,128 @@ struct BackendInfo {
 }
 
 #[derive(Serialize)]
+struct CacheInfo {
+    dir: Option<String>,
+    /// Modules the manifest lists (0 when there is none).
+    modules: usize,
+    /// Why the manifest could not be read, if it could not.
+    error: Option<String>,
+}
+
+#[derive(Serialize)]
+struct CudaInfo {
+    nvrtc: foveate_cuda::libs::LibInfo,
+    driver: foveate_cuda::libs::LibInfo,
+    cache: CacheInfo,
+}
+
+#[derive(Serialize)]
 struct Info {
     version: &'static str,
     cpu_threads: usize,
     backends: Vec<BackendInfo>,
+    cuda: CudaInfo,
+}
+
+fn cuda_info() -> CudaInfo {
+    let dir = foveate_cuda::cache::cache_dir();
+    let (modules, error) = match dir.as_deref().map(foveate_cuda::cache::Manifest::read) {
+        Some(Ok(Some(m))) => (m.modules.len(), None),
+        Some(Err(e)) => (0, Some(e.to_string())),
+        _ => (0, None),
+    };
+    CudaInfo {
+        nvrtc: foveate_cuda::libs::nvrtc_info(),
+        driver: foveate_cuda::libs::driver_info(),
+        cache: CacheInfo {
+            dir: dir.map(|d| d.display().to_string()),
+            modules,
+            error,
+        },
+    }
 }
 
 fn variants_of(name: &str) -> BTreeMap<String, Vec<String>> {
-    let Ok(b) = backends::open(name) else { return BTreeMap::new() };
+    let Ok(b) = backends::open(name) else {
+        return BTreeMap::new();
+    };
     OpKind::ALL
         .into_iter()
-        .map(|k| (k.name().to_string(), b.variants(k).iter().map(|v| v.name.to_string()).collect()))
+        .map(|k| {
+            (
+                k.name().to_string(),
+                b.variants(k).iter().map(|v| v.name.to_string()).collect(),
+            )
+        })
         .collect()
 }
 
 pub fn run(args: Args) -> CmdResult {
-    let cpu_threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let cpu_threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
     let backends: Vec<BackendInfo> = backends::probe_all()
         .into_iter()
         .map(|p| {
-            let variants = if p.available { variants_of(&p.name) } else { BTreeMap::new() };
+            let variants = if p.available {
+                variants_of(&p.name)
+            } else {
+                BTreeMap::new()
+            };
             BackendInfo { probe: p, variants }
         })
         .collect();
-    let info = Info { version: env!("CARGO_PKG_VERSION"), cpu_threads, backends };
+    let info = Info {
+        version: env!("CARGO_PKG_VERSION"),
+        cpu_threads,
+        backends,
+        cuda: cuda_info(),
+    };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&info)?);
         return Ok(ExitCode::SUCCESS);
     }
-    println!("foveate {}  (CPU threads: {})", info.version, info.cpu_threads);
-    let w = info.backends.iter().map(|b| b.probe.name.len()).max().unwrap_or(7).max(7);
+    println!(
+        "foveate {}  (CPU threads: {})",
+        info.version, info.cpu_threads
+    );
+    let w = info
+        .backends
+        .iter()
+        .map(|b| b.probe.name.len())
+        .max()
+        .unwrap_or(7)
+        .max(7);
     println!("{:<w$}  {:<11}  device / reason", "backend", "status");
     for b in &info.backends {
-        let status = if b.probe.available { "available" } else { "unavailable" };
-        println!("{:<w$}  {:<11}  {}", b.probe.name, status, b.probe.device_or_reason);
+        let status = if b.probe.available {
+            "available"
+        } else {
+            "unavailable"
+        };
+        println!(
+            "{:<w$}  {:<11}  {}",
+            b.probe.name, status, b.probe.device_or_reason
+        );
         if let Some(att) = b.variants.get("attention") {
-            println!("{:<w$}  {:<11}  attention variants: {}", "", "", att.join(", "));
+            println!(
+                "{:<w$}  {:<11}  attention variants: {}",
+                "",
+                "",
+                att.join(", ")
+            );
         }
+    }
+    let c = &info.cuda;
+    println!("libnvrtc  {}", c.nvrtc.line());
+    println!("libcuda   {}", c.driver.line());
+    match (&c.cache.dir, &c.cache.error) {
+        (_, Some(e)) => println!("kernel cache  {e}"),
+        (Some(d), None) => println!(
+            "kernel cache  {d} ({} modules in its manifest)",
+            c.cache.modules
+        ),
+        (None, None) => println!("kernel cache  none (set FOVEATE_CUDA_CACHE)"),
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -1,5 +1,8 @@
 //! `foveate selftest`: runs the correctness matrix on one backend against the CPU oracle, prints
-//! a table and a summary, and exits non-zero on any failure.
+//! a table and a summary, and exits non-zero on any failure. `--isolate` runs each op family in
+//! its own process (see [`isolate`]).
+
+mod isolate;
 
 use crate::{backends, CmdResult};
 use foveate_core::{DType, OpKind};
@@ -33,6 +36,15 @@ pub struct Args {
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
+    /// Run each op family (`--op`, default all) in its own process, so a sticky device fault
+    /// (e.g. a CUDA illegal address) fails one family and the next still runs.
+    #[arg(long)]
+    isolate: bool,
+    /// CUDA only: plant an out-of-bounds launch after the first execution of this op (e.g.
+    /// `gemm`; FOVEATE_CUDA_FAULT) and run isolated: the report must fail that op's cases only,
+    /// name the op, and pass the families after it (the GPU kit's fault check).
+    #[arg(long, value_name = "OP", value_parser = parse_op)]
+    plant_fault: Option<OpKind>,
 }
 
 fn parse_op(s: &str) -> Result<OpKind, String> {
@@ -62,9 +74,18 @@ struct JsonReport<'a> {
 }
 
 pub fn run(args: Args) -> CmdResult {
+    let size = args.size.unwrap_or(if args.backend == "wgpu" { MatrixSize::Small } else { MatrixSize::Full });
+    if let Some(op) = args.plant_fault {
+        if args.backend != "cuda" {
+            return Err(format!("--plant-fault: only the cuda backend can plant a fault (got `{}`)", args.backend).into());
+        }
+        return isolate::run(&args.backend, size.name(), &args.op, args.json, &[(foveate_cuda::FAULT_ENV, op.name())]);
+    }
+    if args.isolate {
+        return isolate::run(&args.backend, size.name(), &args.op, args.json, &[]);
+    }
     let backend = backends::open(&args.backend)?;
     let oracle = backends::open(backends::ORACLE)?;
-    let size = args.size.unwrap_or(if args.backend == "wgpu" { MatrixSize::Small } else { MatrixSize::Full });
     let mut opts = MatrixOptions::new(size);
     opts.seed = args.seed;
     if !args.op.is_empty() {

@@ -6,33 +6,59 @@
 //!   include directories are still found and passed (`FOVEATE_CUDA_INCLUDE`, the pip wheels'
 //!   `nvidia/cuda_runtime/include` and `nvidia/cuda_nvcc/include`, `$CUDA_HOME/include`,
 //!   `/usr/local/cuda/include`) so a kernel may include `cuda_fp16.h` later.
-//! * libnvrtc is loaded by cudarc from the library path: with the PyPI wheel, put
-//!   `.../site-packages/nvidia/cuda_nvrtc/lib` on `LD_LIBRARY_PATH`.
-//! * CUBINs are cached on disk under `$FOVEATE_CUDA_CACHE`, else `$XDG_CACHE_HOME/foveate/cuda`,
-//!   else `~/.cache/foveate/cuda`, keyed by sha256(source, arch, defines, NVRTC version).
+//! * libnvrtc (12 or 13) is found and opened by [`crate::libs`] (`FOVEATE_NVRTC_PATH`, the loader
+//!   path, `/usr/local/cuda/lib64`).
+//! * Compiled modules are cached on disk with a manifest: see [`crate::cache`].
 //! * With `verbose`, ptxas runs with `-v` inside NVRTC and its report (registers, shared memory,
 //!   stack frame, spill bytes per kernel) comes back in the program log: see [`parse_ptxas`].
 
-use cudarc::nvrtc::{result, sys};
+use crate::libs;
 use foveate_core::{Error, Result};
-use sha2::{Digest, Sha256};
-use std::ffi::CString;
+use std::ffi::{c_char, CString};
 use std::path::PathBuf;
 
 /// Kernel sources by file name.
 pub const SOURCES: &[(&str, &str)] = &[
-    ("common.cuh", include_str!("../../../kernels/cuda/common.cuh")),
-    ("gemm_core.cuh", include_str!("../../../kernels/cuda/gemm_core.cuh")),
-    ("attention_core.cuh", include_str!("../../../kernels/cuda/attention_core.cuh")),
-    ("elementwise.cu", include_str!("../../../kernels/cuda/elementwise.cu")),
+    (
+        "common.cuh",
+        include_str!("../../../kernels/cuda/common.cuh"),
+    ),
+    (
+        "gemm_core.cuh",
+        include_str!("../../../kernels/cuda/gemm_core.cuh"),
+    ),
+    ("gemv.cuh", include_str!("../../../kernels/cuda/gemv.cuh")),
+    (
+        "attention_core.cuh",
+        include_str!("../../../kernels/cuda/attention_core.cuh"),
+    ),
+    (
+        "elementwise.cu",
+        include_str!("../../../kernels/cuda/elementwise.cu"),
+    ),
     ("norm.cu", include_str!("../../../kernels/cuda/norm.cu")),
     ("rope.cu", include_str!("../../../kernels/cuda/rope.cu")),
     ("gemm.cu", include_str!("../../../kernels/cuda/gemm.cu")),
-    ("gelu_mlp.cu", include_str!("../../../kernels/cuda/gelu_mlp.cu")),
-    ("patch_embed.cu", include_str!("../../../kernels/cuda/patch_embed.cu")),
-    ("attention.cu", include_str!("../../../kernels/cuda/attention.cu")),
-    ("decode_attention.cu", include_str!("../../../kernels/cuda/decode_attention.cu")),
-    ("sparse_attention.cu", include_str!("../../../kernels/cuda/sparse_attention.cu")),
+    (
+        "gelu_mlp.cu",
+        include_str!("../../../kernels/cuda/gelu_mlp.cu"),
+    ),
+    (
+        "patch_embed.cu",
+        include_str!("../../../kernels/cuda/patch_embed.cu"),
+    ),
+    (
+        "attention.cu",
+        include_str!("../../../kernels/cuda/attention.cu"),
+    ),
+    (
+        "decode_attention.cu",
+        include_str!("../../../kernels/cuda/decode_attention.cu"),
+    ),
+    (
+        "sparse_attention.cu",
+        include_str!("../../../kernels/cuda/sparse_attention.cu"),
+    ),
 ];
 
 fn dev_err(msg: impl Into<String>) -> Error {
@@ -72,22 +98,19 @@ pub fn source(file: &str) -> Result<String> {
 
 /// Why NVRTC cannot be used here, or Ok.
 pub fn nvrtc_status() -> std::result::Result<(), String> {
-    // SAFETY: only probes whether the shared library can be opened.
-    if !unsafe { sys::is_culib_present() } {
-        return Err("libnvrtc was not found on the library path (pip install nvidia-cuda-nvrtc-cu12 and add \
-                    site-packages/nvidia/cuda_nvrtc/lib to LD_LIBRARY_PATH)"
-            .into());
+    libs::nvrtc().map(|_| ())
+}
+
+fn unavailable(reason: String) -> Error {
+    Error::Unavailable {
+        backend: "cuda".into(),
+        reason,
     }
-    Ok(())
 }
 
 /// NVRTC version (major, minor).
 pub fn nvrtc_version() -> Result<(i32, i32)> {
-    nvrtc_status().map_err(|r| Error::Unavailable { backend: "cuda".into(), reason: r })?;
-    let (mut a, mut b) = (0, 0);
-    // SAFETY: the library is present; out-pointers are valid.
-    unsafe { sys::nvrtcVersion(&mut a, &mut b) }.result().map_err(|e| dev_err(format!("nvrtcVersion: {e:?}")))?;
-    Ok((a, b))
+    libs::nvrtc().map(|n| n.version).map_err(unavailable)
 }
 
 /// CUDA include directories found on this machine (see the module docs for the search order).
@@ -99,7 +122,10 @@ pub fn include_dirs() -> Vec<PathBuf> {
     }
     let mut site = vec![];
     if let Ok(out) = std::process::Command::new("python3")
-        .args(["-c", "import nvidia, os; print(os.pathsep.join(nvidia.__path__))"])
+        .args([
+            "-c",
+            "import nvidia, os; print(os.pathsep.join(nvidia.__path__))",
+        ])
         .output()
     {
         if out.status.success() {
@@ -116,17 +142,6 @@ pub fn include_dirs() -> Vec<PathBuf> {
     }
     dirs.push(PathBuf::from("/usr/local/cuda/include"));
     dirs.into_iter().filter(|d| d.is_dir()).collect()
-}
-
-/// Where compiled modules are cached.
-pub fn cache_dir() -> Option<PathBuf> {
-    if let Ok(d) = std::env::var("FOVEATE_CUDA_CACHE") {
-        return Some(PathBuf::from(d));
-    }
-    if let Ok(d) = std::env::var("XDG_CACHE_HOME") {
-        return Some(PathBuf::from(d).join("foveate/cuda"));
-    }
-    std::env::var("HOME").ok().map(|h| PathBuf::from(h).join(".cache/foveate/cuda"))
 }
 
 /// One compiled module.
@@ -152,80 +167,91 @@ fn options(arch: &str, defines: &[(String, String)], verbose: bool) -> Vec<Strin
 }
 
 /// Compiles `file` for `arch` (e.g. `sm_90`) with `defines`; no cache.
-pub fn compile(file: &str, arch: &str, defines: &[(String, String)], verbose: bool) -> Result<Compiled> {
-    nvrtc_status().map_err(|r| Error::Unavailable { backend: "cuda".into(), reason: r })?;
+pub fn compile(
+    file: &str,
+    arch: &str,
+    defines: &[(String, String)],
+    verbose: bool,
+) -> Result<Compiled> {
+    let nv = libs::nvrtc().map_err(unavailable)?;
     let src = source(file)?;
-    let c_src = CString::new(src).map_err(|_| dev_err(format!("{file}: source contains a NUL byte")))?;
-    let c_name = CString::new(file).unwrap();
-    let prog = result::create_program(&c_src, Some(&c_name)).map_err(|e| dev_err(format!("{file}: nvrtcCreateProgram: {e:?}")))?;
-    let opts = options(arch, defines, verbose);
-    // SAFETY: prog is a live program; it is destroyed below on every path.
-    let compiled = unsafe { result::compile_program(prog, &opts) };
-    let log = unsafe { result::get_program_log(prog) }
-        .map(|l| {
-            let bytes: Vec<u8> = l.iter().map(|&c| c as u8).take_while(|&c| c != 0).collect();
-            String::from_utf8_lossy(&bytes).into_owned()
+    let c_src =
+        CString::new(src).map_err(|_| dev_err(format!("{file}: source contains a NUL byte")))?;
+    let c_name =
+        CString::new(file).map_err(|_| dev_err(format!("{file}: name contains a NUL byte")))?;
+    let opts: Vec<CString> = options(arch, defines, verbose)
+        .into_iter()
+        .map(|o| {
+            CString::new(o).map_err(|_| dev_err(format!("{file}: an option contains a NUL byte")))
         })
-        .unwrap_or_default();
-    let out = match compiled {
-        Err(e) => Err(dev_err(format!("{file} {arch} {}: NVRTC compile failed ({e:?}):\n{log}", fmt_defines(defines)))),
-        Ok(()) => {
+        .collect::<Result<_>>()?;
+    let opt_ptrs: Vec<*const c_char> = opts.iter().map(|o| o.as_ptr()).collect();
+    let mut prog: libs::Program = std::ptr::null_mut();
+    // SAFETY: valid C strings; no headers are passed (count 0, null arrays).
+    let r = unsafe {
+        (nv.create)(
+            &mut prog,
+            c_src.as_ptr(),
+            c_name.as_ptr(),
+            0,
+            std::ptr::null(),
+            std::ptr::null(),
+        )
+    };
+    nv.check(r, &format!("{file}: nvrtcCreateProgram"))
+        .map_err(dev_err)?;
+    // SAFETY: prog is a live program until destroyed at the end; every buffer has the size NVRTC reports.
+    let out = unsafe {
+        let compiled = (nv.compile)(prog, opt_ptrs.len() as i32, opt_ptrs.as_ptr());
+        let mut n = 0usize;
+        let log = if (nv.log_size)(prog, &mut n) == 0 && n > 1 {
+            let mut buf = vec![0u8; n];
+            if (nv.log)(prog, buf.as_mut_ptr() as *mut c_char) == 0 {
+                String::from_utf8_lossy(&buf[..n - 1]).into_owned()
+            } else {
+                String::new()
+            }
+        } else {
+            String::new()
+        };
+        if compiled != 0 {
+            Err(dev_err(format!(
+                "{file} {arch} {}: NVRTC {}.{} compile failed ({}):\n{log}",
+                fmt_defines(defines),
+                nv.version.0,
+                nv.version.1,
+                nv.error_name(compiled)
+            )))
+        } else {
             let mut size = 0usize;
-            // SAFETY: prog compiled successfully; the buffer has the size NVRTC reports.
-            let r = unsafe { sys::nvrtcGetCUBINSize(prog, &mut size) }.result();
-            match r {
-                Err(e) => Err(dev_err(format!("{file}: nvrtcGetCUBINSize: {e:?}"))),
+            match nv.check(
+                (nv.cubin_size)(prog, &mut size),
+                &format!("{file}: nvrtcGetCUBINSize"),
+            ) {
+                Err(e) => Err(dev_err(e)),
                 Ok(()) => {
                     let mut cubin = vec![0u8; size];
-                    match unsafe { sys::nvrtcGetCUBIN(prog, cubin.as_mut_ptr() as *mut _) }.result() {
-                        Err(e) => Err(dev_err(format!("{file}: nvrtcGetCUBIN: {e:?}"))),
-                        Ok(()) => Ok(Compiled { cubin, log }),
-                    }
+                    nv.check(
+                        (nv.cubin)(prog, cubin.as_mut_ptr() as *mut c_char),
+                        &format!("{file}: nvrtcGetCUBIN"),
+                    )
+                    .map(|()| Compiled { cubin, log })
+                    .map_err(dev_err)
                 }
             }
         }
     };
-    let _ = unsafe { result::destroy_program(prog) };
+    // SAFETY: prog was created above and is not used again.
+    let _ = unsafe { (nv.destroy)(&mut prog) };
     out
 }
 
 pub fn fmt_defines(defines: &[(String, String)]) -> String {
-    defines.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")
-}
-
-/// Cache key: sha256 of the spliced source, arch, defines and the NVRTC version.
-pub fn cache_key(file: &str, arch: &str, defines: &[(String, String)]) -> Result<String> {
-    let mut h = Sha256::new();
-    h.update(source(file)?.as_bytes());
-    h.update(arch.as_bytes());
-    h.update(fmt_defines(defines).as_bytes());
-    h.update(format!("{:?}", nvrtc_version()?).as_bytes());
-    let d = h.finalize();
-    Ok(d.iter().take(16).map(|b| format!("{b:02x}")).collect())
-}
-
-/// A CUBIN from the disk cache, or compiled and stored there. Cache failures are not errors.
-pub fn compile_cached(file: &str, arch: &str, defines: &[(String, String)]) -> Result<Vec<u8>> {
-    let key = cache_key(file, arch, defines)?;
-    let path = cache_dir().map(|d| d.join(format!("{}-{arch}-{key}.cubin", file.trim_end_matches(".cu"))));
-    if let Some(p) = &path {
-        if let Ok(b) = std::fs::read(p) {
-            if !b.is_empty() {
-                return Ok(b);
-            }
-        }
-    }
-    let c = compile(file, arch, defines, false)?;
-    if let Some(p) = &path {
-        if let Some(dir) = p.parent() {
-            let _ = std::fs::create_dir_all(dir);
-        }
-        let tmp = p.with_extension(format!("tmp{}", std::process::id()));
-        if std::fs::write(&tmp, &c.cubin).is_ok() {
-            let _ = std::fs::rename(&tmp, p);
-        }
-    }
-    Ok(c.cubin)
+    defines
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// Resources of one kernel as ptxas reports them.
@@ -251,7 +277,10 @@ pub fn parse_ptxas(log: &str) -> Vec<PtxasInfo> {
         if let Some(i) = line.find("Compiling entry function '") {
             let rest = &line[i + "Compiling entry function '".len()..];
             let name = rest.split('\'').next().unwrap_or("").to_string();
-            out.push(PtxasInfo { kernel: name, ..Default::default() });
+            out.push(PtxasInfo {
+                kernel: name,
+                ..Default::default()
+            });
         } else if let Some(cur) = out.last_mut() {
             if line.contains("bytes stack frame") {
                 cur.stack = num_before(line, "bytes stack frame").unwrap_or(0);
@@ -289,7 +318,14 @@ mod tests {
         assert_eq!(r.len(), 1);
         assert_eq!(
             r[0],
-            PtxasInfo { kernel: "k".into(), registers: 32, smem: 400, stack: 256, spill_stores: 8, spill_loads: 12 }
+            PtxasInfo {
+                kernel: "k".into(),
+                registers: 32,
+                smem: 400,
+                stack: 256,
+                spill_stores: 8,
+                spill_loads: 12
+            }
         );
     }
 }

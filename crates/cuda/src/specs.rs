@@ -26,7 +26,15 @@ pub enum Family {
 
 impl Family {
     pub fn spills_fatal(self) -> bool {
-        matches!(self, Family::Gemm | Family::GeluMlp | Family::PatchEmbed | Family::Flash | Family::Decode | Family::BlockSparse)
+        matches!(
+            self,
+            Family::Gemm
+                | Family::GeluMlp
+                | Family::PatchEmbed
+                | Family::Flash
+                | Family::Decode
+                | Family::BlockSparse
+        )
     }
 }
 
@@ -49,7 +57,14 @@ pub fn dtype_code(dt: DType) -> u32 {
 
 impl ModuleSpec {
     pub fn new(family: Family, file: &'static str, defines: &[(&str, String)]) -> Self {
-        ModuleSpec { family, file, defines: defines.iter().map(|(k, v)| (k.to_string(), v.clone())).collect() }
+        ModuleSpec {
+            family,
+            file,
+            defines: defines
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect(),
+        }
     }
     pub fn label(&self) -> String {
         format!("{}[{}]", self.file, nvrtc::fmt_defines(&self.defines))
@@ -64,18 +79,42 @@ fn dt(d: DType) -> (&'static str, String) {
 pub fn all_modules() -> Vec<ModuleSpec> {
     let mut v = vec![];
     for d in DType::FLOATS {
-        v.push(ModuleSpec::new(Family::Elementwise, "elementwise.cu", &[dt(d)]));
+        v.push(ModuleSpec::new(
+            Family::Elementwise,
+            "elementwise.cu",
+            &[dt(d)],
+        ));
         v.push(ModuleSpec::new(Family::Norm, "norm.cu", &[dt(d)]));
         v.push(ModuleSpec::new(Family::Rope, "rope.cu", &[dt(d)]));
         v.push(ModuleSpec::new(Family::Gemm, "gemm.cu", &[dt(d)]));
         v.push(ModuleSpec::new(Family::GeluMlp, "gelu_mlp.cu", &[dt(d)]));
-        v.push(ModuleSpec::new(Family::PatchEmbed, "patch_embed.cu", &[dt(d)]));
-        v.push(ModuleSpec::new(Family::AttentionNaive, "attention.cu", &[dt(d)]));
+        v.push(ModuleSpec::new(
+            Family::PatchEmbed,
+            "patch_embed.cu",
+            &[dt(d)],
+        ));
+        v.push(ModuleSpec::new(
+            Family::AttentionNaive,
+            "attention.cu",
+            &[dt(d)],
+        ));
         for hd in HEAD_DIMS {
             let h = ("HEAD_DIM", hd.to_string());
-            v.push(ModuleSpec::new(Family::Flash, "attention.cu", &[dt(d), h.clone()]));
-            v.push(ModuleSpec::new(Family::Decode, "decode_attention.cu", &[dt(d), h.clone()]));
-            v.push(ModuleSpec::new(Family::BlockSparse, "sparse_attention.cu", &[dt(d), h]));
+            v.push(ModuleSpec::new(
+                Family::Flash,
+                "attention.cu",
+                &[dt(d), h.clone()],
+            ));
+            v.push(ModuleSpec::new(
+                Family::Decode,
+                "decode_attention.cu",
+                &[dt(d), h.clone()],
+            ));
+            v.push(ModuleSpec::new(
+                Family::BlockSparse,
+                "sparse_attention.cu",
+                &[dt(d), h],
+            ));
         }
     }
     let all = [DType::F32, DType::F16, DType::BF16, DType::U32];
@@ -93,19 +132,96 @@ pub fn cast_module(src: DType, dst: DType) -> ModuleSpec {
     ModuleSpec::new(
         Family::Cast,
         "elementwise.cu",
-        &[("DTYPE", "0".into()), ("CAST_SRC", dtype_code(src).to_string()), ("CAST_DST", dtype_code(dst).to_string())],
+        &[
+            ("DTYPE", "0".into()),
+            ("CAST_SRC", dtype_code(src).to_string()),
+            ("CAST_DST", dtype_code(dst).to_string()),
+        ],
     )
+}
+
+/// The kernels each family's module defines (checked against the ptxas report and the cache
+/// manifest).
+pub fn kernels_of(f: Family) -> &'static [&'static str] {
+    match f {
+        Family::Elementwise | Family::Cast => &[
+            "ew_add",
+            "ew_mul",
+            "ew_swiglu",
+            "ew_unary",
+            "embedding",
+            "cast",
+            "copy_rows_b2",
+            "copy_rows_b4",
+            "fault_oob",
+        ],
+        Family::Norm => &["layer_norm", "rms_norm", "softmax", "argmax"],
+        Family::Rope => &["rope"],
+        Family::Gemm => &[
+            "gemm_none",
+            "gemm_gelu",
+            "gemm_gelu_tanh",
+            "gemm_quick_gelu",
+            "gemm_silu",
+            "gemv_none",
+            "gemv_gelu",
+            "gemv_gelu_tanh",
+            "gemv_quick_gelu",
+            "gemv_silu",
+        ],
+        Family::GeluMlp => &[
+            "mlp_up_none",
+            "mlp_up_gelu",
+            "mlp_up_gelu_tanh",
+            "mlp_up_quick_gelu",
+            "mlp_up_silu",
+            "mlp_down",
+        ],
+        Family::PatchEmbed => &["patch_embed", "patch_cls"],
+        Family::AttentionNaive => &[
+            "naive_none",
+            "naive_causal",
+            "naive_window",
+            "naive_sparse_none",
+            "naive_sparse_causal",
+            "naive_sparse_window",
+        ],
+        Family::Flash => &["flash_none", "flash_causal", "flash_window"],
+        Family::Decode => &[
+            "decode_g1",
+            "decode_g2",
+            "decode_g4",
+            "decode_g8",
+            "decode_v16_g1",
+            "decode_v16_g2",
+            "decode_v16_g4",
+            "decode_v16_g8",
+            "decode_combine",
+        ],
+        Family::BlockSparse => &["sparse_none", "sparse_causal", "sparse_window"],
+    }
 }
 
 /// Dynamic shared memory (bytes) a kernel asks for at launch, by family and defines.
 pub fn dynamic_smem(spec: &ModuleSpec, kernel: &str) -> u32 {
-    let get = |k: &str| spec.defines.iter().find(|(n, _)| n == k).and_then(|(_, v)| v.parse::<usize>().ok());
-    let (Some(dcode), Some(hd)) = (get("DTYPE"), get("HEAD_DIM")) else { return 0 };
+    let get = |k: &str| {
+        spec.defines
+            .iter()
+            .find(|(n, _)| n == k)
+            .and_then(|(_, v)| v.parse::<usize>().ok())
+    };
+    let (Some(dcode), Some(hd)) = (get("DTYPE"), get("HEAD_DIM")) else {
+        return 0;
+    };
     match spec.family {
         Family::Flash | Family::BlockSparse if dcode != 0 => flash_tc_smem(hd) as u32,
         Family::Decode => {
-            let g = kernel.strip_prefix("decode_g").and_then(|g| g.parse::<usize>().ok()).unwrap_or(0);
-            if g == 0 { 0 } else { decode_smem(hd, dcode == 0, g) as u32 }
+            let g = |p: &str| kernel.strip_prefix(p).and_then(|g| g.parse::<usize>().ok());
+            match (g("decode_g"), g("decode_v16_g")) {
+                (Some(g), _) => decode_smem(hd, dcode == 0, g) as u32,
+                (_, Some(g)) => decode_v16_smem(hd, dcode == 0, g) as u32,
+                _ => 0,
+            }
         }
         _ => 0,
     }
@@ -121,9 +237,9 @@ pub fn flash_tc_smem(hd: usize) -> usize {
 pub fn decode_kld(hd: usize, f32: bool) -> usize {
     if f32 {
         hd + 1
-    } else if hd % 4 == 0 {
+    } else if hd.is_multiple_of(4) {
         hd + 2
-    } else if hd % 2 == 0 {
+    } else if hd.is_multiple_of(2) {
         hd
     } else {
         hd + 1
@@ -134,6 +250,13 @@ pub fn decode_kld(hd: usize, f32: bool) -> usize {
 pub fn decode_smem(hd: usize, f32: bool, g: usize) -> usize {
     let ktile = 128 * decode_kld(hd, f32) * if f32 { 4 } else { 2 };
     ktile.max(4 * g * hd * 4)
+}
+
+/// 16-byte decode: the K tile (128 rows, padded as [`decode_kld`]) and the V tile (128 rows of
+/// exactly `hd`), or after the loop the 4 warps' partial outputs.
+pub fn decode_v16_smem(hd: usize, f32: bool, g: usize) -> usize {
+    let e = if f32 { 4 } else { 2 };
+    (128 * decode_kld(hd, f32) * e + 128 * hd * e).max(4 * g * hd * 4)
 }
 
 /// One kernel's line in the `cuda-compile` report.
@@ -151,10 +274,42 @@ pub struct KernelReport {
     pub spill_loads: u32,
 }
 
+/// The header of [`KernelReport::row`].
+pub const REPORT_HEADER: [&str; 9] = [
+    "arch", "family", "module", "kernel", "regs", "smem", "dyn", "stack", "spill",
+];
+
 impl KernelReport {
     pub fn spills(&self) -> bool {
         self.spill_stores > 0 || self.spill_loads > 0
     }
+    /// The report's columns for this kernel (see [`REPORT_HEADER`]).
+    pub fn row(&self) -> [String; 9] {
+        let family = serde_json::to_value(self.family)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default();
+        [
+            self.arch.clone(),
+            family,
+            self.module.clone(),
+            self.kernel.clone(),
+            self.registers.to_string(),
+            self.static_smem.to_string(),
+            self.dynamic_smem.to_string(),
+            self.stack.to_string(),
+            (self.spill_stores + self.spill_loads).to_string(),
+        ]
+    }
+}
+
+/// One line of the resource table, columns aligned.
+pub fn table_line(c: &[impl AsRef<str>; 9]) -> String {
+    let c: Vec<&str> = c.iter().map(|x| x.as_ref()).collect();
+    format!(
+        "{:<6} {:<14} {:<44} {:<20} {:>4} {:>7} {:>7} {:>6} {:>6}",
+        c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7], c[8]
+    )
 }
 
 /// Result of compiling every module for some archs.
@@ -170,19 +325,32 @@ pub struct CompileReport {
 impl CompileReport {
     /// Kernels of the flash, decode and GEMM families that spill.
     pub fn fatal_spills(&self) -> Vec<&KernelReport> {
-        self.kernels.iter().filter(|k| k.family.spills_fatal() && k.spills()).collect()
+        self.kernels
+            .iter()
+            .filter(|k| k.family.spills_fatal() && k.spills())
+            .collect()
     }
     pub fn ok(&self) -> bool {
         self.errors.is_empty() && self.fatal_spills().is_empty()
     }
 }
 
+/// One compiled module of [`compile_all`]: spec, arch, CUBIN and log.
+pub type CompiledModule = (ModuleSpec, String, nvrtc::Compiled);
+
 /// Compiles `modules` for every arch in `archs` (e.g. `sm_80`) with `ptxas -v` inside NVRTC
-/// and collects the resource report. Uses `threads` compile threads. Needs NVRTC, no GPU.
-pub fn compile_all(modules: &[ModuleSpec], archs: &[String], threads: usize) -> Result<CompileReport> {
+/// and collects the resource report; also returns the CUBINs (for `--fill-cache`). Uses
+/// `threads` compile threads. Needs NVRTC, no GPU.
+pub fn compile_all(
+    modules: &[ModuleSpec],
+    archs: &[String],
+    threads: usize,
+) -> Result<(CompileReport, Vec<CompiledModule>)> {
     let (maj, min) = nvrtc::nvrtc_version()?;
-    let jobs: Vec<(ModuleSpec, String)> =
-        archs.iter().flat_map(|a| modules.iter().map(move |m| (m.clone(), a.clone()))).collect();
+    let jobs: Vec<(ModuleSpec, String)> = archs
+        .iter()
+        .flat_map(|a| modules.iter().map(move |m| (m.clone(), a.clone())))
+        .collect();
     let next = std::sync::atomic::AtomicUsize::new(0);
     let results = std::sync::Mutex::new(Vec::new());
     std::thread::scope(|s| {
@@ -191,12 +359,18 @@ pub fn compile_all(modules: &[ModuleSpec], archs: &[String], threads: usize) -> 
                 let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let Some((m, arch)) = jobs.get(i) else { break };
                 let r = nvrtc::compile(m.file, arch, &m.defines, true);
-                results.lock().unwrap_or_else(|e| e.into_inner()).push((i, m.clone(), arch.clone(), r));
+                results.lock().unwrap_or_else(|e| e.into_inner()).push((
+                    i,
+                    m.clone(),
+                    arch.clone(),
+                    r,
+                ));
             });
         }
     });
     let mut results = results.into_inner().unwrap_or_else(|e| e.into_inner());
     results.sort_by_key(|r| r.0);
+    let mut done = vec![];
     let mut rep = CompileReport {
         nvrtc_version: format!("{maj}.{min}"),
         resource_source: "ptxas -v run inside NVRTC (-Xptxas -v), parsed from the program log",
@@ -208,7 +382,10 @@ pub fn compile_all(modules: &[ModuleSpec], archs: &[String], threads: usize) -> 
             Ok(c) => {
                 let infos = nvrtc::parse_ptxas(&c.log);
                 if infos.is_empty() {
-                    rep.errors.push(format!("{} {arch}: no ptxas report in the NVRTC log", m.label()));
+                    rep.errors.push(format!(
+                        "{} {arch}: no ptxas report in the NVRTC log",
+                        m.label()
+                    ));
                 }
                 for k in infos {
                     rep.kernels.push(KernelReport {
@@ -224,8 +401,9 @@ pub fn compile_all(modules: &[ModuleSpec], archs: &[String], threads: usize) -> 
                         spill_loads: k.spill_loads,
                     });
                 }
+                done.push((m, arch, c));
             }
         }
     }
-    Ok(rep)
+    Ok((rep, done))
 }

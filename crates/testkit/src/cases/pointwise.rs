@@ -143,7 +143,28 @@ pub(crate) fn softmax(ctx: &Ctx) -> Vec<Case> {
             }
             ctx.case(op, vec![HostTensor::from_f32(ctx.dtype, s.to_vec(), &v)], label)
         })
+        .chain(std::iter::once(neg_inf_rows(ctx)))
         .collect()
+}
+
+/// Softmax rows that are entirely -inf (a fully masked row of scores): the oracle's rule is NaN
+/// for the whole row (its max is -inf and (-inf) - (-inf) is NaN, as in torch.softmax); a row
+/// with some -inf elements has exact zeros there. Rows: finite near +100 (exp overflows without
+/// the max subtraction), all -inf, half -inf.
+fn neg_inf_rows(ctx: &Ctx) -> Case {
+    let (rows, d) = (3, 9);
+    let label = format!("{rows}x{d} -inf rows");
+    let op = Op::Softmax;
+    let mut g = ctx.gen(&op, &label);
+    let v: Vec<f32> = (0..rows * d)
+        .map(|i| match (i / d, i % d) {
+            (1, _) => f32::NEG_INFINITY,
+            (2, j) if j % 2 == 0 => f32::NEG_INFINITY,
+            (0, _) => 100.0 + g.uniform(-4.0, 4.0),
+            _ => g.uniform(-4.0, 4.0),
+        })
+        .collect();
+    ctx.case(op, vec![HostTensor::from_f32(ctx.dtype, [rows, d], &v)], label)
 }
 
 pub(crate) fn argmax(ctx: &Ctx) -> Vec<Case> {
