@@ -182,8 +182,12 @@ fn run_config(a: &Args, model: &str, c: &Config) -> foveate_core::Result<Row> {
             if let (true, Some(b), Some(now)) = (i >= a.warmup, before, backend.counters()) {
                 let w = work.get_or_insert_with(Default::default);
                 let n = now.since(&b);
-                (w.launches, w.submits, w.host_syncs, w.allocations) =
-                    (w.launches + n.launches, w.submits + n.submits, w.host_syncs + n.host_syncs, w.allocations + n.allocations);
+                (w.launches, w.submits, w.host_syncs, w.allocations) = (
+                    w.launches + n.launches,
+                    w.submits + n.submits,
+                    w.host_syncs + n.host_syncs,
+                    w.allocations + n.allocations,
+                );
                 steps += c.decode;
             }
             (Some(p.ms), Some(d))
@@ -234,7 +238,10 @@ fn run_config(a: &Args, model: &str, c: &Config) -> foveate_core::Result<Row> {
             ("decode_host_syncs_per_step", w.host_syncs),
             ("decode_allocations_per_step", w.allocations),
         ] {
-            metrics.insert(name.into(), Metric::value(v as f64 / steps as f64, "per step"));
+            metrics.insert(
+                name.into(),
+                Metric::value(v as f64 / steps as f64, "per step"),
+            );
         }
     }
     // Time to first token: image encode + prefill (through the first sampled token).

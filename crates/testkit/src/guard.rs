@@ -43,8 +43,15 @@ impl Guarded {
         let tail = &all.bytes[body..];
         if let Some(first) = tail.iter().position(|&b| b != SENTINEL) {
             let el = first / esz;
-            let changed = tail.chunks(esz).filter(|c| c.iter().any(|&b| b != SENTINEL)).count();
-            let got: Vec<String> = tail[el * esz..(el + 1) * esz].iter().rev().map(|b| format!("{b:02x}")).collect();
+            let changed = tail
+                .chunks(esz)
+                .filter(|c| c.iter().any(|&b| b != SENTINEL))
+                .count();
+            let got: Vec<String> = tail[el * esz..(el + 1) * esz]
+                .iter()
+                .rev()
+                .map(|b| format!("{b:02x}"))
+                .collect();
             return Err(Error::Msg(format!(
                 "wrote past the end of its output {desc}: element {} (guard element {el}) is 0x{} instead of the \
                  sentinel 0x{}; {changed} of the {GUARD_ELEMS} guard elements changed",
@@ -65,10 +72,13 @@ impl Guarded {
 pub fn read_front(backend: &dyn Backend, t: &Tensor) -> Result<HostTensor> {
     let esz = t.dtype().size();
     let have = t.storage().size_bytes();
-    if have == t.desc().size_bytes() || have % esz != 0 {
+    if have == t.desc().size_bytes() || !have.is_multiple_of(esz) {
         return backend.download(t);
     }
-    let whole = Tensor::new(t.storage().clone(), TensorDesc::new(t.dtype(), vec![have / esz]));
+    let whole = Tensor::new(
+        t.storage().clone(),
+        TensorDesc::new(t.dtype(), vec![have / esz]),
+    );
     let mut all = backend.download(&whole)?;
     all.bytes.truncate(t.desc().size_bytes());
     HostTensor::from_bytes(t.desc().clone(), all.bytes)

@@ -41,7 +41,9 @@ impl FromStr for Reference {
         match s {
             "oracle" => Ok(Reference::Oracle),
             "naive" => Ok(Reference::Naive),
-            other => Err(format!("unknown reference `{other}` (references: oracle, naive)")),
+            other => Err(format!(
+                "unknown reference `{other}` (references: oracle, naive)"
+            )),
         }
     }
 }
@@ -68,7 +70,11 @@ struct Want {
 /// Runs [`scale_cases`]`(opts)` on every selected variant of `backend` against its `naive`
 /// variant (see the module docs); `oracle` checks `naive` on small cases and stands in for a
 /// family without one.
-pub fn run_naive_matrix(backend: &dyn Backend, oracle: &dyn Backend, opts: &MatrixOptions) -> Report {
+pub fn run_naive_matrix(
+    backend: &dyn Backend,
+    oracle: &dyn Backend,
+    opts: &MatrixOptions,
+) -> Report {
     let mut report = Report::new(backend.name(), backend.device_name());
     let cpu = CpuBackend::fast();
     let on_cpu = backend.name().starts_with("cpu");
@@ -79,22 +85,39 @@ pub fn run_naive_matrix(backend: &dyn Backend, oracle: &dyn Backend, opts: &Matr
         }
         let macs = case_macs(&case);
         let small = macs <= ORACLE_MAX_MACS;
-        let has_naive = backend.variants(case.op.kind()).iter().any(|v| v.name == NAIVE && v.dtypes.contains(&case.dtype))
+        let has_naive = backend
+            .variants(case.op.kind())
+            .iter()
+            .any(|v| v.name == NAIVE && v.dtypes.contains(&case.dtype))
             && backend.supports(&case.op, case.dtype, NAIVE).is_ok();
         let exact = Tolerance::for_op(&case.op, case.dtype);
-        let oracle_want = || Want { name: oracle.name().into(), out: err_string(execute_guarded(oracle, &case, "")), tol: exact };
+        let oracle_want = || Want {
+            name: oracle.name().into(),
+            out: err_string(execute_guarded(oracle, &case, "")),
+            tol: exact,
+        };
         let inputs = catching(backend, || upload_inputs(backend, &case));
         let run = |variant: &str| match &inputs {
             Ok(ins) => catching(backend, || launch(backend, &case, ins, variant)),
-            Err(e) => Err(foveate_core::Error::Msg(format!("uploading the inputs: {e}"))),
+            Err(e) => Err(foveate_core::Error::Msg(format!(
+                "uploading the inputs: {e}"
+            ))),
         };
         let between = Tolerance::between_kernels(&case.op, case.dtype);
         let want = if has_naive {
-            Want { name: NAIVE.into(), out: err_string(run(NAIVE)), tol: between }
+            Want {
+                name: NAIVE.into(),
+                out: err_string(run(NAIVE)),
+                tol: between,
+            }
         } else if small || on_cpu {
             oracle_want()
         } else {
-            Want { name: cpu.name().into(), out: err_string(execute_guarded(&cpu, &case, "")), tol: between }
+            Want {
+                name: cpu.name().into(),
+                out: err_string(execute_guarded(&cpu, &case, "")),
+                tol: between,
+            }
         };
         for v in variants {
             if has_naive && v == NAIVE {

@@ -57,7 +57,8 @@ impl State {
 
     /// Drops the cached bind groups that hold `id`.
     pub fn forget(&mut self, id: u64) {
-        self.groups.retain(|k, _| !k.bufs.iter().any(|&(_, b)| b == id));
+        self.groups
+            .retain(|k, _| !k.bufs.iter().any(|&(_, b)| b == id));
     }
 
     pub fn cache_group(&mut self, key: GroupKey, group: Arc<wgpu::BindGroup>) {
@@ -103,7 +104,8 @@ impl Shared {
     }
 
     pub fn next_id(&self) -> u64 {
-        self.next_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        self.next_id
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     }
 
     /// A buffer is no longer used by its owner: parked for reuse, or destroyed.
@@ -112,7 +114,9 @@ impl Shared {
         let pending = st.pending();
         if let Some(b) = st.recycler.park(b, pending) {
             st.forget(b.id);
-            self.counters.device_bytes.fetch_sub(b.size(), std::sync::atomic::Ordering::Relaxed);
+            self.counters
+                .device_bytes
+                .fetch_sub(b.size(), std::sync::atomic::Ordering::Relaxed);
         }
     }
 }

@@ -110,7 +110,11 @@ impl Recycler {
             return Some(b);
         }
         self.parked += size;
-        let list = if batch_pending { &mut self.retiring } else { &mut self.free };
+        let list = if batch_pending {
+            &mut self.retiring
+        } else {
+            &mut self.free
+        };
         list.entry(size).or_default().push(b);
         None
     }

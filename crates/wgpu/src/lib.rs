@@ -154,7 +154,7 @@ impl Backend for WgpuBackend {
         }
         let n = host.bytes.len();
         let buf = self.take_buffer(padded(n), "tensor", true)?;
-        if n % 4 == 0 && n > 0 {
+        if n.is_multiple_of(4) && n > 0 {
             self.gpu.queue.write_buffer(&buf.buffer, 0, &host.bytes);
         } else {
             let mut bytes = host.bytes.clone();

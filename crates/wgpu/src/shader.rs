@@ -210,10 +210,13 @@ pub struct Pipeline {
 /// Bytes of the parameter block (`array<vec4<u32>, 8>` in common.wgsl).
 pub const PARAMS_BYTES: u64 = 128;
 
+/// The pipelines of one kernel key, by the storage bindings of their layout.
+type ByBindings = Vec<(Vec<u32>, Arc<Pipeline>)>;
+
 /// Compiled pipelines by kernel key and the bindings a launch uses.
 #[derive(Default)]
 pub struct PipelineCache {
-    map: Mutex<HashMap<KernelKey, Vec<(Vec<u32>, Arc<Pipeline>)>>>,
+    map: Mutex<HashMap<KernelKey, ByBindings>>,
     next_id: std::sync::atomic::AtomicU64,
 }
 

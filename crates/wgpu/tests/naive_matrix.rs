@@ -12,18 +12,32 @@ use foveate_wgpu::WgpuBackend;
 fn small_naive_matrix_passes_on_wgpu() {
     let be = match WgpuBackend::new() {
         Ok(b) => b,
-        Err(e) => return skip_or_fail("small_naive_matrix_passes_on_wgpu", "FOVEATE_REQUIRE_WGPU", &e.to_string()),
+        Err(e) => {
+            return skip_or_fail(
+                "small_naive_matrix_passes_on_wgpu",
+                "FOVEATE_REQUIRE_WGPU",
+                &e.to_string(),
+            )
+        }
     };
     let t0 = std::time::Instant::now();
     let mut opts = MatrixOptions::new(MatrixSize::Small);
     opts.dtypes = vec![DType::F32];
     let report = run_naive_matrix(&be, &CpuBackend::oracle(), &opts);
-    eprintln!("{} in {:.1} s", report.summary_line(), t0.elapsed().as_secs_f64());
+    eprintln!(
+        "{} in {:.1} s",
+        report.summary_line(),
+        t0.elapsed().as_secs_f64()
+    );
     eprint!("{}", report.per_op_table());
     eprint!("{}", report.skipped_table());
     assert!(report.all_passed(), "{}", report.table(true));
     for v in ["flash", "flash-decode", "block-sparse"] {
-        let n = report.results.iter().filter(|r| r.kind == OpKind::Attention && r.variant == v && r.reference == "naive").count();
+        let n = report
+            .results
+            .iter()
+            .filter(|r| r.kind == OpKind::Attention && r.variant == v && r.reference == "naive")
+            .count();
         assert!(n >= 4, "attention `{v}` ran {n} cases against naive");
     }
 }

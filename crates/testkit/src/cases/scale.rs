@@ -19,6 +19,7 @@ use foveate_core::{Activation, GemmSpec};
 const LENGTHS: [usize; 5] = [65, 127, 200, 1000, 4096];
 const HEAD_DIMS: [usize; 5] = [64, 72, 80, 96, 128];
 
+#[rustfmt::skip]
 fn full_attention() -> Vec<Shape> {
     let mut v = Vec::new();
     for (i, &l) in LENGTHS.iter().enumerate() {
@@ -55,6 +56,7 @@ fn full_attention() -> Vec<Shape> {
     v
 }
 
+#[rustfmt::skip]
 const SMALL_ATTENTION: &[Shape] = &[
     // Prefill over more than one query and KV tile, every head dim.
     (1, 4, 2, 65, 65, 65, 64, M::Causal),
@@ -83,10 +85,18 @@ const SMALL_ATTENTION: &[Shape] = &[
 ];
 
 pub(crate) fn attention(ctx: &Ctx) -> Vec<Case> {
-    let shapes = if ctx.full() { full_attention() } else { SMALL_ATTENTION.to_vec() };
-    shapes.into_iter().map(|s| attention::case(ctx, s)).collect()
+    let shapes = if ctx.full() {
+        full_attention()
+    } else {
+        SMALL_ATTENTION.to_vec()
+    };
+    shapes
+        .into_iter()
+        .map(|s| attention::case(ctx, s))
+        .collect()
 }
 
+#[rustfmt::skip]
 const FULL_GEMM: &[G] = &[
     (&[129], 129, 64),
     (&[129], 300, 129),
@@ -103,6 +113,7 @@ const FULL_GEMM: &[G] = &[
     (&[8], 4096, 64),
 ];
 
+#[rustfmt::skip]
 const SMALL_GEMM: &[G] = &[
     (&[129], 129, 64),
     (&[129], 300, 40),
@@ -115,6 +126,7 @@ const SMALL_GEMM: &[G] = &[
 ];
 
 /// The epilogues cycled over the GEMM shapes.
+#[rustfmt::skip]
 const EPILOGUES: [GemmSpec; 4] = [
     GemmSpec { act: Activation::None, bias: false, residual: false },
     GemmSpec { act: Activation::GeluErf, bias: true, residual: false },
@@ -124,5 +136,9 @@ const EPILOGUES: [GemmSpec; 4] = [
 
 pub(crate) fn gemm(ctx: &Ctx) -> Vec<Case> {
     let shapes = if ctx.full() { FULL_GEMM } else { SMALL_GEMM };
-    shapes.iter().enumerate().map(|(i, &s)| gemm_case(ctx, EPILOGUES[i % EPILOGUES.len()], s)).collect()
+    shapes
+        .iter()
+        .enumerate()
+        .map(|(i, &s)| gemm_case(ctx, EPILOGUES[i % EPILOGUES.len()], s))
+        .collect()
 }
