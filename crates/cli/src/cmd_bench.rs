@@ -67,6 +67,10 @@ pub struct Args {
     /// Override the layer count of a builtin shape (both towers), for quick runs.
     #[arg(long)]
     layers: Option<usize>,
+    /// Override the vocabulary of a builtin shape's language model (e.g. to fit an adapter that
+    /// binds at most 128 MiB per buffer, like lavapipe: Qwen2-0.5B's f32 embedding is 519 MiB).
+    #[arg(long)]
+    vocab: Option<usize>,
     /// Skip the image encode.
     #[arg(long)]
     no_image: bool,
@@ -131,7 +135,10 @@ fn load(
     backend: Arc<dyn Backend>,
     c: &Config,
 ) -> foveate_core::Result<E2eModel> {
-    if let Some(b) = shapes::builtin(model) {
+    if let Some(mut b) = shapes::builtin(model) {
+        if let (Some(v), Some(t)) = (a.vocab, b.text.as_mut()) {
+            t.vocab = v.max(1);
+        }
         let need = builtin_weight_bytes(&b, a.layers, c.dtype) as u64;
         if backend.name().starts_with("cpu") {
             if let Some(avail) = available_bytes() {
@@ -163,11 +170,26 @@ fn run_config(a: &Args, model: &str, c: &Config) -> foveate_core::Result<Row> {
     let image = m.has_vision() && !a.no_image;
     let text = m.has_text();
     let (mut enc, mut pre, mut dec) = (vec![], vec![], vec![]);
+    // Backend work counters over the timed decodes (after the warm-up runs).
+    let mut work: Option<foveate_core::Counters> = None;
+    let mut steps = 0usize;
     for i in 0..a.warmup + a.reps.max(1) {
         let e = if image { Some(m.encode()?) } else { None };
         let (p, d) = if text {
             let mut p = m.prefill(c.prompt, c.decode, i as u64)?;
+            let before = backend.counters();
             let d = m.decode(&mut p, c.decode)?;
+            if let (true, Some(b), Some(now)) = (i >= a.warmup, before, backend.counters()) {
+                let w = work.get_or_insert_with(Default::default);
+                let n = now.since(&b);
+                (w.launches, w.submits, w.host_syncs, w.allocations) = (
+                    w.launches + n.launches,
+                    w.submits + n.submits,
+                    w.host_syncs + n.host_syncs,
+                    w.allocations + n.allocations,
+                );
+                steps += c.decode;
+            }
             (Some(p.ms), Some(d))
         } else {
             (None, None)
@@ -209,6 +231,19 @@ fn run_config(a: &Args, model: &str, c: &Config) -> foveate_core::Result<Row> {
             );
         }
     }
+    if let (Some(w), true) = (work, steps > 0) {
+        for (name, v) in [
+            ("decode_launches_per_step", w.launches),
+            ("decode_submits_per_step", w.submits),
+            ("decode_host_syncs_per_step", w.host_syncs),
+            ("decode_allocations_per_step", w.allocations),
+        ] {
+            metrics.insert(
+                name.into(),
+                Metric::value(v as f64 / steps as f64, "per step"),
+            );
+        }
+    }
     // Time to first token: image encode + prefill (through the first sampled token).
     let ttft: Vec<f64> = (0..a.reps.max(1))
         .map(|i| enc.get(i).copied().unwrap_or(0.0) + pre.get(i).copied().unwrap_or(0.0))
@@ -240,7 +275,7 @@ fn run_config(a: &Args, model: &str, c: &Config) -> foveate_core::Result<Row> {
         metrics,
         config: json!({
             "model": model, "prompt": c.prompt, "decode": c.decode, "reps": a.reps, "warmup": a.warmup,
-            "threads": a.threads, "layers": a.layers, "image": image, "weights_mib": m.weight_bytes as f64 / (1u64 << 20) as f64,
+            "threads": a.threads, "layers": a.layers, "vocab": a.vocab, "image": image, "weights_mib": m.weight_bytes as f64 / (1u64 << 20) as f64,
             "device": backend.device_name(),
         }),
     })

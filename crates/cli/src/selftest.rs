@@ -1,12 +1,14 @@
 //! `foveate selftest`: runs the correctness matrix on one backend against the CPU oracle, prints
-//! a table and a summary, and exits non-zero on any failure. `--isolate` runs each op family in
-//! its own process (see [`isolate`]).
+//! a table and a summary, and exits non-zero on any failure. `--reference naive` runs the
+//! device-vs-device matrix instead: GPU-scale attention and GEMM, each fast variant against the
+//! same backend's naive variant (`foveate_testkit::run_naive_matrix`). `--isolate` runs each op
+//! family in its own process (see [`isolate`]).
 
 mod isolate;
 
 use crate::{backends, CmdResult};
 use foveate_core::{DType, OpKind};
-use foveate_testkit::{run_matrix, MatrixOptions, MatrixSize, OpSummary, Report};
+use foveate_testkit::{run_matrix, run_naive_matrix, MatrixOptions, MatrixSize, OpSummary, Reference, Report};
 use serde::Serialize;
 use std::process::ExitCode;
 
@@ -24,9 +26,14 @@ pub struct Args {
     /// Case dtypes (comma separated; default f32,f16,bf16).
     #[arg(long, value_delimiter = ',', value_parser = parse_dtype)]
     dtype: Vec<DType>,
-    /// Shape set: small (slow devices) or full. Default: small for wgpu, full otherwise.
+    /// Shape set: small (slow devices) or full. Default: small for wgpu (and for cpu with
+    /// `--reference naive`), full otherwise.
     #[arg(long, value_parser = parse_size)]
     size: Option<MatrixSize>,
+    /// What each variant is compared with: `oracle` (the f64 CPU oracle, oracle-sized shapes) or
+    /// `naive` (the same backend's naive variant, GPU-scale attention and GEMM shapes).
+    #[arg(long, default_value = "oracle", value_parser = parse_reference)]
+    reference: Reference,
     /// Seed of the random inputs.
     #[arg(long, default_value_t = MatrixOptions::default().seed)]
     seed: u64,
@@ -59,12 +66,16 @@ fn parse_dtype(s: &str) -> Result<DType, String> {
 fn parse_size(s: &str) -> Result<MatrixSize, String> {
     s.parse()
 }
+fn parse_reference(s: &str) -> Result<Reference, String> {
+    s.parse()
+}
 
 #[derive(Serialize)]
 struct JsonReport<'a> {
     backend: &'a str,
     device: &'a str,
     size: &'static str,
+    reference: &'static str,
     cases: usize,
     failed: usize,
     skipped: usize,
@@ -74,7 +85,9 @@ struct JsonReport<'a> {
 }
 
 pub fn run(args: Args) -> CmdResult {
-    let size = args.size.unwrap_or(if args.backend == "wgpu" { MatrixSize::Small } else { MatrixSize::Full });
+    let naive = args.reference == Reference::Naive;
+    let slow = args.backend == "wgpu" || (naive && args.backend.starts_with("cpu"));
+    let size = args.size.unwrap_or(if slow { MatrixSize::Small } else { MatrixSize::Full });
     if let Some(op) = args.plant_fault {
         if args.backend != "cuda" {
             return Err(format!("--plant-fault: only the cuda backend can plant a fault (got `{}`)", args.backend).into());
@@ -95,7 +108,14 @@ pub fn run(args: Args) -> CmdResult {
         opts.dtypes = args.dtype.clone();
     }
     opts.variant = args.variant.clone();
-    let report = run_matrix(backend.as_ref(), oracle.as_ref(), &opts);
+    if naive && foveate_testkit::scale_cases(&opts).is_empty() {
+        return Err("--reference naive has cases for attention and gemm only (select one with --op, or drop --op)".into());
+    }
+    let report = if naive {
+        run_naive_matrix(backend.as_ref(), oracle.as_ref(), &opts)
+    } else {
+        run_matrix(backend.as_ref(), oracle.as_ref(), &opts)
+    };
     if report.results.is_empty() && report.skipped.is_empty() {
         // Only a variant filter can select nothing at all.
         let kinds = opts.ops.clone().unwrap_or_else(|| OpKind::ALL.to_vec());
@@ -111,7 +131,7 @@ pub fn run(args: Args) -> CmdResult {
         .into());
     }
     if args.json {
-        print_json(&report, size)?;
+        print_json(&report, size, args.reference)?;
     } else {
         print!("{}", report.table(args.failures_only));
         println!();
@@ -131,11 +151,15 @@ pub fn run(args: Args) -> CmdResult {
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_json(report: &Report, size: MatrixSize) -> Result<(), serde_json::Error> {
+fn print_json(report: &Report, size: MatrixSize, reference: Reference) -> Result<(), serde_json::Error> {
     let j = JsonReport {
         backend: &report.backend,
         device: &report.device,
         size: size.name(),
+        reference: match reference {
+            Reference::Oracle => "oracle",
+            Reference::Naive => "naive",
+        },
         cases: report.results.len(),
         failed: report.failed().len(),
         skipped: report.skipped.len(),

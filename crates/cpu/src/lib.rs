@@ -20,6 +20,7 @@ pub use storage::CpuStorage;
 use foveate_core::{
     check_launch, Backend, DType, Error, HostTensor, Op, OpKind, Result, Tensor, TensorDesc, VariantInfo,
 };
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use storage::{cpu_storage, out_bytes, store_f64, Inputs};
 
@@ -33,6 +34,9 @@ pub struct CpuBackend {
     mode: Mode,
     /// Own thread pool (`fast_with_threads`); None uses rayon's global pool.
     pool: Option<Arc<rayon::ThreadPool>>,
+    /// `Backend::counters`: ops executed and tensors created (nothing is submitted or waited for).
+    launches: AtomicU64,
+    allocations: AtomicU64,
 }
 
 impl CpuBackend {
@@ -41,6 +45,8 @@ impl CpuBackend {
         CpuBackend {
             mode: Mode::Oracle,
             pool: None,
+            launches: AtomicU64::new(0),
+            allocations: AtomicU64::new(0),
         }
     }
 
@@ -49,6 +55,8 @@ impl CpuBackend {
         CpuBackend {
             mode: Mode::Fast,
             pool: None,
+            launches: AtomicU64::new(0),
+            allocations: AtomicU64::new(0),
         }
     }
 
@@ -62,6 +70,8 @@ impl CpuBackend {
         CpuBackend {
             mode: Mode::Fast,
             pool: Some(Arc::new(pool)),
+            launches: AtomicU64::new(0),
+            allocations: AtomicU64::new(0),
         }
     }
 
@@ -177,6 +187,7 @@ impl Backend for CpuBackend {
     }
 
     fn alloc(&self, desc: &TensorDesc) -> Result<Tensor> {
+        self.allocations.fetch_add(1, Ordering::Relaxed);
         Ok(Tensor::new(
             Arc::new(CpuStorage::zeroed(desc.size_bytes())),
             desc.clone(),
@@ -192,6 +203,7 @@ impl Backend for CpuBackend {
                 host.desc.size_bytes()
             )));
         }
+        self.allocations.fetch_add(1, Ordering::Relaxed);
         Ok(Tensor::new(
             Arc::new(CpuStorage::from_bytes(&host.bytes)),
             host.desc.clone(),
@@ -206,6 +218,17 @@ impl Backend for CpuBackend {
     }
 
     fn execute(&self, op: &Op, inputs: &[&Tensor], out: &Tensor, variant: &str) -> Result<()> {
-        self.launch(op, inputs, out, variant)
+        self.launch(op, inputs, out, variant)?;
+        self.launches.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn counters(&self) -> Option<foveate_core::Counters> {
+        Some(foveate_core::Counters {
+            launches: self.launches.load(Ordering::Relaxed),
+            submits: 0,
+            host_syncs: 0,
+            allocations: self.allocations.load(Ordering::Relaxed),
+        })
     }
 }

@@ -60,6 +60,13 @@ impl Tolerance {
             _ => Tolerance::for_dtype(dtype),
         }
     }
+
+    /// The bound between two kernels' outputs (the device-vs-device matrix): each is within
+    /// [`Tolerance::for_op`] of the exact result, so they are within twice it of each other.
+    pub fn between_kernels(op: &Op, dtype: DType) -> Tolerance {
+        let t = Self::for_op(op, dtype);
+        Tolerance { rel: 2.0 * t.rel, abs: 2.0 * t.abs, exact: t.exact }
+    }
 }
 
 /// The outcome of one comparison.

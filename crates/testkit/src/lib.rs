@@ -8,21 +8,28 @@
 //!
 //! Outputs are poisoned with NaN (u32::MAX for ids) before each run, so an element the backend
 //! never writes fails; `KvAppend`'s cache starts with random contents and is compared whole.
+//! Every output is followed by a guard tail of sentinels ([`guard`]), so a write past its end fails.
+//!
+//! [`run_naive_matrix`] is the device-vs-device matrix: GPU-scale attention and GEMM cases
+//! ([`scale_cases`]), each fast variant against the same backend's `naive` variant.
 
 mod assert;
 mod cases;
 mod compare;
 mod gen;
-mod matrix;
+pub mod guard;
 mod launch;
+mod matrix;
+mod naive;
 mod report;
 
 pub use assert::{assert_matrix_passes, assert_matrix_passes_with, require_env, skip_or_fail};
-pub use cases::cases;
+pub use cases::{cases, scale_cases};
 pub use compare::{compare, compare_with, Comparison, Tolerance};
 pub use gen::Gen;
 pub use launch::assert_launch_checks;
 pub use matrix::{run_case, run_matrix};
+pub use naive::{case_macs, run_naive_matrix, Reference, ORACLE_MAX_MACS};
 pub use report::{CaseResult, OpSummary, Report, Skipped};
 
 use foveate_core::{DType, HostTensor, Op, OpKind};

@@ -1,31 +1,37 @@
 //! Running the matrix: every case on every registered variant of a backend, against the oracle.
 
 use crate::report::{CaseResult, Report, Skipped};
-use crate::{cases, compare_with, Case, MatrixOptions, Tolerance};
+use crate::guard::Guarded;
+use crate::{cases, Case, MatrixOptions, Tolerance};
 use foveate_core::{Backend, Error, HostTensor, Result, Tensor, TensorDesc};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-/// Uploads the inputs, uploads the poisoned (or, for KvAppend, initial) output, executes and
-/// downloads the output.
-fn execute(backend: &dyn Backend, case: &Case, variant: &str) -> Result<HostTensor> {
+/// Uploads the inputs of `case`.
+pub(crate) fn upload_inputs(backend: &dyn Backend, case: &Case) -> Result<Vec<Tensor>> {
+    case.inputs.iter().map(|h| backend.upload(h)).collect()
+}
+
+/// Runs `case` on already uploaded `inputs` into a guarded output (poisoned with NaN, or the
+/// case's initial output for KvAppend, with a sentinel tail: see [`crate::guard`]), synchronises
+/// and reads the output back; a write past its end is an error.
+pub(crate) fn launch(backend: &dyn Backend, case: &Case, inputs: &[Tensor], variant: &str) -> Result<HostTensor> {
     let descs: Vec<&TensorDesc> = case.inputs.iter().map(|t| &t.desc).collect();
     let out_desc = case.op.infer(&descs)?;
-    let inputs: Vec<Tensor> = case.inputs.iter().map(|h| backend.upload(h)).collect::<Result<_>>()?;
     let refs: Vec<&Tensor> = inputs.iter().collect();
     let init = match &case.init_out {
         Some(t) => t.clone(),
         None => HostTensor::filled(out_desc.dtype, out_desc.shape.clone(), f32::NAN),
     };
-    let out = backend.upload(&init)?;
-    backend.execute(&case.op, &refs, &out, variant)?;
+    let out = Guarded::upload(backend, &init)?;
+    backend.execute(&case.op, &refs, &out.out, variant)?;
     backend.synchronize()?;
-    backend.download(&out)
+    out.download(backend)
 }
 
-/// Like [`execute`], but a panicking backend becomes an error (a bug in the backend, reported as
-/// one failed case rather than an aborted matrix).
-fn execute_guarded(backend: &dyn Backend, case: &Case, variant: &str) -> Result<HostTensor> {
-    match catch_unwind(AssertUnwindSafe(|| execute(backend, case, variant))) {
+/// `f()`, with a panic turned into an error (a bug in the backend, reported as one failed case
+/// rather than an aborted matrix).
+pub(crate) fn catching<T>(backend: &dyn Backend, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    match catch_unwind(AssertUnwindSafe(f)) {
         Ok(r) => r,
         Err(p) => {
             let msg = p
@@ -38,30 +44,48 @@ fn execute_guarded(backend: &dyn Backend, case: &Case, variant: &str) -> Result<
     }
 }
 
+/// Uploads the inputs and runs one variant (see [`launch`]), a panic becoming an error.
+pub(crate) fn execute_guarded(backend: &dyn Backend, case: &Case, variant: &str) -> Result<HostTensor> {
+    catching(backend, || launch(backend, case, &upload_inputs(backend, case)?, variant))
+}
+
 /// Runs one case on one variant of `backend` and compares with `want` (the oracle's output).
 pub fn run_case(backend: &dyn Backend, variant: &str, case: &Case, want: &HostTensor) -> CaseResult {
-    let mut r = CaseResult {
+    let got = execute_guarded(backend, case, variant);
+    CaseResult::new(case, variant, "cpu-oracle").judge(got, want, Tolerance::for_op(&case.op, case.dtype))
+}
+
+/// The variants of `case.op`'s family that `opts.variant` selects and `backend` can run on the
+/// case; each one it cannot run goes to `skipped` with the reason (the whole case, as variant
+/// `*`, when the backend lacks the dtype or registers no variant).
+pub(crate) fn runnable(backend: &dyn Backend, case: &Case, opts: &MatrixOptions, skipped: &mut Vec<Skipped>) -> Vec<&'static str> {
+    let skip = |variant: &str, reason: String| Skipped {
         op: case.op.label(),
-        kind: case.op.kind(),
         variant: variant.to_string(),
         dtype: case.dtype,
         shape: case.shape.clone(),
-        max_abs_err: f64::NAN,
-        rel_err: f64::NAN,
-        pass: false,
-        error: None,
+        reason,
     };
-    match execute_guarded(backend, case, variant) {
-        Err(e) => r.error = Some(e.to_string()),
-        Ok(got) => {
-            let c = compare_with(&got, want, Tolerance::for_op(&case.op, case.dtype));
-            r.max_abs_err = c.max_abs_err;
-            r.rel_err = c.rel_err;
-            r.pass = c.pass;
-            r.error = c.reason;
+    if !backend.dtypes().contains(&case.dtype) {
+        skipped.push(skip("*", format!("backend `{}` does not compute in {}", backend.name(), case.dtype)));
+        return Vec::new();
+    }
+    let variants = backend.variants(case.op.kind());
+    if variants.is_empty() {
+        skipped.push(skip("*", format!("backend `{}` registers no variant of {}", backend.name(), case.op.name())));
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    for v in variants.iter().filter(|v| opts.variant.as_deref().is_none_or(|n| n == v.name)) {
+        if !v.dtypes.contains(&case.dtype) {
+            skipped.push(skip(v.name, format!("variant `{}` does not list {}", v.name, case.dtype)));
+        } else if let Err(why) = backend.supports(&case.op, case.dtype, v.name) {
+            skipped.push(skip(v.name, why));
+        } else {
+            out.push(v.name);
         }
     }
-    r
+    out
 }
 
 /// Runs `cases(opts)` on every variant of `backend` that `opts.variant` selects and that
@@ -70,59 +94,19 @@ pub fn run_case(backend: &dyn Backend, variant: &str, case: &Case, want: &HostTe
 /// registered variant is listed there too.
 pub fn run_matrix(backend: &dyn Backend, oracle: &dyn Backend, opts: &MatrixOptions) -> Report {
     let mut report = Report::new(backend.name(), backend.device_name());
-    let dtypes = backend.dtypes();
     for case in cases(opts) {
-        let skip = |variant: &str, reason: String| Skipped {
-            op: case.op.label(),
-            variant: variant.to_string(),
-            dtype: case.dtype,
-            shape: case.shape.clone(),
-            reason,
-        };
-        if !dtypes.contains(&case.dtype) {
-            report.skipped.push(skip("*", format!("backend `{}` does not compute in {}", backend.name(), case.dtype)));
-            continue;
-        }
-        let variants = backend.variants(case.op.kind());
+        let variants = runnable(backend, &case, opts, &mut report.skipped);
         if variants.is_empty() {
-            report.skipped.push(skip("*", format!("backend `{}` registers no variant of {}", backend.name(), case.op.name())));
             continue;
         }
-        let mut want: Option<std::result::Result<HostTensor, String>> = None;
-        for v in variants.iter().filter(|v| opts.variant.as_deref().is_none_or(|n| n == v.name)) {
-            if !v.dtypes.contains(&case.dtype) {
-                report.skipped.push(skip(v.name, format!("variant `{}` does not list {}", v.name, case.dtype)));
-                continue;
-            }
-            if let Err(why) = backend.supports(&case.op, case.dtype, v.name) {
-                report.skipped.push(skip(v.name, why));
-                continue;
-            }
-            let want = want.get_or_insert_with(|| execute_guarded(oracle, &case, "").map_err(|e| e.to_string()));
-            let result = match want {
-                Ok(w) => run_case(backend, v.name, &case, w),
-                Err(e) => {
-                    let mut r = run_case_stub(&case, v.name);
-                    r.error = Some(format!("oracle `{}` failed: {e}", oracle.name()));
-                    r
-                }
-            };
-            report.results.push(result);
+        let want = execute_guarded(oracle, &case, "");
+        for v in variants {
+            let r = CaseResult::new(&case, v, oracle.name());
+            report.results.push(match &want {
+                Ok(w) => r.judge(execute_guarded(backend, &case, v), w, Tolerance::for_op(&case.op, case.dtype)),
+                Err(e) => r.failed(format!("oracle `{}` failed: {e}", oracle.name())),
+            });
         }
     }
     report
-}
-
-fn run_case_stub(case: &Case, variant: &str) -> CaseResult {
-    CaseResult {
-        op: case.op.label(),
-        kind: case.op.kind(),
-        variant: variant.to_string(),
-        dtype: case.dtype,
-        shape: case.shape.clone(),
-        max_abs_err: f64::NAN,
-        rel_err: f64::NAN,
-        pass: false,
-        error: None,
-    }
 }

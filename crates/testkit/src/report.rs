@@ -1,6 +1,7 @@
 //! The matrix's results: per-case rows, skips with reasons, a table and a summary.
 
-use foveate_core::{DType, OpKind};
+use crate::{compare_with, Case, Tolerance};
+use foveate_core::{DType, HostTensor, OpKind, Result};
 use serde::Serialize;
 use std::fmt::Write;
 
@@ -12,6 +13,9 @@ pub struct CaseResult {
     /// The op family (for per-op counts).
     pub kind: OpKind,
     pub variant: String,
+    /// What the output was compared with: `cpu-oracle`, or in the device-vs-device matrix the
+    /// same backend's `naive` variant (or `cpu` for a family without one, on large shapes).
+    pub reference: String,
     pub dtype: DType,
     pub shape: String,
     pub max_abs_err: f64,
@@ -19,6 +23,42 @@ pub struct CaseResult {
     pub pass: bool,
     /// Why it failed: the backend's error, or the worst mismatching element.
     pub error: Option<String>,
+}
+
+impl CaseResult {
+    /// A row for `variant` on `case`, compared with `reference`, not yet judged.
+    pub fn new(case: &Case, variant: &str, reference: &str) -> Self {
+        CaseResult {
+            op: case.op.label(),
+            kind: case.op.kind(),
+            variant: variant.to_string(),
+            reference: reference.to_string(),
+            dtype: case.dtype,
+            shape: case.shape.clone(),
+            max_abs_err: f64::NAN,
+            rel_err: f64::NAN,
+            pass: false,
+            error: None,
+        }
+    }
+
+    /// Fails the row with `why`.
+    pub fn failed(mut self, why: impl Into<String>) -> Self {
+        self.error = Some(why.into());
+        self
+    }
+
+    /// Judges the backend's output (or its error) against `want` under `tol`.
+    pub fn judge(mut self, got: Result<HostTensor>, want: &HostTensor, tol: Tolerance) -> Self {
+        match got {
+            Err(e) => self.failed(e.to_string()),
+            Ok(got) => {
+                let c = compare_with(&got, want, tol);
+                (self.max_abs_err, self.rel_err, self.pass, self.error) = (c.max_abs_err, c.rel_err, c.pass, c.reason);
+                self
+            }
+        }
+    }
 }
 
 /// A case x variant the backend declined, with its reason.
@@ -97,19 +137,21 @@ impl Report {
         let rows: Vec<&CaseResult> = self.results.iter().filter(|r| !failures_only || !r.pass).collect();
         let w_op = rows.iter().map(|r| r.op.len()).max().unwrap_or(2).max(2);
         let w_var = rows.iter().map(|r| r.variant.len()).max().unwrap_or(7).max(7);
+        let w_ref = rows.iter().map(|r| r.reference.len()).max().unwrap_or(9).max(9);
         let w_shape = rows.iter().map(|r| r.shape.len()).max().unwrap_or(5).max(5);
         let mut s = String::new();
         let _ = writeln!(
             s,
-            "{:<w_op$}  {:<w_var$}  {:<5}  {:<w_shape$}  {:>10}  {:>10}  result",
-            "op", "variant", "dtype", "shape", "max abs", "rel err"
+            "{:<w_op$}  {:<w_var$}  {:<w_ref$}  {:<5}  {:<w_shape$}  {:>10}  {:>10}  result",
+            "op", "variant", "reference", "dtype", "shape", "max abs", "rel err"
         );
         for r in rows {
             let _ = writeln!(
                 s,
-                "{:<w_op$}  {:<w_var$}  {:<5}  {:<w_shape$}  {:>10}  {:>10}  {}",
+                "{:<w_op$}  {:<w_var$}  {:<w_ref$}  {:<5}  {:<w_shape$}  {:>10}  {:>10}  {}",
                 r.op,
                 r.variant,
+                r.reference,
                 r.dtype.name(),
                 r.shape,
                 fmt_err(r.max_abs_err),

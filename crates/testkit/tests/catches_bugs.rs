@@ -1,8 +1,9 @@
 //! The matrix must catch wrong backends: wrappers around the oracle with one deliberate bug each.
 //! Each test asserts that exactly the cases the bug can affect fail, and every other case passes.
 
-use foveate_core::{Backend, DType, HostTensor, Mask, Op, OpKind, Result, Tensor};
+use foveate_core::{Backend, DType, HostTensor, Mask, Op, OpKind, Result, Tensor, TensorDesc};
 use foveate_cpu::CpuBackend;
+use foveate_testkit::guard::read_front;
 use foveate_testkit::{cases, run_matrix, Case, MatrixOptions, MatrixSize, Report};
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -15,6 +16,9 @@ enum Fault {
     UnmaskedRow { last: bool },
     /// Every op leaves one output element as it found it.
     LeavesOneElement,
+    /// Every op computes its output right, then writes one element just past its end (a last
+    /// tile storing a padding row).
+    WritesPastEnd,
 }
 
 struct Faulty {
@@ -22,11 +26,13 @@ struct Faulty {
     fault: Fault,
     /// Outputs that arrived without poison (they should all be NaN-filled, KvAppend excepted).
     unpoisoned: Mutex<Vec<String>>,
+    /// Outputs whose buffer ends where the tensor does (no guard tail to write into).
+    unguarded: Mutex<Vec<String>>,
 }
 
 impl Faulty {
     fn new(fault: Fault) -> Self {
-        Faulty { inner: CpuBackend::oracle(), fault, unpoisoned: Mutex::new(Vec::new()) }
+        Faulty { inner: CpuBackend::oracle(), fault, unpoisoned: Mutex::new(Vec::new()), unguarded: Mutex::new(Vec::new()) }
     }
 
     /// Writes `host` into `out` (a same-dtype cast is an exact copy on the oracle).
@@ -41,7 +47,7 @@ impl Faulty {
         let mut plain = spec.clone();
         plain.mask = Mask::None;
         let unmasked = foveate_core::run(&self.inner, &Op::Attention(plain), inputs, "")?;
-        let (mut got, free) = (self.inner.download(out)?, self.inner.download(&unmasked)?);
+        let (mut got, free) = (read_front(&self.inner, out)?, self.inner.download(&unmasked)?);
         let row = if last { spec.q_len - 1 } else { 0 };
         let esz = got.dtype().size();
         let row_bytes = spec.q_heads * spec.head_dim * esz;
@@ -50,6 +56,25 @@ impl Faulty {
             got.bytes[at..at + row_bytes].copy_from_slice(&free.bytes[at..at + row_bytes]);
         }
         self.write(&got, out)
+    }
+
+    /// Runs `op`, then overwrites the element just past the end of `out` with a copy of its last one.
+    fn write_past_end(&self, op: &Op, inputs: &[&Tensor], out: &Tensor, variant: &str) -> Result<()> {
+        self.inner.execute(op, inputs, out, variant)?;
+        let esz = out.dtype().size();
+        let (have, need) = (out.storage().size_bytes(), out.desc().size_bytes());
+        if need == 0 {
+            return Ok(());
+        }
+        if have < need + esz {
+            self.unguarded.lock().unwrap().push(op.label());
+            return Ok(());
+        }
+        let whole = Tensor::new(out.storage().clone(), TensorDesc::new(out.dtype(), vec![have / esz]));
+        let mut all = self.inner.download(&whole)?;
+        let last = all.bytes[need - esz..need].to_vec();
+        all.bytes[need..need + esz].copy_from_slice(&last);
+        self.write(&all, &whole)
     }
 }
 
@@ -74,8 +99,9 @@ impl Backend for Faulty {
                 self.write(&HostTensor::from_f32(x.dtype(), x.shape().clone(), &v), out)
             }
             (Fault::UnmaskedRow { last }, Op::Attention(_)) => self.unmasked_row(op, inputs, out, last),
+            (Fault::WritesPastEnd, _) => self.write_past_end(op, inputs, out, variant),
             (Fault::LeavesOneElement, _) => {
-                let before = self.inner.download(out)?;
+                let before = read_front(&self.inner, out)?;
                 let poisoned = match before.dtype() {
                     DType::U32 => before.to_u32().iter().all(|&x| x == u32::MAX),
                     _ => before.to_f32().iter().all(|x| x.is_nan()),
@@ -84,7 +110,7 @@ impl Backend for Faulty {
                     self.unpoisoned.lock().unwrap().push(op.label());
                 }
                 self.inner.execute(op, inputs, out, variant)?;
-                let mut after = self.inner.download(out)?;
+                let mut after = read_front(&self.inner, out)?;
                 // The element left alone: the first of the appended rows for KvAppend (rows
                 // outside them are legitimately untouched), the last element otherwise.
                 let idx = match op {
@@ -177,4 +203,17 @@ fn an_unwritten_output_element_is_caught() {
     assert!(unpoisoned.is_empty(), "outputs arrived without NaN poison: {unpoisoned:?}");
     // KvAppend's cache arrives with random contents and is compared whole.
     assert!(report.results.iter().any(|r| r.kind == OpKind::KvAppend && !r.pass));
+}
+
+#[test]
+fn a_write_past_the_end_of_the_output_is_caught() {
+    let (report, cases, faulty) = run(Fault::WritesPastEnd, None, MatrixSize::Small);
+    let n = assert_fails_exactly(&report, &cases, |_| true);
+    assert_eq!(n, report.results.len());
+    assert!(faulty.unguarded.lock().unwrap().is_empty(), "outputs without a guard tail: {:?}", faulty.unguarded.lock().unwrap());
+    for r in &report.results {
+        let e = r.error.as_deref().unwrap_or("");
+        assert!(e.starts_with("wrote past the end of its output") && e.contains("(guard element 0)"), "{} {}: {e}", r.op, r.shape);
+    }
+    eprintln!("e.g. {}", report.results[0].error.as_deref().unwrap_or(""));
 }

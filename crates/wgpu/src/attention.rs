@@ -4,7 +4,8 @@ use crate::launch::Dispatch;
 use crate::shader::KernelKey;
 use crate::WgpuBackend;
 use foveate_core::registry::attention as names;
-use foveate_core::{AttentionSpec, BlockLayout, DType, Mask, Result};
+use crate::buffers::DevBuf;
+use foveate_core::{AttentionSpec, BlockLayout, DType, Mask, Op, Result};
 
 /// Largest head dim the kernels take (private accumulators scale with it).
 pub const MAX_HEAD_DIM: usize = 256;
@@ -118,16 +119,7 @@ pub fn plan(be: &WgpuBackend, spec: &AttentionSpec, variant: &str) -> Result<Att
 }
 
 impl WgpuBackend {
-    pub(crate) fn attention(
-        &self,
-        spec: &AttentionSpec,
-        dt: DType,
-        q: &wgpu::Buffer,
-        k: &wgpu::Buffer,
-        v: &wgpu::Buffer,
-        out: &wgpu::Buffer,
-        variant: &str,
-    ) -> Result<()> {
+    pub(crate) fn attention(&self, op: &Op, spec: &AttentionSpec, dt: DType, [q, k, v]: [&DevBuf; 3], out: &DevBuf, variant: &str) -> Result<()> {
         let variant = if variant.is_empty() { Self::default_attention(spec) } else { variant };
         let plan = plan(self, spec, variant).map_err(|why| foveate_core::Error::unsupported("wgpu", why))?;
         let scale = spec.scale * std::f32::consts::LOG2_E;
@@ -170,7 +162,7 @@ impl WgpuBackend {
                 if let Some(c) = &class_buf {
                     d = d.bind(6, c);
                 }
-                self.submit(vec![d.params(&params)])
+                self.record(op, vec![d.params(&params)])
             }
             AttnPlan::Flash { bq, bk, sparse } => {
                 let key = base("attention.wgsl", "attn_flash", sparse).u("BQ", bq).u("BK", bk);
@@ -178,7 +170,7 @@ impl WgpuBackend {
                 if let Some(c) = &class_buf {
                     d = d.bind(6, c);
                 }
-                self.submit(vec![d.params(&params)])
+                self.record(op, vec![d.params(&params)])
             }
             AttnPlan::Decode { gh, bk, sparse } => {
                 let group = spec.group() as u32;
@@ -191,7 +183,11 @@ impl WgpuBackend {
                 let chunk = kv.div_ceil(want).div_ceil(bk).max(1) * bk;
                 let splits = kv.div_ceil(chunk).max(1);
                 params.extend_from_slice(&[splits, chunk, hchunks]);
-                let rows = spec.batch * spec.q_heads * splits as usize;
+                // Partials sized for the most splits any length up to the capacity takes
+                // (splits <= want and <= ceil(capacity / bk)), so a decode that grows the cache
+                // keeps reusing the same scratch.
+                let most = want.min((spec.kv_capacity as u32).div_ceil(bk)).max(splits);
+                let rows = spec.batch * spec.q_heads * most as usize;
                 let po = self.scratch(4 * rows * spec.head_dim)?;
                 let pl = self.scratch(4 * rows)?;
                 let key = base("decode_attention.wgsl", "decode_split", sparse).u("GH", gh).u("BK", bk).u("BQ", 1);
@@ -207,7 +203,7 @@ impl WgpuBackend {
                 let mut key2 = key;
                 key2.entry = "decode_combine";
                 let d2 = Dispatch::new(key2, [hq, b, 1]).bind(4, out).bind(7, &po).bind(8, &pl);
-                self.submit(vec![d1.params(&params), d2.params(&params)])
+                self.record(op, vec![d1.params(&params), d2.params(&params)])
             }
         }
     }

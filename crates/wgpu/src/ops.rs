@@ -1,5 +1,6 @@
 //! Encoding of every op: picks the kernel and its specialisation, binds, dispatches.
 
+use crate::buffers::DevBuf;
 use crate::launch::{grid_1d, Dispatch};
 use crate::shader::KernelKey;
 use crate::WgpuBackend;
@@ -45,9 +46,9 @@ impl WgpuBackend {
         op: &Op,
         dt: DType,
         inputs: &[&Tensor],
-        ins: &[&wgpu::Buffer],
+        ins: &[&DevBuf],
         out: &Tensor,
-        o: &wgpu::Buffer,
+        o: &DevBuf,
         variant: &str,
     ) -> Result<()> {
         let n_out = out.numel();
@@ -64,27 +65,27 @@ impl WgpuBackend {
                     _ => 2,
                 };
                 let d = flat("ew_binary", dt, opk, 0).bind(1, ins[0]).bind(2, ins[1]).bind(3, o).params(&[n]);
-                self.submit(vec![d])
+                self.record(op, vec![d])
             }
             Op::Unary(a) => {
                 let d = flat("ew_unary", dt, 0, act_code(*a)).bind(1, ins[0]).bind(3, o).params(&[n]);
-                self.submit(vec![d])
+                self.record(op, vec![d])
             }
             Op::Cast { to } => {
                 let d = flat("ew_cast", *to, 0, 0).bind(1, ins[0]).bind(3, o).params(&[n]);
-                self.submit(vec![d])
+                self.record(op, vec![d])
             }
             Op::Slice { axis, start, len } => {
                 let (_, dim, inner) = around(inputs[0].dims(), *axis);
                 let p = [n, u(dim, "dim")?, u(inner, "inner")?, u(*start, "start")?, u(*len, "len")?];
-                self.submit(vec![flat("ew_slice", dt, 0, 0).bind(1, ins[0]).bind(3, o).params(&p)])
+                self.record(op, vec![flat("ew_slice", dt, 0, 0).bind(1, ins[0]).bind(3, o).params(&p)])
             }
             Op::Concat { axis } => {
                 let (_, da, inner) = around(inputs[0].dims(), *axis);
                 let db = inputs[1].dims()[*axis];
                 let p = [n, u(da, "dim")?, u(db, "dim")?, u(inner, "inner")?];
                 let d = flat("ew_concat", dt, 0, 0).bind(1, ins[0]).bind(2, ins[1]).bind(3, o).params(&p);
-                self.submit(vec![d])
+                self.record(op, vec![d])
             }
             Op::KvAppend(spec) => {
                 let nd = inputs[0].dims();
@@ -95,13 +96,13 @@ impl WgpuBackend {
                 }
                 let p = [u(count, "new")?, u(nd[1] * row, "len")?, u(spec.capacity * row, "capacity")?, u(spec.pos * row, "pos")?];
                 let d = Dispatch::new(ew("ew_kv_append", dt, dt, 0, 0), grid_1d(count, EW_WG)).bind(1, ins[0]).bind(3, o).params(&p);
-                self.submit(vec![d])
+                self.record(op, vec![d])
             }
             Op::Embedding => {
                 let (v, dim) = (inputs[0].dims()[0], inputs[0].dims()[1]);
                 let p = [n, u(dim, "D")?, u(v, "V")?];
                 let d = flat("ew_embedding", dt, 0, 0).bind(1, ins[0]).bind(4, ins[1]).bind(3, o).params(&p);
-                self.submit(vec![d])
+                self.record(op, vec![d])
             }
             Op::LayerNorm { eps } | Op::RmsNorm { eps } => {
                 let rows = inputs[0].shape().rows();
@@ -112,7 +113,7 @@ impl WgpuBackend {
                 if layer {
                     d = d.bind(3, ins[2]);
                 }
-                self.submit(vec![d.params(&[u(rows, "rows")?, u(dim, "D")?, eps.to_bits()])])
+                self.record(op, vec![d.params(&[u(rows, "rows")?, u(dim, "D")?, eps.to_bits()])])
             }
             Op::Softmax | Op::Argmax => {
                 let rows = inputs[0].shape().rows();
@@ -123,7 +124,7 @@ impl WgpuBackend {
                 let sm = matches!(op, Op::Softmax);
                 let key = KernelKey::new(&["norm.wgsl"], if sm { "softmax" } else { "argmax" }).ty("T", dt);
                 let d = Dispatch::new(key, grid_1d(rows, 1)).bind(1, ins[0]).bind(if sm { 4 } else { 5 }, o);
-                self.submit(vec![d.params(&[u(rows, "rows")?, u(dim, "D")?, 0])])
+                self.record(op, vec![d.params(&[u(rows, "rows")?, u(dim, "D")?, 0])])
             }
             Op::Rope(spec) => {
                 let dims = inputs[0].dims();
@@ -132,7 +133,7 @@ impl WgpuBackend {
                 let key = KernelKey::new(&["rope.wgsl"], "rope").ty("T", dt);
                 let p = [n, u(h * dh, "H*D")?, u(dh, "D")?, u(r, "rotary_dim")?, spec.theta.log2().to_bits()];
                 let d = Dispatch::new(key, grid_1d(n_out, 256)).bind(1, ins[0]).bind(2, ins[1]).bind(3, o).params(&p);
-                self.submit(vec![d])
+                self.record(op, vec![d])
             }
             Op::Gemm(spec) => {
                 let (nn, k) = (inputs[1].dims()[0], inputs[1].dims()[1]);
@@ -155,7 +156,7 @@ impl WgpuBackend {
                     d = d.bind(4, ins[i]);
                 }
                 let d = d.bind(5, o).params(&[u(m, "M")?, u(nn, "N")?, u(k, "K")?]);
-                self.submit(vec![d])
+                self.record(op, vec![d])
             }
             Op::GeluMlp(spec) => {
                 let m = inputs[0].shape().rows();
@@ -185,7 +186,7 @@ impl WgpuBackend {
                     down = down.bind(4, ins[5]);
                 }
                 let down = down.params(&[u(m, "M")?, u(od, "O")?, u(hdim, "H")?]);
-                self.submit(vec![up, down])
+                self.record(op, vec![up, down])
             }
             Op::PatchEmbed(spec) => {
                 let pd = inputs[0].dims();
@@ -247,9 +248,9 @@ impl WgpuBackend {
                     }
                     ds.push(d.params(&p));
                 }
-                self.submit(ds)
+                self.record(op, ds)
             }
-            Op::Attention(spec) => self.attention(spec, dt, ins[0], ins[1], ins[2], o, variant),
+            Op::Attention(spec) => self.attention(op, spec, dt, [ins[0], ins[1], ins[2]], o, variant),
         }
     }
 }

@@ -169,27 +169,112 @@ pub fn preprocess(src: &str, flags: &HashMap<&str, bool>, what: &str) -> Result<
     Ok(out)
 }
 
-/// Compiled pipelines by kernel key.
+/// How a module declares one binding.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    Uniform,
+    Read,
+    ReadWrite,
+}
+
+/// The `@binding(N) var<...>` declarations of a (preprocessed) module.
+pub fn declared_bindings(src: &str) -> HashMap<u32, Access> {
+    let mut out = HashMap::new();
+    for line in src.lines() {
+        let Some(at) = line.find("@binding(") else { continue };
+        let rest = &line[at + "@binding(".len()..];
+        let Some(n) = rest.split(')').next().and_then(|n| n.trim().parse::<u32>().ok()) else { continue };
+        let Some(var) = rest.find("var<").map(|i| &rest[i + 4..]) else { continue };
+        let class: String = var.split('>').next().unwrap_or("").chars().filter(|c| !c.is_whitespace()).collect();
+        let access = match class.as_str() {
+            "uniform" => Access::Uniform,
+            "storage,read_write" => Access::ReadWrite,
+            _ => Access::Read,
+        };
+        out.insert(n, access);
+    }
+    out
+}
+
+/// A compiled kernel with its explicit layout: binding 0 is the launch parameters (a uniform
+/// with a dynamic offset into the per-batch parameter buffer), the others are storage buffers.
+pub struct Pipeline {
+    /// Unique per pipeline (part of the bind-group cache key).
+    pub id: u64,
+    pub pipeline: wgpu::ComputePipeline,
+    pub layout: wgpu::BindGroupLayout,
+    /// The kernel's label, for errors.
+    pub label: String,
+}
+
+/// Bytes of the parameter block (`array<vec4<u32>, 8>` in common.wgsl).
+pub const PARAMS_BYTES: u64 = 128;
+
+/// The pipelines of one kernel key, by the storage bindings of their layout.
+type ByBindings = Vec<(Vec<u32>, Arc<Pipeline>)>;
+
+/// Compiled pipelines by kernel key and the bindings a launch uses.
 #[derive(Default)]
 pub struct PipelineCache {
-    map: Mutex<HashMap<KernelKey, Arc<wgpu::ComputePipeline>>>,
+    map: Mutex<HashMap<KernelKey, ByBindings>>,
+    next_id: std::sync::atomic::AtomicU64,
 }
 
 impl PipelineCache {
-    pub fn get(&self, device: &wgpu::Device, key: &KernelKey) -> Result<Arc<wgpu::ComputePipeline>> {
-        if let Some(p) = self.map.lock().expect("pipeline cache lock").get(key) {
-            return Ok(p.clone());
+    /// The pipeline of `key` whose layout has the storage `bindings` (besides binding 0),
+    /// compiled on first use; the access mode of each comes from the module's declaration.
+    pub fn get(&self, device: &wgpu::Device, key: &KernelKey, bindings: &[u32]) -> Result<Arc<Pipeline>> {
+        if let Some(v) = self.map.lock().expect("pipeline cache lock").get(key) {
+            if let Some((_, p)) = v.iter().find(|(b, _)| b == bindings) {
+                return Ok(p.clone());
+            }
         }
         let src = key.source()?;
         let label = key.label();
+        let declared = declared_bindings(&src);
+        let mut entries = vec![wgpu::BindGroupLayoutEntry {
+            binding: 0,
+            visibility: wgpu::ShaderStages::COMPUTE,
+            ty: wgpu::BindingType::Buffer {
+                ty: wgpu::BufferBindingType::Uniform,
+                has_dynamic_offset: true,
+                min_binding_size: std::num::NonZeroU64::new(PARAMS_BYTES),
+            },
+            count: None,
+        }];
+        for &b in bindings {
+            let read_only = match declared.get(&b) {
+                Some(Access::Read) => true,
+                Some(Access::ReadWrite) => false,
+                _ => {
+                    return Err(Error::device("wgpu", format!("{label}: a launch binds @binding({b}), which the module does not declare as storage")))
+                }
+            };
+            entries.push(wgpu::BindGroupLayoutEntry {
+                binding: b,
+                visibility: wgpu::ShaderStages::COMPUTE,
+                ty: wgpu::BindingType::Buffer {
+                    ty: wgpu::BufferBindingType::Storage { read_only },
+                    has_dynamic_offset: false,
+                    min_binding_size: None,
+                },
+                count: None,
+            });
+        }
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
         let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
             label: Some(&label),
             source: wgpu::ShaderSource::Wgsl(src.into()),
         });
+        let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor { label: Some(&label), entries: &entries });
+        let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+            label: Some(&label),
+            bind_group_layouts: &[Some(&layout)],
+            immediate_size: 0,
+        });
         let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
             label: Some(&label),
-            layout: None,
+            layout: Some(&pipeline_layout),
             module: &module,
             entry_point: Some(key.entry),
             compilation_options: Default::default(),
@@ -198,13 +283,14 @@ impl PipelineCache {
         if let Some(e) = pollster::block_on(scope.pop()) {
             return Err(Error::device("wgpu", format!("compiling {label}: {e}")));
         }
-        let p = Arc::new(pipeline);
-        self.map.lock().expect("pipeline cache lock").insert(key.clone(), p.clone());
+        let id = self.next_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let p = Arc::new(Pipeline { id, pipeline, layout, label });
+        self.map.lock().expect("pipeline cache lock").entry(key.clone()).or_default().push((bindings.to_vec(), p.clone()));
         Ok(p)
     }
 
     pub fn len(&self) -> usize {
-        self.map.lock().map(|m| m.len()).unwrap_or(0)
+        self.map.lock().map(|m| m.values().map(Vec::len).sum()).unwrap_or(0)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -223,5 +309,15 @@ mod tests {
         assert_eq!(preprocess(src, &flags, "t").unwrap(), "x\na\nanb\nnb\n");
         assert!(preprocess("#if C\n#endif\n", &flags, "t").is_err());
         assert!(preprocess("#if A\n", &flags, "t").is_err());
+    }
+
+    #[test]
+    fn bindings_are_read_from_the_declarations() {
+        let src = "@group(0) @binding(0) var<uniform> P: array<vec4<u32>, 8>;\n\
+                   @group(0) @binding(1) var<storage, read> A: array<f32>;\n\
+                   @group(0) @binding(12) var<storage,read_write> O: array<f32>;\n";
+        let b = declared_bindings(src);
+        assert_eq!(b.len(), 3);
+        assert_eq!((b[&0], b[&1], b[&12]), (Access::Uniform, Access::Read, Access::ReadWrite));
     }
 }

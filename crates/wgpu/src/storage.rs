@@ -2,44 +2,42 @@
 //!
 //! A buffer holds the tensor's bytes in its own dtype (f16 as 2-byte elements), sized up to a
 //! multiple of 4 bytes (and at least 4) because WGSL storage arrays bind in 4-byte units; the
-//! logical size stays in the tensor's descriptor.
+//! logical size stays in the tensor's descriptor. A dropped tensor's buffer is parked for reuse
+//! (see `buffers.rs`).
 
+use crate::batch::Shared;
+use crate::buffers::DevBuf;
 use foveate_core::Storage;
 use std::any::Any;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-/// Allocation counters shared by a backend and its buffers.
-#[derive(Default)]
-pub struct Counters {
-    pub allocated: AtomicU64,
-    pub peak: AtomicU64,
-}
-
-impl Counters {
-    pub fn add(&self, n: u64) {
-        let now = self.allocated.fetch_add(n, Ordering::Relaxed) + n;
-        self.peak.fetch_max(now, Ordering::Relaxed);
-    }
-}
-
 pub struct WgpuStorage {
-    pub buffer: wgpu::Buffer,
+    buf: Option<DevBuf>,
     /// Logical size in bytes (the buffer may be up to 3 bytes larger).
     pub bytes: usize,
-    counters: Arc<Counters>,
+    shared: Arc<Shared>,
 }
 
 impl WgpuStorage {
-    pub fn new(buffer: wgpu::Buffer, bytes: usize, counters: Arc<Counters>) -> Self {
-        counters.add(buffer.size());
-        WgpuStorage { buffer, bytes, counters }
+    pub(crate) fn new(buf: DevBuf, bytes: usize, shared: Arc<Shared>) -> Self {
+        WgpuStorage { buf: Some(buf), bytes, shared }
+    }
+
+    pub(crate) fn dev(&self) -> &DevBuf {
+        self.buf.as_ref().expect("live storage")
+    }
+
+    /// The wgpu buffer.
+    pub fn buffer(&self) -> &wgpu::Buffer {
+        &self.dev().buffer
     }
 }
 
 impl Drop for WgpuStorage {
     fn drop(&mut self) {
-        self.counters.allocated.fetch_sub(self.buffer.size(), Ordering::Relaxed);
+        if let Some(b) = self.buf.take() {
+            self.shared.release(b);
+        }
     }
 }
 

@@ -5,7 +5,7 @@ use crate::Case;
 use foveate_core::{Activation, GemmSpec, MlpSpec, Op, PatchEmbedSpec};
 
 /// (leading dims of a, N, K); the label reads `m{M} n{N} k{K}`.
-type G = (&'static [usize], usize, usize);
+pub(super) type G = (&'static [usize], usize, usize);
 
 /// Every epilogue on a tiled shape and on a skinny one (M <= 8: decode GEMV paths).
 const EPILOGUE_SHAPES_FULL: &[G] = &[(&[17], 33, 65), (&[3], 33, 130)];
@@ -13,7 +13,7 @@ const EPILOGUE_SHAPES_SMALL: &[G] = &[(&[11], 12, 19), (&[5], 12, 19)];
 const EXTRA_FULL: &[G] = &[(&[1], 1, 1), (&[2, 64], 96, 72), (&[1], 128, 256), (&[3, 5], 64, 48), (&[31], 7, 129)];
 const EXTRA_SMALL: &[G] = &[(&[1], 1, 1), (&[2, 8], 24, 48), (&[1], 48, 32), (&[13], 7, 9)];
 
-fn gemm_case(ctx: &Ctx, spec: GemmSpec, (lead, n, k): G) -> Case {
+pub(super) fn gemm_case(ctx: &Ctx, spec: GemmSpec, (lead, n, k): G) -> Case {
     let m: usize = lead.iter().product();
     let label = format!("m{m} n{n} k{k}{}", if lead.len() > 1 { format!(" a{}", dims_label(lead)) } else { String::new() });
     let op = Op::Gemm(spec);
