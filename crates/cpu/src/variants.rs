@@ -40,6 +40,9 @@ pub(crate) fn list(oracle: bool, op: OpKind) -> Vec<VariantInfo> {
 /// Resolves `variant` ("" = default) for `op` on `dtype`; the error says why it cannot run.
 pub(crate) fn resolve(oracle: bool, op: &Op, dtype: DType, variant: &str) -> Result<&'static str, String> {
     let kind = op.kind();
+    if let (Op::Attention(a), "", false) = (op, variant, oracle) {
+        return foveate_core::registry::pick_attention("", a, &|v| resolve(oracle, op, dtype, v).map(|_| ()));
+    }
     let vs = list(oracle, kind);
     let v = if variant.is_empty() {
         &vs[0]

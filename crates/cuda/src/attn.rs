@@ -108,7 +108,8 @@ pub(crate) fn supports(
     sizes_ok(a)?;
     let sparse = matches!(a.mask, Mask::BlockSparse(_));
     match variant {
-        "" | av::NAIVE => {
+        "" => pick(a, dtype).map(|_| ()),
+        av::NAIVE => {
             if a.head_dim > 256 {
                 return Err(format!("head_dim {} > 256", a.head_dim));
             }
@@ -139,14 +140,9 @@ pub(crate) fn supports(
     }
 }
 
-/// The kernel the empty variant runs.
-pub(crate) fn pick(a: &AttentionSpec, dtype: DType) -> &'static str {
-    for v in [av::FLASH_DECODE, av::BLOCK_SPARSE, av::FLASH] {
-        if supports(a, dtype, v).is_ok() {
-            return v;
-        }
-    }
-    av::NAIVE
+/// The kernel the empty variant runs, by the one policy (`registry::pick_attention`).
+pub(crate) fn pick(a: &AttentionSpec, dtype: DType) -> std::result::Result<&'static str, String> {
+    foveate_core::registry::pick_attention("", a, &|v| supports(a, dtype, v))
 }
 
 // ------------------------------------------------------------------ launches
@@ -512,13 +508,13 @@ mod tests {
         assert!(supports(&a, DType::BF16, av::FLASH_DECODE).is_ok());
         assert!(supports(&a, DType::BF16, av::FLASH).is_ok());
         assert!(supports(&a, DType::BF16, av::BLOCK_SPARSE).is_err());
-        assert_eq!(pick(&a, DType::BF16), av::FLASH_DECODE);
+        assert_eq!(pick(&a, DType::BF16).unwrap(), av::FLASH_DECODE);
         let b = AttentionSpec::new(1, 4, 2, 3, 9, 36, Mask::None);
         assert!(supports(&b, DType::F16, av::FLASH)
             .unwrap_err()
             .contains("multiple of 8"));
         assert!(supports(&b, DType::F32, av::FLASH).is_ok());
-        assert_eq!(pick(&b, DType::F16), av::NAIVE);
+        assert_eq!(pick(&b, DType::F16).unwrap(), av::NAIVE);
         assert!(supports(&b, DType::F16, av::FLASH_DECODE)
             .unwrap_err()
             .contains("q_len"));
@@ -529,6 +525,6 @@ mod tests {
             .unwrap_err()
             .contains("multiple of 8"));
         assert!(supports(&odd, DType::F32, FLASH_DECODE_V16).is_ok());
-        assert_eq!(pick(&odd, DType::BF16), av::FLASH_DECODE);
+        assert_eq!(pick(&odd, DType::BF16).unwrap(), av::FLASH_DECODE);
     }
 }

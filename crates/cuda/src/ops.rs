@@ -381,11 +381,7 @@ pub(crate) fn execute(
             )
         }
         Op::Attention(a) => {
-            let v = if variant.is_empty() {
-                attn::pick(a, dt)
-            } else {
-                variant
-            };
+            let v = if variant.is_empty() { attn::pick(a, dt).map_err(dev)? } else { variant };
             match v {
                 av::NAIVE => attn::naive(be, q, a, dt, ins, out),
                 av::FLASH => attn::flash(be, q, a, dt, ins, out, None),

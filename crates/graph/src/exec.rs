@@ -107,8 +107,8 @@ impl Exec {
         if self.attention == AttentionKind::BlockSparse {
             spec.mask = Mask::BlockSparse(self.layout(spec.q_len, spec.kv_len, &spec.mask)?);
         }
-        let op = Op::Attention(spec);
-        let variant = self.attention_variant(&op)?;
+        let op = Op::Attention(spec.clone());
+        let variant = self.attention_variant(&op, &spec)?;
         self.run_variant(&op, &[q, k, v], variant)
     }
 
@@ -141,22 +141,10 @@ impl Exec {
         self.layouts.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
 
-    /// The registered variant for this launch: the chosen family, or `flash-decode` for a
-    /// single-query flash launch the plain flash kernel does not take.
-    fn attention_variant(&self, op: &Op) -> Result<&'static str> {
-        let want = self.attention.name();
-        let first = match self.backend.supports(op, self.dtype, want) {
-            Ok(()) => return Ok(want),
-            Err(why) => why,
-        };
-        if let Op::Attention(a) = op {
-            if self.attention == AttentionKind::Flash
-                && a.q_len == 1
-                && self.backend.supports(op, self.dtype, attention::FLASH_DECODE).is_ok()
-            {
-                return Ok(attention::FLASH_DECODE);
-            }
-        }
-        Err(Error::unsupported(self.backend.name(), format!("attention variant `{want}` for {} in {}: {first}", op.label(), self.dtype)))
+    /// The registered variant for this launch: the chosen family through the one policy
+    /// (`registry::pick_attention`: decode goes to `flash-decode` where a backend has it).
+    fn attention_variant(&self, op: &Op, spec: &AttentionSpec) -> Result<&'static str> {
+        foveate_core::registry::pick_attention(self.attention.name(), spec, &|v| self.backend.supports(op, self.dtype, v))
+            .map_err(|why| Error::unsupported(self.backend.name(), format!("attention `{}` for {} in {}: {why}", self.attention.name(), op.label(), self.dtype)))
     }
 }

@@ -120,7 +120,7 @@ pub fn plan(be: &WgpuBackend, spec: &AttentionSpec, variant: &str) -> Result<Att
 
 impl WgpuBackend {
     pub(crate) fn attention(&self, op: &Op, spec: &AttentionSpec, dt: DType, [q, k, v]: [&DevBuf; 3], out: &DevBuf, variant: &str) -> Result<()> {
-        let variant = if variant.is_empty() { Self::default_attention(spec) } else { variant };
+        let variant = self.attention_variant(spec, variant).map_err(|why| foveate_core::Error::unsupported("wgpu", why))?;
         let plan = plan(self, spec, variant).map_err(|why| foveate_core::Error::unsupported("wgpu", why))?;
         let scale = spec.scale * std::f32::consts::LOG2_E;
         let lay = layout(&spec.mask);

@@ -3,7 +3,7 @@
 use crate::attention;
 use crate::WgpuBackend;
 use foveate_core::registry::attention as names;
-use foveate_core::{DType, Mask, Op, OpKind, VariantInfo};
+use foveate_core::{DType, Op, OpKind, VariantInfo};
 
 /// Why bf16 is not offered.
 pub const BF16_REASON: &str = "bf16 is not supported by the wgpu backend: WGSL has no bf16 type and no \
@@ -43,14 +43,16 @@ impl WgpuBackend {
         vec![VariantInfo::new(op, name, &dts, note)]
     }
 
-    /// The attention variant an empty name picks.
-    pub(crate) fn default_attention(spec: &foveate_core::AttentionSpec) -> &'static str {
-        if matches!(spec.mask, Mask::BlockSparse(_)) {
-            names::BLOCK_SPARSE
-        } else if spec.q_len == 1 {
-            names::FLASH_DECODE
-        } else {
-            names::FLASH
+    /// The attention variant that runs `variant` ("" = the default, by the one policy in
+    /// `registry::pick_attention`), checked against this adapter.
+    pub(crate) fn attention_variant(&self, spec: &foveate_core::AttentionSpec, variant: &str) -> Result<&'static str, String> {
+        let fits = |v: &'static str| attention::plan(self, spec, v).map(|_| ());
+        if variant.is_empty() {
+            return foveate_core::registry::pick_attention("", spec, &fits);
+        }
+        match names::ALL.into_iter().find(|&n| n == variant) {
+            Some(v) => fits(v).map(|()| v),
+            None => Err(format!("unknown attention variant `{variant}` (wgpu has {})", names::ALL.join(", "))),
         }
     }
 
@@ -74,8 +76,7 @@ impl WgpuBackend {
             return Err(format!("{} computes on float tensors only", op.name()));
         }
         if let Op::Attention(spec) = op {
-            let v = if variant.is_empty() { Self::default_attention(spec) } else { variant };
-            return attention::plan(self, spec, v).map(|_| ());
+            return self.attention_variant(spec, variant).map(|_| ());
         }
         let (name, _) = single_variant(op.kind());
         if !variant.is_empty() && variant != name {
