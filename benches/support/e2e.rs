@@ -9,7 +9,7 @@
 use crate::shapes::Builtin;
 use crate::values;
 use foveate_core::{Backend, DType, Error, Op, Result, Tensor};
-use foveate_graph::{AttentionKind, Exec, KvCache, Positions, TextModel};
+use foveate_graph::{AttentionKind, Buf, Exec, KvCache, Positions, TextModel};
 use foveate_models::arch::llama::Llama;
 use foveate_models::arch::llava::{Llava, LlavaVision};
 use foveate_models::vars::{CheckpointSource, RandomSource, TensorSource};
@@ -29,12 +29,16 @@ pub struct E2eModel {
     pixels: Option<Tensor>,
 }
 
-/// Timings of one prefill: the ms and the first generated token.
+/// Timings of one prefill of a batch of prompts: the ms, their caches and first generated tokens.
 pub struct Prefill {
     pub ms: f64,
-    pub cache: KvCache,
-    pub next: u32,
+    pub caches: Vec<KvCache>,
+    pub next: Vec<u32>,
 }
+
+/// Request `b` of a batched prefill with seed `s` has the prompt of the single prefill with seed
+/// `s + b * SEED_STRIDE`.
+pub const SEED_STRIDE: u64 = 7919;
 
 /// Bytes the weights of a builtin take in `dtype` (to refuse what cannot fit before allocating).
 pub fn builtin_weight_bytes(b: &Builtin, layers: Option<usize>, dtype: DType) -> usize {
@@ -157,49 +161,72 @@ impl E2eModel {
             .ok_or_else(|| Error::Msg(format!("{} has no language model", self.name)))
     }
 
-    /// Greedy next token from the last row of `h` (LM head on that row only, argmax on the device).
-    fn next_token(&self, h: &Tensor) -> Result<u32> {
-        let l = self.text()?.logits(&self.ex, h, 1)?;
+    /// Greedy next tokens of a batch: the LM head on the last row of each of the `batch` runs of
+    /// `per` rows of `h` (gathered on the device, as the runtime's batched prefill does), argmax on
+    /// the device.
+    fn next_tokens(&self, h: Buf, per: usize, batch: usize) -> Result<Vec<u32>> {
+        let w = self.text()?;
+        let l = if per == 1 || batch == 1 {
+            w.logits(&self.ex, &h, batch)?
+        } else {
+            let d = h.dims()[2];
+            let table = h.into_shape([per * batch, d])?;
+            let last: Vec<u32> = (1..=batch).map(|b| (b * per - 1) as u32).collect();
+            let rows = self.ex.upload_u32(&[1, batch], &last)?;
+            let hl = self.ex.run(&Op::Embedding, &[&table, &rows])?;
+            w.logits(&self.ex, &hl, batch)?
+        };
         let id = self.ex.run(&Op::Argmax, &[&l])?;
-        Ok(self.ex.backend.download(&id)?.to_u32()[0])
+        Ok(self.ex.backend.download(&id)?.to_u32())
     }
 
     /// Prefill of `prompt` random text tokens into a cache of `prompt + extra` rows, up to and
     /// including the first generated token.
     pub fn prefill(&self, prompt: usize, extra: usize, seed: u64) -> Result<Prefill> {
-        let w = self.text()?;
-        let ids = values::ids(prompt, w.vocab_size(), seed);
-        self.ex.backend.synchronize()?;
-        let t0 = Instant::now();
-        let mut cache = KvCache::new(&self.ex, w.kv_shape(), prompt + extra.max(1))?;
-        let idt = self.ex.upload_u32(&[1, prompt], &ids)?;
-        let x = w.embed(&self.ex, &idt)?;
-        let h = w.forward(&self.ex, x, &Positions::linear(1, 0, prompt), &mut [(&mut cache, prompt)])?;
-        let next = self.next_token(&h)?;
-        drop(h);
-        self.ex.backend.synchronize()?;
-        Ok(Prefill {
-            ms: t0.elapsed().as_secs_f64() * 1e3,
-            cache,
-            next,
-        })
+        self.prefill_batch(1, prompt, extra, seed)
     }
 
-    /// `steps` greedy decode steps after a prefill; returns ms for all of them.
-    pub fn decode(&self, p: &mut Prefill, steps: usize) -> Result<f64> {
+    /// Prefill of `batch` prompts of `prompt` random tokens each (request `b` has the prompt of
+    /// seed `seed + b * SEED_STRIDE`) as one ragged forward (each
+    /// with its own cache of `prompt + extra` rows and positions from 0), through their first
+    /// generated tokens: what `eval --batch-size` does for a group of questions.
+    pub fn prefill_batch(&self, batch: usize, prompt: usize, extra: usize, seed: u64) -> Result<Prefill> {
         let w = self.text()?;
+        let batch = batch.max(1);
+        let ids: Vec<u32> = (0..batch as u64).flat_map(|b| values::ids(prompt, w.vocab_size(), seed + b * SEED_STRIDE)).collect();
+        let one = Positions::linear(1, 0, prompt);
+        let pos = Positions::concat(&vec![&one; batch])?;
         self.ex.backend.synchronize()?;
         let t0 = Instant::now();
-        let mut tok = p.next;
+        let mut caches = (0..batch).map(|_| KvCache::new(&self.ex, w.kv_shape(), prompt + extra.max(1))).collect::<Result<Vec<_>>>()?;
+        let idt = self.ex.upload_u32(&[1, batch * prompt], &ids)?;
+        let x = w.embed(&self.ex, &idt)?;
+        let mut seqs: Vec<(&mut KvCache, usize)> = caches.iter_mut().map(|c| (c, prompt)).collect();
+        let h = w.forward(&self.ex, x, &pos, &mut seqs)?;
+        let next = self.next_tokens(h, prompt, batch)?;
+        self.ex.backend.synchronize()?;
+        Ok(Prefill { ms: t0.elapsed().as_secs_f64() * 1e3, caches, next })
+    }
+
+    /// `steps` greedy decode steps of every sequence of a prefill, all sequences in one forward
+    /// per step; returns ms for all of them.
+    pub fn decode(&self, p: &mut Prefill, steps: usize) -> Result<f64> {
+        let w = self.text()?;
+        let batch = p.caches.len();
+        self.ex.backend.synchronize()?;
+        let t0 = Instant::now();
+        let mut toks = p.next.clone();
         for _ in 0..steps {
-            let idt = self.ex.upload_u32(&[1, 1], &[tok])?;
+            let idt = self.ex.upload_u32(&[1, batch], &toks)?;
             let x = w.embed(&self.ex, &idt)?;
-            let pos = Positions::linear(1, p.cache.len as u32, 1);
-            let h = w.forward(&self.ex, x, &pos, &mut [(&mut p.cache, 1)])?;
-            tok = self.next_token(&h)?;
+            let each: Vec<Positions> = p.caches.iter().map(|c| Positions::linear(1, c.len as u32, 1)).collect();
+            let pos = Positions::concat(&each.iter().collect::<Vec<_>>())?;
+            let mut seqs: Vec<(&mut KvCache, usize)> = p.caches.iter_mut().map(|c| (c, 1)).collect();
+            let h = w.forward(&self.ex, x, &pos, &mut seqs)?;
+            toks = self.next_tokens(h, 1, batch)?;
         }
         self.ex.backend.synchronize()?;
-        p.next = tok;
+        p.next = toks;
         Ok(t0.elapsed().as_secs_f64() * 1e3)
     }
 
@@ -222,5 +249,34 @@ impl E2eModel {
                 self.cfg.text.hidden_size,
                 self.cfg.text.hidden_size,
             )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The batched bench path (one ragged prefill, one decode forward for all) must produce each
+    /// request's tokens of a run on its own, or its tokens/s measure something else.
+    #[test]
+    fn batched_prefill_and_decode_give_the_single_runs_tokens() {
+        let mut b = crate::shapes::builtin("qwen2-0.5b").expect("builtin");
+        if let Some(t) = b.text.as_mut() {
+            t.vocab = 512;
+        }
+        let backend: Arc<dyn Backend> = Arc::new(foveate_cpu::CpuBackend::fast());
+        let m = E2eModel::builtin(&b, Some(1), backend, DType::F32, AttentionKind::Flash).expect("model");
+        let (prompt, steps, seed) = (7, 3, 5);
+        let mut batched = m.prefill_batch(3, prompt, steps, seed).expect("batched prefill");
+        let first = batched.next.clone();
+        // Distinct requests (so a mix-up of rows between requests cannot pass unseen).
+        assert!(first.iter().any(|&t| t != first[0]), "the three prompts give one token: {first:?}");
+        m.decode(&mut batched, steps).expect("batched decode");
+        for r in 0..3u64 {
+            let mut one = m.prefill(prompt, steps, seed + r * SEED_STRIDE).expect("prefill");
+            assert_eq!(one.next[0], first[r as usize], "first token of request {r}");
+            m.decode(&mut one, steps).expect("decode");
+            assert_eq!(one.next[0], batched.next[r as usize], "token after {steps} decode steps, request {r}");
+        }
     }
 }

@@ -49,6 +49,11 @@ pub struct Args {
         default_value = "128"
     )]
     decode: Vec<usize>,
+    /// Requests decoded together (comma separated): prompts prefilled as one ragged forward, then
+    /// one decode step for all of them (what `eval --batch-size` runs). Tokens/s count every
+    /// request's tokens.
+    #[arg(short = 'B', long = "batch", value_delimiter = ',', default_value = "1")]
+    batch: Vec<usize>,
     /// Timed repetitions per configuration.
     #[arg(short = 'r', long, default_value_t = 5)]
     reps: usize,
@@ -127,6 +132,7 @@ struct Config<'a> {
     attention: AttentionKind,
     prompt: usize,
     decode: usize,
+    batch: usize,
 }
 
 fn load(
@@ -176,7 +182,7 @@ fn run_config(a: &Args, model: &str, c: &Config) -> foveate_core::Result<Row> {
     for i in 0..a.warmup + a.reps.max(1) {
         let e = if image { Some(m.encode()?) } else { None };
         let (p, d) = if text {
-            let mut p = m.prefill(c.prompt, c.decode, i as u64)?;
+            let mut p = m.prefill_batch(c.batch, c.prompt, c.decode, i as u64)?;
             let before = backend.counters();
             let d = m.decode(&mut p, c.decode)?;
             if let (true, Some(b), Some(now)) = (i >= a.warmup, before, backend.counters()) {
@@ -200,10 +206,11 @@ fn run_config(a: &Args, model: &str, c: &Config) -> foveate_core::Result<Row> {
             dec.extend(d);
         }
         eprintln!(
-            "bench: {model} {} {} {} run {}{}: encode {} prefill {} decode {}",
+            "bench: {model} {} {} {} b{} run {}{}: encode {} prefill {} decode {}",
             c.backend,
             c.dtype,
             c.attention.name(),
+            c.batch,
             i + 1,
             if i < a.warmup { " (warm-up)" } else { "" },
             e.map_or("-".into(), |v| format!("{v:.1} ms")),
@@ -217,14 +224,14 @@ fn run_config(a: &Args, model: &str, c: &Config) -> foveate_core::Result<Row> {
     }
     if text {
         metrics.insert("prefill_ms".into(), ms(Stat::of(&pre)));
-        let tps: Vec<f64> = pre.iter().map(|t| c.prompt as f64 / (t / 1e3)).collect();
+        let tps: Vec<f64> = pre.iter().map(|t| (c.batch * c.prompt) as f64 / (t / 1e3)).collect();
         metrics.insert(
             "prefill_tokens_per_s".into(),
             Metric::new(Stat::of(&tps), "tokens/s"),
         );
         if c.decode > 0 {
             metrics.insert("decode_ms".into(), ms(Stat::of(&dec)));
-            let tps: Vec<f64> = dec.iter().map(|t| c.decode as f64 / (t / 1e3)).collect();
+            let tps: Vec<f64> = dec.iter().map(|t| (c.batch * c.decode) as f64 / (t / 1e3)).collect();
             metrics.insert(
                 "decode_tokens_per_s".into(),
                 Metric::new(Stat::of(&tps), "tokens/s"),
@@ -259,7 +266,9 @@ fn run_config(a: &Args, model: &str, c: &Config) -> foveate_core::Result<Row> {
             Metric::value(p as f64 / (1u64 << 20) as f64, "MiB"),
         );
     }
-    let workload = if text {
+    let workload = if text && c.batch > 1 {
+        format!("{} p{} n{} b{}", m.name, c.prompt, c.decode, c.batch)
+    } else if text {
         format!("{} p{} n{}", m.name, c.prompt, c.decode)
     } else {
         m.name.clone()
@@ -274,7 +283,7 @@ fn run_config(a: &Args, model: &str, c: &Config) -> foveate_core::Result<Row> {
         seq_len: text.then_some(c.prompt),
         metrics,
         config: json!({
-            "model": model, "prompt": c.prompt, "decode": c.decode, "reps": a.reps, "warmup": a.warmup,
+            "model": model, "prompt": c.prompt, "decode": c.decode, "batch": c.batch, "reps": a.reps, "warmup": a.warmup,
             "threads": a.threads, "layers": a.layers, "vocab": a.vocab, "image": image, "weights_mib": m.weight_bytes as f64 / (1u64 << 20) as f64,
             "device": backend.device_name(),
         }),
@@ -393,22 +402,18 @@ pub fn run(a: Args) -> CmdResult {
                         .map_err(|e: String| Error::Msg(format!("--attention: {e}")))?;
                     for &prompt in &a.prompt {
                         for &decode in &a.decode {
-                            let c = Config {
-                                backend: be,
-                                dtype,
-                                attention,
-                                prompt,
-                                decode,
-                            };
-                            let row = run_config(&a, model, &c)?;
-                            let dev = row.config["device"]
-                                .as_str()
-                                .unwrap_or_default()
-                                .to_string();
-                            if !devices.contains(&dev) {
-                                devices.push(dev);
+                            for &batch in &a.batch {
+                                if batch == 0 {
+                                    return Err(Error::Msg("--batch: a batch of 0 requests".into()).into());
+                                }
+                                let c = Config { backend: be, dtype, attention, prompt, decode, batch };
+                                let row = run_config(&a, model, &c)?;
+                                let dev = row.config["device"].as_str().unwrap_or_default().to_string();
+                                if !devices.contains(&dev) {
+                                    devices.push(dev);
+                                }
+                                rows.push(row);
                             }
-                            rows.push(row);
                         }
                     }
                 }

@@ -505,7 +505,7 @@ impl Backend for CudaBackend {
     fn variants(&self, op: OpKind) -> Vec<VariantInfo> {
         match op {
             OpKind::Attention => vec![
-                VariantInfo::new(op, av::FLASH, &FLOATS, "default; tensor-core (mma.sync m16n8k16) flash for f16/bf16, head_dim % 8 == 0 and <= 128; SIMT flash for f32; none/causal/window masks. The empty variant picks flash-decode for q_len 1, block-sparse for sparse masks, naive otherwise"),
+                VariantInfo::new(op, av::FLASH, &FLOATS, "default; tensor-core (mma.sync m16n8k16) flash for f16/bf16, head_dim % 8 == 0 and <= 128; SIMT flash for f32; none/causal/window masks. The empty variant follows registry::pick_attention: flash-decode for q_len 1, block-sparse for sparse masks, flash, naive where none fits"),
                 VariantInfo::new(op, av::NAIVE, &FLOATS, "one warp per query row, keys one by one, online softmax; any mask, head_dim <= 256"),
                 VariantInfo::new(op, av::FLASH_DECODE, &FLOATS, "q_len 1: split-KV across blocks + LSE combine, GQA group folded; head_dim <= 128; dense masks"),
                 VariantInfo::new(op, crate::attn::FLASH_DECODE_V16, &FLOATS, "flash-decode with K and V tiles staged in shared memory by 16-byte loads; head_dim in 16-byte chunks; not a default until checked on a GPU"),
