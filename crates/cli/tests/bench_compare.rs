@@ -4,15 +4,14 @@
 use std::path::Path;
 use std::process::Command;
 
-fn foveate() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_foveate"))
-}
+mod common;
 
 fn tmp(name: &str) -> std::path::PathBuf {
-    let d = std::env::temp_dir().join(format!("foveate-bench-test-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+    common::scratch("bench-test", name, true)
+}
+
+fn foveate() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_foveate"))
 }
 
 /// Run `foveate ARGS EXTRA -o json --out OUT`, check it succeeded, and parse OUT.

@@ -2,12 +2,10 @@
 //! test split, checked against PyTorch's greedy answers stored beside the model.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::process::Command;
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+mod common;
+use common::repo;
 
 #[test]
 fn easy_vqa_matches_pytorch_answers() {
