@@ -507,9 +507,10 @@ impl Op {
                 let p = s(1);
                 if !(p.dims() == [a, b, sl] || (a == 1 && p.dims() == [b, sl])) {
                     let one = if a == 1 { format!(" or {}", Shape::from(&[b, sl][..])) } else { String::new() };
+                    let want = Shape::from(&[a, b, sl][..]);
                     return Err(Error::shape(
                         op,
-                        format!("positions have shape {p}, expected [A, B, S] = {}{one} for {a} section(s)", Shape::from(&[a, b, sl][..])),
+                        format!("positions have shape {p}, expected [A, B, S] = {want}{one} for {a} section(s)"),
                     ));
                 }
                 out(x.dims().to_vec())

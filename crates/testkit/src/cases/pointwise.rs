@@ -73,7 +73,11 @@ fn rope_sections(ctx: &Ctx) -> Vec<Case> {
             (2, 5, 2, 96, Some(64), &[8, 12, 12], false),
         ]
     } else {
-        &[(2, 3, 2, 32, None, &[8, 8], true), (2, 3, 1, 32, None, &[4, 6, 6], false), (1, 4, 1, 48, Some(32), &[4, 6, 6], false)]
+        &[
+            (2, 3, 2, 32, None, &[8, 8], true),
+            (2, 3, 1, 32, None, &[4, 6, 6], false),
+            (1, 4, 1, 48, Some(32), &[4, 6, 6], false),
+        ]
     };
     shapes
         .iter()
@@ -82,8 +86,8 @@ fn rope_sections(ctx: &Ctx) -> Vec<Case> {
             let secs = sections.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(",");
             let label =
                 format!("b{b} s{s} h{h} d{d}{} {form}[{secs}]", rot.map(|r| format!(" rot{r}")).unwrap_or_default());
-            let spec = if per_section { RopeSpec::vision(10000.0, rot, sections) } else { RopeSpec::mrope(10000.0, rot, sections) };
-            let op = Op::Rope(spec.expect("valid sections"));
+            let spec = if per_section { RopeSpec::vision } else { RopeSpec::mrope };
+            let op = Op::Rope(spec(10000.0, rot, sections).expect("valid sections"));
             let mut g = ctx.gen(&op, &label);
             let a = sections.len();
             let pos = g.ids(a * b * s, 1000);
