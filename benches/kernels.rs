@@ -299,10 +299,7 @@ fn cases(kind: OpKind, dt: DType, r: &dyn Fn(usize) -> usize) -> Vec<Case> {
                 }
                 OpKind::Rope => push(
                     "qwen2 q prefill",
-                    Op::Rope(RopeSpec {
-                        theta: 1e6,
-                        rotary_dim: None,
-                    }),
+                    Op::Rope(RopeSpec::text(1e6, None)),
                     vec![d(dt, &[1, rows, QW.q_heads, 64]), d(DType::U32, &[1, rows])],
                 ),
                 OpKind::Embedding => push(

@@ -487,10 +487,7 @@ fn memory_cases(z: Size) -> Vec<Case> {
         ),
         byte_case(
             format!("rope qwen2 q {rows}x14x64"),
-            Op::Rope(RopeSpec {
-                theta: 1e6,
-                rotary_dim: None,
-            }),
+            Op::Rope(RopeSpec::text(1e6, None)),
             vec![
                 d(&[1, rows, 14, 64]),
                 TensorDesc::new(DType::U32, vec![1, rows]),

@@ -14,6 +14,7 @@ pub mod error;
 pub mod mask;
 pub mod op;
 pub mod registry;
+pub mod rope;
 pub mod shape;
 pub mod stamp;
 pub mod tensor;
@@ -24,7 +25,7 @@ pub use error::{fmt_bytes, read_utf8, write_atomic, Error, Result, FREE_UNKNOWN}
 pub use mask::{BlockClass, BlockLayout, Mask};
 pub use op::{
     Activation, AttentionSpec, GemmSpec, KvAppendSpec, MlpSpec, Op, OpKind, PatchEmbedSpec,
-    RopeSpec,
+    RopeFreqs, RopeSpec, ROPE_MAX_SECTIONS,
 };
 pub use registry::VariantInfo;
 pub use shape::{Shape, TensorDesc};

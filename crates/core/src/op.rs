@@ -7,6 +7,7 @@
 //! are storage types; kernels accumulate in f32). Token ids and positions are `u32`.
 //! Exceptions: `Cast` (output dtype from the spec) and `Argmax` (output `u32`).
 
+pub use crate::rope::{RopeFreqs, RopeSpec, ROPE_MAX_SECTIONS};
 use crate::{DType, Error, Mask, Result, Shape, TensorDesc};
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -148,15 +149,6 @@ pub struct PatchEmbedSpec {
     pub pos: bool,
 }
 
-/// Llama-style rotary embedding (rotate-half, non-interleaved) on the first `rotary_dim` dims
-/// (all of them when None): for `i < r/2`, angle = pos · theta^(-2i/r),
-/// `out[i] = x[i]·cos − x[i+r/2]·sin`, `out[i+r/2] = x[i+r/2]·cos + x[i]·sin`.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct RopeSpec {
-    pub theta: f32,
-    pub rotary_dim: Option<usize>,
-}
-
 /// Writes `new` into the cache at rows `pos..pos+len`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct KvAppendSpec {
@@ -181,7 +173,7 @@ pub enum Op {
     LayerNorm { eps: f32 },
     /// x `[.., D]`, w `[D]` → `x · rsqrt(mean(x²) + eps) · w`.
     RmsNorm { eps: f32 },
-    /// x `[B, S, H, D]`, positions u32 `[B, S]` → `[B, S, H, D]`.
+    /// x `[B, S, H, D]`, positions u32 `[A, B, S]` (A = sections; `[B, S]` when A = 1) → `[B, S, H, D]`.
     Rope(RopeSpec),
     /// table `[V, D]`, ids u32 `[..]` → `[.., D]`; an id >= V gives a row of zeros.
     Embedding,
@@ -493,11 +485,34 @@ impl Op {
                     return Err(Error::shape(op, format!("x {x} must be [B, S, H, D]")));
                 }
                 let d = x.dims()[3];
-                let r = spec.rotary_dim.unwrap_or(d);
+                let r = spec.rot(d);
                 if r == 0 || r % 2 != 0 || r > d {
                     return Err(Error::shape(op, format!("rotary_dim {r} must be even and <= head_dim {d}")));
                 }
-                dims_eq(op, "positions", s(1), &x.dims()[..2])?;
+                let a = spec.axes();
+                let used = &spec.sections[..a];
+                if a > 1 || used[0] > 0 {
+                    if spec.sections[a..].iter().any(|&n| n > 0) {
+                        return Err(Error::shape(op, format!("sections {:?}: section {a} is empty", spec.sections)));
+                    }
+                    let sum: usize = used.iter().sum();
+                    if sum != r / 2 {
+                        return Err(Error::shape(
+                            op,
+                            format!("sections {used:?} add up to {sum} pairs, rotary_dim {r} has {}", r / 2),
+                        ));
+                    }
+                }
+                let (b, sl) = (x.dims()[0], x.dims()[1]);
+                let p = s(1);
+                if !(p.dims() == [a, b, sl] || (a == 1 && p.dims() == [b, sl])) {
+                    let one = if a == 1 { format!(" or {}", Shape::from(&[b, sl][..])) } else { String::new() };
+                    let want = Shape::from(&[a, b, sl][..]);
+                    return Err(Error::shape(
+                        op,
+                        format!("positions have shape {p}, expected [A, B, S] = {want}{one} for {a} section(s)"),
+                    ));
+                }
                 out(x.dims().to_vec())
             }
             Op::Embedding => {

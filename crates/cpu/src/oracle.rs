@@ -3,7 +3,7 @@
 
 use crate::act::act_f64;
 use crate::storage::Inputs;
-use foveate_core::{AttentionSpec, GemmSpec, MlpSpec, Op, PatchEmbedSpec, RopeSpec};
+use foveate_core::{AttentionSpec, GemmSpec, MlpSpec, Op, PatchEmbedSpec, RopeFreqs, RopeSpec};
 
 /// Computes `op` (any op but the byte moves Slice/Concat/KvAppend) in f64.
 pub(crate) fn compute(op: &Op, ins: &Inputs) -> Vec<f64> {
@@ -212,6 +212,8 @@ fn rms_norm(x: &[f64], w: &[f64], eps: f64) -> Vec<f64> {
     out
 }
 
+/// Written from the definition section by section (independent of `RopeSpec::pair`, which the
+/// fast path and the GPU launches use).
 fn rope(s: &RopeSpec, ins: &Inputs) -> Vec<f64> {
     let mut x = ins.f64(0);
     let pos = ins.u32(1);
@@ -219,18 +221,32 @@ fn rope(s: &RopeSpec, ins: &Inputs) -> Vec<f64> {
     let (bn, sl, h, d) = (dims[0], dims[1], dims[2], dims[3]);
     let r = s.rotary_dim.unwrap_or(d);
     let half = r / 2;
-    for b in 0..bn {
-        for t in 0..sl {
-            let p = pos[b * sl + t] as f64;
-            for hi in 0..h {
-                let row = &mut x[((b * sl + t) * h + hi) * d..][..d];
-                for i in 0..half {
-                    let angle = p * (s.theta as f64).powf(-2.0 * i as f64 / r as f64);
-                    let (sin, cos) = angle.sin_cos();
-                    let (a, bb) = (row[i], row[i + half]);
-                    row[i] = a * cos - bb * sin;
-                    row[i + half] = bb * cos + a * sin;
-                }
+    let tokens = bn * sl;
+    let lens: Vec<usize> = if s.sections.iter().all(|&n| n == 0) {
+        vec![half]
+    } else {
+        s.sections.iter().copied().take_while(|&n| n > 0).collect()
+    };
+    // (position axis, inverse frequency) of every pair.
+    let mut pairs = Vec::with_capacity(half);
+    for (axis, &len) in lens.iter().enumerate() {
+        for local in 0..len {
+            let (i, span) = match s.freqs {
+                RopeFreqs::Global => (pairs.len(), r),
+                RopeFreqs::PerSection => (local, 2 * len),
+            };
+            pairs.push((axis, (s.theta as f64).powf(-2.0 * i as f64 / span as f64)));
+        }
+    }
+    for tok in 0..tokens {
+        for hi in 0..h {
+            let row = &mut x[(tok * h + hi) * d..][..d];
+            for (i, &(axis, inv)) in pairs.iter().enumerate() {
+                let angle = pos[axis * tokens + tok] as f64 * inv;
+                let (sin, cos) = angle.sin_cos();
+                let (a, bb) = (row[i], row[i + half]);
+                row[i] = a * cos - bb * sin;
+                row[i + half] = bb * cos + a * sin;
             }
         }
     }

@@ -164,7 +164,7 @@ fn row_ops_norms_rope_embedding() {
         for (theta, rot) in [(10000.0, None), (1e6, Some(4)), (500.0, Some(8))] {
             let x = rand_t(&mut rng, dt, &[2, 5, 3, 8]);
             let pos = ids(&mut rng, &[2, 5], 4096);
-            compare(&Op::Rope(RopeSpec { theta, rotary_dim: rot }), &[x, pos], "");
+            compare(&Op::Rope(RopeSpec::text(theta, rot)), &[x, pos], "");
         }
         let table = rand_t(&mut rng, dt, &[11, 9]);
         let idx = ids(&mut rng, &[2, 7], 14); // some ids >= V

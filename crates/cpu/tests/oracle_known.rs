@@ -150,10 +150,7 @@ fn rope_rotates_by_known_angles() {
         4.0 * a1.cos() + 2.0 * a1.sin(),
     ];
     check(
-        &Op::Rope(RopeSpec {
-            theta: 10000.0,
-            rotary_dim: None,
-        }),
+        &Op::Rope(RopeSpec::text(10000.0, None)),
         &[x.clone(), pos.clone()],
         &want,
         1e-6,
@@ -166,14 +163,41 @@ fn rope_rotates_by_known_angles() {
         4.0,
     ];
     check(
-        &Op::Rope(RopeSpec {
-            theta: 10000.0,
-            rotary_dim: Some(2),
-        }),
+        &Op::Rope(RopeSpec::text(10000.0, Some(2))),
         &[x, pos],
         &want,
         1e-6,
     );
+}
+
+/// x `[1, 1, 1, 8]` = 1..8 rotated pair by pair by `angles` (pair j: dims j and j + 4).
+fn rotated_1_to_8(angles: [f64; 4]) -> Vec<f64> {
+    let x: Vec<f64> = (1..=8).map(f64::from).collect();
+    let mut out = x.clone();
+    for (j, a) in angles.iter().enumerate() {
+        out[j] = x[j] * a.cos() - x[j + 4] * a.sin();
+        out[j + 4] = x[j + 4] * a.cos() + x[j] * a.sin();
+    }
+    out
+}
+
+#[test]
+fn multi_axis_rope_rotates_by_known_angles() {
+    // transformers' Qwen2-VL (modeling_qwen2_vl.py at 928b5565ecea2852ac5a41701c90589321548522).
+    let x = t(F, &[1, 1, 1, 8], &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0]);
+    let (t_, h, w) = (1f64, 2f64, 3f64);
+    // M-RoPE, mrope_section [1, 1, 2], theta 100: pair j takes axis t, h, w, w and keeps the
+    // global frequency 100^(-2j/8).
+    let pos = HostTensor::from_u32([3, 1, 1], &[1, 2, 3]);
+    let f = |j: f64| 100f64.powf(-2.0 * j / 8.0);
+    let want = rotated_1_to_8([t_ * f(0.0), h * f(1.0), w * f(2.0), w * f(3.0)]);
+    check(&Op::Rope(RopeSpec::mrope(100.0, None, &[1, 1, 2]).unwrap()), &[x.clone(), pos], &want, 1e-5);
+    // Vision, sections [2, 2] over (h, w): VisionRotaryEmbedding(D/2 = 4) has inv 100^(-2i/4),
+    // i < 2, for each axis: the w section starts again at frequency 1.
+    let pos = HostTensor::from_u32([2, 1, 1], &[2, 3]);
+    let g = |i: f64| 100f64.powf(-2.0 * i / 4.0);
+    let want = rotated_1_to_8([h * g(0.0), h * g(1.0), w * g(0.0), w * g(1.0)]);
+    check(&Op::Rope(RopeSpec::vision(100.0, None, &[2, 2]).unwrap()), &[x, pos], &want, 1e-5);
 }
 
 fn attn(mask: Mask, hq: usize, hkv: usize, sq: usize, skv: usize, d: usize) -> AttentionSpec {

@@ -5,7 +5,7 @@ use crate::attn;
 use crate::backend::{dev, ptr, CudaBackend, Enqueue, Kernel};
 use crate::specs::{self, dtype_code, Family, ModuleSpec};
 use cudarc::driver::{DeviceRepr, LaunchConfig, PushKernelArg};
-use foveate_core::{registry::attention as av, Activation, DType, Mask, Op, Result, Tensor};
+use foveate_core::{registry::attention as av, Activation, DType, Mask, Op, Result, RopeFreqs, Tensor};
 
 /// The GEMM variant for skinny M (decode): see `kernels/cuda/gemv.cuh`.
 pub const GEMV: &str = "gemv";
@@ -255,7 +255,9 @@ pub(crate) fn execute(
         Op::Rope(s) => {
             let d = ins[0].dims();
             let (tokens, heads, dim) = ((d[0] * d[1]) as u64, d[2] as u32, d[3] as u32);
-            let rot = s.rotary_dim.unwrap_or(d[3]) as u32;
+            let rot = s.rot(d[3]) as u32;
+            let [s1, s2] = s.section_starts(d[3]).map(|v| v as u32);
+            let per_section = (s.freqs == RopeFreqs::PerSection) as u32;
             let f = be.function(&module(Family::Rope, "rope.cu", dt, None), "rope", 0)?;
             let n = tokens * heads as u64 * (rot / 2 + dim - rot) as u64;
             let (x, p, o) = (ptr(ins[0])?, ptr(ins[1])?, ptr(out)?);
@@ -271,7 +273,10 @@ pub(crate) fn execute(
                 heads,
                 dim,
                 rot,
-                s.theta
+                s.theta,
+                s1,
+                s2,
+                per_section
             )
         }
         Op::Embedding => {

@@ -1,7 +1,7 @@
 //! The matrix must catch wrong backends: wrappers around the oracle with one deliberate bug each.
 //! Each test asserts that exactly the cases the bug can affect fail, and every other case passes.
 
-use foveate_core::{Backend, DType, HostTensor, Mask, Op, OpKind, Result, Tensor, TensorDesc};
+use foveate_core::{Backend, DType, HostTensor, Mask, Op, OpKind, Result, RopeFreqs, RopeSpec, Tensor, TensorDesc};
 use foveate_cpu::CpuBackend;
 use foveate_testkit::guard::read_front;
 use foveate_testkit::{cases, run_matrix, Case, MatrixOptions, MatrixSize, Report};
@@ -19,6 +19,10 @@ enum Fault {
     /// Every op computes its output right, then writes one element just past its end (a last
     /// tile storing a padding row).
     WritesPastEnd,
+    /// Multi-axis RoPE reads every pair's position from axis 0.
+    RopeAxisZero,
+    /// Multi-axis RoPE with per-section frequencies uses the global pair index instead.
+    RopeGlobalFreqs,
 }
 
 struct Faulty {
@@ -100,6 +104,17 @@ impl Backend for Faulty {
             }
             (Fault::UnmaskedRow { last }, Op::Attention(_)) => self.unmasked_row(op, inputs, out, last),
             (Fault::WritesPastEnd, _) => self.write_past_end(op, inputs, out, variant),
+            (Fault::RopeAxisZero, Op::Rope(s)) => {
+                let pos = self.inner.download(inputs[1])?;
+                let v = pos.to_u32();
+                let flat = v[..v.len() / s.axes()].repeat(s.axes());
+                let same = self.inner.upload(&HostTensor::from_u32(pos.shape().clone(), &flat))?;
+                self.inner.execute(op, &[inputs[0], &same], out, variant)
+            }
+            (Fault::RopeGlobalFreqs, Op::Rope(s)) => {
+                let global = Op::Rope(RopeSpec { freqs: RopeFreqs::Global, ..*s });
+                self.inner.execute(&global, inputs, out, variant)
+            }
             (Fault::LeavesOneElement, _) => {
                 let before = read_front(&self.inner, out)?;
                 let poisoned = match before.dtype() {
@@ -216,4 +231,29 @@ fn a_write_past_the_end_of_the_output_is_caught() {
         assert!(e.starts_with("wrote past the end of its output") && e.contains("(guard element 0)"), "{} {}: {e}", r.op, r.shape);
     }
     eprintln!("e.g. {}", report.results[0].error.as_deref().unwrap_or(""));
+}
+
+/// The number of position axes of a rope case (0 for other ops).
+fn rope_axes(c: &Case) -> usize {
+    match &c.op {
+        Op::Rope(s) => s.axes(),
+        _ => 0,
+    }
+}
+
+#[test]
+fn rope_reading_axis_zero_for_every_section_is_caught() {
+    for size in [MatrixSize::Small, MatrixSize::Full] {
+        let (report, cases, _) = run(Fault::RopeAxisZero, Some(vec![OpKind::Rope]), size);
+        let n = assert_fails_exactly(&report, &cases, |c| rope_axes(c) > 1);
+        assert!(n >= 6, "only {n} multi-axis rope cases failed");
+    }
+}
+
+#[test]
+fn rope_vision_with_global_frequencies_is_caught() {
+    let (report, cases, _) = run(Fault::RopeGlobalFreqs, Some(vec![OpKind::Rope]), MatrixSize::Small);
+    let per_section = |c: &Case| matches!(&c.op, Op::Rope(s) if s.freqs == RopeFreqs::PerSection);
+    let n = assert_fails_exactly(&report, &cases, per_section);
+    assert!(n >= 2, "only {n} vision rope cases failed");
 }

@@ -4,7 +4,7 @@ use crate::buffers::DevBuf;
 use crate::launch::{grid_1d, Dispatch};
 use crate::shader::KernelKey;
 use crate::WgpuBackend;
-use foveate_core::{Activation, DType, Error, Op, Result, Tensor};
+use foveate_core::{Activation, DType, Error, Op, Result, RopeFreqs, Tensor};
 
 fn act_code(a: Activation) -> u32 {
     match a {
@@ -129,9 +129,21 @@ impl WgpuBackend {
             Op::Rope(spec) => {
                 let dims = inputs[0].dims();
                 let (h, dh) = (dims[2], dims[3]);
-                let r = spec.rotary_dim.unwrap_or(dh);
+                let r = spec.rot(dh);
+                let [s1, s2] = spec.section_starts(dh);
+                let per_section = (spec.freqs == RopeFreqs::PerSection) as u32;
                 let key = KernelKey::new(&["rope.wgsl"], "rope").ty("T", dt);
-                let p = [n, u(h * dh, "H*D")?, u(dh, "D")?, u(r, "rotary_dim")?, spec.theta.log2().to_bits()];
+                let p = [
+                    n,
+                    u(h * dh, "H*D")?,
+                    u(dh, "D")?,
+                    u(r, "rotary_dim")?,
+                    spec.theta.log2().to_bits(),
+                    u(s1, "section 1 start")?,
+                    u(s2, "section 2 start")?,
+                    per_section,
+                    u(dims[0] * dims[1], "B*S")?,
+                ];
                 let d = Dispatch::new(key, grid_1d(n_out, 256)).bind(1, ins[0]).bind(2, ins[1]).bind(3, o).params(&p);
                 self.record(op, vec![d])
             }

@@ -110,7 +110,7 @@ fn rope_embedding_elementwise() {
         for rotary_dim in [None, Some(8)] {
             let x = r.u(dt, &[2, 5, 3, 16]);
             let pos = r.ids(&[2, 5], 64);
-            res.push(check(be, &Op::Rope(RopeSpec { theta: 10000.0, rotary_dim }), &[x, pos], "", None));
+            res.push(check(be, &Op::Rope(RopeSpec::text(10000.0, rotary_dim)), &[x, pos], "", None));
         }
         let ids = HostTensor::from_u32(vec![2, 4], &[0, 10, 3, 11, 7, 999, 1, 2]);
         res.push(check(be, &Op::Embedding, &[r.u(dt, &[11, 13]), ids], "", None));

@@ -99,22 +99,22 @@ pub(crate) fn argmax(x: &[f32], d: usize) -> Vec<u32> {
     }
 }
 
-/// x `[B, S, H, D]`, positions `[B, S]`. Angles and their sin/cos are taken in f64 once per token.
+/// x `[B, S, H, D]`, positions `[A, B, S]` (A = sections). Angles and their sin/cos are taken in
+/// f64 once per token.
 pub(crate) fn rope(spec: &RopeSpec, x: &[f32], pos: &[u32], dims: &[usize], out: &mut [f32]) {
     let (h, d) = (dims[2], dims[3]);
-    let r = spec.rotary_dim.unwrap_or(d);
+    let tokens = dims[0] * dims[1];
+    let r = spec.rot(d);
     let half = r / 2;
-    let inv_freq: Vec<f64> = (0..half)
-        .map(|i| (spec.theta as f64).powf(-2.0 * i as f64 / r as f64))
-        .collect();
+    let pairs: Vec<(usize, f64)> = (0..half).map(|j| spec.pair(d, j)).collect();
     maybe_par!(
-        out.chunks_mut(h * d).zip(x.chunks(h * d)).zip(pos.iter()),
-        out.par_chunks_mut(h * d).zip(x.par_chunks(h * d)).zip(pos.par_iter()),
-        |((o, xt), &p): ((&mut [f32], &[f32]), &u32)| {
-            let cs: Vec<(f32, f32)> = inv_freq
+        out.chunks_mut(h * d).zip(x.chunks(h * d)).enumerate(),
+        out.par_chunks_mut(h * d).zip(x.par_chunks(h * d)).enumerate(),
+        |(tok, (o, xt)): (usize, (&mut [f32], &[f32]))| {
+            let cs: Vec<(f32, f32)> = pairs
                 .iter()
-                .map(|f| {
-                    let (s, c) = (p as f64 * f).sin_cos();
+                .map(|&(axis, f)| {
+                    let (s, c) = (pos[axis * tokens + tok] as f64 * f).sin_cos();
                     (c as f32, s as f32)
                 })
                 .collect();

@@ -127,7 +127,7 @@ impl TextModel for Llama {
         // Text RoPE: one position axis (multi-axis positions use their first).
         let pos = ex.upload_u32(&[1, total], positions.axis(0))?;
         let (hq, hkv, hd) = (cfg.num_heads, cfg.num_kv_heads, cfg.head_dim);
-        let rope = Op::Rope(RopeSpec { theta: cfg.rope_theta, rotary_dim: None });
+        let rope = Op::Rope(RopeSpec::text(cfg.rope_theta, None));
         for (li, l) in self.layers.iter().enumerate() {
             let h = l.in_norm.forward(ex, &x)?;
             let q = l.q.forward(ex, &h)?.into_shape([1, total, hq, hd])?;

@@ -43,16 +43,55 @@ pub(crate) fn rope(ctx: &Ctx) -> Vec<Case> {
     } else {
         &[(1, 4, 2, 64, None, 10000.0), (1, 3, 1, 64, Some(32), 10000.0)]
     };
-    shapes
+    let mut cases: Vec<Case> = shapes
         .iter()
         .map(|&(b, s, h, d, rot, theta)| {
             let label = format!("b{b} s{s} h{h} d{d}{}", rot.map(|r| format!(" rot{r}")).unwrap_or_default());
-            let op = Op::Rope(RopeSpec { theta, rotary_dim: rot });
+            let op = Op::Rope(RopeSpec::text(theta, rot));
             let mut g = ctx.gen(&op, &label);
             // Non-contiguous positions below 1000 (f32 angle error ~pos * 6e-8), out of order in batch 0.
             let mut pos = g.ids(b * s, 1000);
             g.shuffle(&mut pos[..s]);
             let inputs = vec![g.tensor(ctx.dtype, [b, s, h, d], -1.0, 1.0), HostTensor::from_u32([b, s], &pos)];
+            ctx.case(op, inputs, label)
+        })
+        .collect();
+    cases.extend(rope_sections(ctx));
+    cases
+}
+
+/// Multi-axis RoPE: 2-section vision style (per-section frequencies) and 3-section M-RoPE
+/// (global frequencies), with B > 1 and positions that differ on every axis, so a kernel reading
+/// the wrong axis (or the wrong axis stride) fails.
+fn rope_sections(ctx: &Ctx) -> Vec<Case> {
+    // (B, S, H, D, rotary_dim, sections, per-section frequencies)
+    type Shape = (usize, usize, usize, usize, Option<usize>, &'static [usize], bool);
+    let shapes: &[Shape] = if ctx.full() {
+        &[
+            (2, 6, 2, 80, None, &[20, 20], true),
+            (1, 9, 3, 128, None, &[16, 24, 24], false),
+            (2, 5, 2, 96, Some(64), &[8, 12, 12], false),
+        ]
+    } else {
+        &[
+            (2, 3, 2, 32, None, &[8, 8], true),
+            (2, 3, 1, 32, None, &[4, 6, 6], false),
+            (1, 4, 1, 48, Some(32), &[4, 6, 6], false),
+        ]
+    };
+    shapes
+        .iter()
+        .map(|&(b, s, h, d, rot, sections, per_section)| {
+            let form = if per_section { "vision" } else { "mrope" };
+            let secs = sections.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(",");
+            let label =
+                format!("b{b} s{s} h{h} d{d}{} {form}[{secs}]", rot.map(|r| format!(" rot{r}")).unwrap_or_default());
+            let spec = if per_section { RopeSpec::vision } else { RopeSpec::mrope };
+            let op = Op::Rope(spec(10000.0, rot, sections).expect("valid sections"));
+            let mut g = ctx.gen(&op, &label);
+            let a = sections.len();
+            let pos = g.ids(a * b * s, 1000);
+            let inputs = vec![g.tensor(ctx.dtype, [b, s, h, d], -1.0, 1.0), HostTensor::from_u32([a, b, s], &pos)];
             ctx.case(op, inputs, label)
         })
         .collect()
