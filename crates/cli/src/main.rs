@@ -83,13 +83,23 @@ fn error_line(e: &(dyn std::error::Error + 'static)) -> String {
     line.replace('\n', " ")
 }
 
+/// Runs the command on a worker of rayon's global pool, whose threads (one per core) are the cpu
+/// backend's: its parallel loops then start on the calling worker with the other workers
+/// stealing, and its small ops run right there. Called from outside the pool, every parallel op
+/// would wake a worker, put the caller to sleep and wake it again, and the idle workers, as many
+/// as the cores, would compete with the caller for them (easy-VQA on 2 cores: a quarter of the
+/// CPU time went to rayon's yield loops and futex wake-ups).
+fn on_pool(cli: Cli) -> CmdResult {
+    rayon::scope(|_| dispatch(cli))
+}
+
 fn main() -> ExitCode {
     std::panic::set_hook(Box::new(|info| {
         eprintln!("error: internal error (a bug in foveate, please report it): {info}");
     }));
     // clap prints help/version (exit 0) and usage errors (exit 2) itself.
     let cli = Cli::parse();
-    match std::panic::catch_unwind(move || dispatch(cli)) {
+    match std::panic::catch_unwind(move || on_pool(cli)) {
         Ok(Ok(code)) => code,
         Ok(Err(e)) => {
             eprintln!("error: {}", error_line(e.as_ref()));
