@@ -317,9 +317,12 @@ fn qwen_json(q: &QwenVitShape, t: &DecoderShape, layers: Option<usize>) -> Value
                "spatial_merge_size": 2, "temporal_patch_size": 2, "in_channels": 3, "window_size": q.window,
                "fullatt_block_indexes": full})
     };
+    // The real special-token ids, or the last ids of a vocabulary cut by `--vocab`.
+    let id = |real: usize, from_end: usize| if t.vocab > 151656 { real } else { t.vocab.saturating_sub(from_end) };
     json!({
         "model_type": q.model_type, "text_config": text, "vision_config": vision, "tie_word_embeddings": t.tie,
-        "image_token_id": 151655, "video_token_id": 151656, "vision_start_token_id": 151652, "vision_end_token_id": 151653,
+        "image_token_id": id(151655, 2), "video_token_id": id(151656, 1), "vision_start_token_id": id(151652, 4),
+        "vision_end_token_id": id(151653, 3),
     })
 }
 
