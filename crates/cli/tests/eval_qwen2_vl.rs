@@ -9,7 +9,14 @@ use std::process::Command;
 mod common;
 use common::{repo, scratch};
 
-fn eval(model: &str, task: &str, data: &Path, n: usize, out: &Path, extra: &[&str]) -> serde_json::Value {
+fn eval(
+    model: &str,
+    task: &str,
+    data: &Path,
+    n: usize,
+    out: &Path,
+    extra: &[&str],
+) -> serde_json::Value {
     let o = Command::new(env!("CARGO_BIN_EXE_foveate"))
         .args(["eval", "--task", task, "--json", "--limit", &n.to_string()])
         .args(extra)
@@ -21,15 +28,23 @@ fn eval(model: &str, task: &str, data: &Path, n: usize, out: &Path, extra: &[&st
         .arg(out)
         .output()
         .expect("run foveate");
-    assert!(o.status.success(), "foveate eval {task} with {model} failed: {}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.status.success(),
+        "foveate eval {task} with {model} failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     serde_json::from_slice(&o.stdout).expect("results JSON on stdout")
 }
 
 /// The per-sample log's rendered prompts: the checkpoint's Qwen chat template around the task prompt.
 fn check_prompts(out: &Path, n: usize) {
     let log = std::fs::read_to_string(out.join("predictions.jsonl")).expect("predictions.jsonl");
-    let lines: Vec<serde_json::Value> = log.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    let samples: Vec<&serde_json::Value> = lines.iter().filter(|l| l.get("answer").is_some()).collect();
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let samples: Vec<&serde_json::Value> =
+        lines.iter().filter(|l| l.get("answer").is_some()).collect();
     assert_eq!(samples.len(), n, "{log}");
     let run = std::fs::read_to_string(out.join("run.json")).expect("run.json");
     let text = format!("{log}\n{run}");
@@ -43,7 +58,14 @@ fn check_prompts(out: &Path, n: usize) {
 fn eval_runs_easy_vqa_with_qwen2_vl_checkpoints() {
     for model in ["qwen2-vl", "qwen2_5-vl"] {
         let out = scratch("eval-qwen", model, false);
-        let r = eval(model, "easy-vqa", &repo().join("eval/data/easy-vqa"), 3, &out, &[]);
+        let r = eval(
+            model,
+            "easy-vqa",
+            &repo().join("eval/data/easy-vqa"),
+            3,
+            &out,
+            &[],
+        );
         assert_eq!(r["questions"], 3, "{r}");
         assert_eq!(r["task"], "easy-vqa");
         check_prompts(&out, 3);
@@ -58,11 +80,21 @@ fn eval_runs_easy_vqa_with_qwen2_vl_checkpoints() {
 fn eval_runs_docvqa_and_textvqa_with_a_qwen2_5_vl_checkpoint() {
     let shared = repo().join("../shared/datasets");
     if !shared.join("textvqa").exists() {
-        eprintln!("SKIPPED eval_runs_docvqa_and_textvqa_with_a_qwen2_5_vl_checkpoint: {} is absent", shared.display());
+        eprintln!(
+            "SKIPPED eval_runs_docvqa_and_textvqa_with_a_qwen2_5_vl_checkpoint: {} is absent",
+            shared.display()
+        );
         return;
     }
     let out = scratch("eval-qwen", "docvqa", false);
-    let r = eval("qwen2_5-vl", "docvqa", &shared.join("docvqa/val_sample_nkbl0226_1.json"), 2, &out, &[]);
+    let r = eval(
+        "qwen2_5-vl",
+        "docvqa",
+        &shared.join("docvqa/val_sample_nkbl0226_1.json"),
+        2,
+        &out,
+        &[],
+    );
     assert_eq!(r["questions"], 2, "{r}");
     check_prompts(&out, 2);
     let answers = |out: &Path| -> Vec<String> {
@@ -71,17 +103,43 @@ fn eval_runs_docvqa_and_textvqa_with_a_qwen2_5_vl_checkpoint() {
             .lines()
             .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
             .filter(|l| l.get("answer").is_some())
-            .map(|l| (l["question_id"].as_u64().unwrap(), l["raw"].as_str().unwrap().to_string()))
+            .map(|l| {
+                (
+                    l["question_id"].as_u64().unwrap(),
+                    l["raw"].as_str().unwrap().to_string(),
+                )
+            })
             .collect();
         v.sort();
         v.into_iter().map(|(_, a)| a).collect()
     };
     let tv = shared.join("textvqa/TextVQA_0.5.1_val.json");
-    let (batched, single) = (scratch("eval-qwen", "textvqa-b3", false), scratch("eval-qwen", "textvqa-b1", false));
-    eval("qwen2_5-vl", "textvqa", &tv, 3, &batched, &["--batch-size", "3"]);
-    eval("qwen2_5-vl", "textvqa", &tv, 3, &single, &["--batch-size", "1"]);
+    let (batched, single) = (
+        scratch("eval-qwen", "textvqa-b3", false),
+        scratch("eval-qwen", "textvqa-b1", false),
+    );
+    eval(
+        "qwen2_5-vl",
+        "textvqa",
+        &tv,
+        3,
+        &batched,
+        &["--batch-size", "3"],
+    );
+    eval(
+        "qwen2_5-vl",
+        "textvqa",
+        &tv,
+        3,
+        &single,
+        &["--batch-size", "1"],
+    );
     check_prompts(&batched, 3);
-    assert_eq!(answers(&batched), answers(&single), "batched answers differ from one question at a time");
+    assert_eq!(
+        answers(&batched),
+        answers(&single),
+        "batched answers differ from one question at a time"
+    );
     for d in [out, batched, single] {
         let _ = std::fs::remove_dir_all(d);
     }
@@ -102,7 +160,10 @@ fn run_refuses_video_inputs() {
         .expect("run foveate");
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success(), "a video file must be refused");
-    assert!(err.contains("video inputs are not supported") && err.contains("clip.mp4"), "{err}");
+    assert!(
+        err.contains("video inputs are not supported") && err.contains("clip.mp4"),
+        "{err}"
+    );
     assert!(!err.contains("panicked"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }

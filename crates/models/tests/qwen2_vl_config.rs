@@ -10,11 +10,17 @@ use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 
 fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
 }
 
 fn fixture_config(name: &str) -> Value {
-    let p = repo().join("eval/fixtures").join(name).join("model/config.json");
+    let p = repo()
+        .join("eval/fixtures")
+        .join(name)
+        .join("model/config.json");
     serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
 }
 
@@ -29,13 +35,27 @@ fn err(v: &Value) -> String {
 fn fixtures_parse_as_their_families() {
     let c = QwenVlConfig::from_json(&fixture_config("qwen2-vl"), "config.json").unwrap();
     assert_eq!(c.kind, QwenVlKind::V2);
-    assert_eq!((c.vision.width, c.vision.intermediate, c.vision.out_dim, c.vision.depth), (32, 64, 64, 2));
+    assert_eq!(
+        (
+            c.vision.width,
+            c.vision.intermediate,
+            c.vision.out_dim,
+            c.vision.depth
+        ),
+        (32, 64, 64, 2)
+    );
     assert_eq!(c.text.mrope_section, Some([2, 3, 3]));
     assert!(!c.text.tie_word_embeddings);
     assert!(c.vision.full_attention_layers.len() == 2 && !c.vision.windowed(0));
     let c = QwenVlConfig::from_json(&fixture_config("qwen2_5-vl"), "config.json").unwrap();
     assert_eq!(c.kind, QwenVlKind::V2_5);
-    assert_eq!((c.vision.window_units(), c.vision.full_attention_layers.clone()), (2, vec![1]));
+    assert_eq!(
+        (
+            c.vision.window_units(),
+            c.vision.full_attention_layers.clone()
+        ),
+        (2, vec![1])
+    );
     assert!(c.vision.windowed(0) && !c.vision.windowed(1) && c.vision.windowed(2));
     assert!(c.text.tie_word_embeddings);
 }
@@ -60,47 +80,91 @@ fn hub_flat_config_parses() {
     });
     let c = parse_config(&v, "config.json").unwrap();
     let c = c.as_any().downcast_ref::<QwenVlConfig>().unwrap();
-    assert_eq!((c.text.hidden_size, c.text.head_dim, c.text.mrope_section), (2048, 128, Some([16, 24, 24])));
+    assert_eq!(
+        (c.text.hidden_size, c.text.head_dim, c.text.mrope_section),
+        (2048, 128, Some([16, 24, 24]))
+    );
     assert_eq!((c.vision.window_units(), c.vision.head_dim()), (4, 80));
     assert_eq!(c.text.rope_theta, 1e6);
 }
 
+/// A change made to a good config (the field it breaks goes with it).
+type Mutation = fn(&mut Value);
+
 #[test]
 fn bad_configs_name_the_file_and_the_field() {
     let base = fixture_config("qwen2_5-vl");
-    let cases: Vec<(&str, Box<dyn Fn(&mut Value)>)> = vec![
-        ("text_config.rope_parameters.mrope_section", Box::new(|v| v["text_config"]["rope_parameters"]["mrope_section"] = json!([2, 3, 4]))),
-        ("text_config.rope_parameters.mrope_section", Box::new(|v| v["text_config"]["rope_parameters"]["mrope_section"] = json!("x"))),
-        ("vision_config.out_hidden_size", Box::new(|v| v["vision_config"]["out_hidden_size"] = json!(48))),
-        ("vision_config.window_size", Box::new(|v| v["vision_config"]["window_size"] = json!(50))),
-        ("vision_config.fullatt_block_indexes", Box::new(|v| v["vision_config"]["fullatt_block_indexes"] = json!([3]))),
-        ("vision_config.hidden_act", Box::new(|v| v["vision_config"]["hidden_act"] = json!("gelu"))),
-        ("vision_config.num_heads", Box::new(|v| v["vision_config"]["num_heads"] = json!(3))),
-        ("vision_config.patch_size", Box::new(|v| v["vision_config"]["patch_size"] = json!([14, 14]))),
-        ("vision_config.in_channels", Box::new(|v| v["vision_config"]["in_channels"] = json!(4))),
-        ("vision_config.depth", Box::new(|v| v["vision_config"]["depth"] = json!(0))),
-        ("vision_config", Box::new(|v| v["vision_config"] = json!(null))),
-        ("image_token_id", Box::new(|v| v["image_token_id"] = json!(100000))),
-        ("text_config.rope_parameters.rope_type", Box::new(|v| v["text_config"]["rope_parameters"]["rope_type"] = json!("yarn"))),
+    let cases: Vec<(&str, Mutation)> = vec![
+        ("text_config.rope_parameters.mrope_section", |v| {
+            v["text_config"]["rope_parameters"]["mrope_section"] = json!([2, 3, 4])
+        }),
+        ("text_config.rope_parameters.mrope_section", |v| {
+            v["text_config"]["rope_parameters"]["mrope_section"] = json!("x")
+        }),
+        ("vision_config.out_hidden_size", |v| {
+            v["vision_config"]["out_hidden_size"] = json!(48)
+        }),
+        ("vision_config.window_size", |v| {
+            v["vision_config"]["window_size"] = json!(50)
+        }),
+        ("vision_config.fullatt_block_indexes", |v| {
+            v["vision_config"]["fullatt_block_indexes"] = json!([3])
+        }),
+        ("vision_config.hidden_act", |v| {
+            v["vision_config"]["hidden_act"] = json!("gelu")
+        }),
+        ("vision_config.num_heads", |v| {
+            v["vision_config"]["num_heads"] = json!(3)
+        }),
+        ("vision_config.patch_size", |v| {
+            v["vision_config"]["patch_size"] = json!([14, 14])
+        }),
+        ("vision_config.in_channels", |v| {
+            v["vision_config"]["in_channels"] = json!(4)
+        }),
+        ("vision_config.depth", |v| {
+            v["vision_config"]["depth"] = json!(0)
+        }),
+        ("vision_config", |v| v["vision_config"] = json!(null)),
+        ("image_token_id", |v| v["image_token_id"] = json!(100000)),
+        ("text_config.rope_parameters.rope_type", |v| {
+            v["text_config"]["rope_parameters"]["rope_type"] = json!("yarn")
+        }),
     ];
     for (field, mutate) in cases {
         let mut v = base.clone();
         mutate(&mut v);
         let e = err(&v);
-        assert!(e.contains("x/config.json") && e.contains(field), "expected {field}: {e}");
+        assert!(
+            e.contains("x/config.json") && e.contains(field),
+            "expected {field}: {e}"
+        );
     }
     let mut v = base.clone();
     v["model_type"] = json!("qwen3_vl");
     let e = err(&v);
-    assert!(e.contains("model_type") && e.contains("qwen2_vl") && e.contains("qwen2_5_vl"), "{e}");
+    assert!(
+        e.contains("model_type") && e.contains("qwen2_vl") && e.contains("qwen2_5_vl"),
+        "{e}"
+    );
 }
 
 #[test]
 fn image_processor_config_reads_pixel_bounds() {
-    let ip = ImageProcessorConfig::from_model_dir(repo().join("eval/fixtures/qwen2-vl/model")).unwrap();
+    let ip =
+        ImageProcessorConfig::from_model_dir(repo().join("eval/fixtures/qwen2-vl/model")).unwrap();
     assert_eq!(ip.kind, ProcessorKind::Qwen2Vl);
     let p = ip.patches.unwrap();
-    assert_eq!((p.min_pixels, p.max_pixels, p.patch_size, p.merge_size, p.temporal_patch_size), (784, 15680, 14, 2, 2));
+    assert_eq!(
+        (
+            p.min_pixels,
+            p.max_pixels,
+            p.patch_size,
+            p.merge_size,
+            p.temporal_patch_size
+        ),
+        (784, 15680, 14, 2, 2)
+    );
     assert_eq!(ip.resize_output_size(359, 270), (140, 84));
     assert_eq!(ip.pixel_shape(140, 84), vec![60, 1176]);
     // transformers 4 names win over size, as in the processor's __init__.
@@ -108,11 +172,22 @@ fn image_processor_config_reads_pixel_bounds() {
     let ip = ImageProcessorConfig::from_json(&v, "p.json").unwrap();
     assert_eq!(ip.patches.unwrap().max_pixels, 12845056);
     for (bad, field) in [
-        (json!({"image_processor_type": "Qwen2VLImageProcessor", "size": {"height": 4}}), "size"),
-        (json!({"image_processor_type": "Qwen2VLImageProcessor", "merge_size": 0}), "merge_size"),
-        (json!({"image_processor_type": "Qwen2VLImageProcessor", "min_pixels": 10, "max_pixels": 5}), "size"),
+        (
+            json!({"image_processor_type": "Qwen2VLImageProcessor", "size": {"height": 4}}),
+            "size",
+        ),
+        (
+            json!({"image_processor_type": "Qwen2VLImageProcessor", "merge_size": 0}),
+            "merge_size",
+        ),
+        (
+            json!({"image_processor_type": "Qwen2VLImageProcessor", "min_pixels": 10, "max_pixels": 5}),
+            "size",
+        ),
     ] {
-        let e = ImageProcessorConfig::from_json(&bad, "p.json").unwrap_err().to_string();
+        let e = ImageProcessorConfig::from_json(&bad, "p.json")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("p.json") && e.contains(field), "{field}: {e}");
     }
 }
@@ -127,11 +202,26 @@ fn prompt_expansion_depends_on_the_image() {
         let ids = ck.prompt.encode_with("<image>hi", n).unwrap();
         assert_eq!(ids.iter().filter(|&&t| t == pad).count(), n);
         let start = ids.iter().position(|&t| t == pad).unwrap();
-        assert_eq!(ids[start - 1], 3, "<|vision_start|> before the image tokens: {ids:?}");
+        assert_eq!(
+            ids[start - 1],
+            3,
+            "<|vision_start|> before the image tokens: {ids:?}"
+        );
         assert_eq!(ids[start + n], 4, "<|vision_end|> after them: {ids:?}");
     }
     // The chat template writes `<|image_pad|>` itself; it is expanded the same way.
     let text = ck.prompt.apply_chat_template("What is it?", true).unwrap();
-    assert!(text.contains("<|vision_start|><|image_pad|><|vision_end|>What is it?<|im_end|>"), "{text}");
-    assert_eq!(ck.prompt.encode_with(&text, 9).unwrap().iter().filter(|&&t| t == pad).count(), 9);
+    assert!(
+        text.contains("<|vision_start|><|image_pad|><|vision_end|>What is it?<|im_end|>"),
+        "{text}"
+    );
+    assert_eq!(
+        ck.prompt
+            .encode_with(&text, 9)
+            .unwrap()
+            .iter()
+            .filter(|&&t| t == pad)
+            .count(),
+        9
+    );
 }

@@ -52,7 +52,7 @@ impl ArchConfig for QwenVlConfig {
     fn image_tokens(&self, px: &PixelValues) -> Result<usize> {
         let v = &self.vision;
         let f = v.patch_size * v.merge;
-        if px.height % f != 0 || px.width % f != 0 {
+        if !px.height.is_multiple_of(f) || !px.width.is_multiple_of(f) {
             return Err(Error::Msg(format!(
                 "a {}x{} image is not a multiple of patch_size x spatial_merge_size = {f} on each side (preprocess it with the checkpoint's Qwen2-VL image processor)",
                 px.width, px.height
@@ -67,12 +67,19 @@ impl ArchConfig for QwenVlConfig {
         Some((self.vision_start_token_id, self.vision_end_token_id))
     }
     fn context_window(&self) -> (usize, &'static str) {
-        (self.text.max_position_embeddings, "text_config.max_position_embeddings")
+        (
+            self.text.max_position_embeddings,
+            "text_config.max_position_embeddings",
+        )
     }
     fn eos_token_ids(&self) -> Vec<u32> {
         self.text.eos_token_ids.clone()
     }
-    fn build(&self, src: &mut dyn TensorSource, _all_layers: bool) -> Result<Box<dyn Architecture>> {
+    fn build(
+        &self,
+        src: &mut dyn TensorSource,
+        _all_layers: bool,
+    ) -> Result<Box<dyn Architecture>> {
         Ok(Box::new(QwenVl::load(src, self)?))
     }
     fn as_any(&self) -> &dyn Any {
@@ -90,15 +97,25 @@ impl QwenVl {
     pub fn load(src: &mut dyn TensorSource, cfg: &QwenVlConfig) -> Result<QwenVl> {
         let vision = QwenVision::load(src, &Scope::new(Part::Vision, ""), &cfg.vision)?;
         let text = Llama::load(src, &cfg.text)?;
-        Ok(QwenVl { cfg: cfg.clone(), vision, text })
+        Ok(QwenVl {
+            cfg: cfg.clone(),
+            vision,
+            text,
+        })
     }
 
     /// Refuses video tokens and checks the prompt's image tokens against the image (if any).
     fn check_ids(&self, ids: &[u32], image: Option<usize>) -> Result<()> {
         if ids.contains(&self.cfg.video_token_id) {
-            return Err(video_unsupported(&format!("the prompt has video tokens (id {})", self.cfg.video_token_id)));
+            return Err(video_unsupported(&format!(
+                "the prompt has video tokens (id {})",
+                self.cfg.video_token_id
+            )));
         }
-        let n_img = ids.iter().filter(|&&i| i == self.cfg.image_token_id).count();
+        let n_img = ids
+            .iter()
+            .filter(|&&i| i == self.cfg.image_token_id)
+            .count();
         match image {
             None if n_img > 0 => Err(Error::Msg(format!("the prompt has {n_img} image tokens but no image was given"))),
             Some(want) if n_img != want => Err(Error::Msg(format!(
@@ -110,7 +127,12 @@ impl QwenVl {
     }
 
     /// The request with its image's features (`[1, M, D]`, or none).
-    fn input(&self, ids: Vec<u32>, px: Option<&PixelValues>, features: Option<Buf>) -> Result<PromptInput> {
+    fn input(
+        &self,
+        ids: Vec<u32>,
+        px: Option<&PixelValues>,
+        features: Option<Buf>,
+    ) -> Result<PromptInput> {
         let grid = match px {
             Some(px) => Some(self.vision.grid(px)?),
             None => None,
@@ -123,15 +145,28 @@ impl QwenVl {
             Some(f) => Some(Splice::at_tokens(&ids, self.cfg.image_token_id, f)?),
             None => None,
         };
-        Ok(PromptInput { ids, splice, positions, image_encode_ms: 0.0 })
+        Ok(PromptInput {
+            ids,
+            splice,
+            positions,
+            image_encode_ms: 0.0,
+        })
     }
 }
 
 /// transformers' `get_rope_index` for a prompt whose image-token runs are the images of `grids`
 /// (merged rows, merged columns), in order. Three axes (temporal, height, width).
-pub fn mrope_positions(ids: &[u32], image_token: u32, grids: &[(usize, usize)]) -> Result<Positions> {
+pub fn mrope_positions(
+    ids: &[u32],
+    image_token: u32,
+    grids: &[(usize, usize)],
+) -> Result<Positions> {
     let n = ids.len();
-    let mut axes = [Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n)];
+    let mut axes = [
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    ];
     let (mut pos, mut i, mut img) = (0u32, 0usize, 0usize);
     while i < n {
         if ids[i] != image_token {
@@ -144,10 +179,17 @@ pub fn mrope_positions(ids: &[u32], image_token: u32, grids: &[(usize, usize)]) 
         }
         let run = ids[i..].iter().take_while(|&&t| t == image_token).count();
         let Some(&(gh, gw)) = grids.get(img) else {
-            return Err(Error::Msg(format!("the prompt has {} runs of image tokens but {} images", img + 1, grids.len())));
+            return Err(Error::Msg(format!(
+                "the prompt has {} runs of image tokens but {} images",
+                img + 1,
+                grids.len()
+            )));
         };
         if run != gh * gw {
-            return Err(Error::Msg(format!("image {img}: a run of {run} image tokens, its {gh}x{gw} merged grid needs {}", gh * gw)));
+            return Err(Error::Msg(format!(
+                "image {img}: a run of {run} image tokens, its {gh}x{gw} merged grid needs {}",
+                gh * gw
+            )));
         }
         for r in 0..gh as u32 {
             for c in 0..gw as u32 {
@@ -161,9 +203,16 @@ pub fn mrope_positions(ids: &[u32], image_token: u32, grids: &[(usize, usize)]) 
         img += 1;
     }
     if img != grids.len() {
-        return Err(Error::Msg(format!("the prompt has {img} runs of image tokens but {} images", grids.len())));
+        return Err(Error::Msg(format!(
+            "the prompt has {img} runs of image tokens but {} images",
+            grids.len()
+        )));
     }
-    Ok(Positions { axes: 3, len: n, data: axes.concat() })
+    Ok(Positions {
+        axes: 3,
+        len: n,
+        data: axes.concat(),
+    })
 }
 
 impl Architecture for QwenVl {
@@ -171,13 +220,25 @@ impl Architecture for QwenVl {
         &self.text
     }
 
-    fn prompt(&self, ex: &Exec, ids: Vec<u32>, pixels: Option<&PixelValues>) -> Result<PromptInput> {
-        Ok(self.prompts(ex, vec![(ids, pixels)])?.pop().expect("one prompt per request"))
+    fn prompt(
+        &self,
+        ex: &Exec,
+        ids: Vec<u32>,
+        pixels: Option<&PixelValues>,
+    ) -> Result<PromptInput> {
+        Ok(self
+            .prompts(ex, vec![(ids, pixels)])?
+            .pop()
+            .expect("one prompt per request"))
     }
 
     /// The images of all requests go through the tower as one sequence (each image attending to
     /// itself only), then each request takes its rows of the merged features.
-    fn prompts(&self, ex: &Exec, reqs: Vec<(Vec<u32>, Option<&PixelValues>)>) -> Result<Vec<PromptInput>> {
+    fn prompts(
+        &self,
+        ex: &Exec,
+        reqs: Vec<(Vec<u32>, Option<&PixelValues>)>,
+    ) -> Result<Vec<PromptInput>> {
         let t0 = Instant::now();
         for (ids, px) in &reqs {
             let want = match px {
@@ -187,7 +248,11 @@ impl Architecture for QwenVl {
             self.check_ids(ids, want)?;
         }
         let images: Vec<&PixelValues> = reqs.iter().filter_map(|r| r.1).collect();
-        let mut feats = if images.is_empty() { None } else { Some(self.vision.forward(ex, &images)?) };
+        let mut feats = if images.is_empty() {
+            None
+        } else {
+            Some(self.vision.forward(ex, &images)?)
+        };
         let single = images.len() == 1;
         let mut start = 0;
         let mut out = Vec::with_capacity(reqs.len());
@@ -197,7 +262,14 @@ impl Architecture for QwenVl {
                 (Some(p), Some(all)) => {
                     let len = self.vision.tokens(self.vision.grid(p)?);
                     start += len;
-                    Some(ex.run(&Op::Slice { axis: 1, start: start - len, len }, &[all])?)
+                    Some(ex.run(
+                        &Op::Slice {
+                            axis: 1,
+                            start: start - len,
+                            len,
+                        },
+                        &[all],
+                    )?)
                 }
                 _ => None,
             };

@@ -78,12 +78,21 @@ pub struct QwenVlConfig {
 
 impl QwenVlConfig {
     pub fn from_json(v: &Value, file: &str) -> Result<Self> {
-        let c = Cfg { v, file, prefix: "" };
+        let c = Cfg {
+            v,
+            file,
+            prefix: "",
+        };
         let mt = c.str_or("model_type", "")?;
         let kind = match mt.as_str() {
             "qwen2_vl" => QwenVlKind::V2,
             "qwen2_5_vl" => QwenVlKind::V2_5,
-            other => return Err(c.err("model_type", format!("`{other}` is not supported here (supported: qwen2_vl, qwen2_5_vl)"))),
+            other => {
+                return Err(c.err(
+                    "model_type",
+                    format!("`{other}` is not supported here (supported: qwen2_vl, qwen2_5_vl)"),
+                ))
+            }
         };
         let tie_top = c.opt_bool("tie_word_embeddings")?;
         let text = match v.get("text_config") {
@@ -97,11 +106,18 @@ impl QwenVlConfig {
                 QwenVlKind::V2 => "vision_config.hidden_size",
                 QwenVlKind::V2_5 => "vision_config.out_hidden_size",
             };
-            return Err(c.err(field, format!("{} (the merger's output) differs from the decoder's hidden_size {}", vision.out_dim, text.hidden_size)));
+            return Err(c.err(
+                field,
+                format!(
+                    "{} (the merger's output) differs from the decoder's hidden_size {}",
+                    vision.out_dim, text.hidden_size
+                ),
+            ));
         }
         let id = |key: &str, default: u32| -> Result<u32> {
             match c.opt_u64(key)? {
-                Some(i) => u32::try_from(i).map_err(|_| c.err(key, format!("{i} is not a valid token id (above u32)"))),
+                Some(i) => u32::try_from(i)
+                    .map_err(|_| c.err(key, format!("{i} is not a valid token id (above u32)"))),
                 None => Ok(default),
             }
         };
@@ -114,9 +130,19 @@ impl QwenVlConfig {
             vision_end_token_id: id("vision_end_token_id", 151653)?,
             text,
         };
-        for (key, t) in [("image_token_id", cfg.image_token_id), ("vision_start_token_id", cfg.vision_start_token_id), ("vision_end_token_id", cfg.vision_end_token_id)] {
+        for (key, t) in [
+            ("image_token_id", cfg.image_token_id),
+            ("vision_start_token_id", cfg.vision_start_token_id),
+            ("vision_end_token_id", cfg.vision_end_token_id),
+        ] {
             if t as usize >= cfg.text.vocab_size {
-                return Err(c.err(key, format!("{t} is outside the vocabulary of {} tokens", cfg.text.vocab_size)));
+                return Err(c.err(
+                    key,
+                    format!(
+                        "{t} is outside the vocabulary of {} tokens",
+                        cfg.text.vocab_size
+                    ),
+                ));
             }
         }
         Ok(cfg)
@@ -130,7 +156,10 @@ fn parse_vision(c: &Cfg, kind: QwenVlKind) -> Result<QwenVisionConfig> {
     };
     let mt = c.str_or("model_type", expect)?;
     if mt != expect {
-        return Err(c.err("model_type", format!("`{mt}` is not supported with this model_type (supported: {expect})")));
+        return Err(c.err(
+            "model_type",
+            format!("`{mt}` is not supported with this model_type (supported: {expect})"),
+        ));
     }
     // transformers maps num_attention_heads -> num_heads and num_hidden_layers -> depth.
     let alias = |a: &str, b: &str, default: usize| -> Result<usize> {
@@ -144,22 +173,62 @@ fn parse_vision(c: &Cfg, kind: QwenVlKind) -> Result<QwenVisionConfig> {
             None => Ok(default),
             Some(v) => match v.as_u64() {
                 Some(x) => Ok(x as usize),
-                None => Err(c.err(key, format!("{v} is not supported (supported: one integer, the same along every axis)"))),
+                None => Err(c.err(
+                    key,
+                    format!(
+                        "{v} is not supported (supported: one integer, the same along every axis)"
+                    ),
+                )),
             },
         }
     };
-    let depth = positive(c, "depth", alias("depth", "num_hidden_layers", 32)?, MAX_LAYERS)?;
-    let num_heads = positive(c, "num_heads", alias("num_heads", "num_attention_heads", 16)?, MAX_DIM)?;
+    let depth = positive(
+        c,
+        "depth",
+        alias("depth", "num_hidden_layers", 32)?,
+        MAX_LAYERS,
+    )?;
+    let num_heads = positive(
+        c,
+        "num_heads",
+        alias("num_heads", "num_attention_heads", 16)?,
+        MAX_DIM,
+    )?;
     let in_channels = positive(c, "in_channels", alias("in_channels", "in_chans", 3)?, 3)?;
     if in_channels != 3 {
-        return Err(c.err("in_channels", format!("{in_channels} is not supported (supported: 3, RGB)")));
+        return Err(c.err(
+            "in_channels",
+            format!("{in_channels} is not supported (supported: 3, RGB)"),
+        ));
     }
     let patch_size = positive(c, "patch_size", int_or_pair("patch_size", 14)?, 1024)?;
-    let temporal_patch_size = positive(c, "temporal_patch_size", int_or_pair("temporal_patch_size", 2)?, 64)?;
-    let merge = positive(c, "spatial_merge_size", c.usize_or("spatial_merge_size", 2)?, 64)?;
+    let temporal_patch_size = positive(
+        c,
+        "temporal_patch_size",
+        int_or_pair("temporal_patch_size", 2)?,
+        64,
+    )?;
+    let merge = positive(
+        c,
+        "spatial_merge_size",
+        c.usize_or("spatial_merge_size", 2)?,
+        64,
+    )?;
     let (width_key, width, out_key, out_dim, act_default) = match kind {
-        QwenVlKind::V2 => ("embed_dim", c.usize_or("embed_dim", 1280)?, "hidden_size", c.usize_or("hidden_size", 3584)?, "quick_gelu"),
-        QwenVlKind::V2_5 => ("hidden_size", c.usize_or("hidden_size", 3584)?, "out_hidden_size", c.usize_or("out_hidden_size", 3584)?, "silu"),
+        QwenVlKind::V2 => (
+            "embed_dim",
+            c.usize_or("embed_dim", 1280)?,
+            "hidden_size",
+            c.usize_or("hidden_size", 3584)?,
+            "quick_gelu",
+        ),
+        QwenVlKind::V2_5 => (
+            "hidden_size",
+            c.usize_or("hidden_size", 3584)?,
+            "out_hidden_size",
+            c.usize_or("out_hidden_size", 3584)?,
+            "silu",
+        ),
     };
     let width = positive(c, width_key, width, MAX_DIM)?;
     let out_dim = positive(c, out_key, out_dim, MAX_DIM)?;
@@ -172,7 +241,10 @@ fn parse_vision(c: &Cfg, kind: QwenVlKind) -> Result<QwenVisionConfig> {
     let act = Activation::from_hf(&act_name).ok_or_else(|| c.err("hidden_act", format!("`{act_name}` is not supported (supported: quick_gelu, gelu, gelu_pytorch_tanh, silu)")))?;
     let intermediate = match kind {
         QwenVlKind::V2 => {
-            let ratio = c.get("mlp_ratio").map_or(Some(4.0), |r| r.as_f64()).filter(|r| *r > 0.0);
+            let ratio = c
+                .get("mlp_ratio")
+                .map_or(Some(4.0), |r| r.as_f64())
+                .filter(|r| *r > 0.0);
             let ratio = ratio.ok_or_else(|| c.err("mlp_ratio", "must be a positive number"))?;
             (width as f64 * ratio) as usize // transformers: int(embed_dim * mlp_ratio)
         }
@@ -186,14 +258,22 @@ fn parse_vision(c: &Cfg, kind: QwenVlKind) -> Result<QwenVisionConfig> {
     let intermediate = positive(c, "intermediate_size", intermediate, MAX_DIM)?;
     let mut rope_theta = 10000.0;
     if let Some(rp) = c.get("rope_parameters") {
-        let o = rp.as_object().ok_or_else(|| c.err("rope_parameters", format!("{rp} must be an object")))?;
+        let o = rp
+            .as_object()
+            .ok_or_else(|| c.err("rope_parameters", format!("{rp} must be an object")))?;
         if let Some(t) = o.get("rope_type").filter(|t| !t.is_null()) {
             if t.as_str() != Some("axial") && t.as_str() != Some("default") {
-                return Err(c.err("rope_parameters.rope_type", format!("{t} is not supported (supported: axial)")));
+                return Err(c.err(
+                    "rope_parameters.rope_type",
+                    format!("{t} is not supported (supported: axial)"),
+                ));
             }
         }
         if let Some(t) = o.get("rope_theta").filter(|t| !t.is_null()) {
-            rope_theta = t.as_f64().filter(|t| *t > 0.0).ok_or_else(|| c.err("rope_parameters.rope_theta", "must be a positive number"))?;
+            rope_theta = t
+                .as_f64()
+                .filter(|t| *t > 0.0)
+                .ok_or_else(|| c.err("rope_parameters.rope_theta", "must be a positive number"))?;
         }
     }
     let (window_size, full_attention_layers) = match kind {
@@ -201,19 +281,35 @@ fn parse_vision(c: &Cfg, kind: QwenVlKind) -> Result<QwenVisionConfig> {
         QwenVlKind::V2_5 => {
             let window_size = positive(c, "window_size", c.usize_or("window_size", 112)?, MAX_DIM)?;
             if window_size % (patch_size * merge) != 0 {
-                return Err(c.err("window_size", format!(
-                    "{window_size} is not a multiple of patch_size x spatial_merge_size = {}", patch_size * merge
-                )));
+                return Err(c.err(
+                    "window_size",
+                    format!(
+                        "{window_size} is not a multiple of patch_size x spatial_merge_size = {}",
+                        patch_size * merge
+                    ),
+                ));
             }
             let full: Vec<usize> = match c.get("fullatt_block_indexes") {
                 None => vec![7, 15, 23, 31],
                 Some(v) => v
                     .as_array()
-                    .and_then(|a| a.iter().map(|x| x.as_u64().map(|x| x as usize)).collect::<Option<Vec<_>>>())
-                    .ok_or_else(|| c.err("fullatt_block_indexes", format!("{v} must be a list of layer indexes")))?,
+                    .and_then(|a| {
+                        a.iter()
+                            .map(|x| x.as_u64().map(|x| x as usize))
+                            .collect::<Option<Vec<_>>>()
+                    })
+                    .ok_or_else(|| {
+                        c.err(
+                            "fullatt_block_indexes",
+                            format!("{v} must be a list of layer indexes"),
+                        )
+                    })?,
             };
             if let Some(bad) = full.iter().find(|&&l| l >= depth) {
-                return Err(c.err("fullatt_block_indexes", format!("layer {bad} is out of range for depth {depth}")));
+                return Err(c.err(
+                    "fullatt_block_indexes",
+                    format!("layer {bad} is out of range for depth {depth}"),
+                ));
             }
             (window_size, full)
         }

@@ -20,10 +20,14 @@
 
 use super::layers::{LayerNorm, Linear, Mlp, RmsNorm, SwiGlu};
 use super::qwen2_vl_config::{QwenVisionConfig, QwenVlKind};
-use super::qwen2_vl_window::{frame_bounds, inverse, segment_layout, vision_positions, window_order, window_rows, Grid};
+use super::qwen2_vl_window::{
+    frame_bounds, inverse, segment_layout, vision_positions, window_order, window_rows, Grid,
+};
 use crate::model::PixelValues;
 use crate::vars::{Role, Scope, TensorSource};
-use foveate_core::{Activation, AttentionSpec, Error, GemmSpec, Mask, Op, Result, RopeSpec, Tensor};
+use foveate_core::{
+    Activation, AttentionSpec, Error, GemmSpec, Mask, Op, Result, RopeSpec, Tensor,
+};
 use foveate_graph::{Buf, Exec};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -35,7 +39,13 @@ pub enum VisionNorm {
 }
 
 impl VisionNorm {
-    fn load(kind: QwenVlKind, s: &Scope, src: &mut dyn TensorSource, name: &str, d: usize) -> Result<VisionNorm> {
+    fn load(
+        kind: QwenVlKind,
+        s: &Scope,
+        src: &mut dyn TensorSource,
+        name: &str,
+        d: usize,
+    ) -> Result<VisionNorm> {
         Ok(match kind {
             QwenVlKind::V2 => VisionNorm::Layer(LayerNorm::load(s, src, name, d, 1e-6)?),
             QwenVlKind::V2_5 => VisionNorm::Rms(RmsNorm::load(s, src, name, d, 1e-6)?),
@@ -92,11 +102,20 @@ pub struct QwenVision {
 
 impl QwenVision {
     /// The tower (`patch_embed`, `blocks.N`, `merger` under the vision part).
-    pub fn load(src: &mut dyn TensorSource, s: &Scope, cfg: &QwenVisionConfig) -> Result<QwenVision> {
+    pub fn load(
+        src: &mut dyn TensorSource,
+        s: &Scope,
+        cfg: &QwenVisionConfig,
+    ) -> Result<QwenVision> {
         let v = cfg;
         let (e, p, t) = (v.width, v.patch_size, v.temporal_patch_size);
         let patch = s
-            .get(src, "patch_embed.proj.weight", &[e, v.in_channels, t, p, p], Role::Weight)?
+            .get(
+                src,
+                "patch_embed.proj.weight",
+                &[e, v.in_channels, t, p, p],
+                Role::Weight,
+            )?
             .reshape([e, v.row_len()])?;
         let mut blocks = Vec::with_capacity(v.depth);
         for li in 0..v.depth {
@@ -120,7 +139,13 @@ impl QwenVision {
                     down: Linear::load(&m, src, "down_proj", e, i, true)?,
                 }),
             };
-            blocks.push(VisionBlock { norm1, norm2, qkv, proj, mlp });
+            blocks.push(VisionBlock {
+                norm1,
+                norm2,
+                qkv,
+                proj,
+                mlp,
+            });
         }
         let mg = s.pp("merger");
         let merger_norm = VisionNorm::load(v.kind, &mg, src, "ln_q", e)?;
@@ -130,7 +155,14 @@ impl QwenVision {
             fc2: Linear::load(&mg, src, "mlp.2", v.out_dim, joined, true)?,
             act: Activation::GeluErf,
         };
-        Ok(QwenVision { cfg: cfg.clone(), patch, blocks, merger_norm, merger, plans: Mutex::new(HashMap::new()) })
+        Ok(QwenVision {
+            cfg: cfg.clone(),
+            patch,
+            blocks,
+            merger_norm,
+            merger,
+            plans: Mutex::new(HashMap::new()),
+        })
     }
 
     /// The patch grid of preprocessed pixels (patch rows of a `height x width` image), checked
@@ -139,7 +171,12 @@ impl QwenVision {
         let v = &self.cfg;
         let f = v.patch_size * v.merge;
         let (gh, gw) = (px.height / v.patch_size, px.width / v.patch_size);
-        if px.height % f != 0 || px.width % f != 0 || px.height == 0 || px.width == 0 || px.data.len() != gh * gw * v.row_len() {
+        if !px.height.is_multiple_of(f)
+            || !px.width.is_multiple_of(f)
+            || px.height == 0
+            || px.width == 0
+            || px.data.len() != gh * gw * v.row_len()
+        {
             return Err(Error::Msg(format!(
                 "pixel values of a {}x{} image ({} values) are not the patch rows this vision tower takes: sides multiples of \
                  patch_size x spatial_merge_size = {f}, {} values per patch (the Qwen2-VL image processor's output)",
@@ -168,10 +205,26 @@ impl QwenVision {
         let plan = if v.kind == QwenVlKind::V2_5 {
             let (order, bounds) = window_order(grids, v.merge, v.window_units());
             let rows = window_rows(&order, v.merge);
-            let pos = rows.iter().map(|&r| hs[r]).chain(rows.iter().map(|&r| ws[r])).collect();
-            Plan { pos, full, window: segment_layout(&bounds)?, unorder: Some(inverse(&order)), rows: Some(rows) }
+            let pos = rows
+                .iter()
+                .map(|&r| hs[r])
+                .chain(rows.iter().map(|&r| ws[r]))
+                .collect();
+            Plan {
+                pos,
+                full,
+                window: segment_layout(&bounds)?,
+                unorder: Some(inverse(&order)),
+                rows: Some(rows),
+            }
         } else {
-            Plan { rows: None, pos: [hs, ws].concat(), window: full.clone(), full, unorder: None }
+            Plan {
+                rows: None,
+                pos: [hs, ws].concat(),
+                window: full.clone(),
+                full,
+                unorder: None,
+            }
         };
         if cache.len() >= PLAN_CACHE {
             cache.clear();
@@ -182,7 +235,12 @@ impl QwenVision {
     }
 
     /// The patch embeddings `[1, N, E]` of the images' patch rows, in the order `rows` gives (processor order when None).
-    fn embed_rows(&self, ex: &Exec, images: &[&PixelValues], rows: Option<&[usize]>) -> Result<Buf> {
+    fn embed_rows(
+        &self,
+        ex: &Exec,
+        images: &[&PixelValues],
+        rows: Option<&[usize]>,
+    ) -> Result<Buf> {
         let k = self.cfg.row_len();
         let all: Vec<f32> = match images {
             [one] => one.data.clone(),
@@ -190,7 +248,10 @@ impl QwenVision {
         };
         let n = all.len() / k;
         let data = match rows {
-            Some(rows) => rows.iter().flat_map(|&r| all[r * k..(r + 1) * k].iter().copied()).collect(),
+            Some(rows) => rows
+                .iter()
+                .flat_map(|&r| all[r * k..(r + 1) * k].iter().copied())
+                .collect(),
             None => all,
         };
         let x = ex.upload_f32(&[1, n, k], &data)?;
@@ -207,7 +268,10 @@ impl QwenVision {
     /// processor order (`M` = patches / merge²): what replaces the image tokens.
     pub fn forward(&self, ex: &Exec, images: &[&PixelValues]) -> Result<Buf> {
         let v = &self.cfg;
-        let grids = images.iter().map(|p| self.grid(p)).collect::<Result<Vec<_>>>()?;
+        let grids = images
+            .iter()
+            .map(|p| self.grid(p))
+            .collect::<Result<Vec<_>>>()?;
         let plan = self.plan(&grids)?;
         let mut x = self.embed_rows(ex, images, plan.rows.as_deref())?;
         let n = x.dims()[1];
@@ -215,7 +279,15 @@ impl QwenVision {
         let pos = ex.upload_u32(&[2, 1, n], &plan.pos)?;
         let rope = Op::Rope(RopeSpec::vision(v.rope_theta, None, &[hd / 4, hd / 4])?);
         let third = |qkv: &Tensor, i: usize| -> Result<Buf> {
-            ex.run(&Op::Slice { axis: 2, start: i, len: 1 }, &[qkv])?.into_shape([1, n, heads, hd])
+            ex.run(
+                &Op::Slice {
+                    axis: 2,
+                    start: i,
+                    len: 1,
+                },
+                &[qkv],
+            )?
+            .into_shape([1, n, heads, hd])
         };
         for (li, b) in self.blocks.iter().enumerate() {
             let h = b.norm1.forward(ex, &x)?;
@@ -226,9 +298,15 @@ impl QwenVision {
             let k = ex.run(&rope, &[&k, &pos])?;
             let vv = third(&qkv, 2)?;
             drop(qkv);
-            let mask = if v.windowed(li) { plan.window.clone() } else { plan.full.clone() };
+            let mask = if v.windowed(li) {
+                plan.window.clone()
+            } else {
+                plan.full.clone()
+            };
             let spec = AttentionSpec::new(1, heads, heads, n, n, hd, mask);
-            let a = ex.attention(spec, &q, &k, &vv)?.into_shape([1, n, v.width])?;
+            let a = ex
+                .attention(spec, &q, &k, &vv)?
+                .into_shape([1, n, v.width])?;
             drop((q, k, vv));
             x = b.proj.forward_residual(ex, &a, &x)?;
             drop(a);
@@ -239,7 +317,10 @@ impl QwenVision {
             };
         }
         let m = n / v.merge_unit();
-        let h = self.merger_norm.forward(ex, &x)?.into_shape([1, m, v.width * v.merge_unit()])?;
+        let h = self
+            .merger_norm
+            .forward(ex, &x)?
+            .into_shape([1, m, v.width * v.merge_unit()])?;
         drop(x);
         let merged = self.merger.forward(ex, &h, None)?;
         match &plan.unorder {

@@ -103,7 +103,10 @@ pub fn window_order(grids: &[Grid], merge: usize, window_units: usize) -> (Vec<u
 /// Patch rows in window order: row `r` of the reordered sequence is row `rows[r]` in processor order.
 pub fn window_rows(order: &[usize], merge: usize) -> Vec<usize> {
     let unit = merge * merge;
-    order.iter().flat_map(|&u| u * unit..(u + 1) * unit).collect()
+    order
+        .iter()
+        .flat_map(|&u| u * unit..(u + 1) * unit)
+        .collect()
 }
 
 /// The inverse permutation of `order`: where each merged token went.
@@ -125,7 +128,10 @@ pub fn segment_layout(bounds: &[usize]) -> Result<Mask> {
         return Ok(Mask::None);
     }
     let g = bounds.iter().fold(0, |g, &b| gcd(g, b));
-    let block = (1..=MAX_BLOCK.min(g)).rev().find(|b| g % b == 0).unwrap_or(1);
+    let block = (1..=MAX_BLOCK.min(g))
+        .rev()
+        .find(|b| g % b == 0)
+        .unwrap_or(1);
     let nb = n.div_ceil(block);
     let mut keep = vec![0u8; nb * nb];
     for s in bounds.windows(2) {
@@ -173,11 +179,17 @@ mod tests {
 
     #[test]
     fn segment_layout_picks_the_largest_exact_block() {
-        let Mask::BlockSparse(l) = segment_layout(&[0, 16, 24, 40]).unwrap() else { panic!("sparse") };
+        let Mask::BlockSparse(l) = segment_layout(&[0, 16, 24, 40]).unwrap() else {
+            panic!("sparse")
+        };
         assert_eq!((l.block_q, l.q_blocks), (8, 5));
-        let Mask::BlockSparse(l) = segment_layout(&[0, 128, 256, 300]).unwrap() else { panic!("sparse") };
+        let Mask::BlockSparse(l) = segment_layout(&[0, 128, 256, 300]).unwrap() else {
+            panic!("sparse")
+        };
         assert_eq!(l.block_q, 4, "gcd 4 (300)");
-        let Mask::BlockSparse(l) = segment_layout(&[0, 256, 512]).unwrap() else { panic!("sparse") };
+        let Mask::BlockSparse(l) = segment_layout(&[0, 256, 512]).unwrap() else {
+            panic!("sparse")
+        };
         assert_eq!(l.block_q, MAX_BLOCK);
         assert_eq!(segment_layout(&[0, 77]).unwrap(), Mask::None);
     }

@@ -31,7 +31,13 @@ pub struct PatchSpec {
 impl Default for PatchSpec {
     /// The class defaults: patch 14, 2 frames, 2x2 merge, `56·56 ..= 28·28·1280` pixels.
     fn default() -> Self {
-        PatchSpec { patch_size: 14, temporal_patch_size: 2, merge_size: 2, min_pixels: 56 * 56, max_pixels: 28 * 28 * 1280 }
+        PatchSpec {
+            patch_size: 14,
+            temporal_patch_size: 2,
+            merge_size: 2,
+            min_pixels: 56 * 56,
+            max_pixels: 28 * 28 * 1280,
+        }
     }
 }
 
@@ -61,37 +67,72 @@ impl PatchSpec {
         let int = |key: &str, v: &Value, max: u64| -> Result<usize> {
             match v.as_u64() {
                 Some(n) if n > 0 && n <= max => Ok(n as usize),
-                _ => Err(err(key, format!("{v} is not supported (a positive integer up to {max} is expected)"))),
+                _ => Err(err(
+                    key,
+                    format!("{v} is not supported (a positive integer up to {max} is expected)"),
+                )),
             }
         };
         let mut p = PatchSpec::default();
-        for (key, slot) in [("patch_size", &mut p.patch_size), ("temporal_patch_size", &mut p.temporal_patch_size), ("merge_size", &mut p.merge_size)] {
+        for (key, slot) in [
+            ("patch_size", &mut p.patch_size),
+            ("temporal_patch_size", &mut p.temporal_patch_size),
+            ("merge_size", &mut p.merge_size),
+        ] {
             if let Some(v) = get(key) {
                 *slot = int(key, v, 1 << 10)?;
             }
         }
         const MAX_PX: u64 = 1 << 32;
         if let Some(size) = get("size") {
-            let o = size.as_object().ok_or_else(|| err("size", format!("{size} must be an object {{shortest_edge, longest_edge}} (pixel counts)")))?;
-            for (key, slot) in [("shortest_edge", &mut p.min_pixels), ("longest_edge", &mut p.max_pixels)] {
+            let o = size.as_object().ok_or_else(|| {
+                err(
+                    "size",
+                    format!(
+                        "{size} must be an object {{shortest_edge, longest_edge}} (pixel counts)"
+                    ),
+                )
+            })?;
+            for (key, slot) in [
+                ("shortest_edge", &mut p.min_pixels),
+                ("longest_edge", &mut p.max_pixels),
+            ] {
                 if let Some(v) = o.get(key).filter(|v| !v.is_null()) {
                     *slot = int(&format!("size.{key}"), v, MAX_PX)?;
                 }
             }
-            if let Some(k) = o.keys().find(|k| !["shortest_edge", "longest_edge", "min_pixels", "max_pixels"].contains(&k.as_str())) {
+            if let Some(k) = o.keys().find(|k| {
+                !["shortest_edge", "longest_edge", "min_pixels", "max_pixels"].contains(&k.as_str())
+            }) {
                 return Err(err("size", format!("key `{k}` is not supported (supported: shortest_edge, longest_edge: the min and max pixel counts)")));
             }
         }
-        for (key, slot) in [("min_pixels", &mut p.min_pixels), ("max_pixels", &mut p.max_pixels)] {
+        for (key, slot) in [
+            ("min_pixels", &mut p.min_pixels),
+            ("max_pixels", &mut p.max_pixels),
+        ] {
             if let Some(v) = get(key) {
                 *slot = int(key, v, MAX_PX)?;
             }
         }
         if p.min_pixels > p.max_pixels {
-            return Err(err("size", format!("min pixels {} exceed max pixels {}", p.min_pixels, p.max_pixels)));
+            return Err(err(
+                "size",
+                format!(
+                    "min pixels {} exceed max pixels {}",
+                    p.min_pixels, p.max_pixels
+                ),
+            ));
         }
         if p.max_pixels < p.factor() * p.factor() {
-            return Err(err("size", format!("max pixels {} are fewer than one {f}x{f} merged patch", p.max_pixels, f = p.factor())));
+            return Err(err(
+                "size",
+                format!(
+                    "max pixels {} are fewer than one {f}x{f} merged patch",
+                    p.max_pixels,
+                    f = p.factor()
+                ),
+            ));
         }
         Ok(p)
     }
@@ -100,7 +141,11 @@ impl PatchSpec {
 /// transformers' `smart_resize(height, width, factor, min_pixels, max_pixels)`: `(height, width)`
 /// of the resized image. Python's `round` rounds half to even; the area test uses the rounded
 /// sides, the rescale `beta` the original ones.
-pub fn smart_resize(height: usize, width: usize, p: &PatchSpec) -> std::result::Result<(usize, usize), String> {
+pub fn smart_resize(
+    height: usize,
+    width: usize,
+    p: &PatchSpec,
+) -> std::result::Result<(usize, usize), String> {
     let (h, w, f) = (height as f64, width as f64, p.factor() as f64);
     let ratio = h.max(w) / h.min(w);
     if height == 0 || width == 0 || ratio > MAX_ASPECT_RATIO {
@@ -124,7 +169,13 @@ pub fn smart_resize(height: usize, width: usize, p: &PatchSpec) -> std::result::
 /// `patch_size · merge_size`) to patch rows `[grid_h · grid_w, C · T · P · P]`. Row order:
 /// merged block row, merged block column, row in the block, column in the block; each row holds
 /// channel, frame (the image repeated `temporal_patch_size` times), patch row, patch column.
-pub fn patchify(chw: &[f32], channels: usize, height: usize, width: usize, p: &PatchSpec) -> Vec<f32> {
+pub fn patchify(
+    chw: &[f32],
+    channels: usize,
+    height: usize,
+    width: usize,
+    p: &PatchSpec,
+) -> Vec<f32> {
     let (ps, m, t) = (p.patch_size, p.merge_size, p.temporal_patch_size);
     let (gh, gw) = p.grid(height, width);
     let row_len = channels * t * ps * ps;
@@ -164,19 +215,36 @@ mod tests {
         // Below min_pixels: ceil.
         assert_eq!(smart_resize(20, 30, &p), Ok((56, 84)));
         // Half-way rounding is to even: 42 / 28 = 1.5 -> 2, 70 / 28 = 2.5 -> 2.
-        assert_eq!(smart_resize(42, 70, &PatchSpec { min_pixels: 1, ..p }), Ok((56, 56)));
-        assert!(smart_resize(1, 201, &p).unwrap_err().contains("aspect ratio"));
+        assert_eq!(
+            smart_resize(42, 70, &PatchSpec { min_pixels: 1, ..p }),
+            Ok((56, 56))
+        );
+        assert!(smart_resize(1, 201, &p)
+            .unwrap_err()
+            .contains("aspect ratio"));
     }
 
     #[test]
     fn patchify_orders_rows_by_merge_block() {
         // One channel, 4x4 image of value y*4+x, patch 1, merge 2, 2 frames.
-        let p = PatchSpec { patch_size: 1, temporal_patch_size: 2, merge_size: 2, min_pixels: 1, max_pixels: 1 << 20 };
+        let p = PatchSpec {
+            patch_size: 1,
+            temporal_patch_size: 2,
+            merge_size: 2,
+            min_pixels: 1,
+            max_pixels: 1 << 20,
+        };
         let img: Vec<f32> = (0..16).map(|i| i as f32).collect();
         let rows = patchify(&img, 1, 4, 4, &p);
         // Block (0,0) holds pixels (0,0), (0,1), (1,0), (1,1), then block (0,1) ...
         let firsts: Vec<f32> = rows.chunks(2).map(|r| r[0]).collect();
-        assert_eq!(firsts, [0., 1., 4., 5., 2., 3., 6., 7., 8., 9., 12., 13., 10., 11., 14., 15.]);
-        assert!(rows.chunks(2).all(|r| r[0] == r[1]), "the two frames are the same image");
+        assert_eq!(
+            firsts,
+            [0., 1., 4., 5., 2., 3., 6., 7., 8., 9., 12., 13., 10., 11., 14., 15.]
+        );
+        assert!(
+            rows.chunks(2).all(|r| r[0] == r[1]),
+            "the two frames are the same image"
+        );
     }
 }
