@@ -164,14 +164,11 @@ pub const QWEN2_VL_VIT: QwenVitShape = QwenVitShape {
 /// of 112 px (8x8 patches) except layers 7, 15, 23, 31; the same 448x448 image (16 windows).
 pub const QWEN2_5_VL_VIT: QwenVitShape = QwenVitShape {
     model_type: "qwen2_5_vl",
-    depth: 32,
-    width: 1280,
-    heads: 16,
     intermediate: 3420,
     act: "silu",
     window: 112,
     full_layers: &[7, 15, 23, 31],
-    image: (448, 448),
+    ..QWEN2_VL_VIT
 };
 /// Qwen2-VL-2B's decoder: hidden 1536, 12 query / 2 KV heads of 128, intermediate 8960, 28 layers,
 /// M-RoPE sections [16, 24, 24].
@@ -194,15 +191,10 @@ pub const QWEN2_5_VL_3B_TEXT: DecoderShape = DecoderShape {
     name: "qwen2.5-vl-3b",
     hidden: 2048,
     q_heads: 16,
-    kv_heads: 2,
-    head_dim: 128,
     intermediate: 11008,
     layers: 36,
-    vocab: 151936,
-    rope_theta: 1_000_000.0,
-    rms_eps: 1e-6,
-    tie: true,
     model_type: "qwen2_5_vl_text",
+    ..QWEN2_VL_2B_TEXT
 };
 
 pub const VITS: [VitShape; 2] = [VIT_B16, VIT_L14_336];

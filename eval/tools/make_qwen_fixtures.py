@@ -178,7 +178,6 @@ def model_class(spec):
 
 @torch.no_grad()
 def golden(spec, model_dir, image_path, messages, root):
-    import transformers
     from PIL import Image
     from transformers import AutoProcessor, GenerationConfig
 
@@ -244,16 +243,7 @@ def golden(spec, model_dir, image_path, messages, root):
         "num_prompt_tokens": int(input_ids.shape[1]),
         "num_image_tokens": n_img,
         "image_token_id": int(cfg.image_token_id),
-        "max_new_tokens": mf.MAX_NEW_TOKENS,
-        "greedy_text": proc.tokenizer.decode(greedy.tolist(), skip_special_tokens=False),
-        "greedy_stops_on_eos": False,
-        "greedy_contains_eos": bool((greedy == proc.tokenizer.eos_token_id).any()),
-        "min_greedy_top2_margin": min(margins),
-        "transformers": transformers.__version__,
-        "torch": torch.__version__,
-        "processor_backend": backend,
-        "dtype": "float32",
-        "attn_implementation": "eager",
+        **mf.greedy_meta(proc.tokenizer, greedy, margins, backend),
     }
     return tensors, meta
 

@@ -32,6 +32,7 @@ use serde_json::Value;
 use std::any::Any;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Instant;
 
 /// A parsed `config.json`: what the loader, the tokenizer and the request checks need, and the
 /// builder of the model it describes.
@@ -105,6 +106,17 @@ pub fn parse_config(v: &Value, file: &str) -> Result<Arc<dyn ArchConfig>> {
             Err(Error::format(file, "model_type", format!("`{mt}` (architectures {archs}) is not supported (supported: {})", supported.join("; "))))
         }
     }
+}
+
+/// Waits for the device, then gives every prompt of a batch the time since `t0`: what encoding the
+/// batch's images took (how every architecture's `prompts` ends).
+pub(crate) fn stamp_image_encode(ex: &Exec, t0: Instant, mut out: Vec<PromptInput>) -> Result<Vec<PromptInput>> {
+    ex.backend.synchronize()?;
+    let ms = t0.elapsed().as_secs_f64() * 1e3;
+    for p in out.iter_mut() {
+        p.image_encode_ms = ms;
+    }
+    Ok(out)
 }
 
 /// Reads and parses `config.json`.

@@ -214,24 +214,14 @@ fn parse_vision(c: &Cfg, kind: QwenVlKind) -> Result<QwenVisionConfig> {
         c.usize_or("spatial_merge_size", 2)?,
         64,
     )?;
-    let (width_key, width, out_key, out_dim, act_default) = match kind {
-        QwenVlKind::V2 => (
-            "embed_dim",
-            c.usize_or("embed_dim", 1280)?,
-            "hidden_size",
-            c.usize_or("hidden_size", 3584)?,
-            "quick_gelu",
-        ),
-        QwenVlKind::V2_5 => (
-            "hidden_size",
-            c.usize_or("hidden_size", 3584)?,
-            "out_hidden_size",
-            c.usize_or("out_hidden_size", 3584)?,
-            "silu",
-        ),
+    // Qwen2-VL calls the ViT width `embed_dim` and the merger's output `hidden_size`; Qwen2.5-VL
+    // calls them `hidden_size` and `out_hidden_size`.
+    let (width_key, width_default, out_key, act_default) = match kind {
+        QwenVlKind::V2 => ("embed_dim", 1280, "hidden_size", "quick_gelu"),
+        QwenVlKind::V2_5 => ("hidden_size", 3584, "out_hidden_size", "silu"),
     };
-    let width = positive(c, width_key, width, MAX_DIM)?;
-    let out_dim = positive(c, out_key, out_dim, MAX_DIM)?;
+    let width = positive(c, width_key, c.usize_or(width_key, width_default)?, MAX_DIM)?;
+    let out_dim = positive(c, out_key, c.usize_or(out_key, 3584)?, MAX_DIM)?;
     if width % num_heads != 0 || (width / num_heads) % 4 != 0 {
         return Err(c.err("num_heads", format!(
             "{num_heads} heads of {width_key} {width}: the head dim must be a whole multiple of 4 (2-D rotary: a quarter per axis and half)"
