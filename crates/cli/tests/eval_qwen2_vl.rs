@@ -167,3 +167,38 @@ fn run_refuses_video_inputs() {
     assert!(!err.contains("panicked"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The bench builtins of both families run end to end (one layer per tower, a cut vocabulary):
+/// image encode through the Qwen tower on the builtin's 448x448 image, prefill and decode with
+/// M-RoPE; and a Qwen2.5-VL checkpoint directory (the fixture) likewise.
+#[test]
+fn bench_runs_the_qwen_builtins() {
+    let dir = repo().join("eval/fixtures/qwen2_5-vl/model");
+    let dir = dir.to_str().unwrap();
+    for model in ["qwen2-vl-2b", "qwen2.5-vl-3b", dir] {
+        let o = Command::new(env!("CARGO_BIN_EXE_foveate"))
+            .args([
+                "bench", "-m", model, "-b", "cpu", "--layers", "1", "--vocab", "1024",
+            ])
+            .args([
+                "-p", "8", "-n", "2", "-r", "1", "--warmup", "0", "-o", "json",
+            ])
+            .output()
+            .expect("run foveate");
+        assert!(
+            o.status.success(),
+            "bench {model}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("bench JSON");
+        let text = v.to_string();
+        for metric in ["image_encode_ms", "prefill_ms", "decode_tokens_per_s"] {
+            assert!(
+                text.contains(metric),
+                "bench {model}: no {metric} in {text}"
+            );
+        }
+        let name = if model == dir { "model" } else { model };
+        assert!(text.contains(name), "{text}");
+    }
+}
