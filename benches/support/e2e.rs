@@ -4,7 +4,10 @@
 //! Weights come from a checkpoint directory or are random values of a builtin shape
 //! ([`crate::shapes::Builtin`]); both go through the same architecture builders
 //! (`foveate_models::arch`), from a `CheckpointSource` or a `RandomSource`, so both paths run the
-//! same model code.
+//! same model code. Two vision families: LLaVA (a CLIP / SigLIP tower and projector on a square
+//! image) and Qwen2-VL / Qwen2.5-VL (the dynamic-resolution tower and merger on the builtin's image
+//! size, 448x448 for a checkpoint); the text model is the Llama-family decoder either way (M-RoPE
+//! for Qwen, text-only positions being the same on its three axes).
 
 use crate::shapes::Builtin;
 use crate::values;
@@ -12,21 +15,34 @@ use foveate_core::{Backend, DType, Error, Op, Result, Tensor};
 use foveate_graph::{AttentionKind, Buf, Exec, KvCache, Positions, TextModel};
 use foveate_models::arch::llama::Llama;
 use foveate_models::arch::llava::{Llava, LlavaVision};
-use foveate_models::vars::{CheckpointSource, RandomSource, TensorSource};
-use foveate_models::{Checkpoint, LlavaConfig};
+use foveate_models::arch::qwen2_vl::QwenVl;
+use foveate_models::arch::qwen2_vl_config::{QwenVisionConfig, QwenVlConfig};
+use foveate_models::arch::qwen2_vl_vision::QwenVision;
+use foveate_models::arch::qwen2_vl_window::{frame_bounds, window_order, Grid};
+use foveate_models::names::Part;
+use foveate_models::vars::{CheckpointSource, RandomSource, Scope, TensorSource};
+use foveate_models::{Checkpoint, LlavaConfig, PixelValues};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
+/// The image a Qwen2-VL checkpoint is timed on (height, width): 1024 patches, 256 image tokens.
+pub const QWEN_IMAGE: (usize, usize) = (448, 448);
+
+/// A vision tower, its image on the device (LLaVA) or on the host (Qwen: the patch rows are
+/// reordered and uploaded by the tower, as in a request).
+pub enum Vision {
+    Llava { cfg: LlavaConfig, tower: LlavaVision, pixels: Tensor },
+    Qwen { tower: QwenVision, pixels: PixelValues },
+}
+
 /// A model ready to time. `vision` / `text` are None for a builtin that lacks the part.
 pub struct E2eModel {
     pub name: String,
-    pub cfg: LlavaConfig,
     pub ex: Exec,
-    pub vision: Option<LlavaVision>,
+    pub vision: Option<Vision>,
     pub text: Option<Llama>,
     pub weight_bytes: usize,
-    pixels: Option<Tensor>,
 }
 
 /// Timings of one prefill of a batch of prompts: the ms, their caches and first generated tokens.
@@ -43,6 +59,12 @@ pub const SEED_STRIDE: u64 = 7919;
 /// Bytes the weights of a builtin take in `dtype` (to refuse what cannot fit before allocating).
 pub fn builtin_weight_bytes(b: &Builtin, layers: Option<usize>, dtype: DType) -> usize {
     let mut n = 0usize;
+    if let (Some(q), Some(t)) = (b.qwen, b.text) {
+        let l = layers.unwrap_or(q.depth);
+        let mlp = if q.model_type == "qwen2_vl" { 2 } else { 3 };
+        n += l * (4 * q.width * q.width + mlp * q.width * q.intermediate) + q.width * 3 * 2 * 14 * 14;
+        n += 16 * q.width * q.width + 4 * q.width * t.hidden;
+    }
     if let Some(v) = b.vision {
         let l = layers.unwrap_or(v.layers);
         n += l * (4 * v.hidden * v.hidden + 2 * v.hidden * v.mlp)
@@ -69,25 +91,31 @@ impl E2eModel {
         dtype: DType,
         attention: AttentionKind,
     ) -> Result<Self> {
-        let cfg = LlavaConfig::from_json(&b.config_json(layers), b.name)?;
         let ex = Exec::new(backend, dtype, attention);
         let mut src = RandomSource::new(ex.backend.as_ref(), dtype, 17);
-        let vision = match b.vision {
-            Some(_) => Some(LlavaVision::load(&mut src, &cfg, cfg.vision_layers_to_run())?),
-            None => None,
-        };
-        let text = match b.text {
-            Some(_) => Some(Llama::load(&mut src, &cfg.text)?),
-            None => None,
+        let (vision, text) = if let Some(q) = b.qwen {
+            let cfg = QwenVlConfig::from_json(&b.config_json(layers), b.name)?;
+            let tower = QwenVision::load(&mut src, &Scope::new(Part::Vision, ""), &cfg.vision)?;
+            let text = Llama::load(&mut src, &cfg.text)?;
+            (Some(qwen_vision(tower, q.image)), Some(text))
+        } else {
+            let cfg = LlavaConfig::from_json(&b.config_json(layers), b.name)?;
+            let vision = match b.vision {
+                Some(_) => Some(LlavaVision::load(&mut src, &cfg, cfg.vision_layers_to_run())?),
+                None => None,
+            };
+            let text = match b.text {
+                Some(_) => Some(Llama::load(&mut src, &cfg.text)?),
+                None => None,
+            };
+            (vision.map(|t| llava_vision(&ex, cfg.clone(), t)).transpose()?, text)
         };
         let weight_bytes = src.bytes();
         ex.backend.synchronize()?;
-        let mut m = E2eModel { name: b.name.to_string(), cfg, ex, vision, text, weight_bytes, pixels: None };
-        m.upload_pixels()?;
-        Ok(m)
+        Ok(E2eModel { name: b.name.to_string(), ex, vision, text, weight_bytes })
     }
 
-    /// A LLaVA checkpoint directory.
+    /// A LLaVA or Qwen2-VL / Qwen2.5-VL checkpoint directory.
     pub fn load(
         dir: &Path,
         backend: Arc<dyn Backend>,
@@ -95,34 +123,28 @@ impl E2eModel {
         attention: AttentionKind,
     ) -> Result<Self> {
         let ck = Checkpoint::open(dir)?;
-        let cfg = ck
-            .config_as::<LlavaConfig>()
-            .ok_or_else(|| Error::Msg(format!("{}: foveate bench times LLaVA checkpoints (model_type llava), not `{}`", dir.display(), ck.config.model_type())))?
-            .clone();
         let ex = Exec::new(backend, dtype, attention);
         let mut src = CheckpointSource::new(&ck, ex.backend.as_ref(), dtype);
-        let Llava { vision, text, .. } = Llava::load(&mut src, &cfg, cfg.vision_layers_to_run())?;
+        let (vision, text) = if let Some(cfg) = ck.config_as::<LlavaConfig>() {
+            let Llava { vision, text, .. } = Llava::load(&mut src, cfg, cfg.vision_layers_to_run())?;
+            (llava_vision(&ex, cfg.clone(), vision)?, text)
+        } else if let Some(cfg) = ck.config_as::<QwenVlConfig>() {
+            let QwenVl { vision, text, .. } = QwenVl::load(&mut src, cfg)?;
+            (qwen_vision(vision, QWEN_IMAGE), text)
+        } else {
+            return Err(Error::Msg(format!(
+                "{}: foveate bench times LLaVA and Qwen2-VL checkpoints, not `{}`",
+                dir.display(),
+                ck.config.model_type()
+            )));
+        };
         let weight_bytes = src.bytes();
         ex.backend.synchronize()?;
         let name = dir
             .file_name()
             .map(|n| n.to_string_lossy().to_string())
             .unwrap_or_else(|| dir.display().to_string());
-        let mut m = E2eModel { name, cfg, ex, vision: Some(vision), text: Some(text), weight_bytes, pixels: None };
-        m.upload_pixels()?;
-        Ok(m)
-    }
-
-    fn upload_pixels(&mut self) -> Result<()> {
-        if self.vision.is_some() {
-            let v = &self.cfg.vision;
-            let n = v.num_channels * v.image_size * v.image_size;
-            self.pixels = Some(self.ex.upload_f32(
-                &[1, v.num_channels, v.image_size, v.image_size],
-                &values::uniform(n, 1.0, 5),
-            )?);
-        }
-        Ok(())
+        Ok(E2eModel { name, ex, vision: Some(vision), text: Some(text), weight_bytes })
     }
 
     pub fn backend(&self) -> &dyn Backend {
@@ -136,19 +158,19 @@ impl E2eModel {
         self.text.is_some()
     }
 
-    /// One image through the vision tower and projector; returns ms (pixels already on the device).
+    /// One image through the vision tower and projector (merger); returns ms (LLaVA: pixels
+    /// already on the device; Qwen: the patch rows' upload included, as in a request).
     pub fn encode(&self) -> Result<f64> {
         let vision = self
             .vision
             .as_ref()
             .ok_or_else(|| Error::Msg(format!("{} has no vision tower", self.name)))?;
-        let px = self
-            .pixels
-            .as_ref()
-            .expect("pixels uploaded with the vision weights");
         self.ex.backend.synchronize()?;
         let t0 = Instant::now();
-        let f = vision.features(&self.ex, &self.cfg, px)?;
+        let f = match vision {
+            Vision::Llava { cfg, tower, pixels } => tower.features(&self.ex, cfg, pixels)?,
+            Vision::Qwen { tower, pixels } => tower.forward(&self.ex, &[pixels])?,
+        };
         self.ex.backend.synchronize()?;
         let ms = t0.elapsed().as_secs_f64() * 1e3;
         drop(f);
@@ -230,26 +252,61 @@ impl E2eModel {
         Ok(t0.elapsed().as_secs_f64() * 1e3)
     }
 
-    /// FLOPs of one image encode (tower layers run + patch embedding + projector).
+    /// FLOPs of one image encode (tower layers run + patch embedding + projector or merger;
+    /// Qwen2.5-VL's windowed layers count only their windows' attention).
     pub fn encode_flops(&self) -> f64 {
-        let v = &self.cfg.vision;
-        let t = v.num_positions();
-        let layers = self.cfg.vision_layers_to_run() as f64;
-        let (_, rows) = self.cfg.feature_rows();
-        crate::flops::patch_embed(
-            1,
-            v.num_patches(),
-            v.hidden_size,
-            v.num_channels,
-            v.patch_size,
-        ) + layers * crate::flops::vit_layer(t, v.hidden_size, v.num_heads, v.intermediate_size)
-            + crate::flops::mlp(
-                rows,
-                v.hidden_size,
-                self.cfg.text.hidden_size,
-                self.cfg.text.hidden_size,
-            )
+        match &self.vision {
+            None => 0.0,
+            Some(Vision::Llava { cfg, .. }) => {
+                let v = &cfg.vision;
+                let t = v.num_positions();
+                let layers = cfg.vision_layers_to_run() as f64;
+                let (_, rows) = cfg.feature_rows();
+                crate::flops::patch_embed(1, v.num_patches(), v.hidden_size, v.num_channels, v.patch_size)
+                    + layers * crate::flops::vit_layer(t, v.hidden_size, v.num_heads, v.intermediate_size)
+                    + crate::flops::mlp(rows, v.hidden_size, cfg.text.hidden_size, cfg.text.hidden_size)
+            }
+            Some(Vision::Qwen { tower, pixels }) => qwen_encode_flops(&tower.cfg, pixels),
+        }
     }
+}
+
+/// A LLaVA tower with its random square image uploaded.
+fn llava_vision(ex: &Exec, cfg: LlavaConfig, tower: LlavaVision) -> Result<Vision> {
+    let v = &cfg.vision;
+    let n = v.num_channels * v.image_size * v.image_size;
+    let pixels = ex.upload_f32(&[1, v.num_channels, v.image_size, v.image_size], &values::uniform(n, 1.0, 5))?;
+    Ok(Vision::Llava { cfg, tower, pixels })
+}
+
+/// A Qwen2-VL tower with random patch rows of a `(height, width)` image.
+fn qwen_vision(tower: QwenVision, (height, width): (usize, usize)) -> Vision {
+    let v = &tower.cfg;
+    let n = (height / v.patch_size) * (width / v.patch_size) * v.row_len();
+    let pixels = PixelValues { data: values::uniform(n, 1.0, 5), height, width };
+    Vision::Qwen { tower, pixels }
+}
+
+/// FLOPs of a Qwen2-VL / Qwen2.5-VL tower on one image: patch GEMM; per layer the qkv and output
+/// projections, the MLP (2 GEMMs, or 3 for SwiGLU) and attention within each segment (the image,
+/// or a window); the merger MLP.
+pub fn qwen_encode_flops(v: &QwenVisionConfig, px: &PixelValues) -> f64 {
+    use crate::flops::gemm;
+    let grid = [Grid { t: 1, h: px.height / v.patch_size, w: px.width / v.patch_size }];
+    let n = grid[0].patches();
+    let (e, i) = (v.width, v.intermediate);
+    let pairs = |b: &[usize]| b.windows(2).map(|w| ((w[1] - w[0]) * (w[1] - w[0])) as f64).sum::<f64>();
+    let full = pairs(&frame_bounds(&grid));
+    let window = pairs(&window_order(&grid, v.merge, v.window_units().max(1)).1);
+    let ffn = if v.kind == foveate_models::arch::qwen2_vl_config::QwenVlKind::V2 { 2.0 } else { 3.0 };
+    let layers: f64 = (0..v.depth)
+        .map(|li| {
+            let keys = if v.windowed(li) { window } else { full };
+            gemm(n, 3 * e, e) + gemm(n, e, e) + ffn * gemm(n, i, e) + 4.0 * keys * e as f64
+        })
+        .sum();
+    let m = n / v.merge_unit();
+    gemm(n, e, v.row_len()) + layers + crate::flops::mlp(m, e * v.merge_unit(), e * v.merge_unit(), v.out_dim)
 }
 
 #[cfg(test)]

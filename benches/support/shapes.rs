@@ -121,6 +121,82 @@ pub const LLAMA_7B: DecoderShape = DecoderShape {
     model_type: "llama",
 };
 
+/// A Qwen2-VL / Qwen2.5-VL vision tower and the image it is timed on (dynamic resolution: the
+/// image size sets the patch count).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct QwenVitShape {
+    /// HF `model_type` of the whole model: `qwen2_vl` or `qwen2_5_vl`.
+    pub model_type: &'static str,
+    pub depth: usize,
+    pub width: usize,
+    pub heads: usize,
+    /// MLP hidden size (Qwen2-VL: `embed_dim · mlp_ratio`).
+    pub intermediate: usize,
+    pub act: &'static str,
+    /// Qwen2.5-VL's window side in pixels and full-attention layers (unused for Qwen2-VL).
+    pub window: usize,
+    pub full_layers: &'static [usize],
+    /// The (height, width) in pixels of the timed image, a multiple of 28 on each side.
+    pub image: (usize, usize),
+}
+
+impl QwenVitShape {
+    /// Patch rows of the image (patch 14).
+    pub fn patches(&self) -> usize {
+        (self.image.0 / 14) * (self.image.1 / 14)
+    }
+}
+
+/// Qwen2-VL's tower (Qwen2-VL-2B/7B-Instruct): 32 layers of 1280, 16 heads of 80, quick_gelu MLP
+/// 5120, full attention; timed on a 448x448 image (1024 patches, 256 image tokens).
+pub const QWEN2_VL_VIT: QwenVitShape = QwenVitShape {
+    model_type: "qwen2_vl",
+    depth: 32,
+    width: 1280,
+    heads: 16,
+    intermediate: 5120,
+    act: "quick_gelu",
+    window: 0,
+    full_layers: &[],
+    image: (448, 448),
+};
+/// Qwen2.5-VL's tower (3B/7B-Instruct): 32 layers of 1280, 16 heads of 80, SwiGLU 3420, windows
+/// of 112 px (8x8 patches) except layers 7, 15, 23, 31; the same 448x448 image (16 windows).
+pub const QWEN2_5_VL_VIT: QwenVitShape = QwenVitShape {
+    model_type: "qwen2_5_vl",
+    intermediate: 3420,
+    act: "silu",
+    window: 112,
+    full_layers: &[7, 15, 23, 31],
+    ..QWEN2_VL_VIT
+};
+/// Qwen2-VL-2B's decoder: hidden 1536, 12 query / 2 KV heads of 128, intermediate 8960, 28 layers,
+/// M-RoPE sections [16, 24, 24].
+pub const QWEN2_VL_2B_TEXT: DecoderShape = DecoderShape {
+    name: "qwen2-vl-2b",
+    hidden: 1536,
+    q_heads: 12,
+    kv_heads: 2,
+    head_dim: 128,
+    intermediate: 8960,
+    layers: 28,
+    vocab: 151936,
+    rope_theta: 1_000_000.0,
+    rms_eps: 1e-6,
+    tie: true,
+    model_type: "qwen2_vl_text",
+};
+/// Qwen2.5-VL-3B's decoder: hidden 2048, 16 query / 2 KV heads of 128, intermediate 11008, 36 layers.
+pub const QWEN2_5_VL_3B_TEXT: DecoderShape = DecoderShape {
+    name: "qwen2.5-vl-3b",
+    hidden: 2048,
+    q_heads: 16,
+    intermediate: 11008,
+    layers: 36,
+    model_type: "qwen2_5_vl_text",
+    ..QWEN2_VL_2B_TEXT
+};
+
 pub const VITS: [VitShape; 2] = [VIT_B16, VIT_L14_336];
 pub const DECODERS: [DecoderShape; 2] = [QWEN2_05B, LLAMA_7B];
 
@@ -165,19 +241,25 @@ pub struct Builtin {
     pub feature_layer: i64,
     pub strategy: &'static str,
     pub about: &'static str,
+    /// A Qwen2-VL-family tower (then `vision` is None and the config is that family's).
+    pub qwen: Option<QwenVitShape>,
 }
 
-pub const BUILTINS: [Builtin; 5] = [
+pub const BUILTINS: [Builtin; 7] = [
     Builtin { name: "vit-b16", vision: Some(VIT_B16), text: None, feature_layer: -1, strategy: "default",
-        about: "CLIP ViT-B/16 at 224, all 12 layers, + a GELU projector to 896 (image encode only)" },
+        about: "CLIP ViT-B/16 at 224, all 12 layers, + a GELU projector to 896 (image encode only)", qwen: None },
     Builtin { name: "vit-l14-336", vision: Some(VIT_L14_336), text: None, feature_layer: -2, strategy: "default",
-        about: "CLIP ViT-L/14 at 336 as in LLaVA-1.5 (23 layers) + its projector to 4096 (image encode only)" },
+        about: "CLIP ViT-L/14 at 336 as in LLaVA-1.5 (23 layers) + its projector to 4096 (image encode only)", qwen: None },
     Builtin { name: "qwen2-0.5b", vision: None, text: Some(QWEN2_05B), feature_layer: -1, strategy: "full",
-        about: "the Qwen2-0.5B decoder alone (prefill and decode only)" },
+        about: "the Qwen2-0.5B decoder alone (prefill and decode only)", qwen: None },
     Builtin { name: "llava-qwen2-0.5b", vision: Some(SIGLIP_SO400M), text: Some(QWEN2_05B), feature_layer: -1, strategy: "full",
-        about: "llava-interleave-qwen-0.5b: SigLIP so400m/14-384 + Qwen2-0.5B" },
+        about: "llava-interleave-qwen-0.5b: SigLIP so400m/14-384 + Qwen2-0.5B", qwen: None },
     Builtin { name: "llava-1.5-7b", vision: Some(VIT_L14_336), text: Some(LLAMA_7B), feature_layer: -2, strategy: "default",
-        about: "llava-1.5-7b: CLIP ViT-L/14-336 + Llama-7B (Vicuna)" },
+        about: "llava-1.5-7b: CLIP ViT-L/14-336 + Llama-7B (Vicuna)", qwen: None },
+    Builtin { name: "qwen2-vl-2b", vision: None, text: Some(QWEN2_VL_2B_TEXT), feature_layer: -1, strategy: "full",
+        about: "Qwen2-VL-2B: its 32-layer tower (full attention) on a 448x448 image (256 image tokens) + the 1.5B M-RoPE decoder", qwen: Some(QWEN2_VL_VIT) },
+    Builtin { name: "qwen2.5-vl-3b", vision: None, text: Some(QWEN2_5_VL_3B_TEXT), feature_layer: -1, strategy: "full",
+        about: "Qwen2.5-VL-3B: its 32-layer tower (window attention, block-sparse) on a 448x448 image + the 3B M-RoPE decoder", qwen: Some(QWEN2_5_VL_VIT) },
 ];
 
 pub fn builtin(name: &str) -> Option<Builtin> {
@@ -206,10 +288,44 @@ fn text_json(t: &DecoderShape) -> Value {
     })
 }
 
+/// The `config.json` of a Qwen2-VL / Qwen2.5-VL model of these shapes (transformers 5 layout).
+fn qwen_json(q: &QwenVitShape, t: &DecoderShape, layers: Option<usize>) -> Value {
+    let mut text = text_json(t);
+    text["rope_parameters"] = json!({"rope_type": "default", "rope_theta": t.rope_theta, "mrope_section": [16, 24, 24]});
+    text["eos_token_id"] = json!(151645);
+    text["bos_token_id"] = json!(151643);
+    let depth = layers.map_or(q.depth, |n| n.max(1));
+    if let Some(n) = layers {
+        text["num_hidden_layers"] = json!(n.max(1));
+    }
+    let vision = if q.model_type == "qwen2_vl" {
+        json!({"model_type": "qwen2_vl_vision", "depth": depth, "embed_dim": q.width, "hidden_size": t.hidden,
+               "num_heads": q.heads, "mlp_ratio": q.intermediate / q.width, "hidden_act": q.act, "patch_size": 14,
+               "spatial_merge_size": 2, "temporal_patch_size": 2, "in_channels": 3})
+    } else {
+        let full: Vec<usize> = q.full_layers.iter().copied().filter(|&l| l < depth).collect();
+        json!({"model_type": "qwen2_5_vl_vision", "depth": depth, "hidden_size": q.width, "out_hidden_size": t.hidden,
+               "num_heads": q.heads, "intermediate_size": q.intermediate, "hidden_act": q.act, "patch_size": 14,
+               "spatial_merge_size": 2, "temporal_patch_size": 2, "in_channels": 3, "window_size": q.window,
+               "fullatt_block_indexes": full})
+    };
+    // The real special-token ids, or the last ids of a vocabulary cut by `--vocab`.
+    let id = |real: usize, from_end: usize| if t.vocab > 151656 { real } else { t.vocab.saturating_sub(from_end) };
+    json!({
+        "model_type": q.model_type, "text_config": text, "vision_config": vision, "tie_word_embeddings": t.tie,
+        "image_token_id": id(151655, 2), "video_token_id": id(151656, 1), "vision_start_token_id": id(151652, 4),
+        "vision_end_token_id": id(151653, 3),
+    })
+}
+
 impl Builtin {
-    /// The LLaVA `config.json` of this shape. A part the builtin lacks gets a one-layer stand-in
-    /// (the text hidden size sets the projector's output; the runner never builds its weights).
+    /// The `config.json` of this shape: LLaVA, or the Qwen2-VL family's when it has a Qwen tower. A
+    /// part a LLaVA builtin lacks gets a one-layer stand-in (the text hidden size sets the
+    /// projector's output; the runner never builds its weights).
     pub fn config_json(&self, layers: Option<usize>) -> Value {
+        if let (Some(q), Some(t)) = (&self.qwen, &self.text) {
+            return qwen_json(q, t, layers);
+        }
         let mut vision = vision_json(&self.vision.unwrap_or(VIT_B16));
         let mut text = text_json(&self.text.unwrap_or(DecoderShape {
             layers: 1,
@@ -239,8 +355,16 @@ mod tests {
         assert_eq!(VIT_B16.heads * VIT_B16.head_dim, VIT_B16.hidden);
     }
     #[test]
-    fn builtins_parse_as_llava_configs() {
-        for b in BUILTINS {
+    fn builtins_parse_as_their_family_configs() {
+        for b in BUILTINS.iter().filter(|b| b.qwen.is_some()) {
+            let v = b.config_json(None);
+            let c = foveate_models::arch::qwen2_vl_config::QwenVlConfig::from_json(&v, b.name).unwrap();
+            let (q, t) = (b.qwen.unwrap(), b.text.unwrap());
+            assert_eq!((c.vision.depth, c.vision.width, c.vision.intermediate), (q.depth, q.width, q.intermediate), "{}", b.name);
+            assert_eq!((c.text.num_heads, c.text.num_kv_heads, c.text.head_dim, c.text.mrope_section), (t.q_heads, t.kv_heads, t.head_dim, Some([16, 24, 24])));
+            assert_eq!(q.patches() % 4, 0);
+        }
+        for b in BUILTINS.iter().filter(|b| b.qwen.is_none()) {
             let c = foveate_models::LlavaConfig::from_json(&b.config_json(None), b.name).unwrap();
             if let Some(v) = b.vision {
                 assert_eq!(c.vision.num_positions(), v.tokens(), "{}", b.name);

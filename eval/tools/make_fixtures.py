@@ -315,7 +315,6 @@ def build_fixture(spec, tokenizer, out_dir, seed):
 def golden(model_dir, image_path, messages, root):
     """Reload the saved checkpoint + processor (PIL backend) and compute the golden tensors."""
     import numpy as np
-    import transformers
     from PIL import Image
     from transformers import AutoProcessor, GenerationConfig, LlavaForConditionalGeneration
 
@@ -384,10 +383,20 @@ def golden(model_dir, image_path, messages, root):
         "num_prompt_tokens": int(input_ids.shape[1]),
         "num_image_tokens": n_img,
         "image_token_id": int(cfg.image_token_index),
+        **greedy_meta(proc.tokenizer, greedy, margins, backend),
+    }
+    return tensors, meta
+
+
+def greedy_meta(tokenizer, greedy, margins, backend):
+    """The golden json fields every fixture tool writes after its own: the greedy run, the versions."""
+    import transformers
+
+    return {
         "max_new_tokens": MAX_NEW_TOKENS,
-        "greedy_text": proc.tokenizer.decode(greedy.tolist(), skip_special_tokens=False),
+        "greedy_text": tokenizer.decode(greedy.tolist(), skip_special_tokens=False),
         "greedy_stops_on_eos": False,
-        "greedy_contains_eos": bool((greedy == proc.tokenizer.eos_token_id).any()),
+        "greedy_contains_eos": bool((greedy == tokenizer.eos_token_id).any()),
         "min_greedy_top2_margin": min(margins),
         "transformers": transformers.__version__,
         "torch": torch.__version__,
@@ -395,7 +404,6 @@ def golden(model_dir, image_path, messages, root):
         "dtype": "float32",
         "attn_implementation": "eager",
     }
-    return tensors, meta
 
 
 def write_big_checkpoint(out_dir, datasets_dir, seed, dtype):

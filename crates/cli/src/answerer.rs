@@ -59,7 +59,7 @@ impl ModelAnswerer {
     /// as LLaVA evaluations feed it) and pixels of one question.
     fn request(&self, image: &Path, prompt: &str) -> Result<Request> {
         let pixels = self.model.load_image(image)?;
-        let input_ids = self.model.tokenize(prompt, true, true)?;
+        let input_ids = self.model.prompt_ids(prompt, true, Some(&pixels))?;
         Ok(Request { input_ids, pixels: Some(pixels) })
     }
 

@@ -20,8 +20,8 @@ use std::sync::Arc;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// A LLaVA checkpoint directory, or a builtin shape with random weights:
-    /// vit-b16, vit-l14-336, qwen2-0.5b, llava-qwen2-0.5b, llava-1.5-7b.
+    /// A LLaVA or Qwen2-VL checkpoint directory, or a builtin shape with random weights:
+    /// vit-b16, vit-l14-336, qwen2-0.5b, llava-qwen2-0.5b, llava-1.5-7b, qwen2-vl-2b, qwen2.5-vl-3b.
     #[arg(short = 'm', long, required_unless_present = "roofline")]
     model: Option<String>,
     /// Backends, comma separated (cpu, wgpu, cuda).

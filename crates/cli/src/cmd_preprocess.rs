@@ -12,7 +12,8 @@
 //! The image is decoded as transformers' `load_image(path)` does (Pillow's pixels, EXIF orientation
 //! applied; `--ignore-exif-orientation` matches handing the processor `Image.open(path)` instead) and
 //! preprocessed with the model's image processor (`processor_config.json` or `preprocessor_config.json`).
-//! The tensor is `pixel_values`, f32, the processor's shape `[1, 3, H, W]`.
+//! The tensor is `pixel_values`, f32, the processor's shape `[1, 3, H, W]` (Qwen2-VL: the patch
+//! rows `[grid_h · grid_w, 3 · 2 · 14 · 14]`).
 
 use crate::CmdResult;
 use foveate_core::Error;
@@ -61,7 +62,14 @@ fn describe(cfg: &ImageProcessorConfig) -> Vec<(&'static str, String)> {
     rows.push((
         "resize",
         if cfg.do_resize {
-            let size = match cfg.size {
+            let size = match (cfg.patches, cfg.size) {
+                (Some(p), _) => format!(
+                    "smart resize to multiples of {} within {}..={} pixels",
+                    p.factor(),
+                    p.min_pixels,
+                    p.max_pixels
+                ),
+                (None, size) => match size {
                 SizeSpec::ShortestEdge {
                     shortest,
                     longest: None,
@@ -71,6 +79,7 @@ fn describe(cfg: &ImageProcessorConfig) -> Vec<(&'static str, String)> {
                     longest: Some(l),
                 } => format!("shortest_edge {shortest}, longest_edge {l}"),
                 SizeSpec::Exact { height, width } => format!("{height}x{width} (height x width)"),
+                },
             };
             format!(
                 "{size}, resample {} (PIL {})",
@@ -104,6 +113,15 @@ fn describe(cfg: &ImageProcessorConfig) -> Vec<(&'static str, String)> {
             "no".to_string()
         },
     ));
+    if let Some(p) = cfg.patches {
+        rows.push((
+            "patches",
+            format!(
+                "{0}x{0} patches, {1} frames (the image repeated), rows in {2}x{2} merge blocks",
+                p.patch_size, p.temporal_patch_size, p.merge_size
+            ),
+        ));
+    }
     rows
 }
 
@@ -112,6 +130,7 @@ fn class_stem(cfg: &ImageProcessorConfig) -> &'static str {
         foveate_models::image::ProcessorKind::Clip => "CLIP",
         foveate_models::image::ProcessorKind::Siglip => "Siglip",
         foveate_models::image::ProcessorKind::Llava => "Llava",
+        foveate_models::image::ProcessorKind::Qwen2Vl => "Qwen2VL",
     }
 }
 
@@ -131,7 +150,7 @@ pub fn run(args: Args) -> CmdResult {
     };
     let img = decode_file(&args.image, &opts)?;
     let (px, h, w) = preprocess(&cfg, &img)?;
-    let shape = vec![1, 3, h, w];
+    let shape = cfg.pixel_shape(h, w);
     let bytes: Vec<u8> = px.iter().flat_map(|v| v.to_le_bytes()).collect();
     let out = args.out.display().to_string();
     let view = safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), &bytes)

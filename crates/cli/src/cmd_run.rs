@@ -65,7 +65,7 @@ pub fn run(args: Args) -> CmdResult {
         Some(p) => Some(model.load_image(p)?),
         None => None,
     };
-    let input_ids = model.tokenize(prompt, args.chat, pixels.is_some())?;
+    let input_ids = model.prompt_ids(prompt, args.chat, pixels.as_ref())?;
     let mut params = model.default_params(args.max_new_tokens);
     params.sampling = SamplingParams { temperature: args.temperature, top_k: args.top_k, top_p: args.top_p, seed: args.seed };
     params.prompt_logits = args.dump_logits.is_some();

@@ -1,5 +1,6 @@
 //! `foveate preprocess` against the HF golden pixel_values of every fixture (a JPEG photo and a PNG
-//! page), and its one-line errors for a bad image or model directory (docs/ROBUSTNESS.md).
+//! page; Qwen2-VL: the patch rows of the smart-resized image, bit-identical too), and its one-line
+//! errors for a bad image or model directory (docs/ROBUSTNESS.md).
 
 use safetensors::{Dtype, SafeTensors};
 use std::path::{Path, PathBuf};
@@ -44,7 +45,7 @@ fn f32_tensor(path: &Path, name: &str) -> (Vec<usize>, Vec<f32>) {
 fn writes_the_goldens_pixel_values_for_every_fixture() {
     let dir = scratch("goldens");
     let mut checked = 0;
-    for fx in ["clip-llama-gqa", "siglip-qwen2", "clip-mistral-window"] {
+    for fx in ["clip-llama-gqa", "siglip-qwen2", "clip-mistral-window", "qwen2-vl", "qwen2_5-vl"] {
         let root = repo().join("eval/fixtures").join(fx);
         for k in 0..2 {
             let meta: serde_json::Value = serde_json::from_str(
@@ -100,7 +101,7 @@ fn writes_the_goldens_pixel_values_for_every_fixture() {
             checked += 1;
         }
     }
-    assert_eq!(checked, 6);
+    assert_eq!(checked, 10);
     std::fs::remove_dir_all(&dir).ok();
 }
 

@@ -29,7 +29,10 @@ impl Checkpoint {
         }
         let config = arch::load_config(&dir.join("config.json"))?;
         let weights = Weights::open_dir(&dir)?;
-        let prompt = PromptBuilder::open(&dir, config.image_token_id(), config.image_tokens_per_image())?;
+        let mut prompt = PromptBuilder::open(&dir, config.image_token_id(), config.image_tokens_per_image())?;
+        if let Some((start, end)) = config.image_wrap() {
+            prompt = prompt.with_image_wrap(start, end)?;
+        }
         let mut eos = Vec::new();
         let gen = dir.join("generation_config.json");
         if gen.exists() {

@@ -85,6 +85,9 @@ pub struct TextConfig {
     pub layers: Vec<LayerAttention>,
     pub eos_token_ids: Vec<u32>,
     pub bos_token_id: Option<u32>,
+    /// M-RoPE: frequency pairs per position axis (temporal, height, width), adding up to
+    /// `head_dim / 2` (Qwen2-VL's `mrope_section`); None for 1-D text RoPE.
+    pub mrope_section: Option<[usize; 3]>,
 }
 
 /// Which vision hidden states feed the projector.
@@ -258,13 +261,20 @@ fn parse_vision(c: &Cfg) -> Result<VisionConfig> {
     Ok(v)
 }
 
-fn parse_text(c: &Cfg, tie_top: Option<bool>) -> Result<TextConfig> {
+/// A text config (`text_config`, or the top level of a flat config such as a transformers 4
+/// Qwen2-VL one). `tie_top`: the top-level `tie_word_embeddings`, which the text config may override.
+pub(crate) fn parse_text(c: &Cfg, tie_top: Option<bool>) -> Result<TextConfig> {
     let mt = c.str_or("model_type", "llama")?;
     let kind = match mt.as_str() {
         "llama" => TextKind::Llama,
         "mistral" => TextKind::Mistral,
-        "qwen2" => TextKind::Qwen2,
-        other => return Err(c.err("model_type", format!("`{other}` is not supported (supported: llama, mistral, qwen2)"))),
+        // The Qwen2-VL / Qwen2.5-VL decoders are Qwen2 with M-RoPE (`mrope_section`).
+        "qwen2" | "qwen2_vl" | "qwen2_vl_text" | "qwen2_5_vl" | "qwen2_5_vl_text" => TextKind::Qwen2,
+        other => {
+            return Err(c.err("model_type", format!(
+                "`{other}` is not supported (supported: llama, mistral, qwen2, qwen2_vl_text, qwen2_5_vl_text)"
+            )))
+        }
     };
     let act = c.str_or("hidden_act", "silu")?;
     if act != "silu" {
@@ -287,7 +297,7 @@ fn parse_text(c: &Cfg, tie_top: Option<bool>) -> Result<TextConfig> {
         return Err(c.err("head_dim", format!("{head_dim} x {num_heads} heads exceeds {MAX_DIM}")));
     }
     let num_layers = positive(c, "num_hidden_layers", c.usize_or("num_hidden_layers", 32)?, MAX_LAYERS)?;
-    let rope_theta = rope_theta(c)?;
+    let (rope_theta, mrope_section) = rope_theta(c, &mt, head_dim)?;
     let qkv_bias = match kind {
         TextKind::Qwen2 => true,
         _ => c.opt_bool("attention_bias")?.unwrap_or(false),
@@ -317,31 +327,59 @@ fn parse_text(c: &Cfg, tie_top: Option<bool>) -> Result<TextConfig> {
         layers,
         eos_token_ids,
         bos_token_id,
+        mrope_section,
     })
 }
 
 /// `rope_theta` at the top level (transformers 4) or under `rope_parameters` / `rope_scaling`
-/// (transformers 5); only the default (unscaled) rope type is supported.
-fn rope_theta(c: &Cfg) -> Result<f32> {
+/// (transformers 5); only the default (unscaled) rope type is supported, and M-RoPE: the Qwen2-VL
+/// decoders' `mrope_section` (transformers 4 writes `rope_scaling: {"type": "mrope", ..}`,
+/// transformers 5 `rope_parameters: {"rope_type": "default", "mrope_section": ..}`; a Qwen2-VL
+/// decoder without one uses transformers' default `[16, 24, 24]`).
+fn rope_theta(c: &Cfg, model_type: &str, head_dim: usize) -> Result<(f32, Option<[usize; 3]>)> {
     let mut theta = c.opt_f64("rope_theta")?;
+    let mut section: Option<(String, &Value)> = None;
     for key in ["rope_parameters", "rope_scaling"] {
         match c.v.get(key) {
             None | Some(Value::Null) => {}
             Some(Value::Object(m)) => {
                 if let Some(t) = m.get("rope_type").or_else(|| m.get("type")) {
                     let t = t.as_str().unwrap_or("?");
-                    if t != "default" {
-                        return Err(c.err(&format!("{key}.rope_type"), format!("`{t}` is not supported (supported: default)")));
+                    if t != "default" && t != "mrope" {
+                        return Err(c.err(&format!("{key}.rope_type"), format!("`{t}` is not supported (supported: default, mrope)")));
                     }
                 }
                 if let Some(t) = m.get("rope_theta") {
                     theta = Some(t.as_f64().ok_or_else(|| c.err(&format!("{key}.rope_theta"), "must be a number"))?);
                 }
+                if let Some(s) = m.get("mrope_section").filter(|s| !s.is_null()) {
+                    section = Some((format!("{key}.mrope_section"), s));
+                }
             }
             Some(other) => return Err(c.err(key, format!("{other} must be an object"))),
         }
     }
-    Ok(theta.unwrap_or(10000.0) as f32)
+    let vl = model_type.contains("_vl");
+    let mrope = match section {
+        Some((field, v)) => Some(mrope_section(c, &field, v, head_dim)?),
+        None if vl => Some(mrope_section(c, "rope_parameters.mrope_section", &serde_json::json!([16, 24, 24]), head_dim)?),
+        None => None,
+    };
+    Ok((theta.unwrap_or(10000.0) as f32, mrope))
+}
+
+/// Three positive section sizes (pairs per axis) adding up to `head_dim / 2`.
+fn mrope_section(c: &Cfg, field: &str, v: &Value, head_dim: usize) -> Result<[usize; 3]> {
+    let list: Option<Vec<usize>> = v.as_array().and_then(|a| a.iter().map(|x| x.as_u64().map(|x| x as usize)).collect());
+    match list.as_deref() {
+        Some(&[t, h, w]) if t > 0 && h > 0 && w > 0 && t + h + w == head_dim / 2 => Ok([t, h, w]),
+        Some(&[t, h, w]) if t > 0 && h > 0 && w > 0 => Err(c.err(field, format!(
+            "[{t}, {h}, {w}] adds up to {} frequency pairs, head_dim {head_dim} has {} (the default [16, 24, 24] fits head_dim 128)",
+            t + h + w,
+            head_dim / 2
+        ))),
+        _ => Err(c.err(field, format!("{v} must be three positive integers (temporal, height, width pairs)"))),
+    }
 }
 
 fn layer_attention(c: &Cfg, kind: TextKind, n: usize, window: Option<usize>) -> Result<Vec<LayerAttention>> {
@@ -381,7 +419,7 @@ fn layer_attention(c: &Cfg, kind: TextKind, n: usize, window: Option<usize>) -> 
 }
 
 /// `x` when `1 <= x <= max`, else an error naming the field.
-fn positive(c: &Cfg, field: &str, x: usize, max: usize) -> Result<usize> {
+pub(crate) fn positive(c: &Cfg, field: &str, x: usize, max: usize) -> Result<usize> {
     if x == 0 || x > max {
         return Err(c.err(field, format!("{x} is out of range (supported: 1 ..= {max})")));
     }
@@ -389,17 +427,17 @@ fn positive(c: &Cfg, field: &str, x: usize, max: usize) -> Result<usize> {
 }
 
 /// A view of one JSON object with typed getters whose errors name the file and dotted field.
-struct Cfg<'a> {
-    v: &'a Value,
-    file: &'a str,
-    prefix: &'a str,
+pub(crate) struct Cfg<'a> {
+    pub(crate) v: &'a Value,
+    pub(crate) file: &'a str,
+    pub(crate) prefix: &'a str,
 }
 
 impl<'a> Cfg<'a> {
-    fn err(&self, field: &str, msg: impl Into<String>) -> Error {
+    pub(crate) fn err(&self, field: &str, msg: impl Into<String>) -> Error {
         Error::format(self.file, format!("{}{field}", self.prefix), msg)
     }
-    fn sub(&self, key: &'static str) -> Result<Cfg<'a>> {
+    pub(crate) fn sub(&self, key: &'static str) -> Result<Cfg<'a>> {
         match self.v.get(key) {
             Some(o @ Value::Object(_)) => Ok(Cfg { v: o, file: self.file, prefix: match key {
                 "vision_config" => "vision_config.",
@@ -408,42 +446,42 @@ impl<'a> Cfg<'a> {
             _ => Err(self.err(key, "missing or not an object")),
         }
     }
-    fn get(&self, key: &str) -> Option<&'a Value> {
+    pub(crate) fn get(&self, key: &str) -> Option<&'a Value> {
         self.v.get(key).filter(|v| !v.is_null())
     }
-    fn str_or(&self, key: &str, default: &str) -> Result<String> {
+    pub(crate) fn str_or(&self, key: &str, default: &str) -> Result<String> {
         match self.get(key) {
             None => Ok(default.to_string()),
             Some(Value::String(s)) => Ok(s.clone()),
             Some(o) => Err(self.err(key, format!("{o} must be a string"))),
         }
     }
-    fn opt_u64(&self, key: &str) -> Result<Option<u64>> {
+    pub(crate) fn opt_u64(&self, key: &str) -> Result<Option<u64>> {
         match self.get(key) {
             None => Ok(None),
             Some(v) => v.as_u64().map(Some).ok_or_else(|| self.err(key, format!("{v} must be a non-negative integer"))),
         }
     }
-    fn usize_or(&self, key: &str, default: usize) -> Result<usize> {
+    pub(crate) fn usize_or(&self, key: &str, default: usize) -> Result<usize> {
         Ok(self.opt_u64(key)?.map(|x| x as usize).unwrap_or(default))
     }
-    fn opt_f64(&self, key: &str) -> Result<Option<f64>> {
+    pub(crate) fn opt_f64(&self, key: &str) -> Result<Option<f64>> {
         match self.get(key) {
             None => Ok(None),
             Some(v) => v.as_f64().map(Some).ok_or_else(|| self.err(key, format!("{v} must be a number"))),
         }
     }
-    fn f32_or(&self, key: &str, default: f64) -> Result<f64> {
+    pub(crate) fn f32_or(&self, key: &str, default: f64) -> Result<f64> {
         Ok(self.opt_f64(key)?.unwrap_or(default))
     }
-    fn opt_bool(&self, key: &str) -> Result<Option<bool>> {
+    pub(crate) fn opt_bool(&self, key: &str) -> Result<Option<bool>> {
         match self.get(key) {
             None => Ok(None),
             Some(v) => v.as_bool().map(Some).ok_or_else(|| self.err(key, format!("{v} must be true or false"))),
         }
     }
     /// An id or a list of ids (as `eos_token_id` may be).
-    fn id_list(&self, key: &str) -> Result<Vec<u32>> {
+    pub(crate) fn id_list(&self, key: &str) -> Result<Vec<u32>> {
         id_list(self.get(key)).ok_or_else(|| self.err(key, "must be an integer or a list of integers"))
     }
 }

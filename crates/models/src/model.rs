@@ -13,6 +13,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
+/// File extensions refused as video by [`Model::load_image`].
+pub const VIDEO_EXTENSIONS: [&str; 9] = ["mp4", "m4v", "mov", "avi", "mkv", "webm", "mpg", "mpeg", "wmv"];
+
 #[derive(Clone, Copy, Debug)]
 pub struct ModelOptions {
     pub dtype: DType,
@@ -25,7 +28,9 @@ impl Default for ModelOptions {
     }
 }
 
-/// Preprocessed image: CHW f32 (what HF calls `pixel_values` for one image).
+/// Preprocessed image (what HF calls `pixel_values` for one image), in the checkpoint's image
+/// processor's layout: CHW f32 of a `height x width` image, or for Qwen2-VL / Qwen2.5-VL the patch
+/// rows `[height/P · width/P, 3 · T · P · P]` of the resized `height x width` image.
 #[derive(Clone, Debug, PartialEq)]
 pub struct PixelValues {
     pub data: Vec<f32>,
@@ -82,8 +87,14 @@ impl Model {
         MemoryReport { weights_bytes: self.weights_bytes, pool: self.ex.pool.stats() }
     }
 
-    /// Decodes and preprocesses an image file with the checkpoint's image processor.
+    /// Decodes and preprocesses an image file with the checkpoint's image processor. Video files
+    /// are refused by name (image models only).
     pub fn load_image(&self, path: impl AsRef<Path>) -> Result<PixelValues> {
+        let path = path.as_ref();
+        let ext = path.extension().map(|e| e.to_string_lossy().to_ascii_lowercase()).unwrap_or_default();
+        if VIDEO_EXTENSIONS.contains(&ext.as_str()) {
+            return Err(crate::arch::qwen2_vl_config::video_unsupported(&path.display().to_string()));
+        }
         let img = decode_file(path, &DecodeOptions::default())?;
         self.preprocess(&img)
     }
@@ -95,16 +106,39 @@ impl Model {
     }
 
     /// Prompt ids: verbatim or through the chat template, `<image>` expanded. An empty (or
-    /// all-whitespace) prompt is refused.
+    /// all-whitespace) prompt is refused. A family whose image token count depends on the image
+    /// (Qwen2-VL) needs [`Model::prompt_ids`] for a prompt with an image.
     pub fn tokenize(&self, prompt: &str, chat: bool, with_image: bool) -> Result<Vec<u32>> {
+        let cfg = &self.checkpoint.config;
+        if with_image && cfg.image_tokens_vary() {
+            return Err(Error::Msg(format!(
+                "{}: the number of image tokens depends on the image; tokenize the prompt with its pixel values (Model::prompt_ids)",
+                cfg.model_type()
+            )));
+        }
+        self.encode_prompt(prompt, chat, with_image, cfg.image_tokens_per_image())
+    }
+
+    /// Prompt ids for `prompt` with `pixels` (if any): verbatim or through the chat template,
+    /// `<image>` expanded into as many image tokens as this image gives.
+    pub fn prompt_ids(&self, prompt: &str, chat: bool, pixels: Option<&PixelValues>) -> Result<Vec<u32>> {
+        let cfg = &self.checkpoint.config;
+        let n = match pixels {
+            Some(px) => cfg.image_tokens(px)?,
+            None => cfg.image_tokens_per_image(),
+        };
+        self.encode_prompt(prompt, chat, pixels.is_some(), n)
+    }
+
+    fn encode_prompt(&self, prompt: &str, chat: bool, with_image: bool, per_image: usize) -> Result<Vec<u32>> {
         if prompt.trim().is_empty() {
             return Err(Error::Msg("empty prompt: the prompt text is empty (give a question or an instruction)".into()));
         }
         let p = &self.checkpoint.prompt;
         if chat {
-            p.encode(&p.apply_chat_template(prompt, with_image)?)
+            p.encode_with(&p.apply_chat_template(prompt, with_image)?, per_image)
         } else {
-            p.encode(prompt)
+            p.encode_with(prompt, per_image)
         }
     }
 

@@ -41,6 +41,9 @@ pub fn candidates(part: Part, rest: &str) -> Vec<String> {
             "vision_tower.",
             "model.vision_tower.vision_model.",
             "model.vision_tower.",
+            // Qwen2-VL / Qwen2.5-VL: transformers 5 (`model.visual.`) and hub (`visual.`) layouts.
+            "model.visual.",
+            "visual.",
         ],
         Part::Text => &["language_model.model.", "model.language_model.", "language_model.", "model."],
         Part::Projector => &["multi_modal_projector.", "model.multi_modal_projector."],

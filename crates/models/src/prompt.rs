@@ -19,6 +19,9 @@ pub struct PromptBuilder {
     /// The image token's text in the vocabulary (usually `<image>`).
     image_token: String,
     image_tokens_per_image: usize,
+    /// The tokens a raw `<image>` placeholder puts around the image tokens (Qwen2-VL's vision
+    /// start / end), as text.
+    image_wrap: Option<(String, String)>,
 }
 
 impl PromptBuilder {
@@ -54,7 +57,19 @@ impl PromptBuilder {
             image_token_id,
             image_token,
             image_tokens_per_image,
+            image_wrap: None,
         })
+    }
+
+    /// A raw `<image>` placeholder becomes `start`, the image tokens, `end` (ids of the vocabulary).
+    pub fn with_image_wrap(mut self, start: u32, end: u32) -> Result<Self> {
+        let text = |id: u32, what: &str| {
+            self.tokenizer.id_to_token(id).ok_or_else(|| {
+                Error::format(&self.tokenizer_file, "vocab", format!("{what} {id} from config.json is not in the vocabulary"))
+            })
+        };
+        self.image_wrap = Some((text(start, "vision_start_token_id")?, text(end, "vision_end_token_id")?));
+        Ok(self)
     }
 
     pub fn tokenizer(&self) -> &Tokenizer {
@@ -97,14 +112,27 @@ impl PromptBuilder {
     /// `image_tokens_per_image` image tokens, as the HF processor writes them. Special tokens
     /// (BOS) are added unless the text already starts with the BOS token.
     pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
-        let expanded = text.replace(IMAGE_PLACEHOLDER, &self.image_token.repeat(self.image_tokens_per_image));
+        self.encode_with(text, self.image_tokens_per_image)
+    }
+
+    /// [`PromptBuilder::encode`] with `per_image` tokens for each image: a raw `<image>` first
+    /// becomes the image token (wrapped in the family's start / end tokens, if any), then every
+    /// image token (from `<image>` or written by the chat template, as Qwen2-VL's `<|image_pad|>`)
+    /// becomes `per_image` of them, as the HF processors expand them.
+    pub fn encode_with(&self, text: &str, per_image: usize) -> Result<Vec<u32>> {
+        let marked = match &self.image_wrap {
+            Some((start, end)) => text.replace(IMAGE_PLACEHOLDER, &format!("{start}{}{end}", self.image_token)),
+            None => text.replace(IMAGE_PLACEHOLDER, &self.image_token),
+        };
+        let images = marked.matches(self.image_token.as_str()).count();
+        let expanded = marked.replace(self.image_token.as_str(), &self.image_token.repeat(per_image));
         let add_special = !matches!(&self.bos_token, Some(b) if !b.is_empty() && text.starts_with(b.as_str()));
         let enc = self
             .tokenizer
             .encode(expanded.as_str(), add_special)
             .map_err(|e| Error::format(&self.tokenizer_file, "(encode)", e.to_string()))?;
         let ids = enc.get_ids().to_vec();
-        let want = text.matches(IMAGE_PLACEHOLDER).count() * self.image_tokens_per_image;
+        let want = images * per_image;
         let got = ids.iter().filter(|&&i| i == self.image_token_id).count();
         if got != want {
             return Err(Error::format(&self.tokenizer_file, "added_tokens", format!(

@@ -142,9 +142,12 @@ fn parity(fx: Vec<(PathBuf, Vec<String>)>, backend: Arc<dyn Backend>, be: &str) 
                 serde_json::from_str(&std::fs::read_to_string(dir.join(format!("golden_{k}.json"))).unwrap()).unwrap();
             let prompt = meta["prompt"].as_str().expect("prompt");
             let chat = meta.get("chat").and_then(|c| c.as_bool()).unwrap_or(false);
+            // Our decode and preprocessing of the image file (the prompt's image token count may depend on it).
+            let image = repo().join(meta["image"].as_str().expect("image"));
+            let ours = m.load_image(&image).unwrap();
             // Prompt ids.
             let want_ids: Vec<u32> = g.i64("input_ids").iter().map(|&x| x as u32).collect();
-            let ids = m.tokenize(prompt, chat, true).unwrap();
+            let ids = m.prompt_ids(prompt, chat, Some(&ours)).unwrap();
             if ids != want_ids {
                 failures.push(format!("{tag}: prompt ids differ: ours {} tokens, HF {}", ids.len(), want_ids.len()));
             }
@@ -158,15 +161,19 @@ fn parity(fx: Vec<(PathBuf, Vec<String>)>, backend: Arc<dyn Backend>, be: &str) 
                 if rendered != prompt {
                     failures.push(format!("{tag}: chat template renders {rendered:?}, HF {prompt:?}"));
                 }
-                if m.tokenize(user_text, true, true).unwrap() != want_ids {
+                if m.prompt_ids(user_text, true, Some(&ours)).unwrap() != want_ids {
                     failures.push(format!("{tag}: --chat prompt ids differ from HF"));
                 }
             }
             // Pixel values, from our decode of the image file.
             let (want_px, px_shape) = g.f32("pixel_values");
-            let image = repo().join(meta["image"].as_str().expect("image"));
+            // CHW `[1, 3, H, W]`, or patch rows `[N, C·T·P·P]` of a `pixel_hw` image (Qwen2-VL), whose
+            // bound is the 1e-6.
+            let (px_h, px_w, px_bound) = match meta.get("pixel_hw").and_then(|v| v.as_array()) {
+                Some(hw) => (hw[0].as_u64().unwrap() as usize, hw[1].as_u64().unwrap() as usize, 1e-6),
+                None => (px_shape[2], px_shape[3], 1e-5),
+            };
             // JPEG and PNG alike: the JPEG decoder is Pillow's (libjpeg-turbo), so the same bounds hold.
-            let ours = m.load_image(&image).unwrap();
             let is_png = image.extension().map(|e| e.eq_ignore_ascii_case("png")).unwrap_or(false);
             let err = max_abs(&ours.data, &want_px);
             eprintln!("{tag}: pixel_values {px_shape:?} max abs err {err:.2e} ({})", if is_png { "png" } else { "jpeg" });
@@ -188,11 +195,14 @@ fn parity(fx: Vec<(PathBuf, Vec<String>)>, backend: Arc<dyn Backend>, be: &str) 
                     failures.push(format!("{tag}: pixel values from Pillow's decoded RGB: max abs err {e2:.2e} > 1e-5"));
                 }
             }
-            if err > 1e-5 {
-                failures.push(format!("{tag}: pixel values max abs err {err:.2e} > 1e-5"));
+            if (ours.height, ours.width) != (px_h, px_w) || err > px_bound {
+                failures.push(format!(
+                    "{tag}: pixel values of a {}x{} image, HF {px_h}x{px_w}: max abs err {err:.2e} (bound {px_bound:.0e})",
+                    ours.height, ours.width
+                ));
             }
             // Image features and logits from the golden inputs (isolates each stage).
-            let golden_px = PixelValues { data: want_px.clone(), height: px_shape[2], width: px_shape[3] };
+            let golden_px = PixelValues { data: want_px.clone(), height: px_h, width: px_w };
             let (want_f, _) = g.f32("image_features");
             let f = m.image_features(&golden_px).unwrap().to_f32();
             let ef = rel(&f, &want_f);

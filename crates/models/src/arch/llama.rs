@@ -1,6 +1,7 @@
 //! The Llama-family decoder (`llama`, `mistral`, `qwen2` text models): RMSNorm, RoPE, grouped-query
 //! attention over a KV cache (causal, or sliding-window per layer), SwiGLU MLP, tied or separate LM
-//! head; q/k/v biases for Qwen2. One forward runs a ragged batch: every GEMM, norm and RoPE once
+//! head; q/k/v biases for Qwen2; M-RoPE over three position axes when the config has an
+//! `mrope_section` (the Qwen2-VL / Qwen2.5-VL decoders). One forward runs a ragged batch: every GEMM, norm and RoPE once
 //! over all sequences' rows, attention per sequence over its own cache.
 
 use super::layers::{Linear, RmsNorm, SwiGlu};
@@ -124,10 +125,21 @@ impl TextModel for Llama {
                 return Err(Error::Msg(format!("{who}sequence of {kv_len} tokens exceeds the KV cache capacity {}", cache.capacity)));
             }
         }
-        // Text RoPE: one position axis (multi-axis positions use their first).
-        let pos = ex.upload_u32(&[1, total], positions.axis(0))?;
+        // Text RoPE: one position axis (multi-axis positions use their first). M-RoPE (Qwen2-VL):
+        // the t/h/w axes, each taking its section of the frequency pairs (one axis is text alone:
+        // the same positions on all three).
+        let (pos, rope) = match &cfg.mrope_section {
+            Some(sections) => {
+                let data = match positions.axes {
+                    3 => std::borrow::Cow::Borrowed(&positions.data),
+                    1 => std::borrow::Cow::Owned(positions.data.repeat(3)),
+                    a => return Err(Error::Msg(format!("M-RoPE takes 3 position axes (or 1 for text alone), got {a}"))),
+                };
+                (ex.upload_u32(&[3, 1, total], &data)?, Op::Rope(RopeSpec::mrope(cfg.rope_theta, None, sections)?))
+            }
+            None => (ex.upload_u32(&[1, total], positions.axis(0))?, Op::Rope(RopeSpec::text(cfg.rope_theta, None))),
+        };
         let (hq, hkv, hd) = (cfg.num_heads, cfg.num_kv_heads, cfg.head_dim);
-        let rope = Op::Rope(RopeSpec::text(cfg.rope_theta, None));
         for (li, l) in self.layers.iter().enumerate() {
             let h = l.in_norm.forward(ex, &x)?;
             let q = l.q.forward(ex, &h)?.into_shape([1, total, hq, hd])?;

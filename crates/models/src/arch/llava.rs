@@ -165,12 +165,7 @@ impl Architecture for Llava {
             out.push(PromptInput { ids, splice, positions, image_encode_ms: 0.0 });
         }
         drop(feats);
-        ex.backend.synchronize()?;
-        let ms = t0.elapsed().as_secs_f64() * 1e3;
-        for p in out.iter_mut() {
-            p.image_encode_ms = ms;
-        }
-        Ok(out)
+        super::stamp_image_encode(ex, t0, out)
     }
 
     fn image_features(&self, ex: &Exec, px: &PixelValues) -> Result<Buf> {

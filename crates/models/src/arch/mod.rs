@@ -5,7 +5,10 @@
 //!
 //! * [`clip`], [`siglip`]: vision towers ([`vit::VisionTower`]);
 //! * [`llama`]: the Llama / Mistral / Qwen2 text model ([`foveate_graph::TextModel`]);
-//! * [`llava`]: `LlavaForConditionalGeneration`, a vision tower + GELU projector + text model.
+//! * [`llava`]: `LlavaForConditionalGeneration`, a vision tower + GELU projector + text model;
+//! * [`qwen2_vl`]: `Qwen2VLForConditionalGeneration` / `Qwen2_5_VLForConditionalGeneration`: the
+//!   dynamic-resolution tower with its patch merger ([`qwen2_vl_vision`], windows and layouts in
+//!   [`qwen2_vl_window`], config in [`qwen2_vl_config`]) + the Qwen2 text model with M-RoPE.
 //!
 //! Adding a family: write `arch/<family>.rs` (its config parser, its builder taking tensors from a
 //! [`TensorSource`], its forward over [`layers`]) and add one [`Family`] row to [`FAMILIES`].
@@ -14,6 +17,10 @@ pub mod clip;
 pub mod layers;
 pub mod llama;
 pub mod llava;
+pub mod qwen2_vl;
+pub mod qwen2_vl_config;
+pub mod qwen2_vl_vision;
+pub mod qwen2_vl_window;
 pub mod siglip;
 pub mod vit;
 
@@ -25,6 +32,7 @@ use serde_json::Value;
 use std::any::Any;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Instant;
 
 /// A parsed `config.json`: what the loader, the tokenizer and the request checks need, and the
 /// builder of the model it describes.
@@ -32,8 +40,23 @@ pub trait ArchConfig: Send + Sync {
     /// The family's `model_type`.
     fn model_type(&self) -> &'static str;
     fn image_token_id(&self) -> u32;
-    /// Image tokens one `<image>` expands into.
+    /// Image tokens one `<image>` expands into (0 when it depends on the image).
     fn image_tokens_per_image(&self) -> usize;
+    /// Image tokens of one preprocessed image (the fixed count unless it depends on the image).
+    fn image_tokens(&self, _px: &PixelValues) -> Result<usize> {
+        Ok(self.image_tokens_per_image())
+    }
+    /// Does the number of image tokens depend on the image (dynamic resolution)? Then a prompt
+    /// with an image is tokenized with the image's pixel values.
+    fn image_tokens_vary(&self) -> bool {
+        false
+    }
+    /// The tokens around an image's tokens (start, end) that a raw `<image>` placeholder stands
+    /// for, when the family writes them (Qwen2-VL's vision start / end); chat templates write them
+    /// themselves.
+    fn image_wrap(&self) -> Option<(u32, u32)> {
+        None
+    }
     /// The context window in tokens and the config field it comes from (for messages).
     fn context_window(&self) -> (usize, &'static str);
     /// Stop tokens the config names.
@@ -70,7 +93,7 @@ pub struct Family {
 }
 
 /// Every supported family.
-pub const FAMILIES: &[Family] = &[llava::FAMILY];
+pub const FAMILIES: &[Family] = &[llava::FAMILY, qwen2_vl::FAMILY_2, qwen2_vl::FAMILY_2_5];
 
 /// Parses a `config.json` value (`file` names it in errors) with its family's parser.
 pub fn parse_config(v: &Value, file: &str) -> Result<Arc<dyn ArchConfig>> {
@@ -83,6 +106,17 @@ pub fn parse_config(v: &Value, file: &str) -> Result<Arc<dyn ArchConfig>> {
             Err(Error::format(file, "model_type", format!("`{mt}` (architectures {archs}) is not supported (supported: {})", supported.join("; "))))
         }
     }
+}
+
+/// Waits for the device, then gives every prompt of a batch the time since `t0`: what encoding the
+/// batch's images took (how every architecture's `prompts` ends).
+pub(crate) fn stamp_image_encode(ex: &Exec, t0: Instant, mut out: Vec<PromptInput>) -> Result<Vec<PromptInput>> {
+    ex.backend.synchronize()?;
+    let ms = t0.elapsed().as_secs_f64() * 1e3;
+    for p in out.iter_mut() {
+        p.image_encode_ms = ms;
+    }
+    Ok(out)
 }
 
 /// Reads and parses `config.json`.

@@ -9,7 +9,8 @@
 //!   fixed-point convolution of `ImagingResample` (bicubic, bilinear, box, hamming, lanczos) and the
 //!   affine nearest-neighbour path.
 //! - [`processor`]: the transformers image processors (CLIP, SigLIP, LLaVA; PIL backend) read from
-//!   `preprocessor_config.json` / `processor_config.json`, producing `pixel_values` in CHW f32.
+//!   `preprocessor_config.json` / `processor_config.json`, producing `pixel_values` in CHW f32
+//!   (Qwen2-VL: patch rows, [`qwen2_vl`]).
 //!
 //! The goldens these are tested against are made by `eval/tools/make_resize_goldens.py` and live in
 //! `eval/fixtures/preprocess/`; the JPEG ones by `eval/tools/make_jpeg_goldens.py` in `eval/fixtures/jpeg/`.
@@ -18,6 +19,7 @@ pub mod decode;
 pub mod jpeg;
 pub mod orientation;
 pub mod processor;
+pub mod qwen2_vl;
 pub mod resize;
 
 pub use decode::{decode_bytes, decode_file, AlphaMode, DecodeOptions, DEFAULT_MAX_PIXELS};

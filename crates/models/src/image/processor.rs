@@ -1,7 +1,8 @@
 //! Hugging Face image processors (transformers 5.x, PIL backend) as data plus one pipeline.
 //!
 //! Supported `image_processor_type`s: `CLIPImageProcessor` (and `CLIPFeatureExtractor`),
-//! `SiglipImageProcessor`, `LlavaImageProcessor`, with or without the `Pil`/`Fast` suffix. The
+//! `SiglipImageProcessor`, `LlavaImageProcessor`, `Qwen2VLImageProcessor` (smart resize and patch
+//! rows, [`super::qwen2_vl`]), with or without the `Pil`/`Fast` suffix. The
 //! pipeline is the PIL backend's: convert to RGB, (LLaVA `do_pad`: pad to a square with the mean
 //! colour), resize with Pillow, center crop (zero-padding when the image is smaller), rescale
 //! (`f32(f64(u8) * rescale_factor)`), normalise (`(x - f32(mean)) / f32(std)` in f32).
@@ -11,6 +12,7 @@ use std::path::Path;
 use foveate_core::{Error, Result};
 use serde_json::{Map, Value};
 
+use super::qwen2_vl::{patchify, smart_resize, PatchSpec};
 use super::resize::{resize, Filter};
 use super::RgbImage;
 
@@ -25,6 +27,8 @@ pub enum ProcessorKind {
     Clip,
     Siglip,
     Llava,
+    /// `Qwen2VLImageProcessor` (Qwen2-VL and Qwen2.5-VL): smart resize, patch rows.
+    Qwen2Vl,
 }
 
 /// The `size` of a config, standardised as transformers does.
@@ -59,6 +63,8 @@ pub struct ImageProcessorConfig {
     pub image_std: [f64; 3],
     /// LLaVA's `do_pad`: pad to a square (background `int(mean * 255)`) before resizing.
     pub do_pad_to_square: bool,
+    /// Qwen2-VL: smart resize within pixel bounds and patch rows instead of CHW (`size` unused).
+    pub patches: Option<PatchSpec>,
 }
 
 impl ImageProcessorConfig {
@@ -82,9 +88,16 @@ impl ImageProcessorConfig {
             image_mean: OPENAI_CLIP_MEAN,
             image_std: OPENAI_CLIP_STD,
             do_pad_to_square: false,
+            patches: None,
         };
         match kind {
             ProcessorKind::Clip | ProcessorKind::Llava => clip_like,
+            ProcessorKind::Qwen2Vl => ImageProcessorConfig {
+                do_center_crop: false,
+                crop_size: None,
+                patches: Some(PatchSpec::default()),
+                ..clip_like
+            },
             ProcessorKind::Siglip => ImageProcessorConfig {
                 size: SizeSpec::Exact {
                     height: 224,
@@ -146,7 +159,9 @@ impl ImageProcessorConfig {
         if kind == ProcessorKind::Llava {
             c.do_pad_to_square = get_bool("do_pad", false)?;
         }
-        if let Some(s) = obj.get("size").filter(|s| !s.is_null()) {
+        if kind == ProcessorKind::Qwen2Vl {
+            c.patches = Some(PatchSpec::from_json(obj, source)?);
+        } else if let Some(s) = obj.get("size").filter(|s| !s.is_null()) {
             c.size = parse_size(s).map_err(|m| err("size", m))?;
         }
         if let Some(s) = obj.get("crop_size").filter(|s| !s.is_null()) {
@@ -186,8 +201,24 @@ impl ImageProcessorConfig {
         Ok(c)
     }
 
-    /// The (height, width) the resize step produces for an input of `height` x `width`.
+    /// The shape of `pixel_values` for one image whose processed size is `height x width`:
+    /// `[1, 3, H, W]`, or the patch rows `[grid_h · grid_w, 3 · T · P · P]` of Qwen2-VL.
+    pub fn pixel_shape(&self, height: usize, width: usize) -> Vec<usize> {
+        match &self.patches {
+            Some(p) => {
+                let (gh, gw) = p.grid(height, width);
+                vec![gh * gw, p.row_len()]
+            }
+            None => vec![1, 3, height, width],
+        }
+    }
+
+    /// The (height, width) the resize step produces for an input of `height` x `width` (for
+    /// Qwen2-VL, [`smart_resize`]; (0, 0) for an aspect ratio it refuses).
     pub fn resize_output_size(&self, height: usize, width: usize) -> (usize, usize) {
+        if let Some(p) = &self.patches {
+            return smart_resize(height, width, p).unwrap_or((0, 0));
+        }
         match self.size {
             SizeSpec::Exact { height, width } => (height, width),
             SizeSpec::ShortestEdge {
@@ -259,7 +290,7 @@ fn read_json(path: &Path) -> Result<Value> {
     })
 }
 
-const SUPPORTED_TYPES: &str = "CLIPImageProcessor, SiglipImageProcessor, LlavaImageProcessor";
+const SUPPORTED_TYPES: &str = "CLIPImageProcessor, SiglipImageProcessor, LlavaImageProcessor, Qwen2VLImageProcessor";
 
 fn parse_kind(obj: &Map<String, Value>) -> std::result::Result<ProcessorKind, (String, String)> {
     let (field, name) = match (
@@ -283,6 +314,7 @@ fn parse_kind(obj: &Map<String, Value>) -> std::result::Result<ProcessorKind, (S
         "CLIPImageProcessor" | "CLIPFeatureExtractor" => Ok(ProcessorKind::Clip),
         "SiglipImageProcessor" => Ok(ProcessorKind::Siglip),
         "LlavaImageProcessor" => Ok(ProcessorKind::Llava),
+        "Qwen2VLImageProcessor" => Ok(ProcessorKind::Qwen2Vl),
         _ => Err((
             field.into(),
             format!("unsupported image processor `{name}`; supported: {SUPPORTED_TYPES}"),
@@ -435,7 +467,9 @@ fn center_crop(img: &RgbImage, crop_h: usize, crop_w: usize) -> RgbImage {
     )
 }
 
-/// Runs the processor on an RGB image. Returns `pixel_values` in CHW order (3 x h x w) and (h, w).
+/// Runs the processor on an RGB image. Returns `pixel_values` and the processed (h, w): CHW order
+/// (3 x h x w), or for Qwen2-VL the patch rows of [`super::qwen2_vl::patchify`] (shape
+/// [`ImageProcessorConfig::pixel_shape`]).
 ///
 /// The input is RGB already; decode with [`super::AlphaMode::CompositeWhite`] to match handing
 /// transformers a PIL image with transparency, or [`super::AlphaMode::Drop`] to match
@@ -472,7 +506,19 @@ pub fn preprocess(cfg: &ImageProcessorConfig, img: &RgbImage) -> Result<(Vec<f32
         let fill = cfg.image_mean.map(|m| (m * 255.0) as u8); // Python int(x * 255)
         cur = std::borrow::Cow::Owned(pad_to_square(&cur, fill));
     }
+    if let (Some(p), false) = (&cfg.patches, cfg.do_resize) {
+        let f = p.factor();
+        if cur.height % f != 0 || cur.width % f != 0 {
+            return Err(Error::format(cfg.source.clone(), "do_resize", format!(
+                "false, but the {}x{} image's sides are not multiples of patch_size x merge_size = {f}",
+                cur.width, cur.height
+            )));
+        }
+    }
     if cfg.do_resize {
+        if let Some(p) = &cfg.patches {
+            smart_resize(cur.height, cur.width, p).map_err(|m| Error::format(cfg.source.clone(), "size", m))?;
+        }
         let (h, w) = cfg.resize_output_size(cur.height, cur.width);
         if h == 0 || w == 0 {
             return Err(Error::format(
@@ -511,6 +557,9 @@ pub fn preprocess(cfg: &ImageProcessorConfig, img: &RgbImage) -> Result<(Vec<f32
             out[c * h * w + i] = x;
         }
     }
+    if let Some(p) = &cfg.patches {
+        return Ok((patchify(&out, 3, h, w, p), h, w));
+    }
     Ok((out, h, w))
 }
 
@@ -540,7 +589,7 @@ mod tests {
 
     #[test]
     fn unsupported_type_names_the_field() {
-        let v: Value = serde_json::json!({"image_processor_type": "Qwen2VLImageProcessor"});
+        let v: Value = serde_json::json!({"image_processor_type": "Idefics3ImageProcessor"});
         let e = ImageProcessorConfig::from_json(&v, "x/preprocessor_config.json")
             .unwrap_err()
             .to_string();
