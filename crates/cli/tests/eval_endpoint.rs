@@ -114,7 +114,7 @@ fn endpoint_eval_against_foveate_serve_equals_in_process() {
     let sizes: Vec<usize> = (0..200).map(|i| request_size(i)).collect();
     let mut sorted = sizes.clone();
     sorted.sort();
-    let limit = sorted[150];
+    let limit = sorted[190];
     drop(server);
     let strict = Serve::start(&["--max-body-bytes", &limit.to_string()]);
     let f = base.join("failing");
@@ -123,6 +123,7 @@ fn endpoint_eval_against_foveate_serve_equals_in_process() {
     assert!(err.contains("failed for good"), "{err}");
     let failed = rf["failed"].as_u64().unwrap() as usize;
     assert_eq!(failed, sizes.iter().filter(|&&s| s > limit).count(), "{rf}");
+    assert!(failed > 0, "{rf}");
     assert!(rf["failed_questions"][0]["error"].as_str().unwrap().starts_with("413"), "{rf}");
     drop(strict);
     let server = Serve::start(&[]);
@@ -134,11 +135,16 @@ fn endpoint_eval_against_foveate_serve_equals_in_process() {
     assert_eq!(diff(&a, &f)["questions"]["changed"], 0);
 }
 
-/// The body size of `eval --endpoint`'s request for easy-VQA question `i` (base64 image + JSON).
+/// The body size of `eval --endpoint`'s request for easy-VQA question `i` (the same JSON the client
+/// writes: one user turn, the image as a base64 data: URL, then the question).
 fn request_size(i: usize) -> usize {
+    use base64::Engine;
     let qs: Value = serde_json::from_str(&std::fs::read_to_string(repo().join("eval/data/easy-vqa/test/questions.json")).unwrap()).unwrap();
-    let img = repo().join(format!("eval/data/easy-vqa/test/images/{}.png", qs[i][2]));
-    std::fs::metadata(img).unwrap().len() as usize * 4 / 3 + 200
+    let img = std::fs::read(repo().join(format!("eval/data/easy-vqa/test/images/{}.png", qs[i][2]))).unwrap();
+    let url = format!("data:image/png;base64,{}", base64::engine::general_purpose::STANDARD.encode(img));
+    let content = serde_json::json!([{"type": "image_url", "image_url": {"url": url}}, {"type": "text", "text": qs[i][0]}]);
+    let body = serde_json::json!({"model": "easyvqa-tiny", "messages": [{"role": "user", "content": content}], "max_tokens": 8, "temperature": 0.0, "top_p": 1.0, "stream": false});
+    serde_json::to_vec(&body).unwrap().len()
 }
 
 /// A scripted OpenAI-compatible server: question text -> how many times it was asked; the first
