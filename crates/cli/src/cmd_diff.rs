@@ -26,18 +26,31 @@ pub struct Args {
     max_rows: usize,
 }
 
+/// One question of a run: its id's key, the id as JSON, the answer (`None`: failed), the score.
+type Answered = (String, Value, Option<String>, Option<f64>);
+
 struct Run {
     dir: PathBuf,
     results: Value,
-    /// question id -> (answer or None when failed, score fraction), in journal order.
-    answers: Vec<(String, Value, Option<String>, Option<f64>)>,
+    /// Every question's last journal line, in journal order.
+    answers: Vec<Answered>,
 }
 
 fn load(p: &Path) -> Result<Run, Box<dyn std::error::Error + Send + Sync>> {
-    let dir = if p.is_file() { p.parent().unwrap_or(Path::new(".")).to_path_buf() } else { p.to_path_buf() };
+    let dir = if p.is_file() {
+        p.parent().unwrap_or(Path::new(".")).to_path_buf()
+    } else {
+        p.to_path_buf()
+    };
     let rp = dir.join("results.json");
-    let text = std::fs::read_to_string(&rp).map_err(|e| format!("{}: {e} (a finished `foveate eval` output folder has one)", rp.display()))?;
-    let results: Value = serde_json::from_str(&text).map_err(|e| format!("{}: not valid JSON: {e}", rp.display()))?;
+    let text = std::fs::read_to_string(&rp).map_err(|e| {
+        format!(
+            "{}: {e} (a finished `foveate eval` output folder has one)",
+            rp.display()
+        )
+    })?;
+    let results: Value = serde_json::from_str(&text)
+        .map_err(|e| format!("{}: not valid JSON: {e}", rp.display()))?;
     // The last line of a question wins (a failed one answered by --resume).
     let mut order: Vec<String> = Vec::new();
     let mut by_id: HashMap<String, (Value, Option<String>, Option<f64>)> = HashMap::new();
@@ -52,11 +65,18 @@ fn load(p: &Path) -> Result<Run, Box<dyn std::error::Error + Send + Sync>> {
         let (id, a, s) = by_id.remove(&k).expect("every key was inserted");
         (k, id, a, s)
     });
-    Ok(Run { dir, results, answers: answers.collect() })
+    Ok(Run {
+        dir,
+        results,
+        answers: answers.collect(),
+    })
 }
 
 fn hash_of(r: &Run) -> String {
-    r.results["protocol_hash"].as_str().unwrap_or("(no protocol card: a run from before cards)").to_string()
+    r.results["protocol_hash"]
+        .as_str()
+        .unwrap_or("(no protocol card: a run from before cards)")
+        .to_string()
 }
 
 fn delta(a: &Value, b: &Value) -> Value {
@@ -67,7 +87,11 @@ fn delta(a: &Value, b: &Value) -> Value {
 }
 
 fn diff_json(d: &[Difference]) -> Value {
-    Value::Array(d.iter().map(|x| json!({"field": x.path, "a": x.a, "b": x.b})).collect())
+    Value::Array(
+        d.iter()
+            .map(|x| json!({"field": x.path, "a": x.a, "b": x.b}))
+            .collect(),
+    )
 }
 
 pub fn run(args: Args) -> CmdResult {
@@ -79,15 +103,25 @@ pub fn run(args: Args) -> CmdResult {
     for r in [&a, &b] {
         if let Some(groups) = r.results["breakdown"].as_object() {
             for (g, vals) in groups {
-                for k in vals.as_object().map(|o| o.keys().cloned().collect::<Vec<_>>()).unwrap_or_default() {
-                    let (va, vb) = (&a.results["breakdown"][g][&k], &b.results["breakdown"][g][&k]);
-                    breakdown.entry(g.clone()).or_default().insert(k, delta(va, vb));
+                for k in vals
+                    .as_object()
+                    .map(|o| o.keys().cloned().collect::<Vec<_>>())
+                    .unwrap_or_default()
+                {
+                    let (va, vb) = (
+                        &a.results["breakdown"][g][&k],
+                        &b.results["breakdown"][g][&k],
+                    );
+                    breakdown
+                        .entry(g.clone())
+                        .or_default()
+                        .insert(k, delta(va, vb));
                 }
             }
         }
     }
     // Questions.
-    let b_by: HashMap<&str, &(String, Value, Option<String>, Option<f64>)> = b.answers.iter().map(|x| (x.0.as_str(), x)).collect();
+    let b_by: HashMap<&str, &Answered> = b.answers.iter().map(|x| (x.0.as_str(), x)).collect();
     let a_keys: std::collections::HashSet<&str> = a.answers.iter().map(|x| x.0.as_str()).collect();
     let mut changed = Vec::new();
     let mut only_a = Vec::new();
@@ -100,7 +134,12 @@ pub fn run(args: Args) -> CmdResult {
             None => only_a.push(id.clone()),
         }
     }
-    let only_b: Vec<Value> = b.answers.iter().filter(|x| !a_keys.contains(x.0.as_str())).map(|x| x.1.clone()).collect();
+    let only_b: Vec<Value> = b
+        .answers
+        .iter()
+        .filter(|x| !a_keys.contains(x.0.as_str()))
+        .map(|x| x.1.clone())
+        .collect();
     let compared = a.answers.len() - only_a.len();
     let out = json!({
         "run_a": a.dir.display().to_string(),
@@ -136,33 +175,85 @@ fn cut(s: &str, n: usize) -> String {
 }
 
 fn num(v: &Value) -> String {
-    v.as_f64().map(|x| format!("{x:.2}")).unwrap_or_else(|| "-".into())
+    v.as_f64()
+        .map(|x| format!("{x:.2}"))
+        .unwrap_or_else(|| "-".into())
 }
 
 fn table(out: &Value, protocol: &[Difference], engine: &[Difference], max_rows: usize) -> String {
     let mut s = String::new();
     let p = &out["protocol"];
-    s += &format!("A  {}\nB  {}\n\n", out["run_a"].as_str().unwrap_or(""), out["run_b"].as_str().unwrap_or(""));
+    s += &format!(
+        "A  {}\nB  {}\n\n",
+        out["run_a"].as_str().unwrap_or(""),
+        out["run_b"].as_str().unwrap_or("")
+    );
     if protocol.is_empty() {
-        s += &format!("protocol: identical ({})\n", p["hash_a"].as_str().unwrap_or(""));
+        s += &format!(
+            "protocol: identical ({})\n",
+            p["hash_a"].as_str().unwrap_or("")
+        );
     } else {
-        s += &format!("protocol: {} difference(s)  (A {}, B {})\n", protocol.len(), p["hash_a"].as_str().unwrap_or(""), p["hash_b"].as_str().unwrap_or(""));
-        let w = protocol.iter().map(|d| d.path.len()).max().unwrap_or(5).max(5);
+        s += &format!(
+            "protocol: {} difference(s)  (A {}, B {})\n",
+            protocol.len(),
+            p["hash_a"].as_str().unwrap_or(""),
+            p["hash_b"].as_str().unwrap_or("")
+        );
+        let w = protocol
+            .iter()
+            .map(|d| d.path.len())
+            .max()
+            .unwrap_or(5)
+            .max(5);
         s += &format!("  {:<w$}  {:<40}  {}\n", "field", "A", "B");
         for d in protocol {
-            s += &format!("  {:<w$}  {:<40}  {}\n", d.path, cut(&show(&d.a), 40), cut(&show(&d.b), 40));
+            s += &format!(
+                "  {:<w$}  {:<40}  {}\n",
+                d.path,
+                cut(&show(&d.a), 40),
+                cut(&show(&d.b), 40)
+            );
         }
     }
     if !engine.is_empty() {
         s += "engine (how the answers were computed; not part of the protocol):\n";
-        let w = engine.iter().map(|d| d.path.len()).max().unwrap_or(5).max(5);
+        let w = engine
+            .iter()
+            .map(|d| d.path.len())
+            .max()
+            .unwrap_or(5)
+            .max(5);
         for d in engine {
-            s += &format!("  {:<w$}  {:<40}  {}\n", d.path, cut(&show(&d.a), 40), cut(&show(&d.b), 40));
+            s += &format!(
+                "  {:<w$}  {:<40}  {}\n",
+                d.path,
+                cut(&show(&d.a), 40),
+                cut(&show(&d.b), 40)
+            );
         }
     }
     let sc = &out["scores"];
-    s += &format!("\nscores ({})\n  {:<22} {:>8} {:>8} {:>8}\n", sc["unit"].as_str().unwrap_or("?"), "", "A", "B", "delta");
-    let row = |name: &str, v: &Value| format!("  {:<22} {:>8} {:>8} {:>8}\n", cut(name, 22), num(&v["a"]), num(&v["b"]), v["delta"].as_f64().map(|x| format!("{x:+.2}")).unwrap_or_else(|| "-".into()));
+    s += &format!(
+        "\nscores ({})\n  {:<22} {:>8} {:>8} {:>8}\n",
+        sc["unit"].as_str().unwrap_or("?"),
+        "",
+        "A",
+        "B",
+        "delta"
+    );
+    let row = |name: &str, v: &Value| {
+        format!(
+            "  {:<22} {:>8} {:>8} {:>8}\n",
+            cut(name, 22),
+            num(&v["a"]),
+            num(&v["b"]),
+            v["delta"]
+                .as_f64()
+                .map(|x| format!("{x:+.2}"))
+                .unwrap_or_else(|| "-".into())
+        )
+    };
     s += &row("overall", &sc["overall"]);
     for (g, vals) in sc["breakdown"].as_object().into_iter().flatten() {
         s += &format!("  {g}:\n");
@@ -174,13 +265,23 @@ fn table(out: &Value, protocol: &[Difference], engine: &[Difference], max_rows: 
     let n_only = |k: &str| q[k].as_array().map_or(0, Vec::len);
     s += &format!(
         "\nquestions: {} compared, {} answer(s) changed, {} only in A, {} only in B\n",
-        q["compared"], q["changed"], n_only("only_a"), n_only("only_b")
+        q["compared"],
+        q["changed"],
+        n_only("only_a"),
+        n_only("only_b")
     );
     let changed = out["changed"].as_array().cloned().unwrap_or_default();
     if !changed.is_empty() {
-        s += &format!("  {:<14} {:<24} {:>6}   {:<24} {:>6}\n", "question", "A", "score", "B", "score");
+        s += &format!(
+            "  {:<14} {:<24} {:>6}   {:<24} {:>6}\n",
+            "question", "A", "score", "B", "score"
+        );
         for c in changed.iter().take(max_rows) {
-            let ans = |v: &Value| v.as_str().map(String::from).unwrap_or_else(|| "(failed)".into());
+            let ans = |v: &Value| {
+                v.as_str()
+                    .map(String::from)
+                    .unwrap_or_else(|| "(failed)".into())
+            };
             s += &format!(
                 "  {:<14} {:<24} {:>6}   {:<24} {:>6}\n",
                 cut(&c["question_id"].to_string(), 14),
@@ -191,7 +292,10 @@ fn table(out: &Value, protocol: &[Difference], engine: &[Difference], max_rows: 
             );
         }
         if changed.len() > max_rows {
-            s += &format!("  ... {} more (--max-rows N, or --json for all)\n", changed.len() - max_rows);
+            s += &format!(
+                "  ... {} more (--max-rows N, or --json for all)\n",
+                changed.len() - max_rows
+            );
         }
     }
     s

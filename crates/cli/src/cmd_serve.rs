@@ -69,16 +69,35 @@ pub fn run(args: Args) -> CmdResult {
         batch_size,
         max_queue: args.max_queue,
         max_body_bytes: args.max_body_bytes,
-        limits: Limits { max_images: args.max_images, max_image_pixels: args.max_image_pixels, allow_file_urls: args.allow_file_urls.clone() },
+        limits: Limits {
+            max_images: args.max_images,
+            max_image_pixels: args.max_image_pixels,
+            allow_file_urls: args.allow_file_urls.clone(),
+        },
         attention: args.attention.clone(),
         ctrl_c: true,
         ..ServeOptions::new(name.clone())
     };
-    let (dir, backend, dtype, attention) = (args.model.clone(), args.backend.clone(), args.dtype.clone(), args.attention.clone());
-    eprintln!("loading {} on {backend} (the weights are hashed once for the protocol card)...", dir.display());
-    let server = foveate_serve::start(opts, Box::new(move || crate::answerer::load_model(&dir, &backend, &dtype, &attention)))?;
+    let (dir, backend, dtype, attention) = (
+        args.model.clone(),
+        args.backend.clone(),
+        args.dtype.clone(),
+        args.attention.clone(),
+    );
+    eprintln!(
+        "loading {} on {backend} (the weights are hashed once for the protocol card)...",
+        dir.display()
+    );
+    let server = foveate_serve::start(
+        opts,
+        Box::new(move || crate::answerer::load_model(&dir, &backend, &dtype, &attention)),
+    )?;
     // One line on stdout, so scripts and tests can read the address (with --port 0 too).
-    println!("foveate serve: model `{name}` at {}/v1 (batch {batch_size}, queue {}); Ctrl-C stops", server.url(), args.max_queue);
+    println!(
+        "foveate serve: model `{name}` at {}/v1 (batch {batch_size}, queue {}); Ctrl-C stops",
+        server.url(),
+        args.max_queue
+    );
     use std::io::Write;
     let _ = std::io::stdout().flush();
     server.wait();

@@ -37,6 +37,24 @@ pub fn api_base(url: &str) -> String {
     }
 }
 
+/// The engine of an endpoint run: what the server reports of itself (foveate serve: engine,
+/// version, backend, device, attention, batch size; else "unknown"), with the endpoint, the served
+/// model and the client's concurrency, so `foveate diff` against an in-process run shows only what
+/// differs in how the answers were computed.
+fn endpoint_engine(base: &str, served_model: &str, concurrency: usize, server: &Value) -> Value {
+    let mut e = json!({"engine": "unknown"});
+    if let Some(o) = server.as_object() {
+        for (k, v) in o.iter().filter(|(k, _)| k.as_str() != "mode") {
+            e[k] = v.clone();
+        }
+    }
+    e["mode"] = json!("endpoint");
+    e["endpoint"] = json!(base);
+    e["served_model"] = json!(served_model);
+    e["concurrency"] = json!(concurrency);
+    e
+}
+
 /// Why one try failed, and whether another may succeed.
 enum Failure {
     Retry(String),
@@ -46,26 +64,52 @@ enum Failure {
 impl EndpointAnswerer {
     /// Checks that the endpoint serves `served_model` (`GET /v1/models`) and reads what it
     /// reports of its protocol (foveate serve reports the model's side of the card).
-    pub fn connect(url: &str, served_model: &str, concurrency: usize, retries: usize, timeout: Duration) -> Result<Self> {
+    pub fn connect(
+        url: &str,
+        served_model: &str,
+        concurrency: usize,
+        retries: usize,
+        timeout: Duration,
+    ) -> Result<Self> {
         if concurrency == 0 {
             return Err(Error::Msg("--concurrency: must be at least 1".into()));
         }
         let base = api_base(url);
-        let agent: ureq::Agent = ureq::Agent::config_builder().timeout_global(Some(timeout)).http_status_as_error(false).build().into();
-        let listed = agent.get(format!("{base}/models")).call().map_err(|e| Error::Msg(format!("--endpoint {base}: GET /models failed: {e}")))?;
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .timeout_global(Some(timeout))
+            .http_status_as_error(false)
+            .build()
+            .into();
+        let listed = agent
+            .get(format!("{base}/models"))
+            .call()
+            .map_err(|e| Error::Msg(format!("--endpoint {base}: GET /models failed: {e}")))?;
         let status = listed.status().as_u16();
         let body: Value = {
             let mut listed = listed;
-            let text = listed.body_mut().read_to_string().map_err(|e| Error::Msg(format!("--endpoint {base}: GET /models: {e}")))?;
+            let text = listed
+                .body_mut()
+                .read_to_string()
+                .map_err(|e| Error::Msg(format!("--endpoint {base}: GET /models: {e}")))?;
             serde_json::from_str(&text).unwrap_or(Value::Null)
         };
         let entry = if status == 200 {
             let models = body["data"].as_array().cloned().unwrap_or_default();
-            let names: Vec<String> = models.iter().filter_map(|m| m["id"].as_str().map(String::from)).collect();
+            let names: Vec<String> = models
+                .iter()
+                .filter_map(|m| m["id"].as_str().map(String::from))
+                .collect();
             match models.into_iter().find(|m| m["id"] == served_model) {
                 Some(m) => m,
                 None => {
-                    return Err(Error::Msg(format!("--served-model {served_model}: {base} serves {}", if names.is_empty() { "no models".into() } else { names.join(", ") })))
+                    return Err(Error::Msg(format!(
+                        "--served-model {served_model}: {base} serves {}",
+                        if names.is_empty() {
+                            "no models".into()
+                        } else {
+                            names.join(", ")
+                        }
+                    )))
                 }
             }
         } else {
@@ -84,17 +128,31 @@ impl EndpointAnswerer {
             batch_size: concurrency,
             card,
             decoding: foveate_eval::protocol::greedy_decoding(),
-            engine: json!({"mode": "endpoint", "endpoint": base, "served_model": served_model, "concurrency": concurrency, "server": server}),
+            engine: endpoint_engine(&base, served_model, concurrency, &server),
         };
-        Ok(EndpointAnswerer { base, served_model: served_model.to_string(), concurrency, retries, agent, info })
+        Ok(EndpointAnswerer {
+            base,
+            served_model: served_model.to_string(),
+            concurrency,
+            retries,
+            agent,
+            info,
+        })
     }
 
     /// The request body of one question.
     fn body(&self, q: &Query) -> std::result::Result<Value, String> {
         let bytes = std::fs::read(&q.image).map_err(|e| format!("{}: {e}", q.image.display()))?;
-        let mime = if bytes.starts_with(&[0xFF, 0xD8]) { "image/jpeg" } else { "image/png" };
+        let mime = if bytes.starts_with(&[0xFF, 0xD8]) {
+            "image/jpeg"
+        } else {
+            "image/png"
+        };
         use base64::Engine;
-        let url = format!("data:{mime};base64,{}", base64::engine::general_purpose::STANDARD.encode(&bytes));
+        let url = format!(
+            "data:{mime};base64,{}",
+            base64::engine::general_purpose::STANDARD.encode(&bytes)
+        );
         let image = json!({"type": "image_url", "image_url": {"url": url}});
         // The image where the prompt says `<image>`, else before the text: as the in-process eval.
         let pieces: Vec<&str> = q.prompt.split(foveate_models::IMAGE_PLACEHOLDER).collect();
@@ -122,20 +180,35 @@ impl EndpointAnswerer {
 
     fn try_once(&self, body: &[u8]) -> std::result::Result<String, Failure> {
         let url = format!("{}/chat/completions", self.base);
-        let resp = self.agent.post(&url).header("Content-Type", "application/json").send(body);
+        let resp = self
+            .agent
+            .post(&url)
+            .header("Content-Type", "application/json")
+            .send(body);
         let mut resp = match resp {
             Ok(r) => r,
             Err(e) => return Err(Failure::Retry(format!("POST {url}: {e}"))),
         };
         let status = resp.status().as_u16();
-        let text = resp.body_mut().read_to_string().map_err(|e| Failure::Retry(format!("POST {url}: reading the answer: {e}")))?;
+        let text = resp
+            .body_mut()
+            .read_to_string()
+            .map_err(|e| Failure::Retry(format!("POST {url}: reading the answer: {e}")))?;
         let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-        let message = || v["error"]["message"].as_str().map(String::from).unwrap_or_else(|| text.chars().take(300).collect());
+        let message = || {
+            v["error"]["message"]
+                .as_str()
+                .map(String::from)
+                .unwrap_or_else(|| text.chars().take(300).collect())
+        };
         match status {
             200 => match &v["choices"][0]["message"]["content"] {
                 Value::String(s) => Ok(s.clone()),
                 Value::Null if v["choices"][0]["message"].is_object() => Ok(String::new()),
-                _ => Err(Failure::Permanent(format!("200 without choices[0].message.content: {}", text.chars().take(300).collect::<String>()))),
+                _ => Err(Failure::Permanent(format!(
+                    "200 without choices[0].message.content: {}",
+                    text.chars().take(300).collect::<String>()
+                ))),
             },
             429 | 500..=599 => Err(Failure::Retry(format!("{status}: {}", message()))),
             _ => Err(Failure::Permanent(format!("{status}: {}", message()))),
@@ -167,11 +240,17 @@ impl EndpointAnswerer {
 
 impl Answerer for EndpointAnswerer {
     fn answer(&mut self, _image: &std::path::Path, _prompt: &str, _max: usize) -> Result<String> {
-        Err(Error::Msg("EndpointAnswerer answers through answer_all".into()))
+        Err(Error::Msg(
+            "EndpointAnswerer answers through answer_all".into(),
+        ))
     }
 
     /// `concurrency` threads take the next question each as they finish one.
-    fn answer_all(&mut self, queries: &[Query], done: &mut dyn FnMut(usize, Outcome) -> Result<()>) -> Result<()> {
+    fn answer_all(
+        &mut self,
+        queries: &[Query],
+        done: &mut dyn FnMut(usize, Outcome) -> Result<()>,
+    ) -> Result<()> {
         let next = AtomicUsize::new(0);
         let stop = AtomicBool::new(false);
         let (tx, rx) = std::sync::mpsc::channel::<(usize, Outcome)>();

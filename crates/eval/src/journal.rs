@@ -38,7 +38,10 @@ pub fn read_journal(path: &Path, truncate_torn: bool) -> Result<Vec<Entry>> {
     };
     let complete = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1);
     if complete < bytes.len() && truncate_torn {
-        let f = OpenOptions::new().write(true).open(path).map_err(|e| Error::io(path, e))?;
+        let f = OpenOptions::new()
+            .write(true)
+            .open(path)
+            .map_err(|e| Error::io(path, e))?;
         f.set_len(complete as u64).map_err(|e| Error::io(path, e))?;
         f.sync_all().map_err(|e| Error::io(path, e))?;
     }
@@ -50,20 +53,41 @@ pub fn read_journal(path: &Path, truncate_torn: bool) -> Result<Vec<Entry>> {
             continue;
         }
         let at = || format!("line {}", n + 1);
-        let v: Value = serde_json::from_str(line).map_err(|e| Error::format(&file, at(), format!("not valid JSON: {e}")))?;
+        let v: Value = serde_json::from_str(line)
+            .map_err(|e| Error::format(&file, at(), format!("not valid JSON: {e}")))?;
         let id = v.get("question_id").and_then(QuestionId::from_json);
         let failed = v.get("failed").and_then(Value::as_bool).unwrap_or(false);
         let answer = v.get("answer").and_then(Value::as_str);
         match (id, answer, failed) {
             (Some(id), Some(a), false) => {
                 let score = v.get("score").and_then(Value::as_f64);
-                out.push(Entry { id, answer: Some(a.to_string()), score, error: None })
+                out.push(Entry {
+                    id,
+                    answer: Some(a.to_string()),
+                    score,
+                    error: None,
+                })
             }
             (Some(id), None, true) => {
-                let error = v.get("error").and_then(Value::as_str).unwrap_or("(no error recorded)").to_string();
-                out.push(Entry { id, answer: None, score: None, error: Some(error) })
+                let error = v
+                    .get("error")
+                    .and_then(Value::as_str)
+                    .unwrap_or("(no error recorded)")
+                    .to_string();
+                out.push(Entry {
+                    id,
+                    answer: None,
+                    score: None,
+                    error: Some(error),
+                })
             }
-            _ => return Err(Error::format(&file, at(), "needs question_id and answer (or failed: true)")),
+            _ => {
+                return Err(Error::format(
+                    &file,
+                    at(),
+                    "needs question_id and answer (or failed: true)",
+                ))
+            }
         }
     }
     Ok(out)
@@ -83,14 +107,25 @@ pub(crate) struct Journal<'a> {
 impl<'a> Journal<'a> {
     /// Opens `path` for appending (creating it).
     pub fn open(path: &'a Path) -> Result<Self> {
-        let file = OpenOptions::new().create(true).append(true).open(path).map_err(|e| Error::io(path, e))?;
-        Ok(Journal { file, path, synced: Instant::now(), dirty: false })
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(|e| Error::io(path, e))?;
+        Ok(Journal {
+            file,
+            path,
+            synced: Instant::now(),
+            dirty: false,
+        })
     }
 
     pub fn append(&mut self, v: &Value) -> Result<()> {
         let mut line = serde_json::to_string(v).map_err(|e| Error::Msg(e.to_string()))?;
         line.push('\n');
-        self.file.write_all(line.as_bytes()).map_err(|e| Error::io(self.path, e))?;
+        self.file
+            .write_all(line.as_bytes())
+            .map_err(|e| Error::io(self.path, e))?;
         self.dirty = true;
         if self.synced.elapsed() >= SYNC_EVERY {
             self.sync()?;

@@ -45,7 +45,11 @@ pub fn canonical(v: &Value) -> String {
             Value::Object(m) => {
                 let mut keys: Vec<&String> = m.keys().collect();
                 keys.sort();
-                Value::Object(keys.into_iter().map(|k| (k.clone(), sorted(&m[k]))).collect::<Map<_, _>>())
+                Value::Object(
+                    keys.into_iter()
+                        .map(|k| (k.clone(), sorted(&m[k])))
+                        .collect::<Map<_, _>>(),
+                )
             }
             Value::Array(a) => Value::Array(a.iter().map(sorted).collect()),
             other => other.clone(),
@@ -57,7 +61,10 @@ pub fn canonical(v: &Value) -> String {
 /// `sha256:` + the hex SHA-256 of the card's canonical form.
 pub fn hash(card: &Value) -> String {
     let d = Sha256::digest(canonical(card).as_bytes());
-    format!("sha256:{}", d.iter().map(|b| format!("{b:02x}")).collect::<String>())
+    format!(
+        "sha256:{}",
+        d.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    )
 }
 
 /// One field that differs between two cards: its dotted path and both values (`None`: absent).
@@ -76,12 +83,17 @@ pub fn differences(a: &Value, b: &Value) -> Vec<Difference> {
     let mut paths: Vec<&String> = fa.iter().chain(&fb).map(|(p, _)| p).collect();
     paths.sort();
     paths.dedup();
-    let get = |f: &[(String, Value)], p: &str| f.iter().find(|(q, _)| q == p).map(|(_, v)| v.clone());
+    let get =
+        |f: &[(String, Value)], p: &str| f.iter().find(|(q, _)| q == p).map(|(_, v)| v.clone());
     paths
         .into_iter()
         .filter_map(|p| {
             let (va, vb) = (get(&fa, p), get(&fb, p));
-            (va != vb).then(|| Difference { path: p.clone(), a: va, b: vb })
+            (va != vb).then(|| Difference {
+                path: p.clone(),
+                a: va,
+                b: vb,
+            })
         })
         .collect()
 }
@@ -90,11 +102,22 @@ fn flatten(prefix: &str, v: &Value, out: &mut Vec<(String, Value)>) {
     match v {
         Value::Object(m) if !m.is_empty() => {
             for (k, x) in m {
-                let p = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                let p = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
                 flatten(&p, x, out);
             }
         }
-        other => out.push((if prefix.is_empty() { "(card)".into() } else { prefix.to_string() }, other.clone())),
+        other => out.push((
+            if prefix.is_empty() {
+                "(card)".into()
+            } else {
+                prefix.to_string()
+            },
+            other.clone(),
+        )),
     }
 }
 
@@ -133,7 +156,15 @@ mod tests {
         // An endpoint that reports no model side: every model field is a difference, absent on one side.
         let c = card(&spec, &greedy_decoding(), &Value::Null);
         let d = differences(&a, &c);
-        assert!(d.iter().any(|x| x.path == "model" && x.a.is_none() && x.b == Some(Value::Null)), "{d:?}");
-        assert!(d.iter().any(|x| x.path == "model.weights.files" && x.b.is_none()), "{d:?}");
+        assert!(
+            d.iter()
+                .any(|x| x.path == "model" && x.a.is_none() && x.b == Some(Value::Null)),
+            "{d:?}"
+        );
+        assert!(
+            d.iter()
+                .any(|x| x.path == "model.weights.files" && x.b.is_none()),
+            "{d:?}"
+        );
     }
 }

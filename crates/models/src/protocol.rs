@@ -31,7 +31,10 @@ pub fn model_card(model: &Model) -> Result<Value> {
     for (path, data) in ck.weights.files() {
         // The file name is part of the hash (a renamed shard is a different checkpoint layout);
         // the folder is not (the same checkpoint copied elsewhere hashes the same).
-        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         h.update((name.len() as u64).to_le_bytes());
         h.update(name.as_bytes());
         h.update((data.len() as u64).to_le_bytes());
@@ -39,7 +42,12 @@ pub fn model_card(model: &Model) -> Result<Value> {
         files += 1;
         bytes += data.len();
     }
-    let mut stored: Vec<String> = ck.weights.names().filter_map(|n| ck.weights.info(n)).map(|i| format!("{:?}", i.dtype)).collect();
+    let mut stored: Vec<String> = ck
+        .weights
+        .names()
+        .filter_map(|n| ck.weights.info(n))
+        .map(|i| format!("{:?}", i.dtype))
+        .collect();
     stored.sort();
     stored.dedup();
     let (window, _) = ck.config.context_window();

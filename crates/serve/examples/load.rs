@@ -24,7 +24,15 @@ struct Opts {
 }
 
 fn parse() -> Result<Opts, String> {
-    let mut o = Opts { url: "http://127.0.0.1:8080".into(), model: String::new(), data: "eval/data/easy-vqa".into(), levels: vec![1, 8, 32], requests: 1000, warmup: 32, json: None };
+    let mut o = Opts {
+        url: "http://127.0.0.1:8080".into(),
+        model: String::new(),
+        data: "eval/data/easy-vqa".into(),
+        levels: vec![1, 8, 32],
+        requests: 1000,
+        warmup: 32,
+        json: None,
+    };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
         let mut val = || it.next().ok_or(format!("{a} needs a value"));
@@ -32,7 +40,16 @@ fn parse() -> Result<Opts, String> {
             "--url" => o.url = val()?,
             "--model" => o.model = val()?,
             "--data" => o.data = val()?,
-            "--concurrency" => o.levels = val()?.split(',').map(|s| s.trim().parse().map_err(|_| format!("--concurrency: bad number `{s}`"))).collect::<Result<_, _>>()?,
+            "--concurrency" => {
+                o.levels = val()?
+                    .split(',')
+                    .map(|s| {
+                        s.trim()
+                            .parse()
+                            .map_err(|_| format!("--concurrency: bad number `{s}`"))
+                    })
+                    .collect::<Result<_, _>>()?
+            }
             "--requests" => o.requests = val()?.parse().map_err(|_| "--requests: a number")?,
             "--warmup" => o.warmup = val()?.parse().map_err(|_| "--warmup: a number")?,
             "--json" => o.json = Some(val()?),
@@ -48,7 +65,8 @@ fn parse() -> Result<Opts, String> {
 /// Request bodies for the first `n` questions of the split.
 fn bodies(o: &Opts, n: usize) -> Result<Vec<Vec<u8>>, String> {
     let root = std::path::Path::new(&o.data).join("test");
-    let text = std::fs::read_to_string(root.join("questions.json")).map_err(|e| format!("{}: {e}", root.display()))?;
+    let text = std::fs::read_to_string(root.join("questions.json"))
+        .map_err(|e| format!("{}: {e}", root.display()))?;
     let qs: Value = serde_json::from_str(&text).map_err(|e| e.to_string())?;
     let qs = qs.as_array().ok_or("questions.json: not a list")?;
     (0..n.min(qs.len()))
@@ -71,7 +89,13 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 }
 
 /// Sends `n` requests (cycling through `bodies`) from `c` threads; latencies in ms, wall seconds, errors.
-fn level(agent: &ureq::Agent, url: &str, bodies: &[Vec<u8>], c: usize, n: usize) -> (Vec<f64>, f64, usize) {
+fn level(
+    agent: &ureq::Agent,
+    url: &str,
+    bodies: &[Vec<u8>],
+    c: usize,
+    n: usize,
+) -> (Vec<f64>, f64, usize) {
     let next = AtomicUsize::new(0);
     let errors = AtomicUsize::new(0);
     let t0 = Instant::now();
@@ -86,8 +110,14 @@ fn level(agent: &ureq::Agent, url: &str, bodies: &[Vec<u8>], c: usize, n: usize)
                             return mine;
                         }
                         let t = Instant::now();
-                        let ok = match agent.post(url).header("Content-Type", "application/json").send(&bodies[i % bodies.len()][..]) {
-                            Ok(mut r) => r.status().as_u16() == 200 && r.body_mut().read_to_string().is_ok(),
+                        let ok = match agent
+                            .post(url)
+                            .header("Content-Type", "application/json")
+                            .send(&bodies[i % bodies.len()][..])
+                        {
+                            Ok(mut r) => {
+                                r.status().as_u16() == 200 && r.body_mut().read_to_string().is_ok()
+                            }
                             Err(_) => false,
                         };
                         if !ok {
@@ -128,19 +158,32 @@ fn main() {
         .max_idle_connections_per_host(max_c + 4)
         .build()
         .into();
-    let url = format!("{}/v1/chat/completions", o.url.trim_end_matches('/').trim_end_matches("/v1"));
+    let url = format!(
+        "{}/v1/chat/completions",
+        o.url.trim_end_matches('/').trim_end_matches("/v1")
+    );
     let (_, _, e) = level(&agent, &url, &bodies, max_c, o.warmup);
     if e > 0 {
         eprintln!("error: {e} of {} warm-up requests failed", o.warmup);
         std::process::exit(1);
     }
-    println!("{:>11} {:>9} {:>10} {:>9} {:>9} {:>9} {:>7}", "concurrency", "requests", "req/s", "p50 ms", "p90 ms", "p99 ms", "errors");
+    println!(
+        "{:>11} {:>9} {:>10} {:>9} {:>9} {:>9} {:>7}",
+        "concurrency", "requests", "req/s", "p50 ms", "p90 ms", "p99 ms", "errors"
+    );
     let mut rows = Vec::new();
     for &c in &o.levels {
         let (lat, wall, errors) = level(&agent, &url, &bodies, c, o.requests);
         let rps = o.requests as f64 / wall;
-        let (p50, p90, p99) = (percentile(&lat, 50.0), percentile(&lat, 90.0), percentile(&lat, 99.0));
-        println!("{c:>11} {:>9} {rps:>10.1} {p50:>9.2} {p90:>9.2} {p99:>9.2} {errors:>7}", o.requests);
+        let (p50, p90, p99) = (
+            percentile(&lat, 50.0),
+            percentile(&lat, 90.0),
+            percentile(&lat, 99.0),
+        );
+        println!(
+            "{c:>11} {:>9} {rps:>10.1} {p50:>9.2} {p90:>9.2} {p99:>9.2} {errors:>7}",
+            o.requests
+        );
         rows.push(json!({"concurrency": c, "requests": o.requests, "wall_s": wall, "requests_per_s": rps, "p50_ms": p50, "p90_ms": p90, "p99_ms": p99, "errors": errors}));
     }
     if let Some(p) = &o.json {

@@ -20,17 +20,43 @@ pub struct ApiError {
 
 impl ApiError {
     /// 400 `invalid_request_error`.
-    pub fn invalid(code: &'static str, param: impl Into<Option<String>>, message: impl Into<String>) -> Self {
-        ApiError { status: StatusCode::BAD_REQUEST, kind: "invalid_request_error", code, param: param.into(), message: message.into() }
+    pub fn invalid(
+        code: &'static str,
+        param: impl Into<Option<String>>,
+        message: impl Into<String>,
+    ) -> Self {
+        ApiError {
+            status: StatusCode::BAD_REQUEST,
+            kind: "invalid_request_error",
+            code,
+            param: param.into(),
+            message: message.into(),
+        }
     }
 
     /// 413: a size limit (body, image pixels); the message names the flag that sets it.
-    pub fn too_large(code: &'static str, param: impl Into<Option<String>>, message: impl Into<String>) -> Self {
-        ApiError { status: StatusCode::PAYLOAD_TOO_LARGE, kind: "invalid_request_error", code, param: param.into(), message: message.into() }
+    pub fn too_large(
+        code: &'static str,
+        param: impl Into<Option<String>>,
+        message: impl Into<String>,
+    ) -> Self {
+        ApiError {
+            status: StatusCode::PAYLOAD_TOO_LARGE,
+            kind: "invalid_request_error",
+            code,
+            param: param.into(),
+            message: message.into(),
+        }
     }
 
     pub fn not_found(code: &'static str, message: impl Into<String>) -> Self {
-        ApiError { status: StatusCode::NOT_FOUND, kind: "not_found_error", code, param: None, message: message.into() }
+        ApiError {
+            status: StatusCode::NOT_FOUND,
+            kind: "not_found_error",
+            code,
+            param: None,
+            message: message.into(),
+        }
     }
 
     /// 429: the queue of waiting requests is full.
@@ -40,13 +66,21 @@ impl ApiError {
             kind: "rate_limit_error",
             code: "queue_full",
             param: None,
-            message: format!("the server has {max_queue} requests waiting already (--max-queue); retry later"),
+            message: format!(
+                "the server has {max_queue} requests waiting already (--max-queue); retry later"
+            ),
         }
     }
 
     /// 500 (or 503 when the model is gone): the server's fault, never the request's.
     pub fn server(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        ApiError { status, kind: "server_error", code, param: None, message: message.into() }
+        ApiError {
+            status,
+            kind: "server_error",
+            code,
+            param: None,
+            message: message.into(),
+        }
     }
 
     pub fn body(&self) -> serde_json::Value {
@@ -62,6 +96,12 @@ impl IntoResponse for ApiError {
 
 impl std::fmt::Display for ApiError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {}: {}", self.status.as_u16(), self.code, self.message)
+        write!(
+            f,
+            "{} {}: {}",
+            self.status.as_u16(),
+            self.code,
+            self.message
+        )
     }
 }

@@ -41,9 +41,21 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/chat/completions", post(chat))
         .route("/v1/models", get(models))
         .route("/health", get(health))
-        .fallback(|| async { ApiError::not_found("unknown_route", "no such route (POST /v1/chat/completions, GET /v1/models, GET /health)") })
+        .fallback(|| async {
+            ApiError::not_found(
+                "unknown_route",
+                "no such route (POST /v1/chat/completions, GET /v1/models, GET /health)",
+            )
+        })
         .method_not_allowed_fallback(|| async {
-            ApiError { status: StatusCode::METHOD_NOT_ALLOWED, ..ApiError::invalid("method_not_allowed", None, "method not allowed on this route") }
+            ApiError {
+                status: StatusCode::METHOD_NOT_ALLOWED,
+                ..ApiError::invalid(
+                    "method_not_allowed",
+                    None,
+                    "method not allowed on this route",
+                )
+            }
         })
         .layer(DefaultBodyLimit::max(limit))
         .with_state(app)
@@ -86,21 +98,44 @@ struct Meta {
     prompt_tokens: usize,
 }
 
-async fn chat_inner(app: &Arc<App>, body: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
+async fn chat_inner(
+    app: &Arc<App>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
     let body = body.map_err(|r| {
         if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::too_large("body_too_large", None, format!("the request body is over {} bytes (--max-body-bytes)", app.max_body_bytes))
+            ApiError::too_large(
+                "body_too_large",
+                None,
+                format!(
+                    "the request body is over {} bytes (--max-body-bytes)",
+                    app.max_body_bytes
+                ),
+            )
         } else {
             ApiError::invalid("invalid_body", None, r.body_text())
         }
     })?;
     // A place in the queue first, so a flood is refused before any of it is decoded.
-    let ticket = Ticket::take(&app.stats, app.max_queue).ok_or_else(|| ApiError::queue_full(app.max_queue))?;
+    let ticket = Ticket::take(&app.stats, app.max_queue)
+        .ok_or_else(|| ApiError::queue_full(app.max_queue))?;
     let a = app.clone();
     let prepared = tokio::task::spawn_blocking(move || a.front.prepare(&body))
         .await
-        .map_err(|e| ApiError::server(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", format!("internal error while reading the request: {e}")))??;
-    let Prepared { request, params, stops, stream, include_usage } = prepared;
+        .map_err(|e| {
+            ApiError::server(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal_error",
+                format!("internal error while reading the request: {e}"),
+            )
+        })??;
+    let Prepared {
+        request,
+        params,
+        stops,
+        stream,
+        include_usage,
+    } = prepared;
     let meta = Meta {
         id: format!("chatcmpl-{}", app.ids.fetch_add(1, Ordering::Relaxed)),
         created: now(),
@@ -108,11 +143,27 @@ async fn chat_inner(app: &Arc<App>, body: Result<Bytes, BytesRejection>) -> Resu
         prompt_tokens: request.input_ids.len(),
     };
     let (tx, rx) = unbounded_channel();
-    let job = Job { request, params, want_tokens: stream || !stops.is_empty(), events: tx, ticket };
-    app.queue
-        .send(job)
-        .map_err(|_| ApiError::server(StatusCode::SERVICE_UNAVAILABLE, "model_unavailable", "the model thread has stopped"))?;
-    let text = Text { front: app.clone(), stops, tokens: Vec::new(), generated: 0, sent: 0 };
+    let job = Job {
+        request,
+        params,
+        want_tokens: stream || !stops.is_empty(),
+        events: tx,
+        ticket,
+    };
+    app.queue.send(job).map_err(|_| {
+        ApiError::server(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "model_unavailable",
+            "the model thread has stopped",
+        )
+    })?;
+    let text = Text {
+        front: app.clone(),
+        stops,
+        tokens: Vec::new(),
+        generated: 0,
+        sent: 0,
+    };
     if stream {
         Ok(stream_response(rx, text, meta, include_usage))
     } else {
@@ -121,7 +172,10 @@ async fn chat_inner(app: &Arc<App>, body: Result<Bytes, BytesRejection>) -> Resu
 }
 
 pub fn now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 /// The generated text as it grows: what is safe to send (no half a UTF-8 character, nothing that
@@ -155,13 +209,27 @@ impl Text {
     /// The next piece to send and whether a stop string ended the text. `last`: the generation
     /// is over (send everything).
     fn delta(&mut self, last: bool) -> (String, bool) {
-        let text = self.front.front.model.decode_text(&self.tokens).unwrap_or_default();
-        let first_stop = self.stops.iter().filter_map(|s| text.find(s.as_str())).min();
+        let text = self
+            .front
+            .front
+            .model
+            .decode_text(&self.tokens)
+            .unwrap_or_default();
+        let first_stop = self
+            .stops
+            .iter()
+            .filter_map(|s| text.find(s.as_str()))
+            .min();
         let (end, hit) = match first_stop {
             Some(p) => (p, true),
             None if last => (text.len(), false),
             None => {
-                let hold = self.stops.iter().map(|s| s.len().saturating_sub(1)).max().unwrap_or(0);
+                let hold = self
+                    .stops
+                    .iter()
+                    .map(|s| s.len().saturating_sub(1))
+                    .max()
+                    .unwrap_or(0);
                 let mut end = text.len().saturating_sub(hold);
                 if let Some(p) = text.rfind('\u{FFFD}').filter(|p| p + 3 == text.len()) {
                     end = end.min(p); // an incomplete character so far
@@ -172,7 +240,10 @@ impl Text {
                 (end, false)
             }
         };
-        let piece = text.get(self.sent..end).map(String::from).unwrap_or_default();
+        let piece = text
+            .get(self.sent..end)
+            .map(String::from)
+            .unwrap_or_default();
         self.sent = self.sent.max(end);
         (piece, hit)
     }
@@ -196,7 +267,11 @@ fn failed(msg: Option<String>) -> ApiError {
 }
 
 /// A non-streaming answer: waits for the end (or a stop string), one JSON body.
-async fn complete(mut rx: UnboundedReceiver<Event>, mut text: Text, meta: Meta) -> Result<Response, ApiError> {
+async fn complete(
+    mut rx: UnboundedReceiver<Event>,
+    mut text: Text,
+    meta: Meta,
+) -> Result<Response, ApiError> {
     let mut content = String::new();
     let reason = loop {
         match rx.recv().await {
@@ -208,7 +283,10 @@ async fn complete(mut rx: UnboundedReceiver<Event>, mut text: Text, meta: Meta) 
                     break "stop";
                 }
             }
-            Some(Event::Done { tokens, stopped_on_token }) => {
+            Some(Event::Done {
+                tokens,
+                stopped_on_token,
+            }) => {
                 text.finish(tokens, stopped_on_token);
                 let (piece, hit) = text.delta(true);
                 content.push_str(&piece);
@@ -239,10 +317,23 @@ fn chunk(meta: &Meta, delta: Value, finish: Option<&str>) -> SseEvent {
 /// chunk when asked, `[DONE]`. A task pumps model events into the body; when the client goes
 /// away the body is dropped, the task sees it and drops the model's channel, which takes the
 /// request out of the batch.
-fn stream_response(mut rx: UnboundedReceiver<Event>, mut text: Text, meta: Meta, include_usage: bool) -> Response {
+fn stream_response(
+    mut rx: UnboundedReceiver<Event>,
+    mut text: Text,
+    meta: Meta,
+    include_usage: bool,
+) -> Response {
     let (out, body) = tokio::sync::mpsc::channel::<SseEvent>(64);
     tokio::spawn(async move {
-        if out.send(chunk(&meta, json!({"role": "assistant", "content": ""}), None)).await.is_err() {
+        if out
+            .send(chunk(
+                &meta,
+                json!({"role": "assistant", "content": ""}),
+                None,
+            ))
+            .await
+            .is_err()
+        {
             return;
         }
         let mut end: Option<&'static str> = None;
@@ -257,29 +348,45 @@ fn stream_response(mut rx: UnboundedReceiver<Event>, mut text: Text, meta: Meta,
                     let (piece, hit) = text.delta(false);
                     (piece, hit.then_some("stop"))
                 }
-                Some(Event::Done { tokens, stopped_on_token }) => {
+                Some(Event::Done {
+                    tokens,
+                    stopped_on_token,
+                }) => {
                     text.finish(tokens, stopped_on_token);
                     let (piece, hit) = text.delta(true);
                     (piece, Some(finish_reason(hit, stopped_on_token)))
                 }
                 Some(Event::Failed(m)) => {
                     let e = failed(Some(m));
-                    let _ = out.send(SseEvent::default().data(e.body().to_string())).await;
+                    let _ = out
+                        .send(SseEvent::default().data(e.body().to_string()))
+                        .await;
                     return;
                 }
                 None => {
-                    let _ = out.send(SseEvent::default().data(failed(None).body().to_string())).await;
+                    let _ = out
+                        .send(SseEvent::default().data(failed(None).body().to_string()))
+                        .await;
                     return;
                 }
             };
-            if !piece.is_empty() && out.send(chunk(&meta, json!({"content": piece}), None)).await.is_err() {
+            if !piece.is_empty()
+                && out
+                    .send(chunk(&meta, json!({"content": piece}), None))
+                    .await
+                    .is_err()
+            {
                 return;
             }
             end = reason;
         }
         drop(rx);
         let reason = end.unwrap_or("stop");
-        if out.send(chunk(&meta, json!({}), Some(reason))).await.is_err() {
+        if out
+            .send(chunk(&meta, json!({}), Some(reason)))
+            .await
+            .is_err()
+        {
             return;
         }
         if include_usage {
@@ -287,12 +394,18 @@ fn stream_response(mut rx: UnboundedReceiver<Event>, mut text: Text, meta: Meta,
                 "id": meta.id, "object": "chat.completion.chunk", "created": meta.created, "model": meta.model,
                 "choices": [], "usage": usage(&meta, text.generated),
             });
-            if out.send(SseEvent::default().data(v.to_string())).await.is_err() {
+            if out
+                .send(SseEvent::default().data(v.to_string()))
+                .await
+                .is_err()
+            {
                 return;
             }
         }
         let _ = out.send(SseEvent::default().data("[DONE]")).await;
     });
-    let stream = futures_util::stream::unfold(body, |mut r| async move { r.recv().await.map(|e| (Ok::<_, Infallible>(e), r)) });
+    let stream = futures_util::stream::unfold(body, |mut r| async move {
+        r.recv().await.map(|e| (Ok::<_, Infallible>(e), r))
+    });
     Sse::new(stream).into_response()
 }

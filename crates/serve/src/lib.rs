@@ -62,9 +62,16 @@ impl ServeOptions {
             batch_size: 16,
             max_queue: 256,
             max_body_bytes: 20 << 20,
-            limits: Limits { max_images: 1, max_image_pixels: 16_000_000, allow_file_urls: None },
+            limits: Limits {
+                max_images: 1,
+                max_image_pixels: 16_000_000,
+                allow_file_urls: None,
+            },
             attention: "flash".into(),
-            http_threads: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).max(2),
+            http_threads: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2)
+                .max(2),
             ctrl_c: false,
             step_pause: None,
         }
@@ -138,12 +145,20 @@ pub fn engine_json(model: &Model, opts: &ServeOptions) -> Value {
 
 /// Loads the model with `load` on the model thread, binds `host:port` and starts serving.
 /// Returns once the server accepts connections (or with the load or bind error).
-pub fn start(opts: ServeOptions, load: Box<dyn FnOnce() -> Result<Model> + Send>) -> Result<Server> {
+pub fn start(
+    opts: ServeOptions,
+    load: Box<dyn FnOnce() -> Result<Model> + Send>,
+) -> Result<Server> {
     if opts.batch_size == 0 || opts.max_queue == 0 {
-        return Err(Error::Msg("--batch-size and --max-queue must be at least 1".into()));
+        return Err(Error::Msg(
+            "--batch-size and --max-queue must be at least 1".into(),
+        ));
     }
     if opts.limits.max_images > 1 {
-        return Err(Error::Msg(format!("--max-images {}: the runtime takes at most one image per request", opts.limits.max_images)));
+        return Err(Error::Msg(format!(
+            "--max-images {}: the runtime takes at most one image per request",
+            opts.limits.max_images
+        )));
     }
     let (queue_tx, queue_rx) = std::sync::mpsc::channel();
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(Arc<Model>, Value)>>();
@@ -169,7 +184,9 @@ pub fn start(opts: ServeOptions, load: Box<dyn FnOnce() -> Result<Model> + Send>
             worker::serve_queue(&model, batch, queue_rx, &st, pause);
         })
         .map_err(|e| Error::Msg(format!("cannot start the model thread: {e}")))?;
-    let (model, card) = ready_rx.recv().map_err(|_| Error::Msg("the model thread stopped while loading".into()))??;
+    let (model, card) = ready_rx
+        .recv()
+        .map_err(|_| Error::Msg("the model thread stopped while loading".into()))??;
     let mut limits = opts.limits.clone();
     if let Some(dir) = &limits.allow_file_urls {
         limits.allow_file_urls = Some(std::fs::canonicalize(dir).map_err(|e| Error::io(dir, e))?);
@@ -187,8 +204,12 @@ pub fn start(opts: ServeOptions, load: Box<dyn FnOnce() -> Result<Model> + Send>
     });
     let listener = std::net::TcpListener::bind((opts.host.as_str(), opts.port))
         .map_err(|e| Error::Msg(format!("cannot listen on {}:{}: {e}", opts.host, opts.port)))?;
-    listener.set_nonblocking(true).map_err(|e| Error::Msg(format!("listener: {e}")))?;
-    let addr = listener.local_addr().map_err(|e| Error::Msg(format!("listener: {e}")))?;
+    listener
+        .set_nonblocking(true)
+        .map_err(|e| Error::Msg(format!("listener: {e}")))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| Error::Msg(format!("listener: {e}")))?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(opts.http_threads.max(1))
         .thread_name("foveate-http")
@@ -212,7 +233,10 @@ pub fn start(opts: ServeOptions, load: Box<dyn FnOnce() -> Result<Model> + Send>
                         let _ = stop_rx.await;
                     }
                 };
-                if let Err(e) = axum::serve(listener, http::router(app)).with_graceful_shutdown(stopped).await {
+                if let Err(e) = axum::serve(listener, http::router(app))
+                    .with_graceful_shutdown(stopped)
+                    .await
+                {
                     eprintln!("error: the HTTP server stopped: {e}");
                 }
             });
@@ -221,5 +245,11 @@ pub fn start(opts: ServeOptions, load: Box<dyn FnOnce() -> Result<Model> + Send>
             rt.shutdown_timeout(Duration::from_secs(5));
         })
         .map_err(|e| Error::Msg(format!("cannot start the HTTP thread: {e}")))?;
-    Ok(Server { addr, stop: Some(stop_tx), http: Some(http_thread), model: Some(model_thread), card })
+    Ok(Server {
+        addr,
+        stop: Some(stop_tx),
+        http: Some(http_thread),
+        model: Some(model_thread),
+        card,
+    })
 }

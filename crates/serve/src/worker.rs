@@ -21,7 +21,10 @@ pub enum Event {
     /// Tokens generated since the last event (sent only when the handler asked for them).
     Tokens(Vec<u32>),
     /// Finished: every generated token (a stop token last when `stopped_on_token`).
-    Done { tokens: Vec<u32>, stopped_on_token: bool },
+    Done {
+        tokens: Vec<u32>,
+        stopped_on_token: bool,
+    },
     /// The server could not run it (the message says why).
     Failed(String),
 }
@@ -51,7 +54,12 @@ impl Ticket {
             if cur >= max {
                 return None;
             }
-            match stats.queued.compare_exchange_weak(cur, cur + 1, Ordering::AcqRel, Ordering::Relaxed) {
+            match stats.queued.compare_exchange_weak(
+                cur,
+                cur + 1,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            ) {
                 Ok(_) => return Some(Ticket(stats.clone())),
                 Err(now) => cur = now,
             }
@@ -100,17 +108,26 @@ impl Batcher<'_> {
     /// one at a time so only the request at fault fails.
     fn prompts(&mut self, jobs: Vec<Job>) -> Vec<(Job, foveate_graph::PromptInput)> {
         let m = self.model;
-        let inputs = jobs.iter().map(|j| (j.request.input_ids.clone(), j.request.pixels.as_ref())).collect();
+        let inputs = jobs
+            .iter()
+            .map(|j| (j.request.input_ids.clone(), j.request.pixels.as_ref()))
+            .collect();
         if let Ok(p) = m.arch.prompts(&m.ex, inputs) {
             return jobs.into_iter().zip(p).collect();
         }
         let mut out = Vec::with_capacity(jobs.len());
         for j in jobs {
-            match m.arch.prompt(&m.ex, j.request.input_ids.clone(), j.request.pixels.as_ref()) {
+            match m.arch.prompt(
+                &m.ex,
+                j.request.input_ids.clone(),
+                j.request.pixels.as_ref(),
+            ) {
                 Ok(p) => out.push((j, p)),
                 Err(e) => {
                     self.stats.failed.fetch_add(1, Ordering::Relaxed);
-                    let _ = j.events.send(Event::Failed(format!("the model could not take this request: {e}")));
+                    let _ = j.events.send(Event::Failed(format!(
+                        "the model could not take this request: {e}"
+                    )));
                 }
             }
         }
@@ -134,16 +151,30 @@ impl Scheduler for Batcher<'_> {
             }
         }
         // A client that left while waiting is not run at all.
-        let (gone, jobs): (Vec<Job>, Vec<Job>) = jobs.into_iter().partition(|j| j.events.is_closed());
+        let (gone, jobs): (Vec<Job>, Vec<Job>) =
+            jobs.into_iter().partition(|j| j.events.is_closed());
         self.stats.dropped.fetch_add(gone.len(), Ordering::Relaxed);
         if jobs.is_empty() {
             return Ok(Some(Vec::new()));
         }
         let mut out = Vec::with_capacity(jobs.len());
         for (j, prompt) in self.prompts(jobs) {
-            let Job { params, want_tokens, events, ticket, .. } = j;
+            let Job {
+                params,
+                want_tokens,
+                events,
+                ticket,
+                ..
+            } = j;
             drop(ticket);
-            self.live.insert(self.admitted + out.len(), Live { events, want_tokens, sent: 0 });
+            self.live.insert(
+                self.admitted + out.len(),
+                Live {
+                    events,
+                    want_tokens,
+                    sent: 0,
+                },
+            );
             out.push(Admitted { prompt, params });
         }
         self.admitted += out.len();
@@ -152,10 +183,15 @@ impl Scheduler for Batcher<'_> {
     }
 
     fn progress(&mut self, index: usize, tokens: &[u32]) -> bool {
-        let Some(l) = self.live.get_mut(&index) else { return false };
+        let Some(l) = self.live.get_mut(&index) else {
+            return false;
+        };
         let keep = !l.events.is_closed()
             && (!l.want_tokens || tokens.len() <= l.sent || {
-                let ok = l.events.send(Event::Tokens(tokens[l.sent..].to_vec())).is_ok();
+                let ok = l
+                    .events
+                    .send(Event::Tokens(tokens[l.sent..].to_vec()))
+                    .is_ok();
                 l.sent = tokens.len();
                 ok
             });
@@ -172,7 +208,10 @@ impl Scheduler for Batcher<'_> {
 
     fn done(&mut self, index: usize, g: Generation) -> foveate_core::Result<()> {
         if let Some(l) = self.live.remove(&index) {
-            let _ = l.events.send(Event::Done { tokens: g.tokens, stopped_on_token: g.stopped_on_token });
+            let _ = l.events.send(Event::Done {
+                tokens: g.tokens,
+                stopped_on_token: g.stopped_on_token,
+            });
             self.stats.finished.fetch_add(1, Ordering::Relaxed);
         }
         self.set_running();
@@ -182,16 +221,35 @@ impl Scheduler for Batcher<'_> {
 
 /// Serves the queue until every sender is gone. `step_pause` sleeps after each request's step
 /// (tests use it to make a generation slow enough to disconnect from).
-pub fn serve_queue(model: &Model, max_batch: usize, queue: Receiver<Job>, stats: &Stats, step_pause: Option<Duration>) {
+pub fn serve_queue(
+    model: &Model,
+    max_batch: usize,
+    queue: Receiver<Job>,
+    stats: &Stats,
+    step_pause: Option<Duration>,
+) {
     loop {
-        let mut b = Batcher { model, queue: &queue, stats, live: HashMap::new(), admitted: 0, step_pause };
-        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_continuous(&model.ex, model.arch.text(), max_batch, &mut b)));
+        let mut b = Batcher {
+            model,
+            queue: &queue,
+            stats,
+            live: HashMap::new(),
+            admitted: 0,
+            step_pause,
+        };
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            run_continuous(&model.ex, model.arch.text(), max_batch, &mut b)
+        }));
         let why = match r {
             Ok(Ok(())) => return,
             Ok(Err(e)) => format!("the batch failed: {e}"),
-            Err(_) => "the batch failed: internal error (a bug in foveate; see the server log)".to_string(),
+            Err(_) => "the batch failed: internal error (a bug in foveate; see the server log)"
+                .to_string(),
         };
-        eprintln!("foveate serve: {why}; {} request(s) in flight failed, serving on", b.live.len());
+        eprintln!(
+            "foveate serve: {why}; {} request(s) in flight failed, serving on",
+            b.live.len()
+        );
         for (_, l) in b.live.drain() {
             stats.failed.fetch_add(1, Ordering::Relaxed);
             let _ = l.events.send(Event::Failed(why.clone()));

@@ -10,7 +10,10 @@ use serde_json::{json, Value};
 
 /// The `data:` payloads of an SSE body.
 fn events(body: &str) -> Vec<String> {
-    body.lines().filter_map(|l| l.strip_prefix("data:")).map(|d| d.trim().to_string()).collect()
+    body.lines()
+        .filter_map(|l| l.strip_prefix("data:"))
+        .map(|d| d.trim().to_string())
+        .collect()
 }
 
 #[test]
@@ -28,7 +31,11 @@ fn answers_usage_streaming_and_stop_strings() {
         assert_eq!(v["object"], "chat.completion");
         assert_eq!(v["model"], "tiny");
         assert_eq!(v["choices"][0]["message"]["role"], "assistant");
-        assert_eq!(v["choices"][0]["finish_reason"], if generated < 8 { "stop" } else { "length" }, "{v}");
+        assert_eq!(
+            v["choices"][0]["finish_reason"],
+            if generated < 8 { "stop" } else { "length" },
+            "{v}"
+        );
         assert_eq!(v["usage"]["prompt_tokens"], prompt_tokens, "{v}");
         assert_eq!(v["usage"]["completion_tokens"], generated, "{v}");
         assert_eq!(v["usage"]["total_tokens"], prompt_tokens + generated, "{v}");
@@ -41,14 +48,27 @@ fn answers_usage_streaming_and_stop_strings() {
     req["stream_options"] = json!({"include_usage": true});
     let r = post(addr, &req);
     assert_eq!(r.status, 200, "{}", r.text());
-    assert!(r.headers.contains("content-type: text/event-stream"), "{}", r.headers);
+    assert!(
+        r.headers.contains("content-type: text/event-stream"),
+        "{}",
+        r.headers
+    );
     let ev = events(&r.text());
     assert_eq!(ev.last().map(String::as_str), Some("[DONE]"), "{ev:?}");
-    let chunks: Vec<Value> = ev[..ev.len() - 1].iter().map(|e| serde_json::from_str(e).unwrap()).collect();
+    let chunks: Vec<Value> = ev[..ev.len() - 1]
+        .iter()
+        .map(|e| serde_json::from_str(e).unwrap())
+        .collect();
     assert_eq!(chunks[0]["choices"][0]["delta"]["role"], "assistant");
-    let text: String = chunks.iter().filter_map(|c| c["choices"][0]["delta"]["content"].as_str()).collect();
+    let text: String = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
+        .collect();
     assert_eq!(text, want);
-    let finish: Vec<&Value> = chunks.iter().filter(|c| !c["choices"][0]["finish_reason"].is_null()).collect();
+    let finish: Vec<&Value> = chunks
+        .iter()
+        .filter(|c| !c["choices"][0]["finish_reason"].is_null())
+        .collect();
     assert_eq!(finish.len(), 1, "{chunks:?}");
     let usage = chunks.last().unwrap();
     assert_eq!(usage["choices"], json!([]));
@@ -66,11 +86,22 @@ fn answers_usage_streaming_and_stop_strings() {
     assert_eq!(v["choices"][0]["finish_reason"], "stop");
     req["stream"] = json!(true);
     let ev = events(&post(addr, &req).text());
-    let text: String = ev.iter().filter_map(|e| serde_json::from_str::<Value>(e).ok()).filter_map(|c| c["choices"][0]["delta"]["content"].as_str().map(String::from)).collect();
+    let text: String = ev
+        .iter()
+        .filter_map(|e| serde_json::from_str::<Value>(e).ok())
+        .filter_map(|c| {
+            c["choices"][0]["delta"]["content"]
+                .as_str()
+                .map(String::from)
+        })
+        .collect();
     assert_eq!(text, &want[..2]);
 
     // Messages as a plain string and a system turn go through the model's template.
-    let r = post(addr, &json!({"model": "tiny", "messages": [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hello"}], "max_tokens": 3, "temperature": 0}));
+    let r = post(
+        addr,
+        &json!({"model": "tiny", "messages": [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hello"}], "max_tokens": 3, "temperature": 0}),
+    );
     assert_eq!(r.status, 200, "{}", r.text());
 
     // The model list carries the protocol card (weights and template hashes) and the engine.
@@ -91,7 +122,9 @@ fn concurrent_requests_share_the_batcher_and_get_their_own_answers() {
     let m = load(&tiny_model_dir()).unwrap();
     let n = 24;
     let got: Vec<String> = std::thread::scope(|s| {
-        let hs: Vec<_> = (0..n).map(|i| s.spawn(move || content(&post(addr, &vqa_request(i))))).collect();
+        let hs: Vec<_> = (0..n)
+            .map(|i| s.spawn(move || content(&post(addr, &vqa_request(i)))))
+            .collect();
         hs.into_iter().map(|h| h.join().unwrap()).collect()
     });
     for (i, g) in got.iter().enumerate() {
@@ -107,7 +140,8 @@ fn concurrent_requests_share_the_batcher_and_get_their_own_answers() {
 fn seeded_sampling_repeats_and_other_seeds_differ() {
     // Random weights: a spread-out next-token distribution, so sampling shows.
     let dir = scratch("synth-sampling");
-    foveate_models::synth::write_checkpoint(&dir, &foveate_models::synth::SynthSpec::default()).unwrap();
+    foveate_models::synth::write_checkpoint(&dir, &foveate_models::synth::SynthSpec::default())
+        .unwrap();
     let server = start(&dir, |_| {});
     let addr = server.addr();
     let sampled = |seed: Option<u64>, t: f64| {
@@ -119,12 +153,18 @@ fn seeded_sampling_repeats_and_other_seeds_differ() {
         }
         let v = post(addr, &r).json();
         assert_eq!(v["usage"]["completion_tokens"], 8, "{v}");
-        v["choices"][0]["message"]["content"].as_str().unwrap().to_string()
+        v["choices"][0]["message"]["content"]
+            .as_str()
+            .unwrap()
+            .to_string()
     };
     let a = sampled(Some(11), 1.0);
     assert_eq!(a, sampled(Some(11), 1.0));
     let others: Vec<String> = (12..16).map(|s| sampled(Some(s), 1.0)).collect();
-    assert!(others.iter().any(|o| o != &a), "four other seeds all gave {a:?}");
+    assert!(
+        others.iter().any(|o| o != &a),
+        "four other seeds all gave {a:?}"
+    );
     // Without a seed each request draws its own; greedy (temperature 0) ignores the seed.
     assert_ne!(sampled(None, 1.0), sampled(None, 1.0));
     assert_eq!(sampled(Some(1), 0.0), sampled(Some(2), 0.0));

@@ -34,71 +34,227 @@ fn bad_requests_get_json_errors_and_the_server_keeps_serving() {
     let chat_path = "/v1/chat/completions";
 
     // Malformed JSON, and JSON that is not an object.
-    for raw in [&b"{\"model\": \"tiny\", \"messages\": ["[..], b"", b"[1, 2]", b"\xff\xfe"] {
-        assert_error(&http(addr, "POST", chat_path, raw), 400, "invalid_request_error", "invalid_json");
+    for raw in [
+        &b"{\"model\": \"tiny\", \"messages\": ["[..],
+        b"",
+        b"[1, 2]",
+        b"\xff\xfe",
+    ] {
+        assert_error(
+            &http(addr, "POST", chat_path, raw),
+            400,
+            "invalid_request_error",
+            "invalid_json",
+        );
     }
     // Unknown fields, at the top, in a message, in a part, in image_url.
     let mut v = chat(None, "hi", 4);
     v["temperatur"] = json!(0.5);
-    let e = assert_error(&post(addr, &v), 400, "invalid_request_error", "unknown_field");
+    let e = assert_error(
+        &post(addr, &v),
+        400,
+        "invalid_request_error",
+        "unknown_field",
+    );
     assert_eq!(e["error"]["param"], "temperatur");
     let mut v = chat(None, "hi", 4);
     v["messages"][0]["tool_calls"] = json!([]);
-    let e = assert_error(&post(addr, &v), 400, "invalid_request_error", "unknown_field");
+    let e = assert_error(
+        &post(addr, &v),
+        400,
+        "invalid_request_error",
+        "unknown_field",
+    );
     assert_eq!(e["error"]["param"], "messages[0].tool_calls");
     let mut v = chat(Some(&good), "hi", 4);
     v["messages"][0]["content"][0]["image_url"]["format"] = json!("png");
-    let e = assert_error(&post(addr, &v), 400, "invalid_request_error", "unknown_field");
-    assert_eq!(e["error"]["param"], "messages[0].content[0].image_url.format");
+    let e = assert_error(
+        &post(addr, &v),
+        400,
+        "invalid_request_error",
+        "unknown_field",
+    );
+    assert_eq!(
+        e["error"]["param"],
+        "messages[0].content[0].image_url.format"
+    );
     // Wrong or missing model; bad values.
     let mut v = chat(None, "hi", 4);
     v["model"] = json!("gpt-4o");
     assert_error(&post(addr, &v), 404, "not_found_error", "model_not_found");
     let mut v = chat(None, "hi", 4);
     v.as_object_mut().unwrap().remove("model");
-    assert_error(&post(addr, &v), 400, "invalid_request_error", "invalid_value");
-    for (field, val) in [("temperature", json!(7)), ("top_p", json!(0)), ("n", json!(2)), ("max_tokens", json!(0)), ("stop", json!(["a", "b", "c", "d", "e"])), ("messages", json!([]))] {
+    assert_error(
+        &post(addr, &v),
+        400,
+        "invalid_request_error",
+        "invalid_value",
+    );
+    for (field, val) in [
+        ("temperature", json!(7)),
+        ("top_p", json!(0)),
+        ("n", json!(2)),
+        ("max_tokens", json!(0)),
+        ("stop", json!(["a", "b", "c", "d", "e"])),
+        ("messages", json!([])),
+    ] {
         let mut v = chat(None, "hi", 4);
         v[field] = val;
-        let e = assert_error(&post(addr, &v), 400, "invalid_request_error", "invalid_value");
+        let e = assert_error(
+            &post(addr, &v),
+            400,
+            "invalid_request_error",
+            "invalid_value",
+        );
         assert_eq!(e["error"]["param"], field, "{e}");
     }
     let mut v = chat(None, "hi", 4);
     v["messages"][0]["role"] = json!("tool");
-    assert_error(&post(addr, &v), 400, "invalid_request_error", "invalid_value");
+    assert_error(
+        &post(addr, &v),
+        400,
+        "invalid_request_error",
+        "invalid_value",
+    );
     // Text may not smuggle image tokens in.
-    assert_error(&post(addr, &chat(None, "<image> what?", 4)), 400, "invalid_request_error", "invalid_value");
+    assert_error(
+        &post(addr, &chat(None, "<image> what?", 4)),
+        400,
+        "invalid_request_error",
+        "invalid_value",
+    );
 
     // Broken images: not an image, a truncated PNG, bad base64, an unsupported type, a remote URL.
-    let e = assert_error(&post(addr, &chat(Some(&data_url(b"this is not a picture", "image/png")), "q", 4)), 400, "invalid_request_error", "invalid_image");
+    let e = assert_error(
+        &post(
+            addr,
+            &chat(
+                Some(&data_url(b"this is not a picture", "image/png")),
+                "q",
+                4,
+            ),
+        ),
+        400,
+        "invalid_request_error",
+        "invalid_image",
+    );
     assert_eq!(e["error"]["param"], "messages[0].content[0].image_url");
-    assert_error(&post(addr, &chat(Some(&data_url(&png[..png.len() / 2], "image/png")), "q", 4)), 400, "invalid_request_error", "invalid_image");
-    assert_error(&post(addr, &chat(Some("data:image/png;base64,@@@not base64@@@"), "q", 4)), 400, "invalid_request_error", "invalid_image");
-    assert_error(&post(addr, &chat(Some(&data_url(&png, "image/gif")), "q", 4)), 400, "invalid_request_error", "invalid_image");
-    assert_error(&post(addr, &chat(Some("https://example.com/cat.png"), "q", 4)), 400, "invalid_request_error", "invalid_image");
+    assert_error(
+        &post(
+            addr,
+            &chat(Some(&data_url(&png[..png.len() / 2], "image/png")), "q", 4),
+        ),
+        400,
+        "invalid_request_error",
+        "invalid_image",
+    );
+    assert_error(
+        &post(
+            addr,
+            &chat(Some("data:image/png;base64,@@@not base64@@@"), "q", 4),
+        ),
+        400,
+        "invalid_request_error",
+        "invalid_image",
+    );
+    assert_error(
+        &post(addr, &chat(Some(&data_url(&png, "image/gif")), "q", 4)),
+        400,
+        "invalid_request_error",
+        "invalid_image",
+    );
+    assert_error(
+        &post(addr, &chat(Some("https://example.com/cat.png"), "q", 4)),
+        400,
+        "invalid_request_error",
+        "invalid_image",
+    );
     // Local files: only under --allow-file-urls.
-    assert_error(&post(addr, &chat(Some("file:///etc/passwd"), "q", 4)), 400, "invalid_request_error", "file_url_not_allowed");
+    assert_error(
+        &post(addr, &chat(Some("file:///etc/passwd"), "q", 4)),
+        400,
+        "invalid_request_error",
+        "file_url_not_allowed",
+    );
     let escape = format!("file://{}/../../etc/passwd", files.display());
-    assert_error(&post(addr, &chat(Some(&escape), "q", 4)), 400, "invalid_request_error", "file_url_not_allowed");
-    let via_file = post(addr, &chat(Some(&format!("file://{}", inside.display())), &question(0).0, 8));
+    assert_error(
+        &post(addr, &chat(Some(&escape), "q", 4)),
+        400,
+        "invalid_request_error",
+        "file_url_not_allowed",
+    );
+    let via_file = post(
+        addr,
+        &chat(
+            Some(&format!("file://{}", inside.display())),
+            &question(0).0,
+            8,
+        ),
+    );
     assert_eq!(content(&via_file), in_process(&m, 0, 8).0);
 
     // Huge: a body over --max-body-bytes, and an image whose header declares too many pixels.
     let big = chat(Some(&data_url(&vec![0u8; 300 << 10], "image/png")), "q", 4);
-    let e = assert_error(&http(addr, "POST", chat_path, &body(big)), 413, "invalid_request_error", "body_too_large");
-    assert!(e["error"]["message"].as_str().unwrap().contains("--max-body-bytes"), "{e}");
+    let e = assert_error(
+        &http(addr, "POST", chat_path, &body(big)),
+        413,
+        "invalid_request_error",
+        "body_too_large",
+    );
+    assert!(
+        e["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("--max-body-bytes"),
+        "{e}"
+    );
     let bomb = foveate_models::synth::png_header(40_000, 40_000);
-    let e = assert_error(&post(addr, &chat(Some(&data_url(&bomb, "image/png")), "q", 4)), 413, "invalid_request_error", "image_too_large");
-    assert!(e["error"]["message"].as_str().unwrap().contains("--max-image-pixels"), "{e}");
+    let e = assert_error(
+        &post(addr, &chat(Some(&data_url(&bomb, "image/png")), "q", 4)),
+        413,
+        "invalid_request_error",
+        "image_too_large",
+    );
+    assert!(
+        e["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("--max-image-pixels"),
+        "{e}"
+    );
     // Too many images.
     let mut two = chat(Some(&good), "q", 4);
-    two["messages"][0]["content"].as_array_mut().unwrap().push(json!({"type": "image_url", "image_url": {"url": good}}));
-    assert_error(&post(addr, &two), 400, "invalid_request_error", "too_many_images");
+    two["messages"][0]["content"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"type": "image_url", "image_url": {"url": good}}));
+    assert_error(
+        &post(addr, &two),
+        400,
+        "invalid_request_error",
+        "too_many_images",
+    );
     // A prompt over the context window (128 tokens for the tiny model), and a budget over it.
     let long = "what is the color of the shape? ".repeat(40);
-    let e = assert_error(&post(addr, &chat(Some(&good), &long, 4)), 400, "invalid_request_error", "context_length_exceeded");
-    assert!(e["error"]["message"].as_str().unwrap().contains("context window of 128"), "{e}");
-    assert_error(&post(addr, &chat(Some(&good), "what shape?", 500)), 400, "invalid_request_error", "context_length_exceeded");
+    let e = assert_error(
+        &post(addr, &chat(Some(&good), &long, 4)),
+        400,
+        "invalid_request_error",
+        "context_length_exceeded",
+    );
+    assert!(
+        e["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("context window of 128"),
+        "{e}"
+    );
+    assert_error(
+        &post(addr, &chat(Some(&good), "what shape?", 500)),
+        400,
+        "invalid_request_error",
+        "context_length_exceeded",
+    );
     // Routes and methods.
     let r = http(addr, "GET", "/v2/nothing", b"");
     assert_error(&r, 404, "not_found_error", "unknown_route");
@@ -180,8 +336,14 @@ fn stream_then_hang_up(addr: SocketAddr, body: &Value) -> String {
     let mut line = String::new();
     loop {
         line.clear();
-        assert!(r.read_line(&mut line).unwrap() > 0, "the stream ended before any data");
-        if line.starts_with("data:") && line.contains("content") && !line.contains("\"content\":\"\"") {
+        assert!(
+            r.read_line(&mut line).unwrap() > 0,
+            "the stream ended before any data"
+        );
+        if line.starts_with("data:")
+            && line.contains("content")
+            && !line.contains("\"content\":\"\"")
+        {
             return line;
         }
     }
@@ -192,7 +354,8 @@ fn a_client_that_hangs_up_mid_stream_leaves_the_batch() {
     // A random model rarely emits its stop token, so its generations run to max_tokens; each
     // decode step is slowed down so the hang-up happens mid-generation.
     let dir = scratch("synth");
-    foveate_models::synth::write_checkpoint(&dir, &foveate_models::synth::SynthSpec::default()).unwrap();
+    foveate_models::synth::write_checkpoint(&dir, &foveate_models::synth::SynthSpec::default())
+        .unwrap();
     let server = start(&dir, |o| o.step_pause = Some(Duration::from_millis(20)));
     let addr = server.addr();
     let mut req = chat(None, "what is the color of the cat ?", 200);
@@ -207,7 +370,10 @@ fn a_client_that_hangs_up_mid_stream_leaves_the_batch() {
             assert_eq!(h["finished"], 0, "{h}");
             break;
         }
-        assert!(t0.elapsed() < Duration::from_secs(3), "the request is still running after the hang-up: {h}");
+        assert!(
+            t0.elapsed() < Duration::from_secs(3),
+            "the request is still running after the hang-up: {h}"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     // And the server serves the next one to the end.

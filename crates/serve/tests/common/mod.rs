@@ -16,7 +16,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
 }
 
 pub fn tiny_model_dir() -> PathBuf {
@@ -25,7 +28,14 @@ pub fn tiny_model_dir() -> PathBuf {
 
 pub fn load(dir: &Path) -> foveate_core::Result<Model> {
     let backend: Arc<dyn Backend> = Arc::new(foveate_cpu::CpuBackend::fast());
-    Model::load(dir, backend, ModelOptions { dtype: foveate_core::DType::F32, attention: AttentionKind::Flash })
+    Model::load(
+        dir,
+        backend,
+        ModelOptions {
+            dtype: foveate_core::DType::F32,
+            attention: AttentionKind::Flash,
+        },
+    )
 }
 
 /// A server for the model in `dir`, on an ephemeral port, named `tiny`.
@@ -56,7 +66,8 @@ pub struct Resp {
 
 impl Resp {
     pub fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
     }
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
@@ -80,15 +91,26 @@ pub fn http(addr: SocketAddr, method: &str, path: &str, body: &[u8]) -> Resp {
 }
 
 pub fn parse(raw: &[u8]) -> Resp {
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or_else(|| panic!("no HTTP head in {:?}", String::from_utf8_lossy(raw)));
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or_else(|| panic!("no HTTP head in {:?}", String::from_utf8_lossy(raw)));
     let head = String::from_utf8_lossy(&raw[..split]).to_string();
-    let status: u16 = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).expect("a status code");
+    let status: u16 = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("a status code");
     let headers = head.to_lowercase();
     let mut body = raw[split + 4..].to_vec();
     if headers.contains("transfer-encoding: chunked") {
         body = dechunk(&body);
     }
-    Resp { status, headers, body }
+    Resp {
+        status,
+        headers,
+        body,
+    }
 }
 
 fn dechunk(mut b: &[u8]) -> Vec<u8> {
@@ -106,7 +128,12 @@ fn dechunk(mut b: &[u8]) -> Vec<u8> {
 }
 
 pub fn post(addr: SocketAddr, body: &Value) -> Resp {
-    http(addr, "POST", "/v1/chat/completions", body.to_string().as_bytes())
+    http(
+        addr,
+        "POST",
+        "/v1/chat/completions",
+        body.to_string().as_bytes(),
+    )
 }
 
 pub fn get(addr: SocketAddr, path: &str) -> Value {
@@ -116,16 +143,25 @@ pub fn get(addr: SocketAddr, path: &str) -> Value {
 }
 
 pub fn data_url(bytes: &[u8], mime: &str) -> String {
-    format!("data:{mime};base64,{}", base64::engine::general_purpose::STANDARD.encode(bytes))
+    format!(
+        "data:{mime};base64,{}",
+        base64::engine::general_purpose::STANDARD.encode(bytes)
+    )
 }
 
 /// easy-VQA test question `i`: (question, answer, image path).
 pub fn question(i: usize) -> (String, String, PathBuf) {
     let root = repo().join("eval/data/easy-vqa/test");
-    let qs: Value = serde_json::from_str(&std::fs::read_to_string(root.join("questions.json")).unwrap()).unwrap();
+    let qs: Value =
+        serde_json::from_str(&std::fs::read_to_string(root.join("questions.json")).unwrap())
+            .unwrap();
     let q = &qs[i];
     let img = root.join("images").join(format!("{}.png", q[2]));
-    (q[0].as_str().unwrap().to_string(), q[1].as_str().unwrap().to_string(), img)
+    (
+        q[0].as_str().unwrap().to_string(),
+        q[1].as_str().unwrap().to_string(),
+        img,
+    )
 }
 
 /// A greedy chat request: one user turn, the image first, then the text.
@@ -141,20 +177,30 @@ pub fn chat(image_url: Option<&str>, text: &str, max_tokens: usize) -> Value {
 /// The request for easy-VQA question `i`, its image as a data: URL.
 pub fn vqa_request(i: usize) -> Value {
     let (q, _, img) = question(i);
-    chat(Some(&data_url(&std::fs::read(img).unwrap(), "image/png")), &q, 8)
+    chat(
+        Some(&data_url(&std::fs::read(img).unwrap(), "image/png")),
+        &q,
+        8,
+    )
 }
 
 /// The answer text of a 200 response.
 pub fn content(r: &Resp) -> String {
     assert_eq!(r.status, 200, "{}", r.text());
-    r.json()["choices"][0]["message"]["content"].as_str().expect("content").to_string()
+    r.json()["choices"][0]["message"]["content"]
+        .as_str()
+        .expect("content")
+        .to_string()
 }
 
 /// The in-process answer to easy-VQA question `i` (greedy, the checkpoint's stop tokens), and the
 /// number of prompt tokens.
 pub fn in_process(m: &Model, i: usize, max: usize) -> (String, usize, usize) {
     let (q, _, img) = question(i);
-    let req = foveate_models::Request { input_ids: m.tokenize(&q, true, true).unwrap(), pixels: Some(m.load_image(img).unwrap()) };
+    let req = foveate_models::Request {
+        input_ids: m.tokenize(&q, true, true).unwrap(),
+        pixels: Some(m.load_image(img).unwrap()),
+    };
     let g = m.generate_one(&req, &m.default_params(max)).unwrap();
     let n = g.tokens.len();
     let mut t = g.tokens;
@@ -170,6 +216,11 @@ pub fn assert_error(r: &Resp, status: u16, kind: &str, code: &str) -> Value {
     let v = r.json();
     assert_eq!(v["error"]["type"], kind, "{v}");
     assert_eq!(v["error"]["code"], code, "{v}");
-    assert!(v["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "{v}"
+    );
     v
 }
