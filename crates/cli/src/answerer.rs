@@ -42,20 +42,6 @@ pub fn default_batch_size(backend: &str) -> usize {
     }
 }
 
-/// How an in-process model computes: the `engine` of results.json (`foveate serve` reports the
-/// same object for its model in `GET /v1/models`).
-pub fn engine_json(model: &Model, attention: &str, batch_size: usize) -> serde_json::Value {
-    serde_json::json!({
-        "engine": "foveate",
-        "version": env!("CARGO_PKG_VERSION"),
-        "mode": "in-process",
-        "backend": model.backend().name(),
-        "device": model.backend().device_name(),
-        "attention": attention,
-        "batch_size": batch_size,
-    })
-}
-
 impl ModelAnswerer {
     /// Hashes the weights for the protocol card (one read of the files).
     pub fn new(model: Model, model_name: String, attention: &str, batch_size: usize) -> Result<Self> {
@@ -69,7 +55,7 @@ impl ModelAnswerer {
             batch_size,
             card: foveate_models::protocol::model_card(&model)?,
             decoding: foveate_eval::protocol::greedy_decoding(),
-            engine: engine_json(&model, attention, batch_size),
+            engine: foveate_models::protocol::engine_json(&model, "in-process", attention, batch_size),
         };
         Ok(ModelAnswerer { model, info })
     }

@@ -61,19 +61,18 @@ impl Drop for Serve {
     }
 }
 
-fn eval(out: &Path, extra: &[&str]) -> (bool, Value, String) {
+/// `foveate eval --task easy-vqa --limit N --json` into `out`: (success, results JSON, stderr).
+fn eval_n(out: &Path, limit: usize, extra: &[&str]) -> (bool, Value, String) {
     let o = foveate()
         .args([
             "eval",
             "--task",
             "easy-vqa",
             "--json",
-            "--limit",
-            "200",
             "--data",
             "eval/data/easy-vqa",
-            "--output",
         ])
+        .args(["--limit", &limit.to_string(), "--output"])
         .arg(out)
         .args(extra)
         .output()
@@ -81,6 +80,10 @@ fn eval(out: &Path, extra: &[&str]) -> (bool, Value, String) {
     let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
     let results = serde_json::from_slice(&o.stdout).unwrap_or(Value::Null);
     (o.status.success(), results, stderr)
+}
+
+fn eval(out: &Path, extra: &[&str]) -> (bool, Value, String) {
+    eval_n(out, 200, extra)
 }
 
 fn submission(dir: &Path) -> Value {
@@ -325,29 +328,19 @@ fn endpoint_retries_5xx_not_4xx_and_resume_asks_failed_questions_again() {
     let attempts = Arc::new(Mutex::new(HashMap::new()));
     let url = scripted(never.clone(), attempts.clone());
     let out: PathBuf = scratch("endpoint", "scripted", false);
-    let o = foveate()
-        .args([
-            "eval",
-            "--task",
-            "easy-vqa",
-            "--json",
-            "--limit",
-            "6",
-            "--data",
-            "eval/data/easy-vqa",
+    let (ok, r, _) = eval_n(
+        &out,
+        6,
+        &[
             "--endpoint",
             &url,
             "--served-model",
             "scripted",
             "--concurrency",
             "2",
-            "--output",
-        ])
-        .arg(&out)
-        .output()
-        .unwrap();
-    assert!(!o.status.success());
-    let r: Value = serde_json::from_slice(&o.stdout).expect("results JSON");
+        ],
+    );
+    assert!(!ok);
     assert_eq!(r["failed"], 1, "{r}");
     assert_eq!(r["failed_questions"][0]["question_id"], 2, "{r}");
     assert!(
@@ -364,7 +357,7 @@ fn endpoint_retries_5xx_not_4xx_and_resume_asks_failed_questions_again() {
     );
     {
         let a = attempts.lock().unwrap();
-        // Questions 0..6 hold repeated texts; each distinct text was tried once more after its 503.
+        // Six distinct questions: each was asked again after its first try got a 503.
         assert_eq!(a[&never], 1, "a 4xx is not retried: {a:?}");
         assert!(
             a.iter().filter(|(k, _)| **k != never).all(|(_, &n)| n >= 2),
@@ -382,27 +375,11 @@ fn endpoint_retries_5xx_not_4xx_and_resume_asks_failed_questions_again() {
     );
     // --resume asks only the failed question again (still refused here: still one failure).
     let before = attempts.lock().unwrap()[&never];
-    let o = foveate()
-        .args([
-            "eval",
-            "--task",
-            "easy-vqa",
-            "--json",
-            "--limit",
-            "6",
-            "--data",
-            "eval/data/easy-vqa",
-            "--endpoint",
-            &url,
-            "--served-model",
-            "scripted",
-            "--resume",
-            "--output",
-        ])
-        .arg(&out)
-        .output()
-        .unwrap();
-    let r: Value = serde_json::from_slice(&o.stdout).expect("results JSON");
+    let (_, r, _) = eval_n(
+        &out,
+        6,
+        &["--endpoint", &url, "--served-model", "scripted", "--resume"],
+    );
     assert_eq!(r["answered_this_run"], 0, "{r}");
     assert_eq!(r["resumed_from_journal"], 5, "{r}");
     assert_eq!(r["failed"], 1, "{r}");

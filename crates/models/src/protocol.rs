@@ -85,3 +85,18 @@ pub fn image_processor_json(p: &ImageProcessorConfig, d: &DecodeOptions) -> Valu
         "image_std": p.image_std,
     })
 }
+
+/// How a model computes, beside the card (not part of it): `{"engine": "foveate", "version",
+/// "mode", "backend", "device", "attention", "batch_size"}`; `mode` is `in-process` for
+/// `foveate eval --model`, `server` for `foveate serve`.
+pub fn engine_json(model: &Model, mode: &str, attention: &str, batch_size: usize) -> Value {
+    json!({
+        "engine": "foveate",
+        "version": env!("CARGO_PKG_VERSION"),
+        "mode": mode,
+        "backend": model.backend().name(),
+        "device": model.backend().device_name(),
+        "attention": attention,
+        "batch_size": batch_size,
+    })
+}

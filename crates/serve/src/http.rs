@@ -206,6 +206,28 @@ impl Text {
         self.tokens = tokens;
     }
 
+    /// Takes one event of the model thread: the next piece of text to send and, when the answer
+    /// is over (its end, or a stop string), the finish reason; a failure as the error to send.
+    fn take(&mut self, ev: Option<Event>) -> Result<(String, Option<&'static str>), ApiError> {
+        match ev {
+            Some(Event::Tokens(t)) => {
+                self.extend(t);
+                let (piece, hit) = self.delta(false);
+                Ok((piece, hit.then_some("stop")))
+            }
+            Some(Event::Done {
+                tokens,
+                stopped_on_token,
+            }) => {
+                self.finish(tokens, stopped_on_token);
+                let (piece, hit) = self.delta(true);
+                Ok((piece, Some(finish_reason(hit, stopped_on_token))))
+            }
+            Some(Event::Failed(m)) => Err(failed(Some(m))),
+            None => Err(failed(None)),
+        }
+    }
+
     /// The next piece to send and whether a stop string ended the text. `last`: the generation
     /// is over (send everything).
     fn delta(&mut self, last: bool) -> (String, bool) {
@@ -274,26 +296,10 @@ async fn complete(
 ) -> Result<Response, ApiError> {
     let mut content = String::new();
     let reason = loop {
-        match rx.recv().await {
-            Some(Event::Tokens(t)) => {
-                text.extend(t);
-                let (piece, hit) = text.delta(false);
-                content.push_str(&piece);
-                if hit {
-                    break "stop";
-                }
-            }
-            Some(Event::Done {
-                tokens,
-                stopped_on_token,
-            }) => {
-                text.finish(tokens, stopped_on_token);
-                let (piece, hit) = text.delta(true);
-                content.push_str(&piece);
-                break finish_reason(hit, stopped_on_token);
-            }
-            Some(Event::Failed(m)) => return Err(failed(Some(m))),
-            None => return Err(failed(None)),
+        let (piece, end) = text.take(rx.recv().await)?;
+        content.push_str(&piece);
+        if let Some(r) = end {
+            break r;
         }
     };
     drop(rx); // a stop string: the model thread drops the request at its next step
@@ -342,30 +348,11 @@ fn stream_response(
                 ev = rx.recv() => ev,
                 _ = out.closed() => return,
             };
-            let (piece, reason) = match ev {
-                Some(Event::Tokens(t)) => {
-                    text.extend(t);
-                    let (piece, hit) = text.delta(false);
-                    (piece, hit.then_some("stop"))
-                }
-                Some(Event::Done {
-                    tokens,
-                    stopped_on_token,
-                }) => {
-                    text.finish(tokens, stopped_on_token);
-                    let (piece, hit) = text.delta(true);
-                    (piece, Some(finish_reason(hit, stopped_on_token)))
-                }
-                Some(Event::Failed(m)) => {
-                    let e = failed(Some(m));
+            let (piece, reason) = match text.take(ev) {
+                Ok(x) => x,
+                Err(e) => {
                     let _ = out
                         .send(SseEvent::default().data(e.body().to_string()))
-                        .await;
-                    return;
-                }
-                None => {
-                    let _ = out
-                        .send(SseEvent::default().data(failed(None).body().to_string()))
                         .await;
                     return;
                 }

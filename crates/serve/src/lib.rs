@@ -130,19 +130,6 @@ impl Drop for Server {
     }
 }
 
-/// The engine object of a served model (what `GET /v1/models` reports beside the card).
-pub fn engine_json(model: &Model, opts: &ServeOptions) -> Value {
-    serde_json::json!({
-        "engine": "foveate",
-        "version": env!("CARGO_PKG_VERSION"),
-        "mode": "server",
-        "backend": model.backend().name(),
-        "device": model.backend().device_name(),
-        "attention": opts.attention,
-        "batch_size": opts.batch_size,
-    })
-}
-
 /// Loads the model with `load` on the model thread, binds `host:port` and starts serving.
 /// Returns once the server accepts connections (or with the load or bind error).
 pub fn start(
@@ -192,7 +179,12 @@ pub fn start(
         limits.allow_file_urls = Some(std::fs::canonicalize(dir).map_err(|e| Error::io(dir, e))?);
     }
     let app = Arc::new(http::App {
-        engine: engine_json(&model, &opts),
+        engine: foveate_models::protocol::engine_json(
+            &model,
+            "server",
+            &opts.attention,
+            opts.batch_size,
+        ),
         front: Frontend::new(model, opts.served_model_name.clone(), limits)?,
         queue: queue_tx,
         stats,
