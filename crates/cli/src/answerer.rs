@@ -3,7 +3,7 @@
 
 use foveate_core::{Backend, DType, Error, Result};
 use foveate_eval::runner::Query;
-use foveate_eval::{Answerer, ModelInfo};
+use foveate_eval::{Answerer, ModelInfo, Outcome};
 use foveate_graph::{AttentionKind, GenerateParams, Generation};
 use foveate_models::{Model, ModelOptions, Request};
 use std::path::Path;
@@ -43,16 +43,21 @@ pub fn default_batch_size(backend: &str) -> usize {
 }
 
 impl ModelAnswerer {
-    pub fn new(model: Model, model_name: String, attention: &str, batch_size: usize) -> Self {
+    /// Hashes the weights for the protocol card (one read of the files).
+    pub fn new(model: Model, model_name: String, attention: &str, batch_size: usize) -> Result<Self> {
+        let batch_size = batch_size.max(1);
         let info = ModelInfo {
             model: model_name,
             backend: model.backend().name().to_string(),
             device: model.backend().device_name(),
             dtype: model.dtype().to_string(),
             attention: attention.to_string(),
-            batch_size: batch_size.max(1),
+            batch_size,
+            card: foveate_models::protocol::model_card(&model)?,
+            decoding: foveate_eval::protocol::greedy_decoding(),
+            engine: foveate_models::protocol::engine_json(&model, "in-process", attention, batch_size),
         };
-        ModelAnswerer { model, info }
+        Ok(ModelAnswerer { model, info })
     }
 
     /// Prompt ids (one user turn with the image before it, through the checkpoint's chat template,
@@ -83,7 +88,7 @@ impl Answerer for ModelAnswerer {
 
     /// Continuous batching: `batch_size` questions decode together; as each finishes, the next
     /// question takes its slot (images of an admitted group are encoded as one batch).
-    fn answer_all(&mut self, queries: &[Query], done: &mut dyn FnMut(usize, String) -> Result<()>) -> Result<()> {
+    fn answer_all(&mut self, queries: &[Query], done: &mut dyn FnMut(usize, Outcome) -> Result<()>) -> Result<()> {
         let mut taken = 0usize;
         let mut next = |free: usize| -> Result<Vec<(Request, GenerateParams)>> {
             let end = (taken + free).min(queries.len());
@@ -94,7 +99,7 @@ impl Answerer for ModelAnswerer {
             taken = end;
             Ok(group)
         };
-        let mut finished = |i: usize, g: Generation| done(i, self.text(g)?);
+        let mut finished = |i: usize, g: Generation| done(i, Ok(self.text(g)?));
         self.model.generate_batched(self.info.batch_size, &mut next, &mut finished)
     }
 

@@ -28,8 +28,26 @@ pub struct Args {
     #[arg(long)]
     images: Option<PathBuf>,
     /// Model to run (Hugging Face folder).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "endpoint")]
     model: Option<PathBuf>,
+    /// Take the generations from this OpenAI-compatible server instead (`http://HOST:PORT` or
+    /// `.../v1`): foveate serve, llama-server, vLLM. Same task spec, prompts, post-processing,
+    /// journal and scorer.
+    #[arg(long, requires = "served_model")]
+    endpoint: Option<String>,
+    /// The model name the endpoint serves (`GET /v1/models`).
+    #[arg(long)]
+    served_model: Option<String>,
+    /// Requests in flight to the endpoint.
+    #[arg(long, default_value_t = 8)]
+    concurrency: usize,
+    /// Tries after the first for a request that failed on a connection error, a timeout, a 5xx or
+    /// a 429 (other 4xx are not retried).
+    #[arg(long, default_value_t = 4)]
+    retries: usize,
+    /// Seconds one request to the endpoint may take.
+    #[arg(long, default_value_t = 600)]
+    timeout: u64,
     /// Backend for the model (cuda, wgpu, cpu).
     #[arg(long, default_value = "cpu")]
     backend: String,
@@ -83,14 +101,19 @@ fn parse_shard(s: &str) -> Result<(usize, usize), String> {
 
 /// The model named by `--model` on `--backend`, as an [`Answerer`].
 fn build_answerer(args: &Args) -> Result<Box<dyn Answerer>, Box<dyn std::error::Error + Send + Sync>> {
-    let dir = args.model.as_deref().ok_or("--model DIR is required to run an evaluation (or use --merge)")?;
+    if let Some(url) = &args.endpoint {
+        let name = args.served_model.as_deref().ok_or("--endpoint needs --served-model NAME")?;
+        let timeout = std::time::Duration::from_secs(args.timeout.max(1));
+        return Ok(Box::new(crate::endpoint::EndpointAnswerer::connect(url, name, args.concurrency, args.retries, timeout)?));
+    }
+    let dir = args.model.as_deref().ok_or("--model DIR (or --endpoint URL --served-model NAME) is required to run an evaluation (or use --merge)")?;
     let model = crate::answerer::load_model(dir, &args.backend, &args.dtype, &args.attention)?;
     let batch = match args.batch_size {
         Some(0) => return Err("--batch-size: must be at least 1".into()),
         Some(b) => b,
         None => crate::answerer::default_batch_size(&args.backend),
     };
-    Ok(Box::new(crate::answerer::ModelAnswerer::new(model, dir.display().to_string(), &args.attention, batch)))
+    Ok(Box::new(crate::answerer::ModelAnswerer::new(model, dir.display().to_string(), &args.attention, batch)?))
 }
 
 /// `eval/runs/<task>-YYYYMMDD-HHMMSS` (UTC), with `-2`, `-3`... if that folder exists already.
@@ -150,7 +173,9 @@ pub fn run(args: Args) -> CmdResult {
         println!("{}", std::fs::read_to_string(&summary.results_path)?);
     } else {
         print!("{}", summary.table);
-        if args.merge.is_empty() {
+        if let Some(url) = &args.endpoint {
+            println!("{:<9}  {url} ({}), {} in flight", "endpoint", args.served_model.as_deref().unwrap_or(""), args.concurrency);
+        } else if args.merge.is_empty() {
             let (b, why) = match args.batch_size {
                 Some(b) => (b, "--batch-size".to_string()),
                 None => (crate::answerer::default_batch_size(&args.backend), format!("the {} default; --batch-size N to change it", args.backend)),
@@ -158,6 +183,10 @@ pub fn run(args: Args) -> CmdResult {
             println!("{:<9}  {b} ({why})", "batch");
         }
         println!("results: {}", summary.results_path.display());
+    }
+    if summary.failed > 0 {
+        eprintln!("error: {} question(s) failed for good (journaled as failed and scored as wrong): rerun with --resume to ask them again", summary.failed);
+        return Ok(ExitCode::from(1));
     }
     Ok(ExitCode::SUCCESS)
 }

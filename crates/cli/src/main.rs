@@ -15,7 +15,10 @@ mod cmd_cuda_compile;
 mod cmd_eval;
 mod cmd_preprocess;
 mod cmd_run;
+mod cmd_diff;
 mod cmd_score;
+mod cmd_serve;
+mod endpoint;
 mod info;
 mod selftest;
 
@@ -52,6 +55,10 @@ enum Command {
     Run(cmd_run::Args),
     /// Writes the model's pixel_values for an image (safetensors) and prints the processor settings.
     Preprocess(cmd_preprocess::Args),
+    /// Serves a model over an OpenAI-compatible HTTP API (chat completions with images, streaming).
+    Serve(cmd_serve::Args),
+    /// Compares two eval runs: protocol differences, score deltas per answer type, changed answers.
+    Diff(cmd_diff::Args),
 }
 
 fn dispatch(cli: Cli) -> CmdResult {
@@ -65,6 +72,8 @@ fn dispatch(cli: Cli) -> CmdResult {
         Command::Eval(a) => cmd_eval::run(a),
         Command::Run(a) => cmd_run::run(a),
         Command::Preprocess(a) => cmd_preprocess::run(a),
+        Command::Serve(a) => cmd_serve::run(a),
+        Command::Diff(a) => cmd_diff::run(a),
     }
 }
 

@@ -6,14 +6,18 @@
 //!   MMF's TextVQA evaluator, the RRC ANLS script); each module documents what it copies.
 //! * [`predictions`]: official submission files, aligned with a dataset (strict by default).
 //! * [`task`]: task specs (prompt, token budget, post-processing, metric) from `eval/tasks/*.toml`.
+//! * [`journal`]: a run's `predictions.jsonl` (answers and failed questions).
 //! * [`runner`]: the model-agnostic eval loop (shards, resumable journal, reports) and [`runner::merge`].
+//! * [`protocol`]: the protocol card of a run, its hash and the difference of two cards.
 //! * [`report`]: score tables and JSON.
 
 mod contractions;
+pub mod journal;
 pub mod data;
 pub mod metrics;
 pub mod normalize;
 pub mod predictions;
+pub mod protocol;
 pub mod py;
 pub mod report;
 pub mod runner;
@@ -21,7 +25,7 @@ pub mod task;
 
 pub use data::{Dataset, DatasetPaths, QuestionId, Record, TaskKind};
 pub use metrics::{Score, Unit};
-pub use runner::{merge, run_eval, Answerer, ModelInfo, RunOptions, RunSummary};
+pub use runner::{merge, run_eval, Answerer, ModelInfo, Outcome, RunOptions, RunSummary};
 pub use task::TaskSpec;
 
 use std::path::Path;

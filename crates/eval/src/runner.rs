@@ -12,11 +12,14 @@
 //!   in flight and the finished ones waiting behind them; a torn last line (killed mid-write) is
 //!   dropped on resume. The journal of a resumed run is byte-identical to an uninterrupted one.
 //! * `submission.json`: the official submission format, in record order.
-//! * `results.json`: score, breakdown, the protocol (prompt template, token budget,
-//!   post-processing, metric), model, backend, device, dtype, attention, batch size, questions/s,
-//!   commit, date.
+//!   A question whose generation failed for good (an endpoint that kept failing) is journaled as
+//!   failed, reported in `results.json` and asked again by a resumed run ([`crate::journal`]).
+//! * `results.json`: score, breakdown, the protocol card and its hash ([`crate::protocol`]: task
+//!   spec, scorer and its reference, decoding, the model's side), the engine (in-process or
+//!   endpoint, backend, device, attention, batch size), failed questions, questions/s, commit, date.
 
 use crate::data::{Dataset, QuestionId, Record, TaskKind};
+use crate::journal::{journal_path, read_journal, Journal};
 use crate::metrics::{self, Score};
 use crate::predictions::submission_json;
 use crate::report;
@@ -24,8 +27,6 @@ use crate::task::TaskSpec;
 use foveate_core::{stamp, Error, Result};
 use serde_json::{json, Value};
 use std::collections::{HashMap, HashSet};
-use std::fs::{File, OpenOptions};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -40,7 +41,18 @@ pub struct ModelInfo {
     pub attention: String,
     /// Questions answered together (1: one at a time).
     pub batch_size: usize,
+    /// The model's side of the protocol card (`foveate_models::protocol::model_card`); `Null`
+    /// when unknown (an endpoint that does not report it).
+    pub card: Value,
+    /// The decoding the answerer asks for ([`crate::protocol::greedy_decoding`] for every eval).
+    pub decoding: Value,
+    /// How the answers are computed: `{"mode": "in-process" | "endpoint", ...}`.
+    pub engine: Value,
 }
+
+/// What an [`Answerer`] gives for one question: the raw generation, or why it failed for good
+/// (the question is journaled as failed and asked again by `--resume`).
+pub type Outcome = std::result::Result<String, String>;
 
 /// One question for an [`Answerer`].
 #[derive(Clone, Debug)]
@@ -54,12 +66,14 @@ pub struct Query {
 pub trait Answerer {
     /// Generate at most `max_new_tokens` tokens answering `prompt` about the image at `image`.
     fn answer(&mut self, image: &Path, prompt: &str, max_new_tokens: usize) -> Result<String>;
-    /// Answers every query, calling `done(i, raw)` as soon as query `i` is answered, in any order.
-    /// The default answers one at a time, in order; a batching answerer overrides it.
-    fn answer_all(&mut self, queries: &[Query], done: &mut dyn FnMut(usize, String) -> Result<()>) -> Result<()> {
+    /// Answers every query, calling `done(i, outcome)` as soon as query `i` is settled, in any
+    /// order. An `Err` returned aborts the run (what is journaled stays for `--resume`); an
+    /// `Err` outcome fails that question alone. The default answers one at a time, in order; a
+    /// batching or remote answerer overrides it.
+    fn answer_all(&mut self, queries: &[Query], done: &mut dyn FnMut(usize, Outcome) -> Result<()>) -> Result<()> {
         for (i, q) in queries.iter().enumerate() {
             let raw = self.answer(&q.image, &q.prompt, q.max_new_tokens)?;
-            done(i, raw)?;
+            done(i, Ok(raw))?;
         }
         Ok(())
     }
@@ -105,6 +119,8 @@ pub struct RunSummary {
     pub answered: usize,
     /// Questions taken from the journal of an earlier, interrupted run.
     pub resumed: usize,
+    /// Questions that failed for good (journaled as failed; scored as wrong; `--resume` retries).
+    pub failed: usize,
     pub questions_per_s: f64,
     pub results_path: PathBuf,
     pub submission_path: PathBuf,
@@ -131,64 +147,6 @@ pub fn shard_records(
         .filter(|(p, _)| p % n == i)
         .map(|(_, r)| r)
         .collect())
-}
-
-struct Entry {
-    id: QuestionId,
-    answer: String,
-}
-
-fn journal_path(dir: &Path) -> PathBuf {
-    dir.join("predictions.jsonl")
-}
-
-/// Read a journal, dropping (and truncating away) a torn last line.
-fn read_journal(path: &Path, truncate_torn: bool) -> Result<Vec<Entry>> {
-    let bytes = match std::fs::read(path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(Error::io(path, e)),
-    };
-    let complete = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1);
-    if complete < bytes.len() && truncate_torn {
-        let f = OpenOptions::new()
-            .write(true)
-            .open(path)
-            .map_err(|e| Error::io(path, e))?;
-        f.set_len(complete as u64).map_err(|e| Error::io(path, e))?;
-        f.sync_all().map_err(|e| Error::io(path, e))?;
-    }
-    let text = String::from_utf8_lossy(&bytes[..complete]);
-    let file = path.display().to_string();
-    let mut out = Vec::new();
-    for (n, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        let v: Value = serde_json::from_str(line).map_err(|e| {
-            Error::format(
-                &file,
-                format!("line {}", n + 1),
-                format!("not valid JSON: {e}"),
-            )
-        })?;
-        let id = v.get("question_id").and_then(QuestionId::from_json);
-        let answer = v.get("answer").and_then(Value::as_str);
-        match (id, answer) {
-            (Some(id), Some(a)) => out.push(Entry {
-                id,
-                answer: a.to_string(),
-            }),
-            _ => {
-                return Err(Error::format(
-                    &file,
-                    format!("line {}", n + 1),
-                    "needs question_id and answer",
-                ))
-            }
-        }
-    }
-    Ok(out)
 }
 
 /// Writes `v` to `path` through a temporary file renamed into place, so a crash or a full disk
@@ -223,13 +181,11 @@ pub fn check_images(ds: &Dataset, limit: Option<usize>, shard: (usize, usize)) -
 }
 
 fn run_header(spec: &TaskSpec, ds: &Dataset, opts: &RunOptions, info: &ModelInfo) -> Value {
+    let card = crate::protocol::card(spec, &info.decoding, &info.card);
     json!({
-        "protocol": {
-            "prompt": spec.prompt,
-            "max_new_tokens": spec.max_new_tokens,
-            "postprocess": spec.postprocess,
-            "metric": spec.metric,
-        },
+        "protocol_hash": crate::protocol::hash(&card),
+        "protocol": card,
+        "engine": info.engine,
         "task": ds.task.name(),
         "dataset": ds.source.display().to_string(),
         "limit": opts.limit,
@@ -351,8 +307,11 @@ fn run_in(
                 format!("id {} is journaled twice", e.id),
             ));
         }
-        answers[i] = Some(e.answer);
-        resumed += 1;
+        // A failed question stays unanswered: this run asks it again.
+        if let Some(a) = e.answer {
+            answers[i] = Some(a);
+            resumed += 1;
+        }
     }
 
     let answerer_prompts: Vec<String> = records
@@ -361,12 +320,7 @@ fn run_in(
         .filter(|(_, a)| a.is_none())
         .map(|(r, _)| answerer.rendered_prompt(&spec.prompt_for(&r.question)))
         .collect();
-    let file = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&jpath)
-        .map_err(|e| Error::io(&jpath, e))?;
-    let mut journal = Journal { file, path: &jpath, synced: Instant::now(), dirty: false };
+    let mut journal = Journal::open(&jpath)?;
     let bar = progress_bar(records.len() as u64, opts.progress);
     bar.set_position(resumed as u64);
     let mut running = Running::default();
@@ -388,20 +342,31 @@ fn run_in(
     let mut waiting: Vec<Option<Value>> = vec![None; todo.len()];
     let mut flushed = 0usize;
     let mut answered = 0usize;
-    let mut done = |qi: usize, raw: String| -> Result<()> {
+    let mut failed: Vec<(QuestionId, String)> = Vec::new();
+    let mut done = |qi: usize, outcome: Outcome| -> Result<()> {
         let rec = records[todo[qi]];
-        let answer = spec.clean_answer(&raw);
-        let s = metrics::question_score(ds.task, rec, &answer);
         let prompt = answerer_prompts.get(qi).cloned().unwrap_or_default();
-        waiting[qi] = Some(json!({"question_id": rec.id.to_json(), "prompt": prompt, "raw": raw, "answer": answer, "score": s}));
+        let line = match outcome {
+            Ok(raw) => {
+                let answer = spec.clean_answer(&raw);
+                let s = metrics::question_score(ds.task, rec, &answer);
+                answered += 1;
+                running.add(s);
+                json!({"question_id": rec.id.to_json(), "prompt": prompt, "raw": raw, "answer": answer, "score": s})
+            }
+            Err(error) => {
+                failed.push((rec.id.clone(), error.clone()));
+                running.failed += 1;
+                json!({"question_id": rec.id.to_json(), "prompt": prompt, "failed": true, "error": error})
+            }
+        };
+        waiting[qi] = Some(line);
         while flushed < waiting.len() {
             let Some(line) = waiting[flushed].take() else { break };
             journal.append(&line)?;
             answers[todo[flushed]] = line["answer"].as_str().map(String::from);
             flushed += 1;
         }
-        answered += 1;
-        running.add(s);
         bar.inc(1);
         bar.set_message(running.message(ds.task));
         Ok(())
@@ -419,6 +384,7 @@ fn run_in(
 
     let final_answers: Vec<String> = answers.into_iter().map(Option::unwrap_or_default).collect();
     let recs: Vec<Record> = records.iter().map(|r| (*r).clone()).collect();
+    failed.sort_by_key(|(id, _)| wanted.get(&id.key()).copied());
     finish(
         ds.task,
         &recs,
@@ -426,43 +392,12 @@ fn run_in(
         dir,
         &header,
         qps,
-        answered,
-        resumed,
+        (answered, resumed),
+        &failed,
     )
 }
 
-/// The longest a written journal line waits for its fsync.
-pub const SYNC_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
-
-/// The open journal: lines written at once, fsynced at most every [`SYNC_EVERY`] and at the end.
-struct Journal<'a> {
-    file: File,
-    path: &'a Path,
-    synced: Instant,
-    dirty: bool,
-}
-
-impl Journal<'_> {
-    fn append(&mut self, v: &Value) -> Result<()> {
-        let mut line = serde_json::to_string(v).map_err(|e| Error::Msg(e.to_string()))?;
-        line.push('\n');
-        self.file.write_all(line.as_bytes()).map_err(|e| Error::io(self.path, e))?;
-        self.dirty = true;
-        if self.synced.elapsed() >= SYNC_EVERY {
-            self.sync()?;
-        }
-        Ok(())
-    }
-
-    fn sync(&mut self) -> Result<()> {
-        if self.dirty {
-            self.file.sync_data().map_err(|e| Error::io(self.path, e))?;
-            self.dirty = false;
-        }
-        self.synced = Instant::now();
-        Ok(())
-    }
-}
+pub use crate::journal::SYNC_EVERY;
 
 #[allow(clippy::too_many_arguments)]
 fn finish(
@@ -472,8 +407,8 @@ fn finish(
     dir: &Path,
     header: &Value,
     qps: f64,
-    answered: usize,
-    resumed: usize,
+    (answered, resumed): (usize, usize),
+    failed: &[(QuestionId, String)],
 ) -> Result<RunSummary> {
     let scores: Vec<f64> = recs
         .iter()
@@ -498,12 +433,16 @@ fn finish(
         "questions": recs.len(),
         "answered_this_run": answered,
         "resumed_from_journal": resumed,
+        "failed": failed.len(),
+        "failed_questions": failed.iter().map(|(id, e)| json!({"question_id": id.to_json(), "error": e})).collect::<Vec<_>>(),
         "questions_per_s": qps,
         "commit": stamp::git_commit().unwrap_or_else(|| "unknown".into()),
         "date": stamp::utc_now(),
     });
     for key in [
+        "protocol_hash",
         "protocol",
+        "engine",
         "model",
         "backend",
         "device",
@@ -520,10 +459,20 @@ fn finish(
     write_json(&results_path, &results)?;
     let mut table = report::score_table(&score);
     table.push_str(&format!("{:<9}  {:.3}\n", "q/s", qps));
+    if !failed.is_empty() {
+        table.push_str(&format!(
+            "{:<9}  {} (journaled as failed and scored as wrong; --resume asks them again; first: {}: {})\n",
+            "failed",
+            failed.len(),
+            failed[0].0,
+            failed[0].1
+        ));
+    }
     Ok(RunSummary {
         score,
         answered,
         resumed,
+        failed: failed.len(),
         questions_per_s: qps,
         results_path,
         submission_path,
@@ -593,6 +542,7 @@ pub fn merge(ds: &Dataset, dirs: &[PathBuf], out_dir: &Path) -> Result<RunSummar
         .map(|(i, r)| (r.id.key(), i))
         .collect();
     let mut answers: Vec<Option<String>> = vec![None; all.len()];
+    let mut failed_in_shards = 0usize;
     for d in dirs {
         let jp = journal_path(d);
         for e in read_journal(&jp, false)? {
@@ -610,7 +560,10 @@ pub fn merge(ds: &Dataset, dirs: &[PathBuf], out_dir: &Path) -> Result<RunSummar
                     format!("id {} is answered by two shards", e.id),
                 ));
             }
-            answers[i] = Some(e.answer);
+            match e.answer {
+                Some(a) => answers[i] = Some(a),
+                None => failed_in_shards += 1,
+            }
         }
     }
     let missing: Vec<String> = all
@@ -623,7 +576,8 @@ pub fn merge(ds: &Dataset, dirs: &[PathBuf], out_dir: &Path) -> Result<RunSummar
     if !missing.is_empty() {
         let n = answers.iter().filter(|a| a.is_none()).count();
         return Err(Error::Msg(format!(
-            "merge: {n} questions have no answer in the given shards (shards {} of {count} given; first ids: {})",
+            "merge: {n} questions have no answer in the given shards (shards {} of {count} given; {failed_in_shards} \
+             journaled as failed: finish those shards with --resume; first ids: {})",
             seen_shards.len(),
             missing.join(", ")
         )));
@@ -641,8 +595,8 @@ pub fn merge(ds: &Dataset, dirs: &[PathBuf], out_dir: &Path) -> Result<RunSummar
         out_dir,
         &header,
         qps,
-        0,
-        recs.len(),
+        (0, recs.len()),
+        &[],
     )
 }
 
@@ -650,6 +604,7 @@ pub fn merge(ds: &Dataset, dirs: &[PathBuf], out_dir: &Path) -> Result<RunSummar
 struct Running {
     sum: f64,
     n: usize,
+    failed: usize,
 }
 
 impl Running {
@@ -662,9 +617,10 @@ impl Running {
             return String::new();
         }
         let mean = self.sum / self.n as f64;
+        let failed = if self.failed > 0 { format!(", {} failed", self.failed) } else { String::new() };
         match task {
-            TaskKind::DocVqa => format!("ANLS {mean:.4}"),
-            _ => format!("acc {:.2}%", 100.0 * mean),
+            TaskKind::DocVqa => format!("ANLS {mean:.4}{failed}"),
+            _ => format!("acc {:.2}%{failed}", 100.0 * mean),
         }
     }
 }

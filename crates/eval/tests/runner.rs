@@ -239,3 +239,84 @@ fn shards_merge_to_the_unsharded_result() {
     let err = merge(&ds, &dirs[..2], &tmp("merged2")).unwrap_err();
     assert!(err.to_string().contains("no answer"), "{err}");
 }
+
+/// Answers through `answer_all`, failing for good the questions whose number is in `fail`.
+struct Flaky {
+    fail: Vec<usize>,
+    asked: Vec<usize>,
+}
+
+impl Answerer for Flaky {
+    fn answer(&mut self, _: &Path, _: &str, _: usize) -> Result<String> {
+        unreachable!("Flaky answers through answer_all")
+    }
+    fn answer_all(
+        &mut self,
+        queries: &[foveate_eval::runner::Query],
+        done: &mut dyn FnMut(usize, foveate_eval::Outcome) -> Result<()>,
+    ) -> Result<()> {
+        // Out of order, as a remote answerer finishes them.
+        for i in (0..queries.len()).rev() {
+            let n: usize = queries[i].prompt.split('\n').next().unwrap().trim_start_matches("question ").parse().unwrap();
+            self.asked.push(n);
+            let outcome = if self.fail.contains(&n) { Err(format!("503 on question {n}")) } else { Ok(format!("answer {n}")) };
+            done(i, outcome)?;
+        }
+        Ok(())
+    }
+    fn describe(&self) -> ModelInfo {
+        ModelInfo { model: "flaky".into(), card: serde_json::json!({"weights": {"sha256": "ab"}}), ..ModelInfo::default() }
+    }
+}
+
+#[test]
+fn failed_questions_are_journaled_reported_and_asked_again_on_resume() {
+    let spec = TaskSpec::builtin(TaskKind::DocVqa);
+    let ds = dataset(8);
+    let dir = tmp("flaky");
+    let mut a = Flaky { fail: vec![2, 5], asked: Vec::new() };
+    let s = run_eval(&spec, &ds, &mut a, &RunOptions::new(&dir)).unwrap();
+    assert_eq!((s.answered, s.failed), (6, 2));
+    assert!(s.table.contains("failed     2") && s.table.contains("503 on question"), "{}", s.table);
+    // In record order in the journal, failed lines included.
+    assert_eq!(journal_ids(&dir), (1000..1008).collect::<Vec<_>>());
+    let journal = read(&dir.join("predictions.jsonl"));
+    let failed: Vec<&str> = journal.lines().filter(|l| l.contains("\"failed\":true")).collect();
+    assert_eq!(failed.len(), 2);
+    assert!(failed[0].contains("\"question_id\":1002") && failed[0].contains("503 on question 2"), "{}", failed[0]);
+    let res: serde_json::Value = serde_json::from_str(&read(&dir.join("results.json"))).unwrap();
+    assert_eq!(res["failed"], 2);
+    assert_eq!(res["failed_questions"][1], serde_json::json!({"question_id": 1005, "error": "503 on question 5"}));
+    // Scored as wrong: 6 of 8 exact.
+    assert!((res["score"].as_f64().unwrap() - 0.75).abs() < 1e-12, "{res}");
+    // The card: the task spec, the scorer and its reference, the model's side; and its hash.
+    assert_eq!(res["protocol"]["task"]["max_new_tokens"], 128);
+    assert_eq!(res["protocol"]["scorer"]["metric"], "anls");
+    assert_eq!(res["protocol"]["model"]["weights"]["sha256"], "ab");
+    assert_eq!(res["protocol_hash"], foveate_eval::protocol::hash(&res["protocol"]).as_str());
+
+    // --resume asks exactly the failed ones again; now they are answered.
+    let mut opts = RunOptions::new(&dir);
+    opts.resume = true;
+    let mut b = Flaky { fail: Vec::new(), asked: Vec::new() };
+    let s = run_eval(&spec, &ds, &mut b, &opts).unwrap();
+    b.asked.sort();
+    assert_eq!(b.asked, [2, 5]);
+    assert_eq!((s.resumed, s.answered, s.failed), (6, 2, 0));
+    assert!((s.score.overall - 1.0).abs() < 1e-12);
+    let res: serde_json::Value = serde_json::from_str(&read(&dir.join("results.json"))).unwrap();
+    assert_eq!(res["failed"], 0);
+    // A resume with another protocol (another model) is refused.
+    let mut c = Flaky { fail: Vec::new(), asked: Vec::new() };
+    struct Other<'a>(&'a mut Flaky);
+    impl Answerer for Other<'_> {
+        fn answer(&mut self, i: &Path, p: &str, m: usize) -> Result<String> {
+            self.0.answer(i, p, m)
+        }
+        fn describe(&self) -> ModelInfo {
+            ModelInfo { card: serde_json::json!({"weights": {"sha256": "cd"}}), ..self.0.describe() }
+        }
+    }
+    let e = run_eval(&spec, &ds, &mut Other(&mut c), &opts).unwrap_err();
+    assert!(e.to_string().contains("protocol"), "{e}");
+}

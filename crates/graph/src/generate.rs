@@ -168,34 +168,82 @@ pub fn run_batched(
     admit: &mut dyn FnMut(usize) -> Result<Vec<Admitted>>,
     done: &mut dyn FnMut(usize, Generation) -> Result<()>,
 ) -> Result<()> {
+    struct Closures<'a> {
+        admit: &'a mut dyn FnMut(usize) -> Result<Vec<Admitted>>,
+        done: &'a mut dyn FnMut(usize, Generation) -> Result<()>,
+    }
+    impl Scheduler for Closures<'_> {
+        fn admit(&mut self, free: usize, _idle: bool) -> Result<Option<Vec<Admitted>>> {
+            let new = (self.admit)(free)?;
+            Ok(if new.is_empty() { None } else { Some(new) })
+        }
+        fn done(&mut self, index: usize, g: Generation) -> Result<()> {
+            (self.done)(index, g)
+        }
+    }
+    run_continuous(ex, model, max_batch, &mut Closures { admit, done })
+}
+
+/// The other side of [`run_continuous`]: where requests come from and where their tokens go.
+/// A server implements it over its request queue; [`run_batched`] over a fixed list.
+pub trait Scheduler {
+    /// Up to `free` new requests. `Some(empty)`: none right now (decoding goes on; asked again
+    /// after the next step); `None`: none will ever come (the loop ends when the batch is empty).
+    /// `idle` says nothing is running, so an implementation may block until a request comes.
+    fn admit(&mut self, free: usize, idle: bool) -> Result<Option<Vec<Admitted>>>;
+    /// After every step, for each request still running: its tokens so far (the newest last).
+    /// Returning false drops it from the batch at once (its cache freed, `done` not called): a
+    /// client that went away, or a stop condition the scheduler checks itself.
+    fn progress(&mut self, _index: usize, _tokens: &[u32]) -> bool {
+        true
+    }
+    /// Request `index` (admission order) finished: a stop token or its token budget.
+    fn done(&mut self, index: usize, g: Generation) -> Result<()>;
+}
+
+/// Continuous batching over a [`Scheduler`]: whenever slots are free and requests may come, it is
+/// asked for up to that many; they are prefilled together (one ragged forward) and join the
+/// decode batch, one step for every running request at a time; a request leaves as soon as it
+/// is done (or the scheduler drops it) and a new one takes its slot at the next admission. Each
+/// request gets the tokens it would get alone. The pool is trimmed at the end.
+pub fn run_continuous(ex: &Exec, model: &dyn TextModel, max_batch: usize, sched: &mut dyn Scheduler) -> Result<()> {
     let max_batch = max_batch.max(1);
     let mut active: Vec<Seq> = Vec::with_capacity(max_batch);
-    let (mut admitted, mut exhausted) = (0usize, false);
+    let (mut admitted, mut closed) = (0usize, false);
     loop {
-        if !exhausted && active.len() < max_batch {
-            let new = admit(max_batch - active.len())?;
-            if new.is_empty() {
-                exhausted = true;
-            } else {
-                if new.len() > max_batch - active.len() {
-                    return Err(Error::Msg(format!("admitted {} requests into {} free slots", new.len(), max_batch - active.len())));
+        // Nothing waiting right now (asked this round): decode instead of asking again.
+        let mut none_now = false;
+        if !closed && active.len() < max_batch {
+            let free = max_batch - active.len();
+            if active.is_empty() && admitted > 0 {
+                // Idle (a server may wait here for long): keep only what the busy spell needed.
+                ex.pool.end_request();
+            }
+            match sched.admit(free, active.is_empty())? {
+                None => closed = true,
+                Some(new) if new.is_empty() => none_now = true,
+                Some(new) => {
+                    if new.len() > free {
+                        return Err(Error::Msg(format!("admitted {} requests into {free} free slots", new.len())));
+                    }
+                    let n = new.len();
+                    active.extend(prefill_group(ex, model, admitted, new)?);
+                    admitted += n;
                 }
-                let n = new.len();
-                active.extend(prefill_group(ex, model, admitted, new)?);
-                admitted += n;
             }
         }
         for (i, g) in retire(ex, &mut active)? {
-            done(i, g)?;
+            sched.done(i, g)?;
         }
+        active.retain(|s| sched.progress(s.index, &s.tokens));
         if active.is_empty() {
-            if exhausted {
+            if closed {
                 break;
             }
             continue;
         }
         // Refill before decoding when a slot is free and requests may wait.
-        if !exhausted && active.len() < max_batch {
+        if !closed && !none_now && active.len() < max_batch {
             continue;
         }
         decode_step(ex, model, &mut active)?;

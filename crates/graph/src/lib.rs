@@ -15,7 +15,7 @@ pub mod prompt;
 pub mod sample;
 
 pub use exec::{AttentionKind, Exec, SPARSE_BLOCK};
-pub use generate::{generate_each, next_tokens, run_batched, Admitted, GenerateParams, Generation, TextModel, Timings};
+pub use generate::{generate_each, next_tokens, run_batched, run_continuous, Admitted, GenerateParams, Generation, Scheduler, TextModel, Timings};
 pub use kv::{KvCache, KvShape, CAPACITY_STEP};
 pub use pool::{size_class, Buf, Pool, PoolStats};
 pub use prompt::{Positions, PromptInput, Splice};

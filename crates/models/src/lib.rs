@@ -11,6 +11,7 @@
 //! * [`prompt`], [`template`]: tokenizer, chat template, `<image>` expansion.
 //! * [`image`]: image decode and HF-parity preprocessing.
 //! * [`checkpoint`]: all of the above for one directory.
+//! * [`protocol`]: the model's side of a run's protocol card (weights hash, template hash, ...).
 //! * [`synth`]: tiny random checkpoints for tests.
 pub mod arch;
 pub mod checkpoint;
@@ -20,6 +21,7 @@ pub mod manifest;
 pub mod model;
 pub mod names;
 pub mod prompt;
+pub mod protocol;
 pub mod synth;
 pub mod template;
 pub mod vars;

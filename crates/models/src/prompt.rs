@@ -88,9 +88,9 @@ impl PromptBuilder {
     /// Renders the chat template for one user turn holding the image and `prompt`
     /// (a `<image>` in the prompt marks where the image goes; otherwise it comes first).
     pub fn apply_chat_template(&self, prompt: &str, with_image: bool) -> Result<String> {
-        let (file, src) = self.chat_template.as_ref().ok_or_else(|| {
-            Error::format(&self.tokenizer_file, "chat_template", "--chat given but the checkpoint has no chat template (looked in chat_template.jinja, chat_template.json, tokenizer_config.json)")
-        })?;
+        if self.chat_template.is_none() {
+            return Err(Error::format(&self.tokenizer_file, "chat_template", "--chat given but the checkpoint has no chat template (looked in chat_template.jinja, chat_template.json, tokenizer_config.json)"));
+        }
         let mut content = Vec::new();
         let parts: Vec<&str> = prompt.split(IMAGE_PLACEHOLDER).collect();
         if parts.len() == 1 && with_image {
@@ -104,8 +104,22 @@ impl PromptBuilder {
                 content.push(serde_json::json!({"type": "text", "text": p}));
             }
         }
-        let messages = serde_json::json!([{"role": "user", "content": content}]);
-        crate::template::render(file, src, &messages, self.bos_token.as_deref(), self.eos_token.as_deref())
+        self.render_messages(&serde_json::json!([{"role": "user", "content": content}]))
+    }
+
+    /// Renders the chat template over `messages` as transformers' `apply_chat_template` takes them
+    /// (`[{"role", "content": string or [{"type": "image"} | {"type": "text", "text"}]}]`), with
+    /// the generation prompt. Each image part becomes `<image>` where the template puts it.
+    pub fn render_messages(&self, messages: &Value) -> Result<String> {
+        let (file, src) = self.chat_template.as_ref().ok_or_else(|| {
+            Error::format(&self.tokenizer_file, "chat_template", "the checkpoint has no chat template (looked in chat_template.jinja, chat_template.json, tokenizer_config.json)")
+        })?;
+        crate::template::render(file, src, messages, self.bos_token.as_deref(), self.eos_token.as_deref())
+    }
+
+    /// The chat template's source text, if the checkpoint has one.
+    pub fn chat_template_source(&self) -> Option<&str> {
+        self.chat_template.as_ref().map(|(_, src)| src.as_str())
     }
 
     /// Token ids for `text` (already templated or verbatim): each `<image>` becomes

@@ -142,6 +142,11 @@ impl Weights {
         Ok(Weights { files, tensors, label })
     }
 
+    /// Each weights file and its bytes (memory-mapped), in load order.
+    pub fn files(&self) -> impl Iterator<Item = (&Path, &[u8])> {
+        self.files.iter().map(|f| (f.path.as_path(), &f.map[..]))
+    }
+
     pub fn label(&self) -> &str {
         &self.label
     }

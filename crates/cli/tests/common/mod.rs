@@ -5,7 +5,10 @@ use std::path::PathBuf;
 
 /// The repository root.
 pub fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("the repository root exists")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .expect("the repository root exists")
 }
 
 /// A fresh scratch folder `foveate-<tag>-<pid>-<name>` under the temp dir: removed if present,

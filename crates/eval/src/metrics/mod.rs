@@ -42,6 +42,17 @@ pub fn metric_name(task: TaskKind) -> &'static str {
     }
 }
 
+/// The reference implementation a task's scorer follows (and the commit, where the scorer's own
+/// doc cites one), for the protocol card.
+pub fn reference(task: TaskKind) -> &'static str {
+    match task {
+        TaskKind::VqaV2 => "GT-Vision-Lab/VQA vqaEval.py at a013f0043c1e2cdc995922dfe257f7149aa9af06",
+        TaskKind::TextVqa => "MMF TextVQAAccuracyEvaluator with EvalAIAnswerProcessor (no commit cited)",
+        TaskKind::DocVqa => "RRC DocVQA evaluate_method ANLS, threshold 0.5 (no commit cited)",
+        TaskKind::EasyVqa => "exact match after vqaEval.py normalisation (GT-Vision-Lab/VQA at a013f0043c1e2cdc995922dfe257f7149aa9af06)",
+    }
+}
+
 /// Check that every record can be scored (answers present; TextVQA has exactly 10, as MMF asserts).
 pub fn check_scorable(ds: &Dataset) -> Result<()> {
     for (i, r) in ds.records.iter().enumerate() {

@@ -1,0 +1,105 @@
+//! `foveate serve`: the model behind an OpenAI-compatible HTTP API (see `foveate-serve`).
+
+use crate::CmdResult;
+use foveate_serve::request::Limits;
+use foveate_serve::ServeOptions;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Model to serve (Hugging Face folder).
+    #[arg(long)]
+    model: PathBuf,
+    /// Backend for the model (cuda, wgpu, cpu).
+    #[arg(long, default_value = "cpu")]
+    backend: String,
+    /// Compute dtype: f32, f16, bf16.
+    #[arg(long, default_value = "f32")]
+    dtype: String,
+    /// Attention variant: naive, flash, block-sparse.
+    #[arg(long, default_value = crate::DEFAULT_ATTENTION)]
+    attention: String,
+    /// Requests decoding together (continuous batching); default: 16 on cpu and wgpu, 64 on cuda.
+    #[arg(long)]
+    batch_size: Option<usize>,
+    #[arg(long, default_value = "127.0.0.1")]
+    host: String,
+    /// 0 picks a free port (the address is printed).
+    #[arg(long, default_value_t = 8080)]
+    port: u16,
+    /// The model name clients send (default: the model folder's name).
+    #[arg(long)]
+    served_model_name: Option<String>,
+    /// Requests waiting for a batch slot (being read or queued); one more gets a 429.
+    #[arg(long, default_value_t = 256)]
+    max_queue: usize,
+    /// Largest request body in bytes; a larger one gets a 413.
+    #[arg(long, default_value_t = 20 << 20)]
+    max_body_bytes: usize,
+    /// Largest image (width x height, read from its header before decoding); a larger one gets a 413.
+    #[arg(long, default_value_t = 16_000_000)]
+    max_image_pixels: u64,
+    /// Images per request (this runtime takes at most one).
+    #[arg(long, default_value_t = 1)]
+    max_images: usize,
+    /// Also accept `file://PATH` image URLs, for files under DIR only.
+    #[arg(long, value_name = "DIR")]
+    allow_file_urls: Option<PathBuf>,
+}
+
+pub fn run(args: Args) -> CmdResult {
+    let name = match &args.served_model_name {
+        Some(n) => n.clone(),
+        None => args
+            .model
+            .canonicalize()
+            .ok()
+            .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .unwrap_or_else(|| args.model.display().to_string()),
+    };
+    let batch_size = match args.batch_size {
+        Some(0) => return Err("--batch-size: must be at least 1".into()),
+        Some(b) => b,
+        None => crate::answerer::default_batch_size(&args.backend),
+    };
+    let opts = ServeOptions {
+        host: args.host.clone(),
+        port: args.port,
+        batch_size,
+        max_queue: args.max_queue,
+        max_body_bytes: args.max_body_bytes,
+        limits: Limits {
+            max_images: args.max_images,
+            max_image_pixels: args.max_image_pixels,
+            allow_file_urls: args.allow_file_urls.clone(),
+        },
+        attention: args.attention.clone(),
+        ctrl_c: true,
+        ..ServeOptions::new(name.clone())
+    };
+    let (dir, backend, dtype, attention) = (
+        args.model.clone(),
+        args.backend.clone(),
+        args.dtype.clone(),
+        args.attention.clone(),
+    );
+    eprintln!(
+        "loading {} on {backend} (the weights are hashed once for the protocol card)...",
+        dir.display()
+    );
+    let server = foveate_serve::start(
+        opts,
+        Box::new(move || crate::answerer::load_model(&dir, &backend, &dtype, &attention)),
+    )?;
+    // One line on stdout, so scripts and tests can read the address (with --port 0 too).
+    println!(
+        "foveate serve: model `{name}` at {}/v1 (batch {batch_size}, queue {}); Ctrl-C stops",
+        server.url(),
+        args.max_queue
+    );
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    server.wait();
+    Ok(ExitCode::SUCCESS)
+}
