@@ -109,3 +109,22 @@ pub fn check_launch(op: &Op, inputs: &[&Tensor], out: &Tensor) -> Result<TensorD
     }
     Ok(want)
 }
+
+/// For backends whose kernels read weights in the activations' dtype only: refuses an op whose
+/// weight is stored in another format (int8/int4 groups, or 16-bit under f32), naming the input.
+pub fn refuse_mixed_weights(backend: &str, op: &Op, inputs: &[&Tensor]) -> Result<()> {
+    let descs: Vec<&TensorDesc> = inputs.iter().map(|t| t.desc()).collect();
+    match op.mixed_weights(&descs) {
+        None => Ok(()),
+        Some((i, w)) => Err(crate::Error::unsupported(
+            backend,
+            format!(
+                "{} with input {i} stored as {w} under {} activations (weight formats other than the \
+                 compute dtype run on the cpu backend: --backend cpu, or --weights {})",
+                op.name(),
+                descs[0].dtype,
+                descs[0].dtype
+            ),
+        )),
+    }
+}

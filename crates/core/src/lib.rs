@@ -13,13 +13,14 @@ pub mod dtype;
 pub mod error;
 pub mod mask;
 pub mod op;
+pub mod quant;
 pub mod registry;
 pub mod rope;
 pub mod shape;
 pub mod stamp;
 pub mod tensor;
 
-pub use backend::{check_launch, run, Backend, Counters, MemoryStats};
+pub use backend::{check_launch, refuse_mixed_weights, run, Backend, Counters, MemoryStats};
 pub use dtype::DType;
 pub use error::{fmt_bytes, read_utf8, write_atomic, Error, Result, FREE_UNKNOWN};
 pub use mask::{BlockClass, BlockLayout, Mask};

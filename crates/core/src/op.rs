@@ -5,7 +5,9 @@
 //!
 //! Dtype rule: all float inputs of an op share one dtype, which is also the output's (f16/bf16
 //! are storage types; kernels accumulate in f32). Token ids and positions are `u32`.
-//! Exceptions: `Cast` (output dtype from the spec) and `Argmax` (output `u32`).
+//! Exceptions: `Cast` (output dtype from the spec) and `Argmax` (output `u32`), and the weights
+//! of `Gemm` and `GeluMlp` ([`Op::weight_slots`]), which may be stored in a weight format of their
+//! own (f16/bf16, int8/int4 groups: [`DType::WEIGHTS`]).
 
 pub use crate::rope::{RopeFreqs, RopeSpec, ROPE_MAX_SECTIONS};
 use crate::{DType, Error, Mask, Result, Shape, TensorDesc};
@@ -334,6 +336,24 @@ impl Op {
         }
     }
 
+    /// Inputs that are weights: they may be stored in another format than the activations
+    /// (f16/bf16 or int8/int4 under f32 activations, see [`DType::WEIGHTS`]); the output takes the
+    /// activations' dtype. Backends that cannot read a mixed pair refuse it through
+    /// [`Op::mixed_weights`].
+    pub fn weight_slots(&self) -> &'static [usize] {
+        match self {
+            Op::Gemm(_) => &[1],
+            Op::GeluMlp(_) => &[1, 3],
+            _ => &[],
+        }
+    }
+
+    /// The first weight input stored in another dtype than the activations (input 0), if any.
+    pub fn mixed_weights(&self, inputs: &[&TensorDesc]) -> Option<(usize, DType)> {
+        let act = inputs.first()?.dtype;
+        self.weight_slots().iter().find_map(|&i| inputs.get(i).filter(|d| d.dtype != act).map(|d| (i, d.dtype)))
+    }
+
     /// Validates the inputs and returns the output descriptor.
     pub fn infer(&self, inputs: &[&TensorDesc]) -> Result<TensorDesc> {
         let op = self.name();
@@ -346,8 +366,18 @@ impl Op {
             Op::Embedding => &[1],
             _ => &[],
         };
+        let weight_slots = self.weight_slots();
         let mut float_dtype = None;
         for (i, d) in inputs.iter().enumerate() {
+            if weight_slots.contains(&i) {
+                // A weight may be stored in any weight format; the activations set the op's dtype.
+                if !(d.dtype.is_float() || d.dtype.is_quant()) {
+                    return Err(Error::shape(op, format!("weight input {i} must be a float or int8/int4 tensor, got {}", d.dtype)));
+                }
+                let row = d.shape.dims().last().copied().unwrap_or(0);
+                crate::quant::check_shape(d.dtype, d.numel(), row).map_err(|e| Error::shape(op, format!("weight input {i}: {e}")))?;
+                continue;
+            }
             if u32_slots.contains(&i) {
                 if d.dtype != DType::U32 {
                     return Err(Error::shape(op, format!("input {i} must be u32, got {}", d.dtype)));
@@ -355,6 +385,9 @@ impl Op {
                 continue;
             }
             let cast_like = matches!(self, Op::Cast { .. } | Op::Slice { .. } | Op::Concat { .. } | Op::KvAppend(_));
+            if d.dtype.is_quant() {
+                return Err(Error::shape(op, format!("input {i} is {}: int8/int4 are weight formats, read only as the weights of gemm and gelu_mlp", d.dtype)));
+            }
             if !d.dtype.is_float() && !cast_like {
                 return Err(Error::shape(op, format!("input {i} must be a float tensor, got {}", d.dtype)));
             }
@@ -533,6 +566,9 @@ impl Op {
                 let lead = if d.is_empty() { vec![] } else { d[..d.len() - 1].to_vec() };
                 Ok(TensorDesc::new(DType::U32, lead))
             }
+            Op::Cast { to } if to.is_quant() => {
+                Err(Error::shape(op, format!("cannot cast to {to}: weights are quantised on the host (quant::encode)")))
+            }
             Op::Cast { to } => Ok(TensorDesc::new(*to, s(0).dims().to_vec())),
             Op::KvAppend(spec) => {
                 let n = s(0);
@@ -640,5 +676,31 @@ mod tests {
         let op = Op::KvAppend(KvAppendSpec { capacity: 4, pos: 3 });
         assert!(op.infer(&[&d(DType::F16, &[1, 2, 2, 8])]).is_err());
         assert_eq!(op.infer(&[&d(DType::F16, &[1, 1, 2, 8])]).unwrap().shape.dims(), &[1, 4, 2, 8]);
+    }
+
+    #[test]
+    fn weight_formats_only_in_weight_slots() {
+        let gemm = Op::Gemm(GemmSpec { act: Activation::None, bias: true, residual: false });
+        for w in [DType::F16, DType::BF16, DType::Int8, DType::Int4] {
+            let out = gemm.infer(&[&d(DType::F32, &[3, 64]), &d(w, &[8, 64]), &d(DType::F32, &[8])]).unwrap();
+            assert_eq!(out, d(DType::F32, &[3, 8]), "{w} weight");
+            let descs = [&d(DType::F32, &[3, 64]), &d(w, &[8, 64]), &d(DType::F32, &[8])];
+            assert_eq!(gemm.mixed_weights(&descs), Some((1, w)));
+        }
+        // The bias is not a weight slot: it shares the activations' dtype.
+        let e = gemm.infer(&[&d(DType::F32, &[3, 64]), &d(DType::Int8, &[8, 64]), &d(DType::F16, &[8])]).unwrap_err();
+        assert!(e.to_string().contains("share one dtype"), "{e}");
+        // Rows must hold whole groups of 32.
+        let e = gemm.infer(&[&d(DType::F32, &[3, 48]), &d(DType::Int4, &[8, 48]), &d(DType::F32, &[8])]).unwrap_err();
+        assert!(e.to_string().contains("multiple of 32"), "{e}");
+        // A quantised activation, or a cast to a weight format, is refused.
+        let e = gemm.infer(&[&d(DType::Int8, &[3, 64]), &d(DType::Int8, &[8, 64]), &d(DType::F32, &[8])]).unwrap_err();
+        assert!(e.to_string().contains("weight formats"), "{e}");
+        assert!(Op::Slice { axis: 0, start: 0, len: 1 }.infer(&[&d(DType::Int8, &[2, 32])]).is_err());
+        assert!(Op::Cast { to: DType::Int4 }.infer(&[&d(DType::F32, &[2, 32])]).is_err());
+        let mlp = Op::GeluMlp(MlpSpec { act: Activation::GeluErf, residual: false });
+        let descs = [&d(DType::F32, &[2, 32]), &d(DType::F32, &[64, 32]), &d(DType::F32, &[64]), &d(DType::Int4, &[32, 64]), &d(DType::F32, &[32])];
+        assert_eq!(mlp.infer(&descs).unwrap(), d(DType::F32, &[2, 32]));
+        assert_eq!(mlp.mixed_weights(&descs), Some((3, DType::Int4)));
     }
 }

@@ -81,7 +81,7 @@ impl TensorDesc {
         self.shape.numel()
     }
     pub fn size_bytes(&self) -> usize {
-        self.numel() * self.dtype.size()
+        crate::quant::bytes_for(self.dtype, self.numel())
     }
 }
 

@@ -23,7 +23,8 @@ impl HostTensor {
         Ok(HostTensor { desc, bytes })
     }
 
-    /// Stores f32 values as `dtype` (rounding to nearest for f16/bf16).
+    /// Stores f32 values as `dtype` (rounding to nearest for f16/bf16; int8/int4 quantised in
+    /// groups of 32, see [`crate::quant`], so the count must be a multiple of 32).
     pub fn from_f32(dtype: DType, shape: impl Into<Shape>, values: &[f32]) -> Self {
         let shape = shape.into();
         assert_eq!(shape.numel(), values.len(), "HostTensor::from_f32: {} values for shape {shape}", values.len());
@@ -41,6 +42,7 @@ impl HostTensor {
                 let v: Vec<u32> = values.iter().map(|&x| x as u32).collect();
                 bytemuck::cast_slice(&v).to_vec()
             }
+            DType::Int8 | DType::Int4 => crate::quant::encode(dtype, values),
         };
         HostTensor { desc: TensorDesc { dtype, shape }, bytes }
     }
@@ -73,13 +75,14 @@ impl HostTensor {
         self.desc.numel()
     }
 
-    /// Values widened to f32 (u32 converted by value).
+    /// Values widened to f32 (u32 converted by value, int8/int4 dequantised).
     pub fn to_f32(&self) -> Vec<f32> {
         match self.desc.dtype {
             DType::F32 => bytemuck::pod_collect_to_vec::<u8, f32>(&self.bytes),
             DType::F16 => bytemuck::pod_collect_to_vec::<u8, f16>(&self.bytes).iter().map(|x| x.to_f32()).collect(),
             DType::BF16 => bytemuck::pod_collect_to_vec::<u8, bf16>(&self.bytes).iter().map(|x| x.to_f32()).collect(),
             DType::U32 => self.to_u32().iter().map(|&x| x as f32).collect(),
+            DType::Int8 | DType::Int4 => crate::quant::decode(self.desc.dtype, &self.bytes, self.numel()),
         }
     }
 

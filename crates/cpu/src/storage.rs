@@ -211,6 +211,7 @@ pub(crate) fn words_as_f32<'a>(words: &'a [u32], desc: &TensorDesc) -> F32s<'a> 
         DType::F16 => F32s::Owned(halves(words, n).iter().map(|&h| f16::from_bits(h).to_f32()).collect()),
         DType::BF16 => F32s::Owned(halves(words, n).iter().map(|&h| bf16::from_bits(h).to_f32()).collect()),
         DType::U32 => F32s::Owned(words[..n].iter().map(|&x| x as f32).collect()),
+        DType::Int8 | DType::Int4 => F32s::Owned(quant_values(words, desc)),
     }
 }
 
@@ -224,7 +225,14 @@ pub(crate) fn words_as_f64(words: &[u32], desc: &TensorDesc) -> Vec<f64> {
         DType::F16 => halves(words, n).iter().map(|&h| f16::from_bits(h).to_f64()).collect(),
         DType::BF16 => halves(words, n).iter().map(|&h| bf16::from_bits(h).to_f64()).collect(),
         DType::U32 => words[..n].iter().map(|&x| x as f64).collect(),
+        DType::Int8 | DType::Int4 => quant_values(words, desc).into_iter().map(f64::from).collect(),
     }
+}
+
+/// The values an int8/int4 tensor stands for (dequantised: the oracle's and the tests' view).
+fn quant_values(words: &[u32], desc: &TensorDesc) -> Vec<f32> {
+    let bytes = &bytemuck::cast_slice::<u32, u8>(words)[..desc.size_bytes()];
+    foveate_core::quant::decode(desc.dtype, bytes, desc.numel())
 }
 
 /// Rounds f64 values to `dtype` (nearest even) into `words`. For u32: rounded, saturated, NaN -> 0.
@@ -251,6 +259,7 @@ pub(crate) fn store_f64(words: &mut [u32], dtype: DType, vals: &[f64]) {
                 *o = v.round_ties_even() as u32; // `as` saturates and maps NaN to 0
             }
         }
+        DType::Int8 | DType::Int4 => unreachable!("no op writes a weight-only {dtype} tensor"),
     }
 }
 
@@ -274,6 +283,7 @@ pub(crate) fn store_f32(words: &mut [u32], dtype: DType, vals: &[f32]) {
                 *o = v.round_ties_even() as u32;
             }
         }
+        DType::Int8 | DType::Int4 => unreachable!("no op writes a weight-only {dtype} tensor"),
     }
 }
 

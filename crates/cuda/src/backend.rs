@@ -577,6 +577,7 @@ impl Backend for CudaBackend {
     }
     fn execute(&self, op: &Op, inputs: &[&Tensor], out: &Tensor, variant: &str) -> Result<()> {
         foveate_core::check_launch(op, inputs, out)?;
+        foveate_core::refuse_mixed_weights("cuda", op, inputs)?;
         let dtype = inputs.first().map(|t| t.dtype()).unwrap_or(DType::F32);
         if let Err(why) = self.supports(op, dtype, variant) {
             return Err(Error::unsupported(

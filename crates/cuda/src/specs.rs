@@ -52,6 +52,9 @@ pub fn dtype_code(dt: DType) -> u32 {
         DType::F16 => 1,
         DType::BF16 => 2,
         DType::U32 => 3,
+        // Weight formats: refused before a module is built (refuse_mixed_weights, Op::infer).
+        DType::Int8 => 4,
+        DType::Int4 => 5,
     }
 }
 

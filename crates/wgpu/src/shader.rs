@@ -57,7 +57,7 @@ pub fn wgsl_type(dt: DType) -> Option<&'static str> {
         DType::F32 => Some("f32"),
         DType::F16 => Some("f16"),
         DType::U32 => Some("u32"),
-        DType::BF16 => None,
+        DType::BF16 | DType::Int8 | DType::Int4 => None,
     }
 }
 
