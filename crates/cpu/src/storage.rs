@@ -2,35 +2,25 @@
 //! output while reading the inputs. The bytes live in a `Vec<u32>` so that f32/u32 data is
 //! 4-byte aligned and can be viewed in place without copying.
 //!
-//! The fast path computes in f32. A 16-bit tensor read a second time without a write in between
-//! (in practice: a weight) keeps its widened f32 copy until the next write, so an f16/bf16 model
-//! converts its weights once instead of at every op; activations, written before each read, are
-//! widened per read as before. The copy costs 4 bytes per element on top of the 2.
+//! The fast path computes in f32: f32 tensors are read in place, 16-bit activations are widened
+//! per read, and the weights of products are read in their stored format (`fast::weight`), so no
+//! tensor is ever kept a second time in another format.
 
 use foveate_core::{DType, Error, Result, Storage, Tensor, TensorDesc};
 use half::{bf16, f16};
 use std::any::Any;
 use std::ops::Deref;
-use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 pub struct CpuStorage {
     words: RwLock<Vec<u32>>,
     bytes: usize,
-    widened: Mutex<Widened>,
 }
 
-/// Reads of 16-bit contents since the last write, and the f32 copy kept from the second one.
-#[derive(Default)]
-struct Widened {
-    reads: u32,
-    copy: Option<(DType, usize, Arc<Vec<f32>>)>,
-}
-
-/// Values as f32: borrowed (f32 storage), converted for this read, or a kept widened copy.
+/// Values as f32: borrowed (f32 storage) or converted for this read.
 pub(crate) enum F32s<'a> {
     Borrowed(&'a [f32]),
     Owned(Vec<f32>),
-    Kept(Arc<Vec<f32>>),
 }
 
 impl Deref for F32s<'_> {
@@ -39,7 +29,6 @@ impl Deref for F32s<'_> {
         match self {
             F32s::Borrowed(s) => s,
             F32s::Owned(v) => v,
-            F32s::Kept(v) => v,
         }
     }
 }
@@ -50,7 +39,6 @@ impl CpuStorage {
         CpuStorage {
             words: RwLock::new(vec![0u32; bytes.div_ceil(4)]),
             bytes,
-            widened: Mutex::new(Widened::default()),
         }
     }
 
@@ -73,47 +61,9 @@ impl CpuStorage {
         self.words.read().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The words, for writing; drops the kept f32 copy (the caller holds the write lock, so no
-    /// reader can be using or refilling it meanwhile).
+    /// The words, for writing.
     pub(crate) fn write(&self) -> RwLockWriteGuard<'_, Vec<u32>> {
-        let guard = self.words.write().unwrap_or_else(|e| e.into_inner());
-        *self.widened() = Widened::default();
-        guard
-    }
-
-    fn widened(&self) -> MutexGuard<'_, Widened> {
-        self.widened.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// `words` (this storage's, read-locked by the caller) as f32 under `desc`: f32 is borrowed,
-    /// 16-bit contents are widened, and kept from their second read on.
-    fn as_f32<'a>(&self, words: &'a [u32], desc: &TensorDesc) -> F32s<'a> {
-        if !matches!(desc.dtype, DType::F16 | DType::BF16) {
-            return words_as_f32(words, desc);
-        }
-        let key = (desc.dtype, desc.numel());
-        let mut w = self.widened();
-        if let Some((dt, n, v)) = &w.copy {
-            if (*dt, *n) == key {
-                return F32s::Kept(v.clone());
-            }
-        }
-        w.reads += 1;
-        let vals = match words_as_f32(words, desc) {
-            F32s::Owned(v) => v,
-            other => other.to_vec(),
-        };
-        if w.reads < 2 {
-            return F32s::Owned(vals);
-        }
-        let kept = Arc::new(vals);
-        w.copy = Some((key.0, key.1, kept.clone()));
-        F32s::Kept(kept)
-    }
-
-    /// Bytes held by a kept f32 copy (0 when none).
-    pub fn widened_bytes(&self) -> usize {
-        self.widened().copy.as_ref().map_or(0, |(_, _, v)| 4 * v.len())
+        self.words.write().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -146,7 +96,6 @@ pub(crate) fn cpu_storage<'a>(backend: &str, t: &'a Tensor) -> Result<&'a CpuSto
 /// Read guards on the inputs of one launch, one per distinct storage (an op may get the same
 /// tensor twice, e.g. `Add(x, x)`).
 pub(crate) struct Inputs<'a> {
-    owners: Vec<&'a CpuStorage>,
     guards: Vec<RwLockReadGuard<'a, Vec<u32>>>,
     slot: Vec<usize>,
     descs: Vec<&'a TensorDesc>,
@@ -168,7 +117,6 @@ impl<'a> Inputs<'a> {
         }
         let guards = owners.iter().map(|s| s.read()).collect();
         Ok(Inputs {
-            owners,
             guards,
             slot,
             descs: inputs.iter().map(|t| t.desc()).collect(),
@@ -181,10 +129,9 @@ impl<'a> Inputs<'a> {
     pub(crate) fn words(&self, i: usize) -> &[u32] {
         &self.guards[self.slot[i]]
     }
-    /// Input `i` as f32 values (borrowed when it is f32 already, kept when it is a reused
-    /// 16-bit tensor).
+    /// Input `i` as f32 values (borrowed when it is f32 already, else converted for this read).
     pub(crate) fn f32(&self, i: usize) -> F32s<'_> {
-        self.owners[self.slot[i]].as_f32(self.words(i), self.descs[i])
+        words_as_f32(self.words(i), self.descs[i])
     }
     /// Input `i` widened to f64.
     pub(crate) fn f64(&self, i: usize) -> Vec<f64> {
@@ -208,8 +155,18 @@ pub(crate) fn words_as_f32<'a>(words: &'a [u32], desc: &TensorDesc) -> F32s<'a> 
     let n = desc.numel();
     match desc.dtype {
         DType::F32 => F32s::Borrowed(&bytemuck::cast_slice::<u32, f32>(words)[..n]),
-        DType::F16 => F32s::Owned(halves(words, n).iter().map(|&h| f16::from_bits(h).to_f32()).collect()),
-        DType::BF16 => F32s::Owned(halves(words, n).iter().map(|&h| bf16::from_bits(h).to_f32()).collect()),
+        DType::F16 => F32s::Owned(
+            halves(words, n)
+                .iter()
+                .map(|&h| f16::from_bits(h).to_f32())
+                .collect(),
+        ),
+        DType::BF16 => F32s::Owned(
+            halves(words, n)
+                .iter()
+                .map(|&h| bf16::from_bits(h).to_f32())
+                .collect(),
+        ),
         DType::U32 => F32s::Owned(words[..n].iter().map(|&x| x as f32).collect()),
         DType::Int8 | DType::Int4 => F32s::Owned(quant_values(words, desc)),
     }
@@ -222,10 +179,19 @@ pub(crate) fn words_as_f64(words: &[u32], desc: &TensorDesc) -> Vec<f64> {
             .iter()
             .map(|&x| x as f64)
             .collect(),
-        DType::F16 => halves(words, n).iter().map(|&h| f16::from_bits(h).to_f64()).collect(),
-        DType::BF16 => halves(words, n).iter().map(|&h| bf16::from_bits(h).to_f64()).collect(),
+        DType::F16 => halves(words, n)
+            .iter()
+            .map(|&h| f16::from_bits(h).to_f64())
+            .collect(),
+        DType::BF16 => halves(words, n)
+            .iter()
+            .map(|&h| bf16::from_bits(h).to_f64())
+            .collect(),
         DType::U32 => words[..n].iter().map(|&x| x as f64).collect(),
-        DType::Int8 | DType::Int4 => quant_values(words, desc).into_iter().map(f64::from).collect(),
+        DType::Int8 | DType::Int4 => quant_values(words, desc)
+            .into_iter()
+            .map(f64::from)
+            .collect(),
     }
 }
 
@@ -240,17 +206,26 @@ pub(crate) fn store_f64(words: &mut [u32], dtype: DType, vals: &[f64]) {
     let n = vals.len();
     match dtype {
         DType::F32 => {
-            for (o, &v) in bytemuck::cast_slice_mut::<u32, f32>(words)[..n].iter_mut().zip(vals) {
+            for (o, &v) in bytemuck::cast_slice_mut::<u32, f32>(words)[..n]
+                .iter_mut()
+                .zip(vals)
+            {
                 *o = v as f32;
             }
         }
         DType::F16 => {
-            for (o, &v) in bytemuck::cast_slice_mut::<u32, u16>(words)[..n].iter_mut().zip(vals) {
+            for (o, &v) in bytemuck::cast_slice_mut::<u32, u16>(words)[..n]
+                .iter_mut()
+                .zip(vals)
+            {
                 *o = f16::from_f64(v).to_bits();
             }
         }
         DType::BF16 => {
-            for (o, &v) in bytemuck::cast_slice_mut::<u32, u16>(words)[..n].iter_mut().zip(vals) {
+            for (o, &v) in bytemuck::cast_slice_mut::<u32, u16>(words)[..n]
+                .iter_mut()
+                .zip(vals)
+            {
                 *o = bf16::from_f64(v).to_bits();
             }
         }
@@ -269,12 +244,18 @@ pub(crate) fn store_f32(words: &mut [u32], dtype: DType, vals: &[f32]) {
     match dtype {
         DType::F32 => bytemuck::cast_slice_mut::<u32, f32>(words)[..n].copy_from_slice(vals),
         DType::F16 => {
-            for (o, &v) in bytemuck::cast_slice_mut::<u32, u16>(words)[..n].iter_mut().zip(vals) {
+            for (o, &v) in bytemuck::cast_slice_mut::<u32, u16>(words)[..n]
+                .iter_mut()
+                .zip(vals)
+            {
                 *o = f16::from_f32(v).to_bits();
             }
         }
         DType::BF16 => {
-            for (o, &v) in bytemuck::cast_slice_mut::<u32, u16>(words)[..n].iter_mut().zip(vals) {
+            for (o, &v) in bytemuck::cast_slice_mut::<u32, u16>(words)[..n]
+                .iter_mut()
+                .zip(vals)
+            {
                 *o = bf16::from_f32(v).to_bits();
             }
         }

@@ -1,10 +1,10 @@
 //! Matrix products on the `gemm` crate with fused epilogues: Gemm, GeluMlp, PatchEmbed.
 
-use super::simd::dot;
+use super::maybe_par;
+use super::weight::{dots, simd_enabled, Weight};
 use crate::act::act_f32;
 use foveate_core::{Activation, GemmSpec, MlpSpec, PatchEmbedSpec};
 use gemm::Parallelism;
-use super::maybe_par;
 use rayon::prelude::*;
 
 /// Below this many output rows the product is split over N (weight rows) across threads, each
@@ -14,6 +14,9 @@ const SMALL_M: usize = 16;
 const GEMV_M: usize = 4;
 /// Products of at most this many multiply-adds run on one thread (threading costs more).
 const SMALL_WORK: usize = 1 << 18;
+/// Weight rows converted to f32 at a time by a product of more than [`GEMV_M`] rows whose weight
+/// is not f32 (the per-task buffer holds `PANEL · K` floats).
+const PANEL: usize = 64;
 
 #[derive(Clone, Copy)]
 struct SendPtr(*mut f32);
@@ -39,43 +42,47 @@ pub(crate) fn matmul_t(a: &[f32], w: &[f32], m: usize, n: usize, k: usize, out: 
     }
     let threads = rayon::current_num_threads();
     if m <= GEMV_M {
-        // Decode-shaped: stream each weight row once and dot it with the few rows of `a`.
-        let chunk = n.div_ceil(threads * 8).max(8);
-        let dst = SendPtr(out.as_mut_ptr());
-        maybe_par!((0..n.div_ceil(chunk)), (0..n.div_ceil(chunk)).into_par_iter(), |c: usize| {
-            for j in c * chunk..((c + 1) * chunk).min(n) {
-                let wr = &w[j * k..(j + 1) * k];
-                for i in 0..m {
-                    // SAFETY: element (i, j) is written by the one task that owns column j.
-                    unsafe { *dst.get().add(i * n + j) = dot(&a[i * k..(i + 1) * k], wr) };
-                }
-            }
-        });
+        gemv(a, &Weight::F32(w), m, n, k, out, threads);
     } else if m * n * k <= SMALL_WORK || super::serial() {
         // SAFETY: sizes checked above.
-        unsafe { product(a.as_ptr(), w.as_ptr(), out.as_mut_ptr(), m, n, k, n, Parallelism::None) }
+        unsafe {
+            product(
+                a.as_ptr(),
+                w.as_ptr(),
+                out.as_mut_ptr(),
+                m,
+                n,
+                k,
+                n,
+                Parallelism::None,
+            )
+        }
     } else if m < SMALL_M && threads > 1 && n >= 64 {
         // Split the weight rows (output columns) across threads.
         let chunk = n.div_ceil(threads * 4).max(16);
         let dst = SendPtr(out.as_mut_ptr());
-        maybe_par!((0..n.div_ceil(chunk)), (0..n.div_ceil(chunk)).into_par_iter(), |c: usize| {
-            let n0 = c * chunk;
-            let nc = chunk.min(n - n0);
-            // SAFETY: each task writes the disjoint column range n0..n0+nc of every output row;
-            // all pointers stay within the slices checked above.
-            unsafe {
-                product(
-                    a.as_ptr(),
-                    w.as_ptr().add(n0 * k),
-                    dst.get().add(n0),
-                    m,
-                    nc,
-                    k,
-                    n,
-                    Parallelism::None,
-                )
+        maybe_par!(
+            (0..n.div_ceil(chunk)),
+            (0..n.div_ceil(chunk)).into_par_iter(),
+            |c: usize| {
+                let n0 = c * chunk;
+                let nc = chunk.min(n - n0);
+                // SAFETY: each task writes the disjoint column range n0..n0+nc of every output row;
+                // all pointers stay within the slices checked above.
+                unsafe {
+                    product(
+                        a.as_ptr(),
+                        w.as_ptr().add(n0 * k),
+                        dst.get().add(n0),
+                        m,
+                        nc,
+                        k,
+                        n,
+                        Parallelism::None,
+                    )
+                }
             }
-        });
+        );
     } else {
         // SAFETY: sizes checked above.
         unsafe {
@@ -90,6 +97,101 @@ pub(crate) fn matmul_t(a: &[f32], w: &[f32], m: usize, n: usize, k: usize, out: 
                 Parallelism::Rayon(0),
             )
         }
+    }
+}
+
+/// Decode-shaped: stream each weight row once, in its stored format, and dot it with the few
+/// rows of `a`; parallel over chunks of weight rows.
+fn gemv(a: &[f32], w: &Weight, m: usize, n: usize, k: usize, out: &mut [f32], threads: usize) {
+    let chunk = n.div_ceil(threads * 8).max(8);
+    let dst = SendPtr(out.as_mut_ptr());
+    let simd = simd_enabled();
+    maybe_par!(
+        (0..n.div_ceil(chunk)),
+        (0..n.div_ceil(chunk)).into_par_iter(),
+        |c: usize| {
+            // SAFETY: this task alone writes columns c·chunk.. of the m rows of `out` (checked by
+            // the caller to hold m·n values).
+            unsafe {
+                dots(
+                    w,
+                    a,
+                    m,
+                    k,
+                    c * chunk..((c + 1) * chunk).min(n),
+                    dst.get(),
+                    n,
+                    simd,
+                )
+            };
+        }
+    );
+}
+
+thread_local! {
+    /// Per-thread buffer for weight panels converted to f32.
+    static PANEL_BUF: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// `out[m, n] = sum_k a[m, k] · w[n, k]` with `w` in any weight format: f32 as [`matmul_t`];
+/// otherwise decode-shaped products read the stored rows directly ([`dots`]) and larger ones
+/// convert [`PANEL`] rows at a time to f32 and multiply that block (no f32 copy of the whole
+/// weight), in parallel over the panels.
+pub(crate) fn matmul_w(a: &[f32], w: &Weight, m: usize, n: usize, k: usize, out: &mut [f32]) {
+    if let Weight::F32(w) = w {
+        return matmul_t(a, w, m, n, k, out);
+    }
+    assert!(a.len() >= m * k && out.len() >= m * n);
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        out[..m * n].fill(0.0);
+        return;
+    }
+    let threads = rayon::current_num_threads();
+    if m <= GEMV_M {
+        return gemv(a, w, m, n, k, out, threads);
+    }
+    let panel = if threads > 1 {
+        n.div_ceil(threads * 2).clamp(8, PANEL)
+    } else {
+        PANEL
+    };
+    let dst = SendPtr(out.as_mut_ptr());
+    let body = |c: usize| {
+        let n0 = c * panel;
+        let nc = panel.min(n - n0);
+        PANEL_BUF.with(|buf| {
+            let mut buf = buf.borrow_mut();
+            if buf.len() < nc * k {
+                buf.resize(nc * k, 0.0);
+            }
+            w.rows_f32(n0, nc, k, &mut buf);
+            // SAFETY: the task writes the disjoint column range n0..n0+nc of every output row;
+            // `buf` holds nc·k values and `a` m·k (checked above).
+            unsafe {
+                product(
+                    a.as_ptr(),
+                    buf.as_ptr(),
+                    dst.get().add(n0),
+                    m,
+                    nc,
+                    k,
+                    n,
+                    Parallelism::None,
+                )
+            }
+        });
+    };
+    if m * n * k <= SMALL_WORK {
+        (0..n.div_ceil(panel)).for_each(body);
+    } else {
+        maybe_par!(
+            (0..n.div_ceil(panel)),
+            (0..n.div_ceil(panel)).into_par_iter(),
+            body
+        );
     }
 }
 
@@ -135,32 +237,44 @@ fn rows_per_task(n: usize) -> usize {
 }
 
 /// In place: `y = act(y + bias) + residual`, row by row, in parallel.
-pub(crate) fn epilogue(out: &mut [f32], n: usize, bias: Option<&[f32]>, act: Activation, residual: Option<&[f32]>) {
+pub(crate) fn epilogue(
+    out: &mut [f32],
+    n: usize,
+    bias: Option<&[f32]>,
+    act: Activation,
+    residual: Option<&[f32]>,
+) {
     if bias.is_none() && residual.is_none() && act == Activation::None {
         return;
     }
     let rpt = rows_per_task(n);
-    maybe_par!(out.chunks_mut(rpt * n).enumerate(), out.par_chunks_mut(rpt * n).enumerate(), |(c, chunk): (usize, &mut [f32])| {
-        for (r, row) in chunk.chunks_mut(n).enumerate() {
-            if let Some(b) = bias {
-                row.iter_mut().zip(b).for_each(|(y, b)| *y += b);
-            }
-            if act != Activation::None {
-                row.iter_mut().for_each(|y| *y = act_f32(act, *y));
-            }
-            if let Some(res) = residual {
-                let off = (c * rpt + r) * n;
-                row.iter_mut().zip(&res[off..off + n]).for_each(|(y, r)| *y += r);
+    maybe_par!(
+        out.chunks_mut(rpt * n).enumerate(),
+        out.par_chunks_mut(rpt * n).enumerate(),
+        |(c, chunk): (usize, &mut [f32])| {
+            for (r, row) in chunk.chunks_mut(n).enumerate() {
+                if let Some(b) = bias {
+                    row.iter_mut().zip(b).for_each(|(y, b)| *y += b);
+                }
+                if act != Activation::None {
+                    row.iter_mut().for_each(|y| *y = act_f32(act, *y));
+                }
+                if let Some(res) = residual {
+                    let off = (c * rpt + r) * n;
+                    row.iter_mut()
+                        .zip(&res[off..off + n])
+                        .for_each(|(y, r)| *y += r);
+                }
             }
         }
-    });
+    );
 }
 
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn gemm_op(
     spec: &GemmSpec,
     a: &[f32],
-    w: &[f32],
+    w: &Weight,
     bias: Option<&[f32]>,
     res: Option<&[f32]>,
     n: usize,
@@ -168,7 +282,7 @@ pub(crate) fn gemm_op(
     out: &mut [f32],
 ) {
     let m = out.len() / n.max(1);
-    matmul_t(a, w, m, n, k, out);
+    matmul_w(a, w, m, n, k, out);
     epilogue(out, n, bias, spec.act, res);
 }
 
@@ -176,9 +290,9 @@ pub(crate) fn gemm_op(
 pub(crate) fn mlp_op(
     spec: &MlpSpec,
     x: &[f32],
-    w1: &[f32],
+    w1: &Weight,
     b1: &[f32],
-    w2: &[f32],
+    w2: &Weight,
     b2: &[f32],
     res: Option<&[f32]>,
     d: usize,
@@ -187,9 +301,9 @@ pub(crate) fn mlp_op(
     let (h, o) = (b1.len(), b2.len());
     let m = out.len() / o.max(1);
     let mut hid = vec![0f32; m * h];
-    matmul_t(x, w1, m, h, d, &mut hid);
+    matmul_w(x, w1, m, h, d, &mut hid);
     epilogue(&mut hid, h, Some(b1), spec.act, None);
-    matmul_t(&hid, w2, m, o, h, out);
+    matmul_w(&hid, w2, m, o, h, out);
     epilogue(out, o, Some(b2), Activation::None, res);
 }
 
@@ -220,16 +334,20 @@ pub(crate) fn patch_embed_op(
     let e = g.embed;
     // im2col: one row per patch, columns in the weight's (c, ky, kx) order.
     let mut cols = vec![0f32; g.batch * np * kk];
-    maybe_par!(cols.chunks_mut(kk).enumerate(), cols.par_chunks_mut(kk).enumerate(), |(row, dst): (usize, &mut [f32])| {
-        let (b, patch) = (row / np, row % np);
-        let (py, pxi) = (patch / gw, patch % gw);
-        for c in 0..g.chans {
-            for ky in 0..p {
-                let src = ((b * g.chans + c) * g.height + py * p + ky) * g.width + pxi * p;
-                dst[(c * p + ky) * p..][..p].copy_from_slice(&px[src..src + p]);
+    maybe_par!(
+        cols.chunks_mut(kk).enumerate(),
+        cols.par_chunks_mut(kk).enumerate(),
+        |(row, dst): (usize, &mut [f32])| {
+            let (b, patch) = (row / np, row % np);
+            let (py, pxi) = (patch / gw, patch % gw);
+            for c in 0..g.chans {
+                for ky in 0..p {
+                    let src = ((b * g.chans + c) * g.height + py * p + ky) * g.width + pxi * p;
+                    dst[(c * p + ky) * p..][..p].copy_from_slice(&px[src..src + p]);
+                }
             }
         }
-    });
+    );
     let t = np + spec.cls as usize;
     if !spec.cls {
         matmul_t(&cols, w, g.batch * np, e, kk, out);
@@ -237,17 +355,25 @@ pub(crate) fn patch_embed_op(
     } else {
         let mut y = vec![0f32; g.batch * np * e];
         matmul_t(&cols, w, g.batch * np, e, kk, &mut y);
-        maybe_par!(out.chunks_mut(t * e).enumerate(), out.par_chunks_mut(t * e).enumerate(), |(b, ob): (usize, &mut [f32])| {
-            ob[..e].copy_from_slice(cls.expect("cls input"));
-            ob[e..].copy_from_slice(&y[b * np * e..(b + 1) * np * e]);
-            if let Some(bias) = bias {
-                for row in ob[e..].chunks_mut(e) {
-                    row.iter_mut().zip(bias).for_each(|(v, b)| *v += b);
+        maybe_par!(
+            out.chunks_mut(t * e).enumerate(),
+            out.par_chunks_mut(t * e).enumerate(),
+            |(b, ob): (usize, &mut [f32])| {
+                ob[..e].copy_from_slice(cls.expect("cls input"));
+                ob[e..].copy_from_slice(&y[b * np * e..(b + 1) * np * e]);
+                if let Some(bias) = bias {
+                    for row in ob[e..].chunks_mut(e) {
+                        row.iter_mut().zip(bias).for_each(|(v, b)| *v += b);
+                    }
                 }
             }
-        });
+        );
     }
     if let Some(pos) = pos {
-        maybe_par!(out.chunks_mut(t * e), out.par_chunks_mut(t * e), |ob: &mut [f32]| ob.iter_mut().zip(pos).for_each(|(v, p)| *v += p));
+        maybe_par!(
+            out.chunks_mut(t * e),
+            out.par_chunks_mut(t * e),
+            |ob: &mut [f32]| ob.iter_mut().zip(pos).for_each(|(v, p)| *v += p)
+        );
     }
 }

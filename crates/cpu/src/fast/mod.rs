@@ -10,9 +10,11 @@ mod attention;
 mod gemm;
 mod rows;
 mod simd;
+mod weight;
 
 use crate::storage::{store_f64, with_out_f32, Inputs};
 use std::cell::Cell;
+use weight::Weight;
 
 /// Ops with less work than this (multiply-adds, or elements moved) run on the calling thread.
 pub(crate) const SERIAL_WORK: usize = 1 << 16;
@@ -58,7 +60,9 @@ pub(crate) fn work(op: &Op, ins: &Inputs, out: &TensorDesc) -> usize {
     match op {
         Op::Gemm(_) => n.saturating_mul(dims(1)[1]),
         // rows · (D·H + H·O)
-        Op::GeluMlp(_) => (n / dims(3)[0].max(1)).saturating_mul(dims(1)[0] * (dims(1)[1] + dims(3)[0])),
+        Op::GeluMlp(_) => {
+            (n / dims(3)[0].max(1)).saturating_mul(dims(1)[0] * (dims(1)[1] + dims(3)[0]))
+        }
         Op::PatchEmbed(_) => n.saturating_mul(dims(1)[1..].iter().product()),
         Op::Attention(a) => (a.flops() / 2.0) as usize,
         _ => n + ins.desc(0).numel(),
@@ -68,7 +72,13 @@ use foveate_core::registry::attention as names;
 use foveate_core::{DType, Op, TensorDesc};
 
 /// Runs `op` into `out` (the caller has validated the launch and resolved `variant`).
-pub(crate) fn execute(op: &Op, ins: &Inputs, out: &mut [u32], out_desc: &TensorDesc, variant: &str) {
+pub(crate) fn execute(
+    op: &Op,
+    ins: &Inputs,
+    out: &mut [u32],
+    out_desc: &TensorDesc,
+    variant: &str,
+) {
     match op {
         Op::Argmax => {
             let idx = rows::argmax(&ins.f32(0), ins.desc(0).shape.last());
@@ -92,7 +102,8 @@ fn compute(op: &Op, ins: &Inputs, o: &mut [f32], variant: &str) {
             let (n, k) = (ins.desc(1).shape.dims()[0], ins.desc(1).shape.dims()[1]);
             let bias = opt(s.bias, 2);
             let res = opt(s.residual, 2 + s.bias as usize);
-            gemm::gemm_op(s, &ins.f32(0), &ins.f32(1), bias.as_deref(), res.as_deref(), n, k, o);
+            let w = Weight::new(ins.words(1), ins.desc(1));
+            gemm::gemm_op(s, &ins.f32(0), &w, bias.as_deref(), res.as_deref(), n, k, o);
         }
         Op::GeluMlp(s) => {
             let res = opt(s.residual, 5);
@@ -100,9 +111,9 @@ fn compute(op: &Op, ins: &Inputs, o: &mut [f32], variant: &str) {
             gemm::mlp_op(
                 s,
                 &ins.f32(0),
-                &ins.f32(1),
+                &Weight::new(ins.words(1), ins.desc(1)),
                 &ins.f32(2),
-                &ins.f32(3),
+                &Weight::new(ins.words(3), ins.desc(3)),
                 &ins.f32(4),
                 res.as_deref(),
                 d,
@@ -149,7 +160,9 @@ fn compute(op: &Op, ins: &Inputs, o: &mut [f32], variant: &str) {
         }
         Op::Add => rows::zip(&ins.f32(0), &ins.f32(1), o, |a, b| a + b),
         Op::Mul => rows::zip(&ins.f32(0), &ins.f32(1), o, |a, b| a * b),
-        Op::SwiGlu => rows::zip(&ins.f32(0), &ins.f32(1), o, |g, u| g / (1.0 + (-g).exp()) * u),
+        Op::SwiGlu => rows::zip(&ins.f32(0), &ins.f32(1), o, |g, u| {
+            g / (1.0 + (-g).exp()) * u
+        }),
         Op::Unary(a) => rows::unary(*a, &ins.f32(0), o),
         Op::Softmax => rows::softmax(&ins.f32(0), ins.desc(0).shape.last(), o),
         Op::Argmax | Op::Cast { .. } | Op::KvAppend(_) | Op::Slice { .. } | Op::Concat { .. } => {
