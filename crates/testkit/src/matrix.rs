@@ -88,10 +88,23 @@ pub(crate) fn runnable(backend: &dyn Backend, case: &Case, opts: &MatrixOptions,
     out
 }
 
+/// Why `got` is a skip rather than a failure: the case stores a weight in another format than
+/// its activations ([`foveate_core::Op::mixed_weights`]) and the backend answered "unsupported"
+/// (wgpu and cuda refuse such ops through `refuse_mixed_weights`, which no `supports` query can
+/// see, as it depends on the input tensors).
+pub(crate) fn refused_weights(case: &Case, got: &Result<HostTensor>) -> Option<String> {
+    let descs: Vec<&TensorDesc> = case.inputs.iter().map(|t| &t.desc).collect();
+    match got {
+        Err(e @ Error::Unsupported { .. }) if case.op.mixed_weights(&descs).is_some() => Some(e.to_string()),
+        _ => None,
+    }
+}
+
 /// Runs `cases(opts)` on every variant of `backend` that `opts.variant` selects and that
 /// `backend.supports()`, comparing with `oracle` (its default variant). Unsupported
 /// combinations are listed in `skipped` with the backend's reason; an op family with no
-/// registered variant is listed there too.
+/// registered variant is listed there too, and so is a case with weights in another format than
+/// its activations that the backend refuses at `execute` ([`refused_weights`]).
 pub fn run_matrix(backend: &dyn Backend, oracle: &dyn Backend, opts: &MatrixOptions) -> Report {
     let mut report = Report::new(backend.name(), backend.device_name());
     for case in cases(opts) {
@@ -102,8 +115,13 @@ pub fn run_matrix(backend: &dyn Backend, oracle: &dyn Backend, opts: &MatrixOpti
         let want = execute_guarded(oracle, &case, "");
         for v in variants {
             let r = CaseResult::new(&case, v, oracle.name());
+            let got = execute_guarded(backend, &case, v);
+            if let Some(reason) = refused_weights(&case, &got) {
+                report.skipped.push(Skipped { op: case.op.label(), variant: v.to_string(), dtype: case.dtype, shape: case.shape.clone(), reason });
+                continue;
+            }
             report.results.push(match &want {
-                Ok(w) => r.judge(execute_guarded(backend, &case, v), w, Tolerance::for_op(&case.op, case.dtype)),
+                Ok(w) => r.judge(got, w, Tolerance::for_op(&case.op, case.dtype)),
                 Err(e) => r.failed(format!("oracle `{}` failed: {e}", oracle.name())),
             });
         }

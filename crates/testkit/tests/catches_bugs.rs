@@ -23,6 +23,12 @@ enum Fault {
     RopeAxisZero,
     /// Multi-axis RoPE with per-section frequencies uses the global pair index instead.
     RopeGlobalFreqs,
+    /// Int4 weights decoded with the nibble order swapped (element i + 16 read from the low
+    /// nibble, element i from the high one).
+    Int4NibblesSwapped,
+    /// Not a bug: refuses weights stored in another format than the activations, as wgpu and
+    /// cuda do (`refuse_mixed_weights`).
+    RefusesMixedWeights,
 }
 
 struct Faulty {
@@ -110,6 +116,23 @@ impl Backend for Faulty {
                 let flat = v[..v.len() / s.axes()].repeat(s.axes());
                 let same = self.inner.upload(&HostTensor::from_u32(pos.shape().clone(), &flat))?;
                 self.inner.execute(op, &[inputs[0], &same], out, variant)
+            }
+            (Fault::Int4NibblesSwapped, Op::Gemm(_) | Op::GeluMlp(_)) => {
+                let mut swapped = Vec::new();
+                for t in inputs {
+                    let mut h = self.inner.download(t)?;
+                    if h.dtype() == DType::Int4 {
+                        let qb = foveate_core::quant::quant_bytes(DType::Int4, h.numel());
+                        h.bytes[..qb].iter_mut().for_each(|b| *b = b.rotate_left(4));
+                    }
+                    swapped.push(self.inner.upload(&h)?);
+                }
+                let refs: Vec<&Tensor> = swapped.iter().collect();
+                self.inner.execute(op, &refs, out, variant)
+            }
+            (Fault::RefusesMixedWeights, _) => {
+                foveate_core::refuse_mixed_weights("faulty", op, inputs)?;
+                self.inner.execute(op, inputs, out, variant)
             }
             (Fault::RopeGlobalFreqs, Op::Rope(s)) => {
                 let global = Op::Rope(RopeSpec { freqs: RopeFreqs::Global, ..*s });
@@ -256,4 +279,39 @@ fn rope_vision_with_global_frequencies_is_caught() {
     let per_section = |c: &Case| matches!(&c.op, Op::Rope(s) if s.freqs == RopeFreqs::PerSection);
     let n = assert_fails_exactly(&report, &cases, per_section);
     assert!(n >= 2, "only {n} vision rope cases failed");
+}
+
+/// Does the case store a weight as int4?
+fn has_int4(c: &Case) -> bool {
+    c.inputs.iter().any(|t| t.dtype() == DType::Int4)
+}
+
+#[test]
+fn int4_weights_with_swapped_nibbles_are_caught() {
+    for size in [MatrixSize::Small, MatrixSize::Full] {
+        let (report, cases, _) = run(Fault::Int4NibblesSwapped, Some(vec![OpKind::Gemm, OpKind::GeluMlp]), size);
+        let n = assert_fails_exactly(&report, &cases, has_int4);
+        let gemm = report.failed().iter().filter(|r| r.kind == OpKind::Gemm).count();
+        assert!(n >= 8 && gemm >= 4 && gemm < n, "{size:?}: {n} int4 cases failed, {gemm} of them gemm");
+    }
+}
+
+#[test]
+fn a_backend_refusing_mixed_weights_gets_skips_not_failures() {
+    let faulty = Faulty::new(Fault::RefusesMixedWeights);
+    let mut opts = MatrixOptions::new(MatrixSize::Small);
+    opts.ops = Some(vec![OpKind::Gemm, OpKind::GeluMlp]);
+    let report = run_matrix(&faulty, &CpuBackend::oracle(), &opts);
+    assert!(report.all_passed(), "{}", report.table(true));
+    let mixed = |c: &Case| c.inputs.iter().skip(1).any(|t| t.dtype() != c.inputs[0].dtype() && t.shape().dims().len() == 2);
+    let all = cases(&opts);
+    let want = all.iter().filter(|c| mixed(c)).count();
+    assert!(want >= 20, "only {want} mixed-weight cases");
+    assert_eq!(report.skipped.len(), want, "{}", report.skipped_table());
+    assert_eq!(report.results.len(), all.len() - want);
+    for s in &report.skipped {
+        assert!(s.shape.contains("w:") || s.shape.contains("w1:"), "{} {}", s.op, s.shape);
+        assert!(s.reason.contains("stored as") && s.reason.contains("faulty"), "{}", s.reason);
+    }
+    eprint!("{}", report.skipped_table());
 }

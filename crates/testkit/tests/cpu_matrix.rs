@@ -12,6 +12,18 @@ fn cpu_fast_passes_the_full_matrix() {
     for kind in OpKind::ALL {
         assert!(report.results.iter().any(|r| r.kind == kind), "no {kind} run");
     }
+    // Weights stored in every other format ran on both products and both kernel shapes (m <= 4:
+    // dots on the stored rows; larger m: f32 panels), under f32 and 16-bit activations.
+    for w in ["w:f16", "w:bf16", "w:int8", "w:int4"] {
+        for kind in [OpKind::Gemm, OpKind::GeluMlp] {
+            let runs: Vec<_> = report.results.iter().filter(|r| r.kind == kind && r.shape.contains(w)).collect();
+            assert!(runs.iter().any(|r| r.shape.starts_with("m1 ") || r.shape.starts_with("x1 ")), "{kind} {w}: no m = 1 run");
+            assert!(runs.len() >= 4, "{kind} {w}: {} runs", runs.len());
+            if w.contains("int") {
+                assert!(runs.iter().any(|r| r.dtype == DType::BF16) && runs.iter().any(|r| r.dtype == DType::F16), "{kind} {w}: not under 16-bit activations");
+            }
+        }
+    }
     // Margins: the worst error per op family and dtype, for tuning tolerances (printed only).
     for kind in OpKind::ALL {
         for dt in DType::FLOATS {
