@@ -156,7 +156,7 @@ fn compute(op: &Op, ins: &Inputs, o: &mut [f32], variant: &str) {
         Op::Rope(s) => rows::rope(s, &ins.f32(0), ins.u32(1), ins.desc(0).shape.dims(), o),
         Op::Embedding => {
             let (v, d) = (ins.desc(0).shape.dims()[0], ins.desc(0).shape.dims()[1]);
-            rows::embedding(&ins.f32(0), v, d, ins.u32(1), o);
+            rows::embedding(&Weight::new(ins.words(0), ins.desc(0)), v, d, ins.u32(1), o);
         }
         Op::Add => rows::zip(&ins.f32(0), &ins.f32(1), o, |a, b| a + b),
         Op::Mul => rows::zip(&ins.f32(0), &ins.f32(1), o, |a, b| a * b),

@@ -130,14 +130,16 @@ pub(crate) fn rope(spec: &RopeSpec, x: &[f32], pos: &[u32], dims: &[usize], out:
     );
 }
 
-pub(crate) fn embedding(table: &[f32], v: usize, d: usize, ids: &[u32], out: &mut [f32]) {
+/// Rows `ids` of `table` (`[v, d]`, read in its stored format: only the looked-up rows are
+/// converted); an id out of range gives a zero row.
+pub(crate) fn embedding(table: &super::weight::Weight, v: usize, d: usize, ids: &[u32], out: &mut [f32]) {
     if d == 0 {
         return;
     }
     maybe_par!(out.chunks_mut(d).zip(ids.iter()), out.par_chunks_mut(d).zip(ids.par_iter()), |(o, &id): (&mut [f32], &u32)| {
         let id = id as usize;
         if id < v {
-            o.copy_from_slice(&table[id * d..(id + 1) * d]);
+            table.rows_f32(id, 1, d, o);
         } else {
             o.fill(0.0);
         }
