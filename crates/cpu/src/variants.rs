@@ -30,7 +30,10 @@ pub(crate) fn list(oracle: bool, op: OpKind) -> Vec<VariantInfo> {
             VariantInfo::new(op, attention::NAIVE, dt, "rayon over (batch, query row); full score row per head, then softmax"),
             VariantInfo::new(op, attention::BLOCK_SPARSE, dt, "visits only non-empty tiles of a block layout (classify); no element test on full tiles; other masks as dense"),
         ],
-        OpKind::Gemm => vec![VariantInfo::new(op, "tiled", dt, "gemm crate (packed, SIMD, rayon) with a fused bias/activation/residual epilogue")],
+        OpKind::Gemm => vec![
+            VariantInfo::new(op, "tiled", dt, "gemm crate (packed, SIMD, rayon) with a fused bias/activation/residual epilogue; weights read in their stored format"),
+            VariantInfo::new(op, "int8-dot", dt, "as tiled, except int8/int4 weights under at most 4 rows: activations quantised to int8 per group of 32, integer dot products (AVX2 maddubs); looser tolerance"),
+        ],
         OpKind::GeluMlp => vec![VariantInfo::new(op, "tiled", dt, "two gemm-crate products with fused bias/activation epilogues")],
         OpKind::PatchEmbed => vec![VariantInfo::new(op, "tiled", dt, "im2col + gemm crate, then bias, CLS row and position embedding")],
         _ => vec![VariantInfo::new(op, "rows", dt, "f32, rayon over rows")],

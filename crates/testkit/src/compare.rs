@@ -63,6 +63,20 @@ impl Tolerance {
         }
     }
 
+    /// The tolerance the matrix uses for `variant` of `op` on `inputs`: [`Tolerance::for_op`],
+    /// except for the CPU's `int8-dot` Gemm on an int8/int4 weight, which rounds the activations
+    /// to int8 per group of 32 (each moves by up to half a step of 1/127 of its group's largest
+    /// magnitude: about 0.2 % RMS): bf16's bounds, or the dtype's own when looser.
+    pub fn for_variant(op: &Op, dtype: DType, variant: &str, inputs: &[&foveate_core::TensorDesc]) -> Tolerance {
+        let t = Self::for_op(op, dtype);
+        let quant_weight = op.weight_slots().iter().any(|&i| inputs.get(i).is_some_and(|d| d.dtype.is_quant()));
+        if variant == "int8-dot" && quant_weight {
+            let b = Self::for_dtype(DType::BF16);
+            return Tolerance { rel: t.rel.max(b.rel), abs: t.abs.max(b.abs), exact: false };
+        }
+        t
+    }
+
     /// The bound between two kernels' outputs (the device-vs-device matrix): each is within
     /// [`Tolerance::for_op`] of the exact result, so they are within twice it of each other.
     pub fn between_kernels(op: &Op, dtype: DType) -> Tolerance {

@@ -49,10 +49,16 @@ pub(crate) fn execute_guarded(backend: &dyn Backend, case: &Case, variant: &str)
     catching(backend, || launch(backend, case, &upload_inputs(backend, case)?, variant))
 }
 
+/// The bound for `variant` on `case` ([`Tolerance::for_variant`]).
+fn tolerance(case: &Case, variant: &str) -> Tolerance {
+    let descs: Vec<&TensorDesc> = case.inputs.iter().map(|t| &t.desc).collect();
+    Tolerance::for_variant(&case.op, case.dtype, variant, &descs)
+}
+
 /// Runs one case on one variant of `backend` and compares with `want` (the oracle's output).
 pub fn run_case(backend: &dyn Backend, variant: &str, case: &Case, want: &HostTensor) -> CaseResult {
     let got = execute_guarded(backend, case, variant);
-    CaseResult::new(case, variant, "cpu-oracle").judge(got, want, Tolerance::for_op(&case.op, case.dtype))
+    CaseResult::new(case, variant, "cpu-oracle").judge(got, want, tolerance(case, variant))
 }
 
 /// The variants of `case.op`'s family that `opts.variant` selects and `backend` can run on the
@@ -121,7 +127,7 @@ pub fn run_matrix(backend: &dyn Backend, oracle: &dyn Backend, opts: &MatrixOpti
                 continue;
             }
             report.results.push(match &want {
-                Ok(w) => r.judge(got, w, Tolerance::for_op(&case.op, case.dtype)),
+                Ok(w) => r.judge(got, w, tolerance(&case, v)),
                 Err(e) => r.failed(format!("oracle `{}` failed: {e}", oracle.name())),
             });
         }

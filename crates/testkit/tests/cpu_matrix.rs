@@ -24,10 +24,24 @@ fn cpu_fast_passes_the_full_matrix() {
             }
         }
     }
+    // The int8-dot Gemm ran on int8 and int4 weights (its integer kernel: m <= 4) under every
+    // activation dtype, and on everything else as tiled.
+    for w in ["w:int8", "w:int4"] {
+        for dt in DType::FLOATS {
+            let n = report.results.iter().filter(|r| r.variant == "int8-dot" && r.dtype == dt && r.shape.contains(w) && r.shape.starts_with("m1 ")).count();
+            assert!(n >= 1, "int8-dot never ran m = 1 with {w} under {dt}");
+        }
+    }
+    assert!(report.results.iter().any(|r| r.variant == "int8-dot" && !r.shape.contains("w:")));
+    for dt in DType::FLOATS {
+        let rs = report.results.iter().filter(|r| r.variant == "int8-dot" && r.dtype == dt && r.shape.contains("w:int"));
+        let (rel, abs) = rs.fold((0f64, 0f64), |(a, b), r| (a.max(r.rel_err), b.max(r.max_abs_err)));
+        eprintln!("margin gemm int8-dot {dt:<5} (int8/int4 weights) worst rel_err {rel:.2e}  worst max_abs_err {abs:.2e}");
+    }
     // Margins: the worst error per op family and dtype, for tuning tolerances (printed only).
     for kind in OpKind::ALL {
         for dt in DType::FLOATS {
-            let rs = report.results.iter().filter(|r| r.kind == kind && r.dtype == dt);
+            let rs = report.results.iter().filter(|r| r.kind == kind && r.dtype == dt && r.variant != "int8-dot");
             let (rel, abs) = rs.fold((0f64, 0f64), |(a, b), r| (a.max(r.rel_err), b.max(r.max_abs_err)));
             eprintln!("margin {:<12} {dt:<5} worst rel_err {rel:.2e}  worst max_abs_err {abs:.2e}", kind.name());
         }

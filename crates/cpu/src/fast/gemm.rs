@@ -1,6 +1,7 @@
 //! Matrix products on the `gemm` crate with fused epilogues: Gemm, GeluMlp, PatchEmbed.
 
 use super::maybe_par;
+use super::qdot;
 use super::weight::{dots, simd_enabled, Weight};
 use crate::act::act_f32;
 use foveate_core::{Activation, GemmSpec, MlpSpec, PatchEmbedSpec};
@@ -270,6 +271,35 @@ pub(crate) fn epilogue(
     );
 }
 
+/// The `int8-dot` variant's decode-shaped product: `a` quantised per group of 32, integer dot
+/// products with the int8/int4 weight rows ([`qdot::dots`]), parallel over chunks of rows.
+fn gemv_int8(a: &[f32], w: &Weight, m: usize, n: usize, k: usize, out: &mut [f32]) {
+    let (qa, da) = qdot::quantise(a, m, k);
+    let chunk = n.div_ceil(rayon::current_num_threads() * 8).max(8);
+    let dst = SendPtr(out.as_mut_ptr());
+    let simd = simd_enabled();
+    maybe_par!(
+        (0..n.div_ceil(chunk)),
+        (0..n.div_ceil(chunk)).into_par_iter(),
+        |c: usize| {
+            // SAFETY: as in `gemv`: this task alone writes columns c·chunk.. of the m output rows.
+            unsafe {
+                qdot::dots(
+                    w,
+                    &qa,
+                    &da,
+                    m,
+                    k,
+                    c * chunk..((c + 1) * chunk).min(n),
+                    dst.get(),
+                    n,
+                    simd,
+                )
+            };
+        }
+    );
+}
+
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn gemm_op(
     spec: &GemmSpec,
@@ -280,9 +310,15 @@ pub(crate) fn gemm_op(
     n: usize,
     k: usize,
     out: &mut [f32],
+    int8_dot: bool,
 ) {
     let m = out.len() / n.max(1);
-    matmul_w(a, w, m, n, k, out);
+    let quantised = matches!(w, Weight::Int8 { .. } | Weight::Int4 { .. });
+    if int8_dot && quantised && (1..=GEMV_M).contains(&m) && n > 0 {
+        gemv_int8(a, w, m, n, k, out);
+    } else {
+        matmul_w(a, w, m, n, k, out);
+    }
     epilogue(out, n, bias, spec.act, res);
 }
 
