@@ -69,7 +69,7 @@ pub(crate) unsafe fn dots(
     ldo: usize,
     simd: bool,
 ) {
-    assert!((1..=4).contains(&m) && qa.len() >= m * k && k % GROUP == 0);
+    assert!((1..=4).contains(&m) && qa.len() >= m * k && k / GROUP * GROUP == k);
     let groups = k / GROUP;
     let mut acc = [0f32; 4];
     for j in rows {

@@ -71,6 +71,18 @@ impl<'a> Weight<'a> {
     pub(crate) fn rows_f32(&self, j0: usize, rows: usize, k: usize, dst: &mut [f32]) {
         let (lo, hi) = (j0 * k, (j0 + rows) * k);
         let dst = &mut dst[..hi - lo];
+        #[cfg(target_arch = "x86_64")]
+        if simd_enabled() && !matches!(self, Weight::F32(_)) {
+            // SAFETY: the CPU has AVX2, FMA and F16C; `dst` holds hi - lo values.
+            let done = unsafe { x86::span_f32(self, lo, dst) };
+            // Only float weights leave a partial block (quantised rows are whole groups).
+            return self.rows_f32_scalar(lo + done, hi, &mut dst[done..]);
+        }
+        self.rows_f32_scalar(lo, hi, dst);
+    }
+
+    /// Flat elements `lo..hi` as f32, one at a time (quantised: `lo` a multiple of 32).
+    fn rows_f32_scalar(&self, lo: usize, hi: usize, dst: &mut [f32]) {
         match *self {
             Weight::F32(w) => dst.copy_from_slice(&w[lo..hi]),
             Weight::F16(w) => dst
@@ -135,6 +147,7 @@ fn simd_available() -> bool {
 /// # Safety
 /// `out` must be valid for writes at `i·ldo + j` for every `i < m`, `j` in `rows`, and no other
 /// thread may write those elements meanwhile.
+#[allow(clippy::too_many_arguments)]
 pub(crate) unsafe fn dots(
     w: &Weight,
     a: &[f32],
@@ -319,6 +332,41 @@ mod x86 {
             h(hi),
             h(_mm_srli_si128::<8>(hi)),
         ]
+    }
+
+    /// Flat elements `lo..` of `w` (not f32) as f32 into `dst`, whole blocks of 32 only (for
+    /// quantised weights `lo` is a multiple of 32, so blocks are groups); returns how many.
+    ///
+    /// # Safety
+    /// The CPU has AVX2, FMA and F16C; `lo + dst.len()` is within the weight.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) unsafe fn span_f32(w: &Weight, lo: usize, dst: &mut [f32]) -> usize {
+        let blocks = dst.len() / GROUP;
+        let d = dst.as_mut_ptr();
+        macro_rules! run {
+            ($decode:expr) => {
+                for b in 0..blocks {
+                    let v: Block = $decode(b);
+                    for c in 0..4 {
+                        _mm256_storeu_ps(d.add(b * GROUP + 8 * c), v[c]);
+                    }
+                }
+            };
+        }
+        match *w {
+            Weight::F32(_) => return 0,
+            Weight::F16(s) => run!(|b: usize| f16_block(s.as_ptr().add(lo + b * GROUP))),
+            Weight::BF16(s) => run!(|b: usize| bf16_block(s.as_ptr().add(lo + b * GROUP))),
+            Weight::Int8 { quants, scales } => {
+                let g0 = lo / GROUP;
+                run!(|b: usize| int8_block(quants.as_ptr().add(lo + b * GROUP), scales[g0 + b]))
+            }
+            Weight::Int4 { quants, scales } => {
+                let g0 = lo / GROUP;
+                run!(|b: usize| int4_block(quants.as_ptr().add(lo / 2 + b * 16), scales[g0 + b]))
+            }
+        }
+        blocks * GROUP
     }
 
     #[target_feature(enable = "avx2,fma,f16c")]
