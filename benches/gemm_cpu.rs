@@ -69,6 +69,41 @@ fn bench_backend(c: &mut Criterion, group: &str, b: &CpuBackend, m: usize, n: us
     g.finish();
 }
 
+/// Decode-shaped GEMV (M = 1) with the weight stored as `wdt` (f32 activations): the fast path
+/// reads the stored rows directly. Throughput is the weight's bytes, so criterion's "bytes/s" is
+/// the weight-read bandwidth (the activation row and output are negligible); time per GEMV
+/// should fall with the bytes per weight when the product is memory-bound.
+fn bench_weights(c: &mut Criterion, b: &CpuBackend, n: usize, k: usize, wdt: DType, variant: &str) {
+    let a = b
+        .upload(&HostTensor::from_f32(DType::F32, [1, k], &values(k, 1)))
+        .unwrap();
+    let wh = HostTensor::from_f32(wdt, [n, k], &values(n * k, 2));
+    let bytes = wh.bytes.len();
+    let w = b.upload(&wh).unwrap();
+    drop(wh);
+    let out = b
+        .alloc(&foveate_core::TensorDesc::new(DType::F32, [1, n]))
+        .unwrap();
+    let op = Op::Gemm(GemmSpec::plain());
+    let mut g = c.benchmark_group(format!("gemm_cpu/1x{n}x{k}-weights"));
+    g.throughput(Throughput::Bytes(bytes as u64));
+    g.bench_function(
+        BenchmarkId::new(format!("{}/{variant}/f32", b.name()), format!("1x{n}x{k} w:{wdt}")),
+        |bch| {
+            bch.iter(|| {
+                b.execute(
+                    &op,
+                    &[black_box(&a), black_box(&w)],
+                    black_box(&out as &Tensor),
+                    variant,
+                )
+                .unwrap()
+            })
+        },
+    );
+    g.finish();
+}
+
 fn bench_naive(c: &mut Criterion, group: &str, m: usize, n: usize, k: usize) {
     let (a, w) = (values(m * k, 1), values(n * k, 2));
     let mut out = vec![0f32; m * n];
@@ -98,6 +133,19 @@ fn gemm_cpu(c: &mut Criterion) {
     // Decode-shaped GEMV, Qwen2-0.5B MLP down projection: M = 1, N = 896, K = 4864.
     // FLOPs = 2·1·896·4864 ≈ 8.7 M.
     bench_backend(c, "gemm_cpu/1x896x4864", &fast, 1, 896, 4864);
+    // The same GEMV shape with the weight in every storage format (f32 activations), 4096 x 4096:
+    // 64 MiB as f32, 32 MiB as f16/bf16, 17 MiB as int8, 9 MiB as int4 (quants + f16 scales).
+    // `FOVEATE_BENCH_WEIGHTS=0` leaves these out.
+    // (criterion filter: `cargo bench -p foveate-benches --bench gemm_cpu -- weights`)
+    if std::env::var("FOVEATE_BENCH_WEIGHTS").map_or(true, |v| v != "0") {
+        for wdt in DType::WEIGHTS {
+            bench_weights(c, &fast, 4096, 4096, wdt, "tiled");
+        }
+        // int8/int4 with the activation row quantised too (integer dot products).
+        for wdt in [DType::Int8, DType::Int4] {
+            bench_weights(c, &fast, 4096, 4096, wdt, "int8-dot");
+        }
+    }
 }
 
 fn config() -> Criterion {
