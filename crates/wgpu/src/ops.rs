@@ -152,11 +152,22 @@ impl WgpuBackend {
                 let m = inputs[0].shape().rows();
                 // Skinny M (decode): one workgroup per output column, w read once (gemm.wgsl `gemv`).
                 let skinny = m <= GEMV_MAX_ROWS;
-                let key = KernelKey::new(&["gemm_tile.wgsl", "gemm.wgsl"], if skinny { "gemv" } else { "gemm" })
+                // Int8/int4 weights (read as u32 words): scales start at word `scale_word`.
+                let wq = inputs[1].dtype();
+                let quant = wq.is_quant();
+                let scale_word = if quant { u(foveate_core::quant::quant_bytes(wq, nn * k) / 4, "weight bytes")? } else { 0 };
+                let entry = match (skinny, quant) {
+                    (true, true) => "gemv_q",
+                    (true, false) => "gemv",
+                    _ => "gemm",
+                };
+                let key = KernelKey::new(&["gemm_tile.wgsl", "gemm.wgsl"], entry)
                     .ty("T", dt)
                     .u("ACT", act_code(spec.act))
                     .flag("HAS_BIAS", spec.bias)
-                    .flag("HAS_RES", spec.residual);
+                    .flag("HAS_RES", spec.residual)
+                    .flag("WQ", quant)
+                    .flag("Q4", wq == DType::Int4);
                 let grid = if skinny { grid_1d(nn, 1) } else { [u(nn.div_ceil(32), "N")?, u(m.div_ceil(32), "M")?, 1] };
                 let mut d = Dispatch::new(key, grid).bind(1, ins[0]).bind(2, ins[1]);
                 let mut i = 2;
@@ -167,7 +178,7 @@ impl WgpuBackend {
                 if spec.residual {
                     d = d.bind(4, ins[i]);
                 }
-                let d = d.bind(5, o).params(&[u(m, "M")?, u(nn, "N")?, u(k, "K")?]);
+                let d = d.bind(5, o).params(&[u(m, "M")?, u(nn, "N")?, u(k, "K")?, scale_word]);
                 self.record(op, vec![d])
             }
             Op::GeluMlp(spec) => {
