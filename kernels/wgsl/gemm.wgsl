@@ -7,12 +7,9 @@
 //   stride over K reading the row w[n, :] with consecutive invocations on consecutive addresses,
 //   each keeping M partial sums, and a workgroup tree reduction finishes them. w, the bytes that
 //   bound decode, is read exactly once. Grid: N workgroups spread over (x, y) (65535 per dimension).
-// * WQ: w holds weight-only int8/int4 groups in the planar layout of crates/core/src/quant.rs, bound
-//   as u32 words (K % 32 == 0, so every region starts on a word): the quants (int8: one byte per
-//   element; int4: 16 bytes per group of 32, byte i = element i low nibble | element i + 16 high
-//   nibble, value (q - 8) d), then one f16 scale per group, two per word, from word p(3).
-//   `gemm` dequantises in its B-tile load; `gemv_q` (skinny M) reads one u32 word per step: 4 int8
-//   or 8 int4 weights sharing one scale, accumulating in f32.
+// * WQ: w holds weight-only int8/int4 groups (quant.wgsl), scales from word p(3). `gemm`
+//   dequantises in its B-tile load; `gemv_q` (skinny M) reads one u32 word per step: 4 int8 or
+//   8 int4 weights sharing one scale, accumulating in f32.
 
 @group(0) @binding(1) var<storage, read> A: array<T>;
 #if WQ
@@ -33,23 +30,8 @@ fn load_a(m: u32, k: u32) -> f32 {
 }
 
 #if WQ
-// Scale of group g (f16 pairs packed in words from p(3)).
-fn wscale(g: u32) -> f32 {
-    return unpack2x16float(W[p(3) + g / 2u])[g % 2u];
-}
-
 fn load_b(n: u32, k: u32) -> f32 {
-    let i = n * p(2) + k;
-    let g = i / 32u;
-#if Q4
-    let j = i % 32u;
-    let byte = g * 16u + j % 16u;
-    let q = extractBits(W[byte / 4u], (byte % 4u) * 8u + (j / 16u) * 4u, 4u);
-    return (f32(q) - 8.0) * wscale(g);
-#else
-    let q = extractBits(bitcast<i32>(W[i / 4u]), (i % 4u) * 8u, 8u);
-    return f32(q) * wscale(g);
-#endif
+    return load_wq(n, k);
 }
 #else
 fn load_b(n: u32, k: u32) -> f32 {
