@@ -512,8 +512,8 @@ impl Backend for CudaBackend {
                 VariantInfo::new(op, av::BLOCK_SPARSE, &FLOATS, "block-sparse masks: flash tiles driven by the tile class table (empty skipped, full unmasked)"),
             ],
             OpKind::Gemm => vec![
-                VariantInfo::new(op, "tiled", &FLOATS, "default; f16/bf16 mma.sync 128x128x32 cp.async double buffer; f32 SIMT 64x64; fused bias/act/residual epilogue"),
-                VariantInfo::new(op, ops::GEMV, &FLOATS, "M <= 16: one warp per output column and K slice (split-K inside the block), 16-byte loads of W, every row of A per load; same epilogue"),
+                VariantInfo::new(op, "tiled", &FLOATS, "default; f16/bf16 mma.sync 128x128x32 cp.async double buffer; f32 SIMT 64x64; fused bias/act/residual epilogue; int8/int4 weights (quant_gemm.cu qgemm_*): W tile dequantised on load"),
+                VariantInfo::new(op, ops::GEMV, &FLOATS, "M <= 16: one warp per output column and K slice (split-K inside the block), 16-byte loads of W, every row of A per load; same epilogue; int8/int4 weights (qgemv_*): one 16-byte chunk (16 int8 / 32 int4 weights, one scale) per lane per step"),
                 VariantInfo::new(op, crate::cublas::CUBLAS, &FLOATS, "baseline: NVIDIA cuBLAS cublasGemmEx (f32 accumulation), plain GEMMs only; needs libcublas"),
             ],
             OpKind::GeluMlp => vec![VariantInfo::new(op, "two-gemm", &FLOATS, "up GEMM with bias+activation epilogue, down GEMM with bias+residual epilogue")],
@@ -577,7 +577,11 @@ impl Backend for CudaBackend {
     }
     fn execute(&self, op: &Op, inputs: &[&Tensor], out: &Tensor, variant: &str) -> Result<()> {
         foveate_core::check_launch(op, inputs, out)?;
-        foveate_core::refuse_mixed_weights("cuda", op, inputs)?;
+        // Gemm reads int8/int4 weights itself (quant_gemm.cu); other mixed weights are refused.
+        let quant_gemm = matches!(op, Op::Gemm(_)) && inputs.get(1).is_some_and(|w| w.dtype().is_quant());
+        if !quant_gemm {
+            foveate_core::refuse_mixed_weights("cuda", op, inputs)?;
+        }
         let dtype = inputs.first().map(|t| t.dtype()).unwrap_or(DType::F32);
         if let Err(why) = self.supports(op, dtype, variant) {
             return Err(Error::unsupported(
