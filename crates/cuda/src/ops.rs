@@ -250,6 +250,17 @@ pub(crate) fn execute(
             let odim = ins[3].dims()[0];
             // The hidden activation: a scratch buffer kept across calls (the stream orders reuse).
             let hidden = be.scratch(q, "mlp_hidden", m * hdim * dt.size())?;
+            // A stage whose weight is int8/int4 takes gelu_mlp.cu built with QBITS.
+            let stage = |w: &Tensor| -> Result<ModuleSpec> {
+                let wq = w.dtype();
+                if !wq.is_quant() {
+                    return Ok(module(Family::GeluMlp, "gelu_mlp.cu", dt, None));
+                }
+                if !ptr(w)?.is_multiple_of(16) {
+                    return Err(dev(format!("{wq} weights of gelu_mlp: not 16-byte aligned")));
+                }
+                Ok(specs::quant_mlp_module(dt, wq))
+            };
             let up = GemmCall {
                 a: ptr(x)?,
                 w: ptr(ins[1])?,
@@ -260,15 +271,7 @@ pub(crate) fn execute(
                 n: hdim,
                 k: d,
             };
-            gemm(
-                be,
-                q,
-                dt,
-                "gelu_mlp.cu",
-                Family::GeluMlp,
-                MLP_UP_KERNELS[act_index(s.act)],
-                &up,
-            )?;
+            gemm_in(be, q, dt, &stage(ins[1])?, MLP_UP_KERNELS[act_index(s.act)], &up)?;
             let res = if s.residual { ptr(ins[5])? } else { 0 };
             let down = GemmCall {
                 a: hidden,
@@ -280,7 +283,7 @@ pub(crate) fn execute(
                 n: odim,
                 k: hdim,
             };
-            gemm(be, q, dt, "gelu_mlp.cu", Family::GeluMlp, "mlp_down", &down)
+            gemm_in(be, q, dt, &stage(ins[3])?, "mlp_down", &down)
         }
         Op::PatchEmbed(s) => patch_embed(be, q, s, ins, out),
         Op::LayerNorm { eps } => row_kernel(be, q, dt, "layer_norm", ins, out, Some(*eps)),

@@ -95,6 +95,7 @@ pub fn all_modules() -> Vec<ModuleSpec> {
         v.push(ModuleSpec::new(Family::Gemm, "gemm.cu", &[dt(d)]));
         for w in [DType::Int8, DType::Int4] {
             v.push(quant_gemm_module(d, w));
+            v.push(quant_mlp_module(d, w));
         }
         v.push(ModuleSpec::new(Family::GeluMlp, "gelu_mlp.cu", &[dt(d)]));
         v.push(ModuleSpec::new(
@@ -143,6 +144,16 @@ pub fn quant_gemm_module(act: DType, w: DType) -> ModuleSpec {
     ModuleSpec::new(
         Family::QuantGemm,
         "quant_gemm.cu",
+        &[dt(act), ("QBITS", bits.into())],
+    )
+}
+
+/// gelu_mlp.cu with the stage's weight in int8/int4 (`w`), dequantised in the W tile load.
+pub fn quant_mlp_module(act: DType, w: DType) -> ModuleSpec {
+    let bits = if w == DType::Int4 { "4" } else { "8" };
+    ModuleSpec::new(
+        Family::GeluMlp,
+        "gelu_mlp.cu",
         &[dt(act), ("QBITS", bits.into())],
     )
 }

@@ -1,5 +1,5 @@
 //! Gemm with int8/int4 weights (kernels/cuda/quant_gemm.cu: `qgemm_*` tiles dequantising the W
-//! tile, `qgemv_*` for decode): every module compiles with NVRTC for sm_80 and sm_90 without
+//! tile, `qgemv_*` for decode) and GeluMlp (gelu_mlp.cu built with QBITS per stage): every module compiles with NVRTC for sm_80 and sm_90 without
 //! spills (no GPU needed; skips without NVRTC, fails with FOVEATE_REQUIRE_NVRTC=1), and on a GPU
 //! both variants match the cpu oracle on the same host tensors (skips without one, fails with
 //! FOVEATE_REQUIRE_CUDA=1).
@@ -17,9 +17,11 @@ fn quant_gemm_modules_compile_for_sm80_and_sm90_without_spills() {
         foveate_testkit::skip_or_fail("quant_gemm_modules_compile", "FOVEATE_REQUIRE_NVRTC", &why);
         return;
     }
-    let modules: Vec<_> = all_modules().into_iter().filter(|m| m.family == Family::QuantGemm).collect();
-    // f32 / f16 / bf16 activations x int8 / int4 weights.
-    assert_eq!(modules.len(), 6);
+    let quant = |m: &foveate_cuda::specs::ModuleSpec| m.defines.iter().any(|(k, _)| k == "QBITS");
+    let modules: Vec<_> = all_modules().into_iter().filter(quant).collect();
+    // quant_gemm.cu and gelu_mlp.cu x f32 / f16 / bf16 activations x int8 / int4 weights.
+    assert_eq!(modules.len(), 12);
+    assert!(modules.iter().all(|m| matches!(m.family, Family::QuantGemm | Family::GeluMlp)));
     let archs = vec!["sm_80".to_string(), "sm_90".to_string()];
     let (rep, _) = compile_all(&modules, &archs, 2).expect("NVRTC is present");
     assert!(rep.errors.is_empty(), "compile errors:\n{}", rep.errors.join("\n"));
@@ -30,7 +32,7 @@ fn quant_gemm_modules_compile_for_sm80_and_sm90_without_spills() {
     assert!(spills.is_empty(), "spills:\n{}", spills.join("\n"));
     for arch in &archs {
         for m in &modules {
-            for k in kernels_of(Family::QuantGemm) {
+            for k in kernels_of(m.family) {
                 assert!(
                     rep.kernels.iter().any(|r| &r.arch == arch && r.module == m.label() && r.kernel == *k),
                     "{arch} {}: kernel {k} missing from the ptxas report",
@@ -93,6 +95,37 @@ fn quant_gemm_matches_the_oracle_on_the_gpu() {
                             Err(e) => fails.push(format!("{what}: {e}")),
                         }
                     }
+                }
+            }
+        }
+    }
+    // GeluMlp: each stage's weight int8, int4 or in the activations' dtype.
+    for dt in [DType::F32, DType::F16, DType::BF16] {
+        for (w1, w2) in [(DType::Int8, DType::Int4), (DType::Int4, dt), (dt, DType::Int8)] {
+            for (m, residual) in [(3, false), (70, true)] {
+                let (d, h, o) = (64, 160, 40);
+                let mut ins = vec![
+                    g.tensor(dt, vec![m, d], -1.0, 1.0),
+                    g.tensor(w1, vec![h, d], -1.0, 1.0),
+                    g.tensor(dt, vec![h], -1.0, 1.0),
+                    g.tensor(w2, vec![o, h], -1.0, 1.0),
+                    g.tensor(dt, vec![o], -1.0, 1.0),
+                ];
+                if residual {
+                    ins.push(g.tensor(dt, vec![m, o], -1.0, 1.0));
+                }
+                let op = Op::GeluMlp(foveate_core::MlpSpec { act: Activation::GeluErf, residual });
+                let want = run(&oracle, &op, &ins, "").expect("oracle");
+                n_cases += 1;
+                let what = format!("{} {dt} x {w1}/{w2} m={m}", op.label());
+                match run(&be, &op, &ins, "") {
+                    Ok(got) => {
+                        let c = compare_with(&got, &want, Tolerance::for_dtype(dt));
+                        if !c.pass {
+                            fails.push(format!("{what}: rel {:.2e} max abs {:.2e}", c.rel_err, c.max_abs_err));
+                        }
+                    }
+                    Err(e) => fails.push(format!("{what}: {e}")),
                 }
             }
         }
