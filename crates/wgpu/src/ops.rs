@@ -25,8 +25,9 @@ fn scale_word(w: DType, n: usize, k: usize) -> Result<u32> {
     if !w.is_quant() {
         return Ok(0);
     }
-    let quant = n.checked_mul(k).map(|e| foveate_core::quant::quant_bytes(w, e) / 4);
-    u(quant.unwrap_or(usize::MAX), "weight words")
+    // The kernels index elements n * K + k in 32 bits.
+    let elems = u(n.checked_mul(k).unwrap_or(usize::MAX), "weight elements")? as usize;
+    u(foveate_core::quant::quant_bytes(w, elems) / 4, "weight words")
 }
 
 const EW_WG: usize = 256;
