@@ -26,7 +26,7 @@ fn scale_word(w: DType, n: usize, k: usize) -> Result<u32> {
         return Ok(0);
     }
     // The kernels index elements n * K + k in 32 bits.
-    let elems = u(n.checked_mul(k).unwrap_or(usize::MAX), "weight elements")? as usize;
+    let elems = u(n.saturating_mul(k), "weight elements")? as usize;
     u(foveate_core::quant::quant_bytes(w, elems) / 4, "weight words")
 }
 
