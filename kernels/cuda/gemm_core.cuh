@@ -12,6 +12,8 @@
 //
 // Epilogue (per output element, in f32): + bias[n] (if given), activation ACT (template), +
 // residual[m, n] (if given); the patch-embedding mode maps rows to tokens and adds pos.
+// QBITS (8 or 4, quant_gemm.cu): w is int8/int4 groups (quant_core.cuh), dequantised in the W
+// tile load (f16/bf16: 8 weights per thread rounded to T in shared memory; f32: per element).
 #include "common.cuh"
 
 struct GemmArgs {
@@ -53,6 +55,10 @@ __device__ __forceinline__ void gemm_store(const GemmArgs& g, int m, int n, floa
     }
 }
 
+#ifdef QBITS
+#include "quant_core.cuh"
+#endif
+
 #if DTYPE != 0
 #define GBM 128
 #define GBN 128
@@ -89,6 +95,11 @@ __device__ __forceinline__ void gemm_load_tile(const GemmArgs& g, u16 (*As)[GLD]
         // W
         {
             int n = bn + r;
+#ifdef QBITS
+            // Int8/int4 weights (quant_gemm.cu): the 8 weights dequantised into the tile as T.
+            (void)Wt;
+            qw_tile8(g, &Bs[r][c8], n, kk);
+#else
             if (vec) {
                 int rem = g.K - kk;
                 int bytes = (n < g.N && rem > 0) ? (rem >= 8 ? 16 : rem * 2) : 0;
@@ -101,6 +112,7 @@ __device__ __forceinline__ void gemm_load_tile(const GemmArgs& g, u16 (*As)[GLD]
                     Bs[r][c8 + e] = (n < g.N && k < g.K) ? Wt[(u64)n * g.K + k] : (u16)0;
                 }
             }
+#endif
         }
     }
 }
@@ -191,7 +203,11 @@ __device__ __forceinline__ void gemm_f32(const GemmArgs& g) {
             int m = bm + r, n = bn + r;
             float av = 0.0f, bv = 0.0f;
             if (m < g.M && k < g.K) av = AMODE == 0 ? g.a[(u64)m * g.K + k] : patch_elem(g, m, k);
+#ifdef QBITS
+            if (n < g.N && k < g.K) bv = qw_at(g, n, k);
+#else
             if (n < g.N && k < g.K) bv = g.w[(u64)n * g.K + k];
+#endif
             As[c][r] = av;
             Bs[c][r] = bv;
         }

@@ -37,6 +37,32 @@ __device__ __forceinline__ void gv_load(const T* p, float* f) {
 #endif
 }
 
+// The end of a GEMV block: each warp reduces its partial sums with shuffles, the `ksplit` warps of
+// a column add theirs in shared memory (`red`), and gemm_store applies the epilogue.
+template <int ACT>
+__device__ __forceinline__ void gemv_finish(const GemmArgs& g, float (*red)[GV_ROWS], const float* acc, int ksplit, int rows) {
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const int cols = 8 / ksplit;
+    const int m0 = blockIdx.y * GV_ROWS;
+#pragma unroll
+    for (int r = 0; r < GV_ROWS; ++r) {
+        if (r < rows) {
+            float v = warp_sum(acc[r]);
+            if (lane == 0) red[warp][r] = v;
+        }
+    }
+    __syncthreads();
+    if (threadIdx.x < cols * GV_ROWS) {
+        const int cl = threadIdx.x / GV_ROWS, r = threadIdx.x % GV_ROWS;
+        const int nn = blockIdx.x * cols + cl;
+        if (r < rows && nn < g.N) {
+            float s = 0.0f;
+            for (int j = 0; j < ksplit; ++j) s += red[cl * ksplit + j][r];
+            gemm_store<ACT, 0>(g, m0 + r, nn, s);
+        }
+    }
+}
+
 template <int ACT>
 __device__ __forceinline__ void gemv(const GemmArgs& g, int ksplit, int vec) {
     __shared__ float red[8][GV_ROWS];
@@ -81,23 +107,7 @@ __device__ __forceinline__ void gemv(const GemmArgs& g, int ksplit, int vec) {
             }
         }
     }
-#pragma unroll
-    for (int r = 0; r < GV_ROWS; ++r) {
-        if (r < rows) {
-            float v = warp_sum(acc[r]);
-            if (lane == 0) red[warp][r] = v;
-        }
-    }
-    __syncthreads();
-    if (threadIdx.x < cols * GV_ROWS) {
-        const int cl = threadIdx.x / GV_ROWS, r = threadIdx.x % GV_ROWS;
-        const int nn = blockIdx.x * cols + cl;
-        if (r < rows && nn < g.N) {
-            float s = 0.0f;
-            for (int j = 0; j < ksplit; ++j) s += red[cl * ksplit + j][r];
-            gemm_store<ACT, 0>(g, m0 + r, nn, s);
-        }
-    }
+    gemv_finish<ACT>(g, red, acc, ksplit, rows);
 }
 
 #define GEMV_KERNEL(NAME, ACT_) \

@@ -512,11 +512,11 @@ impl Backend for CudaBackend {
                 VariantInfo::new(op, av::BLOCK_SPARSE, &FLOATS, "block-sparse masks: flash tiles driven by the tile class table (empty skipped, full unmasked)"),
             ],
             OpKind::Gemm => vec![
-                VariantInfo::new(op, "tiled", &FLOATS, "default; f16/bf16 mma.sync 128x128x32 cp.async double buffer; f32 SIMT 64x64; fused bias/act/residual epilogue"),
-                VariantInfo::new(op, ops::GEMV, &FLOATS, "M <= 16: one warp per output column and K slice (split-K inside the block), 16-byte loads of W, every row of A per load; same epilogue"),
+                VariantInfo::new(op, "tiled", &FLOATS, "default; f16/bf16 mma.sync 128x128x32 cp.async double buffer; f32 SIMT 64x64; fused bias/act/residual epilogue; int8/int4 weights (quant_gemm.cu qgemm_*): W tile dequantised on load"),
+                VariantInfo::new(op, ops::GEMV, &FLOATS, "M <= 16: one warp per output column and K slice (split-K inside the block), 16-byte loads of W, every row of A per load; same epilogue; int8/int4 weights (qgemv_*): one 16-byte chunk (16 int8 / 32 int4 weights, one scale) per lane per step"),
                 VariantInfo::new(op, crate::cublas::CUBLAS, &FLOATS, "baseline: NVIDIA cuBLAS cublasGemmEx (f32 accumulation), plain GEMMs only; needs libcublas"),
             ],
-            OpKind::GeluMlp => vec![VariantInfo::new(op, "two-gemm", &FLOATS, "up GEMM with bias+activation epilogue, down GEMM with bias+residual epilogue")],
+            OpKind::GeluMlp => vec![VariantInfo::new(op, "two-gemm", &FLOATS, "up GEMM with bias+activation epilogue, down GEMM with bias+residual epilogue; int8/int4 weights dequantised in the W tile load (gelu_mlp.cu with QBITS)")],
             OpKind::PatchEmbed => vec![VariantInfo::new(op, "implicit-gemm", &FLOATS, "im2col gathered in the tile load; bias, pos and CLS fused")],
             _ => vec![VariantInfo::new(op, "default", &FLOATS, "hand-written CUDA kernel")],
         }
@@ -577,7 +577,17 @@ impl Backend for CudaBackend {
     }
     fn execute(&self, op: &Op, inputs: &[&Tensor], out: &Tensor, variant: &str) -> Result<()> {
         foveate_core::check_launch(op, inputs, out)?;
-        foveate_core::refuse_mixed_weights("cuda", op, inputs)?;
+        // Gemm and GeluMlp read int8/int4 weights themselves (quant_gemm.cu, gelu_mlp.cu with
+        // QBITS); other mixed weights (16-bit under f32, ...) are refused by name.
+        let act = inputs.first().map(|t| t.dtype());
+        let slots = op.weight_slots();
+        let reads_quant = !slots.is_empty()
+            && slots.iter().all(|&i| {
+                inputs.get(i).is_some_and(|w| Some(w.dtype()) == act || w.dtype().is_quant())
+            });
+        if !reads_quant {
+            foveate_core::refuse_mixed_weights("cuda", op, inputs)?;
+        }
         let dtype = inputs.first().map(|t| t.dtype()).unwrap_or(DType::F32);
         if let Err(why) = self.supports(op, dtype, variant) {
             return Err(Error::unsupported(

@@ -29,6 +29,14 @@ pub const SOURCES: &[(&str, &str)] = &[
     ),
     ("gemv.cuh", include_str!("../../../kernels/cuda/gemv.cuh")),
     (
+        "quant_core.cuh",
+        include_str!("../../../kernels/cuda/quant_core.cuh"),
+    ),
+    (
+        "quant_gemm.cu",
+        include_str!("../../../kernels/cuda/quant_gemm.cu"),
+    ),
+    (
         "attention_core.cuh",
         include_str!("../../../kernels/cuda/attention_core.cuh"),
     ),

@@ -63,6 +63,20 @@ const GEMV_KERNELS: [&str; 5] = [
     "gemv_quick_gelu",
     "gemv_silu",
 ];
+const QGEMM_KERNELS: [&str; 5] = [
+    "qgemm_none",
+    "qgemm_gelu",
+    "qgemm_gelu_tanh",
+    "qgemm_quick_gelu",
+    "qgemm_silu",
+];
+const QGEMV_KERNELS: [&str; 5] = [
+    "qgemv_none",
+    "qgemv_gelu",
+    "qgemv_gelu_tanh",
+    "qgemv_quick_gelu",
+    "qgemv_silu",
+];
 const MLP_UP_KERNELS: [&str; 5] = [
     "mlp_up_none",
     "mlp_up_gelu",
@@ -197,6 +211,27 @@ pub(crate) fn execute(
                 k,
             };
             let ai = act_index(s.act);
+            let wq = ins[1].dtype();
+            if wq.is_quant() {
+                // Int8/int4 weights (quant_gemm.cu); rows of whole groups start 16-byte aligned.
+                if !g.w.is_multiple_of(16) {
+                    return Err(dev(format!("{wq} weights at {:#x}: not 16-byte aligned", g.w)));
+                }
+                if variant == crate::cublas::CUBLAS {
+                    return Err(foveate_core::Error::unsupported(
+                        "cuda",
+                        format!("gemm variant `{variant}` reads float weights only, not {wq} (int8/int4 weights: `tiled` or `{GEMV}`)"),
+                    ));
+                }
+                let spec = specs::quant_gemm_module(dt, wq);
+                return if variant == GEMV
+                    || ((variant.is_empty() || variant == "default") && gemv_by_default(m))
+                {
+                    gemv_in(be, q, dt, &spec, QGEMV_KERNELS[ai], &g)
+                } else {
+                    gemm_in(be, q, dt, &spec, QGEMM_KERNELS[ai], &g)
+                };
+            }
             if variant == crate::cublas::CUBLAS {
                 let blas = be.blas().map_err(dev)?;
                 crate::cublas::gemm(be, q, blas, dt, g.a, g.w, g.out, m, n, k)
@@ -215,6 +250,17 @@ pub(crate) fn execute(
             let odim = ins[3].dims()[0];
             // The hidden activation: a scratch buffer kept across calls (the stream orders reuse).
             let hidden = be.scratch(q, "mlp_hidden", m * hdim * dt.size())?;
+            // A stage whose weight is int8/int4 takes gelu_mlp.cu built with QBITS.
+            let stage = |w: &Tensor| -> Result<ModuleSpec> {
+                let wq = w.dtype();
+                if !wq.is_quant() {
+                    return Ok(module(Family::GeluMlp, "gelu_mlp.cu", dt, None));
+                }
+                if !ptr(w)?.is_multiple_of(16) {
+                    return Err(dev(format!("{wq} weights of gelu_mlp: not 16-byte aligned")));
+                }
+                Ok(specs::quant_mlp_module(dt, wq))
+            };
             let up = GemmCall {
                 a: ptr(x)?,
                 w: ptr(ins[1])?,
@@ -225,15 +271,7 @@ pub(crate) fn execute(
                 n: hdim,
                 k: d,
             };
-            gemm(
-                be,
-                q,
-                dt,
-                "gelu_mlp.cu",
-                Family::GeluMlp,
-                MLP_UP_KERNELS[act_index(s.act)],
-                &up,
-            )?;
+            gemm_in(be, q, dt, &stage(ins[1])?, MLP_UP_KERNELS[act_index(s.act)], &up)?;
             let res = if s.residual { ptr(ins[5])? } else { 0 };
             let down = GemmCall {
                 a: hidden,
@@ -245,7 +283,7 @@ pub(crate) fn execute(
                 n: odim,
                 k: hdim,
             };
-            gemm(be, q, dt, "gelu_mlp.cu", Family::GeluMlp, "mlp_down", &down)
+            gemm_in(be, q, dt, &stage(ins[3])?, "mlp_down", &down)
         }
         Op::PatchEmbed(s) => patch_embed(be, q, s, ins, out),
         Op::LayerNorm { eps } => row_kernel(be, q, dt, "layer_norm", ins, out, Some(*eps)),
@@ -446,11 +484,22 @@ fn gemm(
     kernel: &'static str,
     g: &GemmCall,
 ) -> Result<()> {
+    gemm_in(be, q, dt, &module(fam, file, dt, None), kernel, g)
+}
+
+fn gemm_in(
+    be: &CudaBackend,
+    q: &Enqueue,
+    dt: DType,
+    spec: &ModuleSpec,
+    kernel: &'static str,
+    g: &GemmCall,
+) -> Result<()> {
     if g.m == 0 || g.n == 0 {
         return Ok(());
     }
     let args = g.args(kernel)?;
-    let f = be.function(&module(fam, file, dt, None), kernel, 0)?;
+    let f = be.function(spec, kernel, 0)?;
     let tile = if dt == DType::F32 { 64 } else { 128 };
     launch_struct(
         be,
@@ -482,11 +531,23 @@ fn gemv(
     kernel: &'static str,
     g: &GemmCall,
 ) -> Result<()> {
+    gemv_in(be, q, dt, &module(Family::Gemm, "gemm.cu", dt, None), kernel, g)
+}
+
+/// The GEMV launch of `kernel` in `spec` (gemv.cuh's `gemv_*` or quant_gemm.cu's `qgemv_*`).
+fn gemv_in(
+    be: &CudaBackend,
+    q: &Enqueue,
+    dt: DType,
+    spec: &ModuleSpec,
+    kernel: &'static str,
+    g: &GemmCall,
+) -> Result<()> {
     if g.m == 0 || g.n == 0 {
         return Ok(());
     }
     let args = g.args(kernel)?;
-    let f = be.function(&module(Family::Gemm, "gemm.cu", dt, None), kernel, 0)?;
+    let f = be.function(spec, kernel, 0)?;
     let ks = gemv_ksplit(g.n, g.m, be.sms as usize);
     // 16-byte loads need 16-byte aligned rows of A and W (allocations are 256-byte aligned).
     let vec_elems = 16 / dt.size();

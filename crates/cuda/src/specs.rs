@@ -16,6 +16,8 @@ pub enum Family {
     Norm,
     Rope,
     Gemm,
+    /// Gemm with int8/int4 weights (quant_gemm.cu, QBITS 8 or 4).
+    QuantGemm,
     GeluMlp,
     PatchEmbed,
     AttentionNaive,
@@ -29,6 +31,7 @@ impl Family {
         matches!(
             self,
             Family::Gemm
+                | Family::QuantGemm
                 | Family::GeluMlp
                 | Family::PatchEmbed
                 | Family::Flash
@@ -90,6 +93,10 @@ pub fn all_modules() -> Vec<ModuleSpec> {
         v.push(ModuleSpec::new(Family::Norm, "norm.cu", &[dt(d)]));
         v.push(ModuleSpec::new(Family::Rope, "rope.cu", &[dt(d)]));
         v.push(ModuleSpec::new(Family::Gemm, "gemm.cu", &[dt(d)]));
+        for w in [DType::Int8, DType::Int4] {
+            v.push(quant_gemm_module(d, w));
+            v.push(quant_mlp_module(d, w));
+        }
         v.push(ModuleSpec::new(Family::GeluMlp, "gelu_mlp.cu", &[dt(d)]));
         v.push(ModuleSpec::new(
             Family::PatchEmbed,
@@ -129,6 +136,26 @@ pub fn all_modules() -> Vec<ModuleSpec> {
         }
     }
     v
+}
+
+/// The int8/int4-weight GEMM module for activations `act` and weights `w` (Int8 or Int4).
+pub fn quant_gemm_module(act: DType, w: DType) -> ModuleSpec {
+    let bits = if w == DType::Int4 { "4" } else { "8" };
+    ModuleSpec::new(
+        Family::QuantGemm,
+        "quant_gemm.cu",
+        &[dt(act), ("QBITS", bits.into())],
+    )
+}
+
+/// gelu_mlp.cu with the stage's weight in int8/int4 (`w`), dequantised in the W tile load.
+pub fn quant_mlp_module(act: DType, w: DType) -> ModuleSpec {
+    let bits = if w == DType::Int4 { "4" } else { "8" };
+    ModuleSpec::new(
+        Family::GeluMlp,
+        "gelu_mlp.cu",
+        &[dt(act), ("QBITS", bits.into())],
+    )
 }
 
 pub fn cast_module(src: DType, dst: DType) -> ModuleSpec {
@@ -171,6 +198,18 @@ pub fn kernels_of(f: Family) -> &'static [&'static str] {
             "gemv_gelu_tanh",
             "gemv_quick_gelu",
             "gemv_silu",
+        ],
+        Family::QuantGemm => &[
+            "qgemm_none",
+            "qgemm_gelu",
+            "qgemm_gelu_tanh",
+            "qgemm_quick_gelu",
+            "qgemm_silu",
+            "qgemv_none",
+            "qgemv_gelu",
+            "qgemv_gelu_tanh",
+            "qgemv_quick_gelu",
+            "qgemv_silu",
         ],
         Family::GeluMlp => &[
             "mlp_up_none",

@@ -47,8 +47,9 @@ fn every_kernel_compiles_for_sm80_and_sm90_without_spills_and_fills_a_cache() {
         return;
     }
     let modules = all_modules();
-    // 3 dtypes x (7 single modules + 3 attention families x 5 head dims) + 12 casts
-    assert_eq!(modules.len(), 3 * (7 + 3 * HEAD_DIMS.len()) + 12);
+    // 3 dtypes x (7 single modules + int8/int4-weight GEMM and MLP modules + 3 attention
+    // families x 5 head dims) + 12 casts
+    assert_eq!(modules.len(), 3 * (7 + 2 * 2 + 3 * HEAD_DIMS.len()) + 12);
     let archs = vec!["sm_80".to_string(), "sm_90".to_string()];
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())

@@ -182,7 +182,9 @@ impl Backend for WgpuBackend {
 
     fn execute(&self, op: &Op, inputs: &[&Tensor], out: &Tensor, variant: &str) -> Result<()> {
         check_launch(op, inputs, out)?;
-        foveate_core::refuse_mixed_weights("wgpu", op, inputs)?;
+        if !variants::reads_weights(op, inputs) {
+            foveate_core::refuse_mixed_weights("wgpu", op, inputs)?;
+        }
         let dt = inputs.first().map_or(DType::F32, |t| t.dtype());
         self.supports_impl(op, dt, variant)
             .map_err(|why| Error::unsupported("wgpu", format!("{} on {dt} (variant `{variant}`): {why}", op.label())))?;

@@ -20,6 +20,16 @@ fn u(n: usize, what: &str) -> Result<u32> {
     u32::try_from(n).map_err(|_| Error::device("wgpu", format!("{what} = {n} does not fit the kernels' 32-bit indices")))
 }
 
+/// First u32 word of the scales of an int8/int4 weight [n, k] (0 for a float weight).
+fn scale_word(w: DType, n: usize, k: usize) -> Result<u32> {
+    if !w.is_quant() {
+        return Ok(0);
+    }
+    // The kernels index elements n * K + k in 32 bits.
+    let elems = u(n.saturating_mul(k), "weight elements")? as usize;
+    u(foveate_core::quant::quant_bytes(w, elems) / 4, "weight words")
+}
+
 const EW_WG: usize = 256;
 /// GEMMs with at most this many rows take the `gemv` kernel (GV_ROWS in gemm.wgsl).
 const GEMV_MAX_ROWS: usize = 8;
@@ -152,11 +162,22 @@ impl WgpuBackend {
                 let m = inputs[0].shape().rows();
                 // Skinny M (decode): one workgroup per output column, w read once (gemm.wgsl `gemv`).
                 let skinny = m <= GEMV_MAX_ROWS;
-                let key = KernelKey::new(&["gemm_tile.wgsl", "gemm.wgsl"], if skinny { "gemv" } else { "gemm" })
+                // Int8/int4 weights (read as u32 words): scales start at word `scale_word`.
+                let wq = inputs[1].dtype();
+                let quant = wq.is_quant();
+                let scale_word = scale_word(wq, nn, k)?;
+                let entry = match (skinny, quant) {
+                    (true, true) => "gemv_q",
+                    (true, false) => "gemv",
+                    _ => "gemm",
+                };
+                let key = KernelKey::new(&["gemm_tile.wgsl", "quant.wgsl", "gemm.wgsl"], entry)
                     .ty("T", dt)
                     .u("ACT", act_code(spec.act))
                     .flag("HAS_BIAS", spec.bias)
-                    .flag("HAS_RES", spec.residual);
+                    .flag("HAS_RES", spec.residual)
+                    .flag("WQ", quant)
+                    .flag("Q4", wq == DType::Int4);
                 let grid = if skinny { grid_1d(nn, 1) } else { [u(nn.div_ceil(32), "N")?, u(m.div_ceil(32), "M")?, 1] };
                 let mut d = Dispatch::new(key, grid).bind(1, ins[0]).bind(2, ins[1]);
                 let mut i = 2;
@@ -167,7 +188,7 @@ impl WgpuBackend {
                 if spec.residual {
                     d = d.bind(4, ins[i]);
                 }
-                let d = d.bind(5, o).params(&[u(m, "M")?, u(nn, "N")?, u(k, "K")?]);
+                let d = d.bind(5, o).params(&[u(m, "M")?, u(nn, "N")?, u(k, "K")?, scale_word]);
                 self.record(op, vec![d])
             }
             Op::GeluMlp(spec) => {
@@ -176,19 +197,23 @@ impl WgpuBackend {
                 let hdim = inputs[1].dims()[0];
                 let od = inputs[3].dims()[0];
                 let hidden = self.scratch(4 * m * hdim)?;
+                let (w1, w2) = (inputs[1].dtype(), inputs[3].dtype());
                 let key = |up: bool| {
-                    KernelKey::new(&["gemm_tile.wgsl", "gelu_mlp.wgsl"], "gelu_mlp")
+                    let wq = if up { w1 } else { w2 };
+                    KernelKey::new(&["gemm_tile.wgsl", "quant.wgsl", "gelu_mlp.wgsl"], "gelu_mlp")
                         .ty("T", dt)
                         .flag("UP", up)
                         .u("ACT", if up { act_code(spec.act) } else { 0 })
                         .flag("HAS_RES", !up && spec.residual)
+                        .flag("WQ", wq.is_quant())
+                        .flag("Q4", wq == DType::Int4)
                 };
                 let up = Dispatch::new(key(true), [u(hdim.div_ceil(32), "H")?, u(m.div_ceil(32), "M")?, 1])
                     .bind(1, ins[0])
                     .bind(2, ins[1])
                     .bind(3, ins[2])
                     .bind(5, &hidden)
-                    .params(&[u(m, "M")?, u(hdim, "H")?, u(dm, "D")?]);
+                    .params(&[u(m, "M")?, u(hdim, "H")?, u(dm, "D")?, scale_word(w1, hdim, dm)?]);
                 let mut down = Dispatch::new(key(false), [u(od.div_ceil(32), "O")?, u(m.div_ceil(32), "M")?, 1])
                     .bind(1, &hidden)
                     .bind(2, ins[3])
@@ -197,7 +222,7 @@ impl WgpuBackend {
                 if spec.residual {
                     down = down.bind(4, ins[5]);
                 }
-                let down = down.params(&[u(m, "M")?, u(od, "O")?, u(hdim, "H")?]);
+                let down = down.params(&[u(m, "M")?, u(od, "O")?, u(hdim, "H")?, scale_word(w2, od, hdim)?]);
                 self.record(op, vec![up, down])
             }
             Op::PatchEmbed(spec) => {

@@ -17,6 +17,7 @@ pub const NORM: &str = include_str!("../../../kernels/wgsl/norm.wgsl");
 pub const ROPE: &str = include_str!("../../../kernels/wgsl/rope.wgsl");
 pub const GEMM_TILE: &str = include_str!("../../../kernels/wgsl/gemm_tile.wgsl");
 pub const GEMM: &str = include_str!("../../../kernels/wgsl/gemm.wgsl");
+pub const QUANT: &str = include_str!("../../../kernels/wgsl/quant.wgsl");
 pub const GELU_MLP: &str = include_str!("../../../kernels/wgsl/gelu_mlp.wgsl");
 pub const PATCH_EMBED: &str = include_str!("../../../kernels/wgsl/patch_embed.wgsl");
 pub const ATTENTION_MASK: &str = include_str!("../../../kernels/wgsl/attention_mask.wgsl");
@@ -32,6 +33,7 @@ pub const FILES: &[(&str, &str)] = &[
     ("rope.wgsl", ROPE),
     ("gemm_tile.wgsl", GEMM_TILE),
     ("gemm.wgsl", GEMM),
+    ("quant.wgsl", QUANT),
     ("gelu_mlp.wgsl", GELU_MLP),
     ("patch_embed.wgsl", PATCH_EMBED),
     ("attention_mask.wgsl", ATTENTION_MASK),

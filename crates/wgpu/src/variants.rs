@@ -12,12 +12,23 @@ sub-word stores, so every kernel would need packed two-element writes; use f16 (
 /// Name of the single variant of a non-attention family.
 pub fn single_variant(op: OpKind) -> (&'static str, &'static str) {
     match op {
-        OpKind::Gemm => ("tiled", "32x32 tiles, K slices of 16 in workgroup memory; M <= 8 (decode): one workgroup per output column, w read once; bias/activation/residual epilogue"),
-        OpKind::GeluMlp => ("fused", "two tiled GEMMs: bias+activation epilogue, then bias+residual epilogue; hidden kept in f32"),
+        OpKind::Gemm => ("tiled", "32x32 tiles, K slices of 16 in workgroup memory; M <= 8 (decode): one workgroup per output column, w read once; bias/activation/residual epilogue; weights also int8/int4 (groups of 32, dequantised in the tile load / per u32 word in the decode GEMV)"),
+        OpKind::GeluMlp => ("fused", "two tiled GEMMs: bias+activation epilogue, then bias+residual epilogue; hidden kept in f32; weights also int8/int4 (dequantised in the tile load)"),
         OpKind::PatchEmbed => ("implicit-im2col", "tiled GEMM gathering patches in the tile load; bias, CLS row and position embedding fused"),
         OpKind::LayerNorm | OpKind::RmsNorm | OpKind::Softmax | OpKind::Argmax => ("row", "one workgroup per row, f32 statistics"),
         _ => ("wgsl", "one invocation per output element"),
     }
+}
+
+/// Whether the kernels read `op`'s weights as stored although some are in another format than
+/// the activations: Gemm and GeluMlp whose weights are each either in the activations' dtype or
+/// int8/int4 (gemm.wgsl / gelu_mlp.wgsl `WQ`, quant.wgsl). Other mixed weights (f16 under f32)
+/// are refused by `refuse_mixed_weights`.
+pub(crate) fn reads_weights(op: &Op, inputs: &[&foveate_core::Tensor]) -> bool {
+    let Some(act) = inputs.first().map(|t| t.dtype()) else { return false };
+    let slots = op.weight_slots();
+    !slots.is_empty()
+        && slots.iter().all(|&i| inputs.get(i).is_some_and(|w| w.dtype() == act || w.dtype().is_quant()))
 }
 
 impl WgpuBackend {

@@ -106,7 +106,11 @@ pub fn check(be: &WgpuBackend, op: &Op, inputs: &[HostTensor], variant: &str, in
     let (rel, max) = errors(&got, &want);
     let t = if out_desc.dtype == DType::U32 { 0.0 } else { tol(dt.max_tol(out_desc.dtype)) };
     if rel > t || !rel.is_finite() {
-        return Some(format!("{} {dt} [{variant}] shape {}: rel err {rel:.3e} (max abs {max:.3e}) > {t:.1e}", op.label(), out_desc.shape));
+        return Some(format!(
+            "{} {dt} [{variant}] shape {}: rel err {rel:.3e} (max abs {max:.3e}) > {t:.1e}",
+            op.label(),
+            out_desc.shape
+        ));
     }
     None
 }
@@ -118,7 +122,11 @@ pub trait MaxTol {
 impl MaxTol for DType {
     /// The looser of two dtypes' tolerances.
     fn max_tol(self, other: DType) -> DType {
-        if self == DType::F16 || other == DType::F16 { DType::F16 } else { self }
+        if self == DType::F16 || other == DType::F16 {
+            DType::F16
+        } else {
+            self
+        }
     }
 }
 
