@@ -153,7 +153,10 @@ pub fn start(
     let (batch, pause, st) = (opts.batch_size, opts.step_pause, stats.clone());
     let model_thread = std::thread::Builder::new()
         .name("foveate-model".into())
-        .spawn(move || {
+        // The model runs on a worker of rayon's global pool (the cpu backend's threads): its
+        // parallel ops then start where it runs instead of waking a worker and sleeping (the
+        // easy-VQA at concurrency 32 on 2 cores: 393-443 -> 704-1026 req/s, docs/BENCHMARKS.md).
+        .spawn(move || rayon::scope(|_| {
             let loaded = load().and_then(|m| {
                 let card = foveate_models::protocol::model_card(&m)?;
                 Ok((Arc::new(m), card))
@@ -169,7 +172,7 @@ pub fn start(
                 }
             };
             worker::serve_queue(&model, batch, queue_rx, &st, pause);
-        })
+        }))
         .map_err(|e| Error::Msg(format!("cannot start the model thread: {e}")))?;
     let (model, card) = ready_rx
         .recv()
