@@ -4,14 +4,14 @@
 # (requests/s, p50/p99 latency), both on the shipped tiny model and easy-VQA, both at batch B,
 # alternated REPS times; the machine's load before and after each step goes into the JSON.
 #
-#   bash scripts/bench-serve.sh [OUT.json]      (env: N=2000 questions/requests, B=32, REPS=2)
+#   bash scripts/bench-serve.sh [OUT.json]      (env: N=2000 questions/requests, B=32, REPS=2, BIN, LOAD)
 #
 # Needs: cargo build --release -p foveate-cli && cargo build --release -p foveate-serve --example load
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${N:-2000}; B=${B:-32}; REPS=${REPS:-2}
 OUT=${1:-benches/results/serve-load-$(date -u +%Y-%m-%d).json}
-BIN=target/release/foveate; LOAD=target/release/examples/load
+BIN=${BIN:-target/release/foveate}; LOAD=${LOAD:-target/release/examples/load}
 TMP=$(mktemp -d); trap 'rm -rf "$TMP"; [ -n "${SRV:-}" ] && kill "$SRV" 2>/dev/null || true' EXIT
 MODEL=eval/models/easyvqa-tiny; DATA=eval/data/easy-vqa
 load() { cut -d' ' -f1-3 /proc/loadavg; }

@@ -98,7 +98,13 @@ fn error_line(e: &(dyn std::error::Error + 'static)) -> String {
 /// would wake a worker, put the caller to sleep and wake it again, and the idle workers, as many
 /// as the cores, would compete with the caller for them (easy-VQA on 2 cores: a quarter of the
 /// CPU time went to rayon's yield loops and futex wake-ups).
+///
+/// `serve` is the exception: it blocks for the server's lifetime, so it stays off the pool and
+/// its model thread joins the pool itself (foveate_serve), leaving every worker to the model.
 fn on_pool(cli: Cli) -> CmdResult {
+    if matches!(cli.command, Command::Serve(_)) {
+        return dispatch(cli);
+    }
     rayon::scope(|_| dispatch(cli))
 }
 

@@ -151,24 +151,37 @@ pub fn start(
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(Arc<Model>, Value)>>();
     let stats = Arc::new(worker::Stats::default());
     let (batch, pause, st) = (opts.batch_size, opts.step_pause, stats.clone());
+    // The model runs on a worker of a rayon pool of its own (as many threads as the global pool;
+    // the cpu backend's parallel loops run on the pool they are called from): its parallel ops
+    // then start where it runs instead of waking a worker and sleeping (easy-VQA at concurrency 32
+    // on 2 cores: 351-428 -> 904-1016 req/s, docs/BENCHMARKS.md). Its own pool, not the global
+    // one, because it blocks a worker while the queue is empty: servers sharing a process (the
+    // tests) would otherwise take every global worker and wait on each other.
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(rayon::current_num_threads())
+        .thread_name(|i| format!("foveate-model-{i}"))
+        .build()
+        .map_err(|e| Error::Msg(format!("cannot start the model's thread pool: {e}")))?;
     let model_thread = std::thread::Builder::new()
         .name("foveate-model".into())
         .spawn(move || {
-            let loaded = load().and_then(|m| {
-                let card = foveate_models::protocol::model_card(&m)?;
-                Ok((Arc::new(m), card))
-            });
-            let model = match loaded {
-                Ok((m, card)) => {
-                    let _ = ready_tx.send(Ok((m.clone(), card)));
-                    m
-                }
-                Err(e) => {
-                    let _ = ready_tx.send(Err(e));
-                    return;
-                }
-            };
-            worker::serve_queue(&model, batch, queue_rx, &st, pause);
+            pool.install(|| {
+                let loaded = load().and_then(|m| {
+                    let card = foveate_models::protocol::model_card(&m)?;
+                    Ok((Arc::new(m), card))
+                });
+                let model = match loaded {
+                    Ok((m, card)) => {
+                        let _ = ready_tx.send(Ok((m.clone(), card)));
+                        m
+                    }
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                        return;
+                    }
+                };
+                worker::serve_queue(&model, batch, queue_rx, &st, pause);
+            })
         })
         .map_err(|e| Error::Msg(format!("cannot start the model thread: {e}")))?;
     let (model, card) = ready_rx
