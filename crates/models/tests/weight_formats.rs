@@ -1,7 +1,7 @@
 //! The accuracy cost of `--weights` on the HF parity fixtures (`eval/fixtures/<name>/model`): the
 //! prefill logits of each golden prompt with the linear weights in f16, bf16, int8 and int4 (f32
 //! activations, cpu backend) against the f32 load, and how many greedy tokens stay the same. The
-//! bounds are twice the largest error measured over the fixtures (docs/ARCHITECTURE.md, "Weight
+//! bounds are meant to be twice the largest error measured over the fixtures (provisional until measured: the test is ignored until then) (docs/ARCHITECTURE.md, "Weight
 //! formats"). With no fixtures the test prints why it skips.
 
 use foveate_core::DType;
@@ -141,6 +141,7 @@ fn greedy(m: &Model, ids: &[u32], px: &PixelValues, n: usize) -> Vec<u32> {
 }
 
 #[test]
+#[ignore = "BOUNDS are provisional (not yet measured): run with --ignored --nocapture, then set them to ~2x the printed errors"]
 fn weight_formats_accuracy_on_hf_fixtures() {
     let fx = fixtures();
     if fx.is_empty() {
