@@ -19,8 +19,10 @@ use foveate_models::arch::qwen2_vl::QwenVl;
 use foveate_models::arch::qwen2_vl_config::{QwenVisionConfig, QwenVlConfig};
 use foveate_models::arch::qwen2_vl_vision::QwenVision;
 use foveate_models::arch::qwen2_vl_window::{frame_bounds, window_order, Grid};
+use foveate_models::formats::{FormatBytes, Formats};
+use foveate_models::model::{check_weight_formats, resolve_formats};
 use foveate_models::names::Part;
-use foveate_models::vars::{CheckpointSource, RandomSource, Scope, TensorSource};
+use foveate_models::vars::{CheckpointSource, RandomSource, Recorder, Scope, TensorSource};
 use foveate_models::{Checkpoint, LlavaConfig, PixelValues};
 use std::path::Path;
 use std::sync::Arc;
@@ -32,8 +34,15 @@ pub const QWEN_IMAGE: (usize, usize) = (448, 448);
 /// A vision tower, its image on the device (LLaVA) or on the host (Qwen: the patch rows are
 /// reordered and uploaded by the tower, as in a request).
 pub enum Vision {
-    Llava { cfg: LlavaConfig, tower: LlavaVision, pixels: Tensor },
-    Qwen { tower: QwenVision, pixels: PixelValues },
+    Llava {
+        cfg: LlavaConfig,
+        tower: LlavaVision,
+        pixels: Tensor,
+    },
+    Qwen {
+        tower: QwenVision,
+        pixels: PixelValues,
+    },
 }
 
 /// A model ready to time. `vision` / `text` are None for a builtin that lacks the part.
@@ -43,6 +52,8 @@ pub struct E2eModel {
     pub vision: Option<Vision>,
     pub text: Option<Llama>,
     pub weight_bytes: usize,
+    /// Weight bytes per stored format.
+    pub weight_formats: FormatBytes,
 }
 
 /// Timings of one prefill of a batch of prompts: the ms, their caches and first generated tokens.
@@ -58,28 +69,51 @@ pub const SEED_STRIDE: u64 = 7919;
 
 /// Bytes the weights of a builtin take in `dtype` (to refuse what cannot fit before allocating).
 pub fn builtin_weight_bytes(b: &Builtin, layers: Option<usize>, dtype: DType) -> usize {
-    let mut n = 0usize;
-    if let (Some(q), Some(t)) = (b.qwen, b.text) {
-        let l = layers.unwrap_or(q.depth);
-        let mlp = if q.model_type == "qwen2_vl" { 2 } else { 3 };
-        n += l * (4 * q.width * q.width + mlp * q.width * q.intermediate) + q.width * 3 * 2 * 14 * 14;
-        n += 16 * q.width * q.width + 4 * q.width * t.hidden;
+    builtin_weight_formats(b, layers, Formats::uniform(dtype)).map_or(0, |f| f.total())
+}
+
+/// Bytes per stored format the weights of a builtin take under `formats` (the per-role policy of
+/// `--weights`): its builders run over a [`Recorder`], so the count is the load's own.
+pub fn builtin_weight_formats(
+    b: &Builtin,
+    layers: Option<usize>,
+    formats: Formats,
+) -> Result<FormatBytes> {
+    let mut r = Recorder {
+        entries: Vec::new(),
+        formats: Some(formats),
+    };
+    build_builtin(b, layers, &mut r)?;
+    Ok(r.bytes_by_format())
+}
+
+/// A builtin's towers built from `src` (not yet given their inputs).
+enum Built {
+    Llava(LlavaConfig, Option<LlavaVision>),
+    Qwen(QwenVision, (usize, usize)),
+}
+
+fn build_builtin(
+    b: &Builtin,
+    layers: Option<usize>,
+    src: &mut dyn TensorSource,
+) -> Result<(Built, Option<Llama>)> {
+    if let Some(q) = b.qwen {
+        let cfg = QwenVlConfig::from_json(&b.config_json(layers), b.name)?;
+        let tower = QwenVision::load(src, &Scope::new(Part::Vision, ""), &cfg.vision)?;
+        let text = Llama::load(src, &cfg.text)?;
+        return Ok((Built::Qwen(tower, q.image), Some(text)));
     }
-    if let Some(v) = b.vision {
-        let l = layers.unwrap_or(v.layers);
-        n += l * (4 * v.hidden * v.hidden + 2 * v.hidden * v.mlp)
-            + v.tokens() * v.hidden
-            + v.hidden * 3 * v.patch * v.patch;
-        let dt = b.text.map_or(896, |t| t.hidden);
-        n += v.hidden * dt + dt * dt;
-    }
-    if let Some(t) = b.text {
-        let l = layers.unwrap_or(t.layers);
-        let (qd, kvd) = (t.q_heads * t.head_dim, t.kv_heads * t.head_dim);
-        n += l * (2 * t.hidden * qd + 2 * t.hidden * kvd + 3 * t.hidden * t.intermediate);
-        n += t.vocab * t.hidden * if t.tie { 1 } else { 2 };
-    }
-    n * dtype.size()
+    let cfg = LlavaConfig::from_json(&b.config_json(layers), b.name)?;
+    let vision = match b.vision {
+        Some(_) => Some(LlavaVision::load(src, &cfg, cfg.vision_layers_to_run())?),
+        None => None,
+    };
+    let text = match b.text {
+        Some(_) => Some(Llama::load(src, &cfg.text)?),
+        None => None,
+    };
+    Ok((Built::Llava(cfg, vision), text))
 }
 
 impl E2eModel {
@@ -91,28 +125,36 @@ impl E2eModel {
         dtype: DType,
         attention: AttentionKind,
     ) -> Result<Self> {
-        let ex = Exec::new(backend, dtype, attention);
-        let mut src = RandomSource::new(ex.backend.as_ref(), dtype, 17);
-        let (vision, text) = if let Some(q) = b.qwen {
-            let cfg = QwenVlConfig::from_json(&b.config_json(layers), b.name)?;
-            let tower = QwenVision::load(&mut src, &Scope::new(Part::Vision, ""), &cfg.vision)?;
-            let text = Llama::load(&mut src, &cfg.text)?;
-            (Some(qwen_vision(tower, q.image)), Some(text))
-        } else {
-            let cfg = LlavaConfig::from_json(&b.config_json(layers), b.name)?;
-            let vision = match b.vision {
-                Some(_) => Some(LlavaVision::load(&mut src, &cfg, cfg.vision_layers_to_run())?),
-                None => None,
-            };
-            let text = match b.text {
-                Some(_) => Some(Llama::load(&mut src, &cfg.text)?),
-                None => None,
-            };
-            (vision.map(|t| llava_vision(&ex, cfg.clone(), t)).transpose()?, text)
+        Self::builtin_with(b, layers, backend, Formats::uniform(dtype), attention)
+    }
+
+    /// [`E2eModel::builtin`] with linear weights in the formats of `formats` (`--weights`).
+    pub fn builtin_with(
+        b: &Builtin,
+        layers: Option<usize>,
+        backend: Arc<dyn Backend>,
+        formats: Formats,
+        attention: AttentionKind,
+    ) -> Result<Self> {
+        check_weight_formats(backend.as_ref(), &formats)?;
+        let ex = Exec::new(backend, formats.compute, attention);
+        let mut src = RandomSource::new(ex.backend.as_ref(), formats.compute, 17)
+            .with_weights(formats.weights);
+        let (built, text) = build_builtin(b, layers, &mut src)?;
+        let vision = match built {
+            Built::Qwen(tower, image) => Some(qwen_vision(tower, image)),
+            Built::Llava(cfg, tower) => tower.map(|t| llava_vision(&ex, cfg, t)).transpose()?,
         };
-        let weight_bytes = src.bytes();
+        let (weight_bytes, weight_formats) = (src.bytes(), src.bytes_by_format());
         ex.backend.synchronize()?;
-        Ok(E2eModel { name: b.name.to_string(), ex, vision, text, weight_bytes })
+        Ok(E2eModel {
+            name: b.name.to_string(),
+            ex,
+            vision,
+            text,
+            weight_bytes,
+            weight_formats,
+        })
     }
 
     /// A LLaVA or Qwen2-VL / Qwen2.5-VL checkpoint directory.
@@ -122,11 +164,27 @@ impl E2eModel {
         dtype: DType,
         attention: AttentionKind,
     ) -> Result<Self> {
+        Self::load_with(dir, backend, dtype, None, attention)
+    }
+
+    /// [`E2eModel::load`] with linear weights in `weights` (`--weights`; None: the compute dtype,
+    /// or a quantised checkpoint's format).
+    pub fn load_with(
+        dir: &Path,
+        backend: Arc<dyn Backend>,
+        dtype: DType,
+        weights: Option<DType>,
+        attention: AttentionKind,
+    ) -> Result<Self> {
         let ck = Checkpoint::open(dir)?;
+        let formats = resolve_formats(&ck, dtype, weights)?;
+        check_weight_formats(backend.as_ref(), &formats)?;
         let ex = Exec::new(backend, dtype, attention);
-        let mut src = CheckpointSource::new(&ck, ex.backend.as_ref(), dtype);
+        let mut src =
+            CheckpointSource::new(&ck, ex.backend.as_ref(), dtype).with_weights(formats.weights);
         let (vision, text) = if let Some(cfg) = ck.config_as::<LlavaConfig>() {
-            let Llava { vision, text, .. } = Llava::load(&mut src, cfg, cfg.vision_layers_to_run())?;
+            let Llava { vision, text, .. } =
+                Llava::load(&mut src, cfg, cfg.vision_layers_to_run())?;
             (llava_vision(&ex, cfg.clone(), vision)?, text)
         } else if let Some(cfg) = ck.config_as::<QwenVlConfig>() {
             let QwenVl { vision, text, .. } = QwenVl::load(&mut src, cfg)?;
@@ -138,13 +196,20 @@ impl E2eModel {
                 ck.config.model_type()
             )));
         };
-        let weight_bytes = src.bytes();
+        let (weight_bytes, weight_formats) = (src.bytes(), src.bytes_by_format());
         ex.backend.synchronize()?;
         let name = dir
             .file_name()
             .map(|n| n.to_string_lossy().to_string())
             .unwrap_or_else(|| dir.display().to_string());
-        Ok(E2eModel { name, ex, vision: Some(vision), text: Some(text), weight_bytes })
+        Ok(E2eModel {
+            name,
+            ex,
+            vision: Some(vision),
+            text: Some(text),
+            weight_bytes,
+            weight_formats,
+        })
     }
 
     pub fn backend(&self) -> &dyn Backend {
@@ -212,22 +277,36 @@ impl E2eModel {
     /// seed `seed + b * SEED_STRIDE`) as one ragged forward (each
     /// with its own cache of `prompt + extra` rows and positions from 0), through their first
     /// generated tokens: what `eval --batch-size` does for a group of questions.
-    pub fn prefill_batch(&self, batch: usize, prompt: usize, extra: usize, seed: u64) -> Result<Prefill> {
+    pub fn prefill_batch(
+        &self,
+        batch: usize,
+        prompt: usize,
+        extra: usize,
+        seed: u64,
+    ) -> Result<Prefill> {
         let w = self.text()?;
         let batch = batch.max(1);
-        let ids: Vec<u32> = (0..batch as u64).flat_map(|b| values::ids(prompt, w.vocab_size(), seed + b * SEED_STRIDE)).collect();
+        let ids: Vec<u32> = (0..batch as u64)
+            .flat_map(|b| values::ids(prompt, w.vocab_size(), seed + b * SEED_STRIDE))
+            .collect();
         let one = Positions::linear(1, 0, prompt);
         let pos = Positions::concat(&vec![&one; batch])?;
         self.ex.backend.synchronize()?;
         let t0 = Instant::now();
-        let mut caches = (0..batch).map(|_| KvCache::new(&self.ex, w.kv_shape(), prompt + extra.max(1))).collect::<Result<Vec<_>>>()?;
+        let mut caches = (0..batch)
+            .map(|_| KvCache::new(&self.ex, w.kv_shape(), prompt + extra.max(1)))
+            .collect::<Result<Vec<_>>>()?;
         let idt = self.ex.upload_u32(&[1, batch * prompt], &ids)?;
         let x = w.embed(&self.ex, &idt)?;
         let mut seqs: Vec<(&mut KvCache, usize)> = caches.iter_mut().map(|c| (c, prompt)).collect();
         let h = w.forward(&self.ex, x, &pos, &mut seqs)?;
         let next = self.next_tokens(h, prompt, batch)?;
         self.ex.backend.synchronize()?;
-        Ok(Prefill { ms: t0.elapsed().as_secs_f64() * 1e3, caches, next })
+        Ok(Prefill {
+            ms: t0.elapsed().as_secs_f64() * 1e3,
+            caches,
+            next,
+        })
     }
 
     /// `steps` greedy decode steps of every sequence of a prefill, all sequences in one forward
@@ -241,9 +320,14 @@ impl E2eModel {
         for _ in 0..steps {
             let idt = self.ex.upload_u32(&[1, batch], &toks)?;
             let x = w.embed(&self.ex, &idt)?;
-            let each: Vec<Positions> = p.caches.iter().map(|c| Positions::linear(1, c.len as u32, 1)).collect();
+            let each: Vec<Positions> = p
+                .caches
+                .iter()
+                .map(|c| Positions::linear(1, c.len as u32, 1))
+                .collect();
             let pos = Positions::concat(&each.iter().collect::<Vec<_>>())?;
-            let mut seqs: Vec<(&mut KvCache, usize)> = p.caches.iter_mut().map(|c| (c, 1)).collect();
+            let mut seqs: Vec<(&mut KvCache, usize)> =
+                p.caches.iter_mut().map(|c| (c, 1)).collect();
             let h = w.forward(&self.ex, x, &pos, &mut seqs)?;
             toks = self.next_tokens(h, 1, batch)?;
         }
@@ -262,9 +346,20 @@ impl E2eModel {
                 let t = v.num_positions();
                 let layers = cfg.vision_layers_to_run() as f64;
                 let (_, rows) = cfg.feature_rows();
-                crate::flops::patch_embed(1, v.num_patches(), v.hidden_size, v.num_channels, v.patch_size)
-                    + layers * crate::flops::vit_layer(t, v.hidden_size, v.num_heads, v.intermediate_size)
-                    + crate::flops::mlp(rows, v.hidden_size, cfg.text.hidden_size, cfg.text.hidden_size)
+                crate::flops::patch_embed(
+                    1,
+                    v.num_patches(),
+                    v.hidden_size,
+                    v.num_channels,
+                    v.patch_size,
+                ) + layers
+                    * crate::flops::vit_layer(t, v.hidden_size, v.num_heads, v.intermediate_size)
+                    + crate::flops::mlp(
+                        rows,
+                        v.hidden_size,
+                        cfg.text.hidden_size,
+                        cfg.text.hidden_size,
+                    )
             }
             Some(Vision::Qwen { tower, pixels }) => qwen_encode_flops(&tower.cfg, pixels),
         }
@@ -275,7 +370,10 @@ impl E2eModel {
 fn llava_vision(ex: &Exec, cfg: LlavaConfig, tower: LlavaVision) -> Result<Vision> {
     let v = &cfg.vision;
     let n = v.num_channels * v.image_size * v.image_size;
-    let pixels = ex.upload_f32(&[1, v.num_channels, v.image_size, v.image_size], &values::uniform(n, 1.0, 5))?;
+    let pixels = ex.upload_f32(
+        &[1, v.num_channels, v.image_size, v.image_size],
+        &values::uniform(n, 1.0, 5),
+    )?;
     Ok(Vision::Llava { cfg, tower, pixels })
 }
 
@@ -283,7 +381,11 @@ fn llava_vision(ex: &Exec, cfg: LlavaConfig, tower: LlavaVision) -> Result<Visio
 fn qwen_vision(tower: QwenVision, (height, width): (usize, usize)) -> Vision {
     let v = &tower.cfg;
     let n = (height / v.patch_size) * (width / v.patch_size) * v.row_len();
-    let pixels = PixelValues { data: values::uniform(n, 1.0, 5), height, width };
+    let pixels = PixelValues {
+        data: values::uniform(n, 1.0, 5),
+        height,
+        width,
+    };
     Vision::Qwen { tower, pixels }
 }
 
@@ -292,13 +394,25 @@ fn qwen_vision(tower: QwenVision, (height, width): (usize, usize)) -> Vision {
 /// or a window); the merger MLP.
 pub fn qwen_encode_flops(v: &QwenVisionConfig, px: &PixelValues) -> f64 {
     use crate::flops::gemm;
-    let grid = [Grid { t: 1, h: px.height / v.patch_size, w: px.width / v.patch_size }];
+    let grid = [Grid {
+        t: 1,
+        h: px.height / v.patch_size,
+        w: px.width / v.patch_size,
+    }];
     let n = grid[0].patches();
     let (e, i) = (v.width, v.intermediate);
-    let pairs = |b: &[usize]| b.windows(2).map(|w| ((w[1] - w[0]) * (w[1] - w[0])) as f64).sum::<f64>();
+    let pairs = |b: &[usize]| {
+        b.windows(2)
+            .map(|w| ((w[1] - w[0]) * (w[1] - w[0])) as f64)
+            .sum::<f64>()
+    };
     let full = pairs(&frame_bounds(&grid));
     let window = pairs(&window_order(&grid, v.merge, v.window_units().max(1)).1);
-    let ffn = if v.kind == foveate_models::arch::qwen2_vl_config::QwenVlKind::V2 { 2.0 } else { 3.0 };
+    let ffn = if v.kind == foveate_models::arch::qwen2_vl_config::QwenVlKind::V2 {
+        2.0
+    } else {
+        3.0
+    };
     let layers: f64 = (0..v.depth)
         .map(|li| {
             let keys = if v.windowed(li) { window } else { full };
@@ -306,7 +420,9 @@ pub fn qwen_encode_flops(v: &QwenVisionConfig, px: &PixelValues) -> f64 {
         })
         .sum();
     let m = n / v.merge_unit();
-    gemm(n, e, v.row_len()) + layers + crate::flops::mlp(m, e * v.merge_unit(), e * v.merge_unit(), v.out_dim)
+    gemm(n, e, v.row_len())
+        + layers
+        + crate::flops::mlp(m, e * v.merge_unit(), e * v.merge_unit(), v.out_dim)
 }
 
 #[cfg(test)]
@@ -322,18 +438,29 @@ mod tests {
             t.vocab = 512;
         }
         let backend: Arc<dyn Backend> = Arc::new(foveate_cpu::CpuBackend::fast());
-        let m = E2eModel::builtin(&b, Some(1), backend, DType::F32, AttentionKind::Flash).expect("model");
+        let m = E2eModel::builtin(&b, Some(1), backend, DType::F32, AttentionKind::Flash)
+            .expect("model");
         let (prompt, steps, seed) = (7, 3, 5);
-        let mut batched = m.prefill_batch(3, prompt, steps, seed).expect("batched prefill");
+        let mut batched = m
+            .prefill_batch(3, prompt, steps, seed)
+            .expect("batched prefill");
         let first = batched.next.clone();
         // Distinct requests (so a mix-up of rows between requests cannot pass unseen).
-        assert!(first.iter().any(|&t| t != first[0]), "the three prompts give one token: {first:?}");
+        assert!(
+            first.iter().any(|&t| t != first[0]),
+            "the three prompts give one token: {first:?}"
+        );
         m.decode(&mut batched, steps).expect("batched decode");
         for r in 0..3u64 {
-            let mut one = m.prefill(prompt, steps, seed + r * SEED_STRIDE).expect("prefill");
+            let mut one = m
+                .prefill(prompt, steps, seed + r * SEED_STRIDE)
+                .expect("prefill");
             assert_eq!(one.next[0], first[r as usize], "first token of request {r}");
             m.decode(&mut one, steps).expect("decode");
-            assert_eq!(one.next[0], batched.next[r as usize], "token after {steps} decode steps, request {r}");
+            assert_eq!(
+                one.next[0], batched.next[r as usize],
+                "token after {steps} decode steps, request {r}"
+            );
         }
     }
 }

@@ -9,14 +9,41 @@ use foveate_models::{Model, ModelOptions, Request};
 use std::path::Path;
 use std::sync::Arc;
 
-/// Opens `backend` and loads the checkpoint in `dir` with the given dtype and attention variant;
-/// the one place the CLI turns flags into a model (`run`, `eval` and `bench` share it).
-pub fn load_model(dir: &Path, backend: &str, dtype: &str, attention: &str) -> Result<Model> {
-    let dtype: DType = dtype.parse().map_err(|e: String| Error::Msg(format!("--dtype: {e}")))?;
-    if !dtype.is_float() {
-        return Err(Error::Msg(format!("--dtype: {dtype} is not a compute dtype (supported: f32, f16, bf16)")));
+/// `--weights`: a weight format (f32, f16, bf16, int8, int4).
+pub fn parse_weights(s: &str) -> Result<DType> {
+    let w: DType = s
+        .parse()
+        .map_err(|e: String| Error::Msg(format!("--weights: {e}")))?;
+    if !DType::WEIGHTS.contains(&w) {
+        return Err(Error::Msg(format!(
+            "--weights: {w} is not a weight format (supported: f32, f16, bf16, int8, int4)"
+        )));
     }
-    let attention: AttentionKind = attention.parse().map_err(|e: String| Error::Msg(format!("--attention: {e}")))?;
+    Ok(w)
+}
+
+/// Opens `backend` and loads the checkpoint in `dir` with the given dtype, attention variant and
+/// weight format (`--weights`; None: the compute dtype, or a quantised checkpoint's format); the
+/// one place the CLI turns flags into a model (`run`, `eval` and `serve` share it).
+pub fn load_model(
+    dir: &Path,
+    backend: &str,
+    dtype: &str,
+    attention: &str,
+    weights: Option<&str>,
+) -> Result<Model> {
+    let weights = weights.map(parse_weights).transpose()?;
+    let dtype: DType = dtype
+        .parse()
+        .map_err(|e: String| Error::Msg(format!("--dtype: {e}")))?;
+    if !dtype.is_float() {
+        return Err(Error::Msg(format!(
+            "--dtype: {dtype} is not a compute dtype (supported: f32, f16, bf16)"
+        )));
+    }
+    let attention: AttentionKind = attention
+        .parse()
+        .map_err(|e: String| Error::Msg(format!("--attention: {e}")))?;
     if backend == "cpu" && dtype != DType::F32 {
         eprintln!(
             "note: the cpu backend computes in f32: it widens {dtype} weights once (kept beside them, 3x their {dtype} \
@@ -24,7 +51,15 @@ pub fn load_model(dir: &Path, backend: &str, dtype: &str, attention: &str) -> Re
         );
     }
     let backend: Arc<dyn Backend> = Arc::from(crate::backends::open(backend)?);
-    Model::load(dir, backend, ModelOptions { dtype, attention })
+    Model::load(
+        dir,
+        backend,
+        ModelOptions {
+            dtype,
+            attention,
+            weights,
+        },
+    )
 }
 
 pub struct ModelAnswerer {
@@ -44,7 +79,12 @@ pub fn default_batch_size(backend: &str) -> usize {
 
 impl ModelAnswerer {
     /// Hashes the weights for the protocol card (one read of the files).
-    pub fn new(model: Model, model_name: String, attention: &str, batch_size: usize) -> Result<Self> {
+    pub fn new(
+        model: Model,
+        model_name: String,
+        attention: &str,
+        batch_size: usize,
+    ) -> Result<Self> {
         let batch_size = batch_size.max(1);
         let info = ModelInfo {
             model: model_name,
@@ -55,7 +95,12 @@ impl ModelAnswerer {
             batch_size,
             card: foveate_models::protocol::model_card(&model)?,
             decoding: foveate_eval::protocol::greedy_decoding(),
-            engine: foveate_models::protocol::engine_json(&model, "in-process", attention, batch_size),
+            engine: foveate_models::protocol::engine_json(
+                &model,
+                "in-process",
+                attention,
+                batch_size,
+            ),
         };
         Ok(ModelAnswerer { model, info })
     }
@@ -65,7 +110,10 @@ impl ModelAnswerer {
     fn request(&self, image: &Path, prompt: &str) -> Result<Request> {
         let pixels = self.model.load_image(image)?;
         let input_ids = self.model.prompt_ids(prompt, true, Some(&pixels))?;
-        Ok(Request { input_ids, pixels: Some(pixels) })
+        Ok(Request {
+            input_ids,
+            pixels: Some(pixels),
+        })
     }
 
     /// The text of a generation, without its stop token.
@@ -82,30 +130,43 @@ impl Answerer for ModelAnswerer {
     /// Greedy decoding until a stop token.
     fn answer(&mut self, image: &Path, prompt: &str, max_new_tokens: usize) -> Result<String> {
         let req = self.request(image, prompt)?;
-        let generated = self.model.generate_one(&req, &self.model.default_params(max_new_tokens))?;
+        let generated = self
+            .model
+            .generate_one(&req, &self.model.default_params(max_new_tokens))?;
         self.text(generated)
     }
 
     /// Continuous batching: `batch_size` questions decode together; as each finishes, the next
     /// question takes its slot (images of an admitted group are encoded as one batch).
-    fn answer_all(&mut self, queries: &[Query], done: &mut dyn FnMut(usize, Outcome) -> Result<()>) -> Result<()> {
+    fn answer_all(
+        &mut self,
+        queries: &[Query],
+        done: &mut dyn FnMut(usize, Outcome) -> Result<()>,
+    ) -> Result<()> {
         let mut taken = 0usize;
         let mut next = |free: usize| -> Result<Vec<(Request, GenerateParams)>> {
             let end = (taken + free).min(queries.len());
             let group = queries[taken..end]
                 .iter()
-                .map(|q| Ok((self.request(&q.image, &q.prompt)?, self.model.default_params(q.max_new_tokens))))
+                .map(|q| {
+                    Ok((
+                        self.request(&q.image, &q.prompt)?,
+                        self.model.default_params(q.max_new_tokens),
+                    ))
+                })
                 .collect::<Result<Vec<_>>>()?;
             taken = end;
             Ok(group)
         };
         let mut finished = |i: usize, g: Generation| done(i, Ok(self.text(g)?));
-        self.model.generate_batched(self.info.batch_size, &mut next, &mut finished)
+        self.model
+            .generate_batched(self.info.batch_size, &mut next, &mut finished)
     }
 
     fn rendered_prompt(&self, prompt: &str) -> String {
         let p = &self.model.checkpoint.prompt;
-        p.apply_chat_template(prompt, true).unwrap_or_else(|_| prompt.to_string())
+        p.apply_chat_template(prompt, true)
+            .unwrap_or_else(|_| prompt.to_string())
     }
 
     fn describe(&self) -> ModelInfo {

@@ -28,7 +28,10 @@ pub fn open(name: &str) -> Result<Box<dyn Backend>> {
         "cpu-oracle" => Ok(Box::new(CpuBackend::oracle())),
         "cuda" => Ok(Box::new(foveate_cuda::CudaBackend::new(0)?)),
         "wgpu" => Ok(Box::new(foveate_wgpu::WgpuBackend::new()?)),
-        other => Err(Error::Msg(format!("unknown backend `{other}` (backends: {})", NAMES.join(", ")))),
+        other => Err(Error::Msg(format!(
+            "unknown backend `{other}` (backends: {})",
+            NAMES.join(", ")
+        ))),
     }
 }
 
@@ -37,9 +40,21 @@ pub fn probe_all() -> Vec<BackendProbe> {
     NAMES
         .iter()
         .map(|&name| match open(name) {
-            Ok(b) => BackendProbe { name: name.into(), available: true, device_or_reason: b.device_name() },
-            Err(Error::Unavailable { reason, .. }) => BackendProbe { name: name.into(), available: false, device_or_reason: reason },
-            Err(e) => BackendProbe { name: name.into(), available: false, device_or_reason: e.to_string() },
+            Ok(b) => BackendProbe {
+                name: name.into(),
+                available: true,
+                device_or_reason: b.device_name(),
+            },
+            Err(Error::Unavailable { reason, .. }) => BackendProbe {
+                name: name.into(),
+                available: false,
+                device_or_reason: reason,
+            },
+            Err(e) => BackendProbe {
+                name: name.into(),
+                available: false,
+                device_or_reason: e.to_string(),
+            },
         })
         .collect()
 }

@@ -5,13 +5,14 @@
 //! baseline share).
 
 use crate::{backends, CmdResult};
-use foveate_benches::e2e::{builtin_weight_bytes, E2eModel};
+use foveate_benches::e2e::{builtin_weight_formats, E2eModel};
 use foveate_benches::results::{self, Metric, ResultFile, Row};
 use foveate_benches::roofline::{self, Size};
 use foveate_benches::stats::Stat;
 use foveate_benches::{devices, shapes};
 use foveate_core::{Backend, DType, Error};
 use foveate_graph::AttentionKind;
+use foveate_models::formats::Formats;
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -30,6 +31,11 @@ pub struct Args {
     /// Compute dtypes, comma separated.
     #[arg(short = 'd', long, value_delimiter = ',', default_value = "f32")]
     dtype: Vec<String>,
+    /// Weight formats of the linear layers, comma separated (f32, f16, bf16, int8, int4; default:
+    /// the compute dtype). The LM head is int8 under int8/int4; embeddings, norms and the vision
+    /// tower keep the compute dtype (docs/ARCHITECTURE.md, "Weight formats").
+    #[arg(short = 'w', long, value_delimiter = ',')]
+    weights: Vec<String>,
     /// Attention kernel families, comma separated (naive, flash, block-sparse).
     #[arg(short = 'a', long, value_delimiter = ',', default_value = crate::DEFAULT_ATTENTION)]
     attention: Vec<String>,
@@ -52,7 +58,12 @@ pub struct Args {
     /// Requests decoded together (comma separated): prompts prefilled as one ragged forward, then
     /// one decode step for all of them (what `eval --batch-size` runs). Tokens/s count every
     /// request's tokens.
-    #[arg(short = 'B', long = "batch", value_delimiter = ',', default_value = "1")]
+    #[arg(
+        short = 'B',
+        long = "batch",
+        value_delimiter = ',',
+        default_value = "1"
+    )]
     batch: Vec<usize>,
     /// Timed repetitions per configuration.
     #[arg(short = 'r', long, default_value_t = 5)]
@@ -129,6 +140,8 @@ fn ms(s: Stat) -> Metric {
 struct Config<'a> {
     backend: &'a str,
     dtype: DType,
+    /// `--weights` (None: the compute dtype, or a quantised checkpoint's format).
+    weights: Option<DType>,
     attention: AttentionKind,
     prompt: usize,
     decode: usize,
@@ -145,7 +158,9 @@ fn load(
         if let (Some(v), Some(t)) = (a.vocab, b.text.as_mut()) {
             t.vocab = v.max(1);
         }
-        let need = builtin_weight_bytes(&b, a.layers, c.dtype) as u64;
+        let formats = Formats::new(c.dtype, c.weights.unwrap_or(c.dtype));
+        // The weights in their per-role formats (--weights int4 of a 7B: ~3.9 GB, not 27 GB).
+        let need = builtin_weight_formats(&b, a.layers, formats)?.total() as u64;
         if backend.name().starts_with("cpu") {
             if let Some(avail) = available_bytes() {
                 if need > avail {
@@ -157,7 +172,7 @@ fn load(
                 }
             }
         }
-        return E2eModel::builtin(&b, a.layers, backend, c.dtype, c.attention);
+        return E2eModel::builtin_with(&b, a.layers, backend, formats, c.attention);
     }
     let dir = Path::new(model);
     if !dir.is_dir() {
@@ -166,13 +181,19 @@ fn load(
             shapes::builtin_names().join(", ")
         )));
     }
-    E2eModel::load(dir, backend, c.dtype, c.attention)
+    E2eModel::load_with(dir, backend, c.dtype, c.weights, c.attention)
 }
 
 fn run_config(a: &Args, model: &str, c: &Config) -> foveate_core::Result<Row> {
     let backend = open(c.backend, a.threads)?;
     reset_hwm();
     let m = load(a, model, backend.clone(), c)?;
+    // Peak resident memory through the load (cpu: the weights and one tensor's temporaries).
+    let load_peak = if backend.memory_stats().is_none() {
+        vm_hwm()
+    } else {
+        None
+    };
     let image = m.has_vision() && !a.no_image;
     let text = m.has_text();
     let (mut enc, mut pre, mut dec) = (vec![], vec![], vec![]);
@@ -206,9 +227,10 @@ fn run_config(a: &Args, model: &str, c: &Config) -> foveate_core::Result<Row> {
             dec.extend(d);
         }
         eprintln!(
-            "bench: {model} {} {} {} b{} run {}{}: encode {} prefill {} decode {}",
+            "bench: {model} {} {}{} {} b{} run {}{}: encode {} prefill {} decode {}",
             c.backend,
             c.dtype,
+            c.weights.map_or(String::new(), |w| format!(" weights {w}")),
             c.attention.name(),
             c.batch,
             i + 1,
@@ -224,14 +246,20 @@ fn run_config(a: &Args, model: &str, c: &Config) -> foveate_core::Result<Row> {
     }
     if text {
         metrics.insert("prefill_ms".into(), ms(Stat::of(&pre)));
-        let tps: Vec<f64> = pre.iter().map(|t| (c.batch * c.prompt) as f64 / (t / 1e3)).collect();
+        let tps: Vec<f64> = pre
+            .iter()
+            .map(|t| (c.batch * c.prompt) as f64 / (t / 1e3))
+            .collect();
         metrics.insert(
             "prefill_tokens_per_s".into(),
             Metric::new(Stat::of(&tps), "tokens/s"),
         );
         if c.decode > 0 {
             metrics.insert("decode_ms".into(), ms(Stat::of(&dec)));
-            let tps: Vec<f64> = dec.iter().map(|t| (c.batch * c.decode) as f64 / (t / 1e3)).collect();
+            let tps: Vec<f64> = dec
+                .iter()
+                .map(|t| (c.batch * c.decode) as f64 / (t / 1e3))
+                .collect();
             metrics.insert(
                 "decode_tokens_per_s".into(),
                 Metric::new(Stat::of(&tps), "tokens/s"),
@@ -266,6 +294,18 @@ fn run_config(a: &Args, model: &str, c: &Config) -> foveate_core::Result<Row> {
             Metric::value(p as f64 / (1u64 << 20) as f64, "MiB"),
         );
     }
+    if let Some(p) = load_peak {
+        metrics.insert(
+            "load_peak_memory_mib".into(),
+            Metric::value(p as f64 / (1u64 << 20) as f64, "MiB"),
+        );
+    }
+    let weights_by_format: serde_json::Map<String, serde_json::Value> = m
+        .weight_formats
+        .0
+        .iter()
+        .map(|(d, b)| (d.name().to_string(), json!(*b as f64 / (1u64 << 20) as f64)))
+        .collect();
     let workload = if text && c.batch > 1 {
         format!("{} p{} n{} b{}", m.name, c.prompt, c.decode, c.batch)
     } else if text {
@@ -278,13 +318,17 @@ fn run_config(a: &Args, model: &str, c: &Config) -> foveate_core::Result<Row> {
         kind: "e2e".into(),
         backend: c.backend.into(),
         variant: c.attention.name().into(),
-        dtype: c.dtype.name().into(),
+        dtype: match c.weights {
+            Some(w) if w != c.dtype => format!("{}/w{}", c.dtype.name(), w.name()),
+            _ => c.dtype.name().into(),
+        },
         family: None,
         seq_len: text.then_some(c.prompt),
         metrics,
         config: json!({
             "model": model, "prompt": c.prompt, "decode": c.decode, "batch": c.batch, "reps": a.reps, "warmup": a.warmup,
             "threads": a.threads, "layers": a.layers, "vocab": a.vocab, "image": image, "weights_mib": m.weight_bytes as f64 / (1u64 << 20) as f64,
+            "weights": c.weights.map(|w| w.name()), "weights_mib_by_format": weights_by_format,
             "device": backend.device_name(),
         }),
     })
@@ -396,7 +440,19 @@ pub fn run(a: Args) -> CmdResult {
                 let dtype: DType = dt
                     .parse()
                     .map_err(|e: String| Error::Msg(format!("--dtype: {e}")))?;
-                for at in &a.attention {
+                let weights: Vec<Option<DType>> = if a.weights.is_empty() {
+                    vec![None]
+                } else {
+                    a.weights
+                        .iter()
+                        .map(|w| crate::answerer::parse_weights(w).map(Some))
+                        .collect::<Result<_, _>>()?
+                };
+                for (at, weights) in a
+                    .attention
+                    .iter()
+                    .flat_map(|at| weights.iter().map(move |w| (at, *w)))
+                {
                     let attention: AttentionKind = at
                         .parse()
                         .map_err(|e: String| Error::Msg(format!("--attention: {e}")))?;
@@ -404,11 +460,25 @@ pub fn run(a: Args) -> CmdResult {
                         for &decode in &a.decode {
                             for &batch in &a.batch {
                                 if batch == 0 {
-                                    return Err(Error::Msg("--batch: a batch of 0 requests".into()).into());
+                                    return Err(Error::Msg(
+                                        "--batch: a batch of 0 requests".into(),
+                                    )
+                                    .into());
                                 }
-                                let c = Config { backend: be, dtype, attention, prompt, decode, batch };
+                                let c = Config {
+                                    backend: be,
+                                    dtype,
+                                    weights,
+                                    attention,
+                                    prompt,
+                                    decode,
+                                    batch,
+                                };
                                 let row = run_config(&a, model, &c)?;
-                                let dev = row.config["device"].as_str().unwrap_or_default().to_string();
+                                let dev = row.config["device"]
+                                    .as_str()
+                                    .unwrap_or_default()
+                                    .to_string();
                                 if !devices.contains(&dev) {
                                     devices.push(dev);
                                 }

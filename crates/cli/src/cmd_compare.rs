@@ -266,11 +266,16 @@ static FONT: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
 
 fn register_font() -> Result<(), Error> {
     static DONE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    let ok = *DONE.get_or_init(|| plotters::style::register_font("sans-serif", plotters::style::FontStyle::Normal, FONT).is_ok());
+    let ok = *DONE.get_or_init(|| {
+        plotters::style::register_font("sans-serif", plotters::style::FontStyle::Normal, FONT)
+            .is_ok()
+    });
     if ok {
         Ok(())
     } else {
-        Err(Error::Msg("the embedded chart font (DejaVu Sans) could not be loaded".into()))
+        Err(Error::Msg(
+            "the embedded chart font (DejaVu Sans) could not be loaded".into(),
+        ))
     }
 }
 

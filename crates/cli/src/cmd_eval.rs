@@ -54,6 +54,11 @@ pub struct Args {
     /// Compute dtype: f32, f16, bf16.
     #[arg(long, default_value = "f32")]
     dtype: String,
+    /// Weight format of the linear layers: f32, f16, bf16, int8, int4 (default: the compute dtype,
+    /// or a quantised checkpoint's format). The LM head is int8 under int8/int4; embeddings, norms
+    /// and the vision tower keep the compute dtype (docs/ARCHITECTURE.md, "Weight formats").
+    #[arg(long)]
+    weights: Option<String>,
     /// Attention variant: naive, flash, block-sparse.
     #[arg(long, default_value = crate::DEFAULT_ATTENTION)]
     attention: String,
@@ -100,25 +105,50 @@ fn parse_shard(s: &str) -> Result<(usize, usize), String> {
 }
 
 /// The model named by `--model` on `--backend`, as an [`Answerer`].
-fn build_answerer(args: &Args) -> Result<Box<dyn Answerer>, Box<dyn std::error::Error + Send + Sync>> {
+fn build_answerer(
+    args: &Args,
+) -> Result<Box<dyn Answerer>, Box<dyn std::error::Error + Send + Sync>> {
     if let Some(url) = &args.endpoint {
-        let name = args.served_model.as_deref().ok_or("--endpoint needs --served-model NAME")?;
+        let name = args
+            .served_model
+            .as_deref()
+            .ok_or("--endpoint needs --served-model NAME")?;
         let timeout = std::time::Duration::from_secs(args.timeout.max(1));
-        return Ok(Box::new(crate::endpoint::EndpointAnswerer::connect(url, name, args.concurrency, args.retries, timeout)?));
+        return Ok(Box::new(crate::endpoint::EndpointAnswerer::connect(
+            url,
+            name,
+            args.concurrency,
+            args.retries,
+            timeout,
+        )?));
     }
     let dir = args.model.as_deref().ok_or("--model DIR (or --endpoint URL --served-model NAME) is required to run an evaluation (or use --merge)")?;
-    let model = crate::answerer::load_model(dir, &args.backend, &args.dtype, &args.attention)?;
+    let model = crate::answerer::load_model(
+        dir,
+        &args.backend,
+        &args.dtype,
+        &args.attention,
+        args.weights.as_deref(),
+    )?;
     let batch = match args.batch_size {
         Some(0) => return Err("--batch-size: must be at least 1".into()),
         Some(b) => b,
         None => crate::answerer::default_batch_size(&args.backend),
     };
-    Ok(Box::new(crate::answerer::ModelAnswerer::new(model, dir.display().to_string(), &args.attention, batch)?))
+    Ok(Box::new(crate::answerer::ModelAnswerer::new(
+        model,
+        dir.display().to_string(),
+        &args.attention,
+        batch,
+    )?))
 }
 
 /// `eval/runs/<task>-YYYYMMDD-HHMMSS` (UTC), with `-2`, `-3`... if that folder exists already.
 fn default_output(task: TaskKind) -> PathBuf {
-    let stamp: String = foveate_core::stamp::utc_now().chars().filter(char::is_ascii_digit).collect();
+    let stamp: String = foveate_core::stamp::utc_now()
+        .chars()
+        .filter(char::is_ascii_digit)
+        .collect();
     let base = format!("eval/runs/{task}-{}-{}", &stamp[..8], &stamp[8..]);
     let mut p = PathBuf::from(&base);
     let mut n = 2;
@@ -174,11 +204,19 @@ pub fn run(args: Args) -> CmdResult {
     } else {
         print!("{}", summary.table);
         if let Some(url) = &args.endpoint {
-            println!("{:<9}  {url} ({}), {} in flight", "endpoint", args.served_model.as_deref().unwrap_or(""), args.concurrency);
+            println!(
+                "{:<9}  {url} ({}), {} in flight",
+                "endpoint",
+                args.served_model.as_deref().unwrap_or(""),
+                args.concurrency
+            );
         } else if args.merge.is_empty() {
             let (b, why) = match args.batch_size {
                 Some(b) => (b, "--batch-size".to_string()),
-                None => (crate::answerer::default_batch_size(&args.backend), format!("the {} default; --batch-size N to change it", args.backend)),
+                None => (
+                    crate::answerer::default_batch_size(&args.backend),
+                    format!("the {} default; --batch-size N to change it", args.backend),
+                ),
             };
             println!("{:<9}  {b} ({why})", "batch");
         }

@@ -70,15 +70,17 @@ fn describe(cfg: &ImageProcessorConfig) -> Vec<(&'static str, String)> {
                     p.max_pixels
                 ),
                 (None, size) => match size {
-                SizeSpec::ShortestEdge {
-                    shortest,
-                    longest: None,
-                } => format!("shortest_edge {shortest}"),
-                SizeSpec::ShortestEdge {
-                    shortest,
-                    longest: Some(l),
-                } => format!("shortest_edge {shortest}, longest_edge {l}"),
-                SizeSpec::Exact { height, width } => format!("{height}x{width} (height x width)"),
+                    SizeSpec::ShortestEdge {
+                        shortest,
+                        longest: None,
+                    } => format!("shortest_edge {shortest}"),
+                    SizeSpec::ShortestEdge {
+                        shortest,
+                        longest: Some(l),
+                    } => format!("shortest_edge {shortest}, longest_edge {l}"),
+                    SizeSpec::Exact { height, width } => {
+                        format!("{height}x{width} (height x width)")
+                    }
                 },
             };
             format!(

@@ -27,6 +27,11 @@ pub struct Args {
     /// f32 | f16 | bf16
     #[arg(long, default_value = "f32")]
     dtype: String,
+    /// Weight format of the linear layers: f32, f16, bf16, int8, int4 (default: the compute dtype,
+    /// or a quantised checkpoint's format). The LM head is int8 under int8/int4; embeddings, norms
+    /// and the vision tower keep the compute dtype (docs/ARCHITECTURE.md, "Weight formats").
+    #[arg(long)]
+    weights: Option<String>,
     /// naive | flash | block-sparse
     #[arg(long, default_value = crate::DEFAULT_ATTENTION)]
     attention: String,
@@ -58,18 +63,35 @@ pub fn run(args: Args) -> CmdResult {
         return Err(Error::Msg(format!("--temperature: {} must be >= 0", args.temperature)).into());
     }
     let prompt = args.prompt.to_str().ok_or_else(|| {
-        Error::Msg(format!("--prompt: not valid UTF-8 ({:?}); pass the prompt as UTF-8 text", args.prompt))
+        Error::Msg(format!(
+            "--prompt: not valid UTF-8 ({:?}); pass the prompt as UTF-8 text",
+            args.prompt
+        ))
     })?;
-    let model = crate::answerer::load_model(&args.model, &args.backend, &args.dtype, &args.attention)?;
+    let model = crate::answerer::load_model(
+        &args.model,
+        &args.backend,
+        &args.dtype,
+        &args.attention,
+        args.weights.as_deref(),
+    )?;
     let pixels = match &args.image {
         Some(p) => Some(model.load_image(p)?),
         None => None,
     };
     let input_ids = model.prompt_ids(prompt, args.chat, pixels.as_ref())?;
     let mut params = model.default_params(args.max_new_tokens);
-    params.sampling = SamplingParams { temperature: args.temperature, top_k: args.top_k, top_p: args.top_p, seed: args.seed };
+    params.sampling = SamplingParams {
+        temperature: args.temperature,
+        top_k: args.top_k,
+        top_p: args.top_p,
+        seed: args.seed,
+    };
     params.prompt_logits = args.dump_logits.is_some();
-    let req = Request { input_ids: input_ids.clone(), pixels };
+    let req = Request {
+        input_ids: input_ids.clone(),
+        pixels,
+    };
     let gen = model.generate_one(&req, &params)?;
     if let (Some(path), Some(logits)) = (&args.dump_logits, &gen.prompt_logits) {
         write_logits(path, logits)?;
@@ -93,9 +115,10 @@ pub fn run(args: Args) -> CmdResult {
         println!("{text}");
         let m = model.memory();
         eprintln!(
-            "[{} {}] load {:.0} ms, image {:.1} ms, prefill {:.1} ms ({} tokens), decode {:.1} tok/s; weights {:.1} MiB, activations+KV peak {:.2} MiB",
+            "[{} {}{}] load {:.0} ms, image {:.1} ms, prefill {:.1} ms ({} tokens), decode {:.1} tok/s; weights {:.1} MiB, activations+KV peak {:.2} MiB",
             model.backend().name(),
             model.dtype(),
+            if model.formats().mixed() { format!(", weights {}", model.weights_by_format.summary()) } else { String::new() },
             model.load_ms,
             t.image_encode_ms,
             t.prefill_ms,
@@ -110,9 +133,14 @@ pub fn run(args: Args) -> CmdResult {
 
 fn write_logits(path: &std::path::Path, logits: &foveate_core::HostTensor) -> Result<(), Error> {
     let shape = logits.shape().dims().to_vec();
-    let bytes: Vec<u8> = logits.to_f32().iter().flat_map(|x| x.to_le_bytes()).collect();
+    let bytes: Vec<u8> = logits
+        .to_f32()
+        .iter()
+        .flat_map(|x| x.to_le_bytes())
+        .collect();
     let view = safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape, &bytes)
         .map_err(|e| Error::Msg(format!("{}: {e}", path.display())))?;
-    let file = safetensors::serialize(vec![("logits", view)], None).map_err(|e| Error::Msg(format!("{}: {e}", path.display())))?;
+    let file = safetensors::serialize(vec![("logits", view)], None)
+        .map_err(|e| Error::Msg(format!("{}: {e}", path.display())))?;
     foveate_core::write_atomic(path, &file)
 }

@@ -17,6 +17,11 @@ pub struct Args {
     /// Compute dtype: f32, f16, bf16.
     #[arg(long, default_value = "f32")]
     dtype: String,
+    /// Weight format of the linear layers: f32, f16, bf16, int8, int4 (default: the compute dtype,
+    /// or a quantised checkpoint's format). The LM head is int8 under int8/int4; embeddings, norms
+    /// and the vision tower keep the compute dtype (docs/ARCHITECTURE.md, "Weight formats").
+    #[arg(long)]
+    weights: Option<String>,
     /// Attention variant: naive, flash, block-sparse.
     #[arg(long, default_value = crate::DEFAULT_ATTENTION)]
     attention: String,
@@ -78,11 +83,12 @@ pub fn run(args: Args) -> CmdResult {
         ctrl_c: true,
         ..ServeOptions::new(name.clone())
     };
-    let (dir, backend, dtype, attention) = (
+    let (dir, backend, dtype, attention, weights) = (
         args.model.clone(),
         args.backend.clone(),
         args.dtype.clone(),
         args.attention.clone(),
+        args.weights.clone(),
     );
     eprintln!(
         "loading {} on {backend} (the weights are hashed once for the protocol card)...",
@@ -90,7 +96,9 @@ pub fn run(args: Args) -> CmdResult {
     );
     let server = foveate_serve::start(
         opts,
-        Box::new(move || crate::answerer::load_model(&dir, &backend, &dtype, &attention)),
+        Box::new(move || {
+            crate::answerer::load_model(&dir, &backend, &dtype, &attention, weights.as_deref())
+        }),
     )?;
     // One line on stdout, so scripts and tests can read the address (with --port 0 too).
     println!(

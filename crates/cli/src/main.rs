@@ -12,10 +12,11 @@ mod backends;
 mod cmd_bench;
 mod cmd_compare;
 mod cmd_cuda_compile;
+mod cmd_diff;
 mod cmd_eval;
 mod cmd_preprocess;
+mod cmd_quantize;
 mod cmd_run;
-mod cmd_diff;
 mod cmd_score;
 mod cmd_serve;
 mod endpoint;
@@ -29,7 +30,11 @@ use std::process::ExitCode;
 pub type CmdResult = Result<ExitCode, Box<dyn std::error::Error + Send + Sync>>;
 
 #[derive(Parser)]
-#[command(name = "foveate", version, about = "Vision-language models on hand-written kernels (CUDA, WGSL, CPU)")]
+#[command(
+    name = "foveate",
+    version,
+    about = "Vision-language models on hand-written kernels (CUDA, WGSL, CPU)"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -55,6 +60,8 @@ enum Command {
     Run(cmd_run::Args),
     /// Writes the model's pixel_values for an image (safetensors) and prints the processor settings.
     Preprocess(cmd_preprocess::Args),
+    /// Writes a quantised copy of a checkpoint (int8 / int4 linear weights and a manifest).
+    Quantize(cmd_quantize::Args),
     /// Serves a model over an OpenAI-compatible HTTP API (chat completions with images, streaming).
     Serve(cmd_serve::Args),
     /// Compares two eval runs: protocol differences, score deltas per answer type, changed answers.
@@ -72,6 +79,7 @@ fn dispatch(cli: Cli) -> CmdResult {
         Command::Eval(a) => cmd_eval::run(a),
         Command::Run(a) => cmd_run::run(a),
         Command::Preprocess(a) => cmd_preprocess::run(a),
+        Command::Quantize(a) => cmd_quantize::run(a),
         Command::Serve(a) => cmd_serve::run(a),
         Command::Diff(a) => cmd_diff::run(a),
     }

@@ -8,7 +8,9 @@ mod isolate;
 
 use crate::{backends, CmdResult};
 use foveate_core::{DType, OpKind};
-use foveate_testkit::{run_matrix, run_naive_matrix, MatrixOptions, MatrixSize, OpSummary, Reference, Report};
+use foveate_testkit::{
+    run_matrix, run_naive_matrix, MatrixOptions, MatrixSize, OpSummary, Reference, Report,
+};
 use serde::Serialize;
 use std::process::ExitCode;
 
@@ -87,12 +89,26 @@ struct JsonReport<'a> {
 pub fn run(args: Args) -> CmdResult {
     let naive = args.reference == Reference::Naive;
     let slow = args.backend == "wgpu" || (naive && args.backend.starts_with("cpu"));
-    let size = args.size.unwrap_or(if slow { MatrixSize::Small } else { MatrixSize::Full });
+    let size = args.size.unwrap_or(if slow {
+        MatrixSize::Small
+    } else {
+        MatrixSize::Full
+    });
     if let Some(op) = args.plant_fault {
         if args.backend != "cuda" {
-            return Err(format!("--plant-fault: only the cuda backend can plant a fault (got `{}`)", args.backend).into());
+            return Err(format!(
+                "--plant-fault: only the cuda backend can plant a fault (got `{}`)",
+                args.backend
+            )
+            .into());
         }
-        return isolate::run(&args.backend, size.name(), &args.op, args.json, &[(foveate_cuda::FAULT_ENV, op.name())]);
+        return isolate::run(
+            &args.backend,
+            size.name(),
+            &args.op,
+            args.json,
+            &[(foveate_cuda::FAULT_ENV, op.name())],
+        );
     }
     if args.isolate {
         return isolate::run(&args.backend, size.name(), &args.op, args.json, &[]);
@@ -119,7 +135,11 @@ pub fn run(args: Args) -> CmdResult {
     if report.results.is_empty() && report.skipped.is_empty() {
         // Only a variant filter can select nothing at all.
         let kinds = opts.ops.clone().unwrap_or_else(|| OpKind::ALL.to_vec());
-        let mut names: Vec<&str> = kinds.iter().flat_map(|&k| backend.variants(k)).map(|v| v.name).collect();
+        let mut names: Vec<&str> = kinds
+            .iter()
+            .flat_map(|&k| backend.variants(k))
+            .map(|v| v.name)
+            .collect();
         names.sort_unstable();
         names.dedup();
         return Err(format!(
@@ -140,18 +160,30 @@ pub fn run(args: Args) -> CmdResult {
         println!("{}", report.summary_line());
     }
     if report.results.is_empty() {
-        return Err(format!("backend `{}` ran no case: every selected case was skipped", backend.name()).into());
+        return Err(format!(
+            "backend `{}` ran no case: every selected case was skipped",
+            backend.name()
+        )
+        .into());
     }
     if !report.all_passed() {
         if args.json {
-            eprintln!("error: {} of {} runs failed", report.failed().len(), report.results.len());
+            eprintln!(
+                "error: {} of {} runs failed",
+                report.failed().len(),
+                report.results.len()
+            );
         }
         return Ok(ExitCode::from(1));
     }
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_json(report: &Report, size: MatrixSize, reference: Reference) -> Result<(), serde_json::Error> {
+fn print_json(
+    report: &Report,
+    size: MatrixSize,
+    reference: Reference,
+) -> Result<(), serde_json::Error> {
     let j = JsonReport {
         backend: &report.backend,
         device: &report.device,

@@ -29,9 +29,20 @@ fn bench_json(args: &[&str], extra: &[&str], out: &Path) -> serde_json::Value {
 
 /// `foveate compare FILES... EXTRA... --chart CHART`; checks it succeeded and returns stdout.
 fn compare(files: &[&Path], extra: &[&str], chart: &Path) -> String {
-    let o = foveate().arg("compare").args(files).args(extra).arg("--chart").arg(chart).output().unwrap();
+    let o = foveate()
+        .arg("compare")
+        .args(files)
+        .args(extra)
+        .arg("--chart")
+        .arg(chart)
+        .output()
+        .unwrap();
     let stdout = String::from_utf8_lossy(&o.stdout).into_owned();
-    assert!(o.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     stdout
 }
 
@@ -101,7 +112,17 @@ fn bench_times_a_tiny_checkpoint() {
         .unwrap();
     let json = d.join("r.json");
     let v = bench_json(
-        &["bench", "--model", ck.to_str().unwrap(), "-p", "8", "-n", "3", "-r", "2"],
+        &[
+            "bench",
+            "--model",
+            ck.to_str().unwrap(),
+            "-p",
+            "8",
+            "-n",
+            "3",
+            "-r",
+            "2",
+        ],
         &["--warmup", "0", "--threads", "1"],
         &json,
     );

@@ -3,19 +3,32 @@
 use std::process::Command;
 
 fn foveate(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_foveate")).args(args).output().expect("cannot run the foveate binary")
+    Command::new(env!("CARGO_BIN_EXE_foveate"))
+        .args(args)
+        .output()
+        .expect("cannot run the foveate binary")
 }
 
 fn json(out: &std::process::Output) -> serde_json::Value {
     let s = String::from_utf8_lossy(&out.stdout);
-    serde_json::from_str(&s).unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{s}\nstderr:\n{}", String::from_utf8_lossy(&out.stderr)))
+    serde_json::from_str(&s).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not JSON ({e}):\n{s}\nstderr:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
 }
 
 #[test]
 fn selftest_cpu_json_runs_the_full_matrix_and_passes() {
     let out = foveate(&["selftest", "--backend", "cpu", "--json"]);
     let j = json(&out);
-    assert!(out.status.success(), "exit {:?}, stderr:\n{}", out.status, String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "exit {:?}, stderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(j["backend"], "cpu");
     let cases = j["cases"].as_u64().unwrap();
     assert!(cases >= 200, "only {cases} runs");
@@ -31,12 +44,32 @@ fn selftest_cpu_json_runs_the_full_matrix_and_passes() {
 
 #[test]
 fn selftest_filters_and_prints_a_table() {
-    let out = foveate(&["selftest", "--backend", "cpu", "--op", "attention", "--variant", "flash", "--dtype", "f16", "--size", "small"]);
+    let out = foveate(&[
+        "selftest",
+        "--backend",
+        "cpu",
+        "--op",
+        "attention",
+        "--variant",
+        "flash",
+        "--dtype",
+        "f16",
+        "--size",
+        "small",
+    ]);
     let s = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{s}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{s}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let rows: Vec<&str> = s.lines().filter(|l| l.starts_with("attention[")).collect();
     assert!(!rows.is_empty(), "{s}");
-    assert!(rows.iter().all(|l| l.contains(" flash ") && l.contains(" f16 ") && l.ends_with("ok")), "{s}");
+    assert!(
+        rows.iter()
+            .all(|l| l.contains(" flash ") && l.contains(" f16 ") && l.ends_with("ok")),
+        "{s}"
+    );
     assert!(s.lines().last().unwrap().contains(" 0 failed"), "{s}");
 }
 
@@ -45,7 +78,10 @@ fn selftest_unknown_backend_names_the_valid_ones() {
     let out = foveate(&["selftest", "--backend", "nope"]);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.starts_with("error: ") && err.contains("`nope`"), "{err}");
+    assert!(
+        err.starts_with("error: ") && err.contains("`nope`"),
+        "{err}"
+    );
     for name in ["cpu", "wgpu", "cuda"] {
         assert!(err.contains(name), "{err}");
     }
@@ -59,7 +95,13 @@ fn selftest_bad_arguments_are_usage_errors() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown op `convolution`"));
     let out = foveate(&["selftest", "--size", "huge"]);
     assert_eq!(out.status.code(), Some(2));
-    let out = foveate(&["selftest", "--variant", "no-such-variant", "--op", "softmax"]);
+    let out = foveate(&[
+        "selftest",
+        "--variant",
+        "no-such-variant",
+        "--op",
+        "softmax",
+    ]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no-such-variant"));
 }
@@ -69,7 +111,10 @@ fn info_lists_cpu_as_available() {
     let out = foveate(&["info"]);
     assert!(out.status.success());
     let s = String::from_utf8_lossy(&out.stdout);
-    let cpu = s.lines().find(|l| l.starts_with("cpu ")).unwrap_or_else(|| panic!("{s}"));
+    let cpu = s
+        .lines()
+        .find(|l| l.starts_with("cpu "))
+        .unwrap_or_else(|| panic!("{s}"));
     assert!(cpu.contains(" available "), "{cpu}");
     assert!(s.contains("CPU threads"), "{s}");
 

@@ -45,7 +45,13 @@ fn f32_tensor(path: &Path, name: &str) -> (Vec<usize>, Vec<f32>) {
 fn writes_the_goldens_pixel_values_for_every_fixture() {
     let dir = scratch("goldens");
     let mut checked = 0;
-    for fx in ["clip-llama-gqa", "siglip-qwen2", "clip-mistral-window", "qwen2-vl", "qwen2_5-vl"] {
+    for fx in [
+        "clip-llama-gqa",
+        "siglip-qwen2",
+        "clip-mistral-window",
+        "qwen2-vl",
+        "qwen2_5-vl",
+    ] {
         let root = repo().join("eval/fixtures").join(fx);
         for k in 0..2 {
             let meta: serde_json::Value = serde_json::from_str(

@@ -198,7 +198,7 @@ fn safetensors_wrong_dtype() {
         &image(),
         "<image> what",
         &[&format!(
-            "model.safetensors: {name}: dtype I64 is not supported (supported: F32, F16, BF16)"
+            "model.safetensors: {name}: dtype I64 is not supported (supported: F32, F16, BF16; U8 in quantised checkpoints)"
         )],
     );
     // A supported dtype that is not what the bytes hold: the size no longer matches the shape.

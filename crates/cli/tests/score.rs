@@ -30,7 +30,14 @@ fn foveate_score(args: &[&str]) -> Output {
 
 /// `foveate score --task TASK --predictions PREDS --annotations ANN EXTRA...`
 fn score(task: &str, preds: &Path, ann: &Path, extra: &[&str]) -> Output {
-    let mut args = vec!["--task", task, "--predictions", s(preds), "--annotations", s(ann)];
+    let mut args = vec![
+        "--task",
+        task,
+        "--predictions",
+        s(preds),
+        "--annotations",
+        s(ann),
+    ];
     args.extend_from_slice(extra);
     foveate_score(&args)
 }
@@ -67,7 +74,12 @@ fn vqav2_sample_json() {
     );
     let ann = d.join("v2_mscoco_val2014_annotations.sample.json");
     let q = d.join("v2_OpenEnded_mscoco_val2014_questions.sample.json");
-    let v = json_out(&score("vqav2", &preds, &ann, &["--questions", s(&q), "--json"]));
+    let v = json_out(&score(
+        "vqav2",
+        &preds,
+        &ann,
+        &["--questions", s(&q), "--json"],
+    ));
     assert_eq!(v["overall"], 36.0);
     assert_eq!(v["breakdown"]["answer_type"]["other"], 45.0);
     assert_eq!(v["per_question"]["262148002"], 90.0);
@@ -146,7 +158,12 @@ fn missing_and_unknown_ids_are_errors() {
     let o = score("docvqa", &partial, &gt, &[]);
     fails_with(&o, &["partial_preds.json", "24581, 24582"]);
     // --allow-missing scores them as empty answers: (0 + 0 + 0) / 3
-    let v = json_out(&score("docvqa", &partial, &gt, &["--allow-missing", "--json"]));
+    let v = json_out(&score(
+        "docvqa",
+        &partial,
+        &gt,
+        &["--allow-missing", "--json"],
+    ));
     assert_eq!(v["overall"], 0.0);
 
     let extra = tmp_file(

@@ -28,7 +28,10 @@ fn write_model(dir: &Path, layers: usize, hidden: usize) {
 }
 
 fn main() {
-    let args: Vec<usize> = std::env::args().skip(1).map(|a| a.parse().expect("numbers")).collect();
+    let args: Vec<usize> = std::env::args()
+        .skip(1)
+        .map(|a| a.parse().expect("numbers"))
+        .collect();
     let (b, new_tokens, layers, hidden) = (
         args.first().copied().unwrap_or(4),
         args.get(1).copied().unwrap_or(32),
@@ -37,8 +40,16 @@ fn main() {
     );
     let dir = std::env::temp_dir().join(format!("foveate-batch-decode-{}", std::process::id()));
     write_model(&dir, layers, hidden);
-    let m =
-        Model::load(&dir, Arc::new(CpuBackend::fast()), ModelOptions { dtype: DType::F32, attention: AttentionKind::Flash }).unwrap();
+    let m = Model::load(
+        &dir,
+        Arc::new(CpuBackend::fast()),
+        ModelOptions {
+            dtype: DType::F32,
+            attention: AttentionKind::Flash,
+            weights: None,
+        },
+    )
+    .unwrap();
     let t = &m.checkpoint.config_as::<LlavaConfig>().unwrap().text;
     println!(
         "decoder: {} layers, hidden {}, {}/{} heads, MLP {}, vocab {}: {:.1} M parameters; {}",
@@ -52,10 +63,27 @@ fn main() {
         m.backend().device_name()
     );
     let reqs: Vec<Request> = (0..b)
-        .map(|i| Request { input_ids: (0..20 + 15 * i).map(|j| 3 + ((i * 7 + j * 13) % 57) as u32).collect(), pixels: None })
+        .map(|i| Request {
+            input_ids: (0..20 + 15 * i)
+                .map(|j| 3 + ((i * 7 + j * 13) % 57) as u32)
+                .collect(),
+            pixels: None,
+        })
         .collect();
-    let p = GenerateParams { max_new_tokens: new_tokens, sampling: SamplingParams::default(), stop_tokens: vec![], prompt_logits: false };
-    m.generate_one(&reqs[0], &GenerateParams { max_new_tokens: 4, ..p.clone() }).unwrap(); // warm-up
+    let p = GenerateParams {
+        max_new_tokens: new_tokens,
+        sampling: SamplingParams::default(),
+        stop_tokens: vec![],
+        prompt_logits: false,
+    };
+    m.generate_one(
+        &reqs[0],
+        &GenerateParams {
+            max_new_tokens: 4,
+            ..p.clone()
+        },
+    )
+    .unwrap(); // warm-up
     let (mut single_ms, mut steps, mut single_tokens) = (0.0, 0, Vec::new());
     for r in &reqs {
         let g = m.generate_one(r, &p).unwrap();
@@ -64,13 +92,28 @@ fn main() {
         single_tokens.push(g.tokens);
     }
     let batch = m.generate(&reqs, &p).unwrap();
-    let batch_ms = batch.iter().map(|g| g.timings.decode_ms).fold(0.0, f64::max);
+    let batch_ms = batch
+        .iter()
+        .map(|g| g.timings.decode_ms)
+        .fold(0.0, f64::max);
     let batch_steps: usize = batch.iter().map(|g| g.timings.decode_steps).sum();
-    let same = batch.iter().zip(&single_tokens).all(|(g, s)| &g.tokens == s);
-    let (one, many) = (steps as f64 / (single_ms / 1e3), batch_steps as f64 / (batch_ms / 1e3));
-    println!("B = {b}, prompts of {:?} tokens, {new_tokens} new tokens each", reqs.iter().map(|r| r.input_ids.len()).collect::<Vec<_>>());
+    let same = batch
+        .iter()
+        .zip(&single_tokens)
+        .all(|(g, s)| &g.tokens == s);
+    let (one, many) = (
+        steps as f64 / (single_ms / 1e3),
+        batch_steps as f64 / (batch_ms / 1e3),
+    );
+    println!(
+        "B = {b}, prompts of {:?} tokens, {new_tokens} new tokens each",
+        reqs.iter().map(|r| r.input_ids.len()).collect::<Vec<_>>()
+    );
     println!("one by one: {steps} decode tokens in {single_ms:.0} ms = {one:.1} tokens/s");
-    println!("batched:    {batch_steps} decode tokens in {batch_ms:.0} ms = {many:.1} tokens/s ({:.2}x)", many / one);
+    println!(
+        "batched:    {batch_steps} decode tokens in {batch_ms:.0} ms = {many:.1} tokens/s ({:.2}x)",
+        many / one
+    );
     println!("greedy tokens identical: {same}");
     let _ = std::fs::remove_dir_all(&dir);
     assert!(same, "batched tokens differ from single runs");

@@ -6,6 +6,8 @@ use crate::config::id_list;
 use crate::image::ImageProcessorConfig;
 use crate::names::{candidates, Part};
 use crate::prompt::{read_json, PromptBuilder};
+use crate::qcheckpoint::{stored_name, QuantManifest};
+use crate::vars::Role;
 use crate::weights::Weights;
 use foveate_core::{DType, Error, HostTensor, Result, Shape};
 use std::path::{Path, PathBuf};
@@ -16,6 +18,8 @@ pub struct Checkpoint {
     /// `config.json`, parsed by its family's parser (chosen by `model_type`).
     pub config: Arc<dyn ArchConfig>,
     pub weights: Weights,
+    /// The manifest of a quantised checkpoint (`foveate quantize`), checked against the weights.
+    pub quant: Option<QuantManifest>,
     pub prompt: PromptBuilder,
     /// Stop tokens: `generation_config.json`, the text config and the tokenizer's eos, deduplicated.
     pub eos_token_ids: Vec<u32>,
@@ -25,11 +29,22 @@ impl Checkpoint {
     pub fn open(dir: impl AsRef<Path>) -> Result<Self> {
         let dir = dir.as_ref().to_path_buf();
         if !dir.is_dir() {
-            return Err(Error::io(&dir, std::io::Error::new(std::io::ErrorKind::NotFound, "checkpoint directory not found")));
+            return Err(Error::io(
+                &dir,
+                std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "checkpoint directory not found",
+                ),
+            ));
         }
         let config = arch::load_config(&dir.join("config.json"))?;
         let weights = Weights::open_dir(&dir)?;
-        let mut prompt = PromptBuilder::open(&dir, config.image_token_id(), config.image_tokens_per_image())?;
+        let quant = QuantManifest::read(&dir, &weights)?;
+        let mut prompt = PromptBuilder::open(
+            &dir,
+            config.image_token_id(),
+            config.image_tokens_per_image(),
+        )?;
         if let Some((start, end)) = config.image_wrap() {
             prompt = prompt.with_image_wrap(start, end)?;
         }
@@ -37,8 +52,13 @@ impl Checkpoint {
         let gen = dir.join("generation_config.json");
         if gen.exists() {
             let v = read_json(&gen)?;
-            let ids = id_list(v.get("eos_token_id"))
-                .ok_or_else(|| Error::format(gen.display().to_string(), "eos_token_id", "must be an integer or a list of integers"))?;
+            let ids = id_list(v.get("eos_token_id")).ok_or_else(|| {
+                Error::format(
+                    gen.display().to_string(),
+                    "eos_token_id",
+                    "must be an integer or a list of integers",
+                )
+            })?;
             eos.extend(ids);
         }
         eos.extend(config.eos_token_ids());
@@ -49,7 +69,14 @@ impl Checkpoint {
                 eos_token_ids.push(e);
             }
         }
-        Ok(Checkpoint { dir, config, weights, prompt, eos_token_ids })
+        Ok(Checkpoint {
+            dir,
+            config,
+            weights,
+            quant,
+            prompt,
+            eos_token_ids,
+        })
     }
 
     /// The config as its family's type (`ck.config_as::<LlavaConfig>()`), if it is of that family.
@@ -64,12 +91,20 @@ impl Checkpoint {
 
     /// The file name under which `rest` of `part` is stored, if any alias matches.
     pub fn resolve(&self, part: Part, rest: &str) -> Option<String> {
-        candidates(part, rest).into_iter().find(|c| self.weights.contains(c))
+        candidates(part, rest)
+            .into_iter()
+            .find(|c| self.weights.contains(c))
     }
 
     /// Reads `rest` of `part` with shape `shape`, converted to `dtype`. A missing tensor names the
     /// file, the tensor (and the aliases tried) and the expected shape.
-    pub fn tensor(&self, part: Part, rest: &str, shape: &[usize], dtype: DType) -> Result<HostTensor> {
+    pub fn tensor(
+        &self,
+        part: Part,
+        rest: &str,
+        shape: &[usize],
+        dtype: DType,
+    ) -> Result<HostTensor> {
         match self.resolve(part, rest) {
             Some(name) => self.weights.load(&name, shape, dtype),
             None => Err(Error::format(
@@ -82,5 +117,35 @@ impl Checkpoint {
                 ),
             )),
         }
+    }
+
+    /// Reads `rest` of `part`, asked for with `role`, as `format`: a quantised checkpoint's
+    /// stored bytes when its manifest lists the tensor, else the stored values converted (and
+    /// quantised, for a quantised `format`). In a quantised checkpoint a tensor the policy
+    /// quantises must be listed.
+    pub fn tensor_for(
+        &self,
+        part: Part,
+        rest: &str,
+        shape: &[usize],
+        role: Role,
+        format: DType,
+    ) -> Result<HostTensor> {
+        if let Some(q) = &self.quant {
+            if let Some(name) =
+                stored_name(self, part, rest, role).filter(|n| q.tensors.contains_key(n))
+            {
+                return q.load(&self.weights, &name, shape, format);
+            }
+            if format.is_quant() {
+                return Err(Error::format(
+                    &q.path,
+                    "tensors",
+                    format!("{}.{rest} is not listed: the policy stores it as {format} (missing tensor)", part.name()),
+                ));
+            }
+        }
+        // (A tied head read as its own tensor outside a quantised checkpoint: the embedding table.)
+        self.tensor(part, rest, shape, format)
     }
 }

@@ -116,7 +116,11 @@ impl LlavaConfig {
     /// the number of encoder layers to run.
     pub fn vision_layers_to_run(&self) -> usize {
         let n = self.vision.num_layers as i64 + 1;
-        let i = if self.vision_feature_layer < 0 { n + self.vision_feature_layer } else { self.vision_feature_layer };
+        let i = if self.vision_feature_layer < 0 {
+            n + self.vision_feature_layer
+        } else {
+            self.vision_feature_layer
+        };
         i as usize
     }
 
@@ -133,10 +137,17 @@ impl LlavaConfig {
     }
 
     pub fn from_json(v: &Value, file: &str) -> Result<Self> {
-        let c = Cfg { v, file, prefix: "" };
+        let c = Cfg {
+            v,
+            file,
+            prefix: "",
+        };
         let mt = c.str_or("model_type", "")?;
         if mt != "llava" {
-            let archs = v.get("architectures").map(|a| a.to_string()).unwrap_or_default();
+            let archs = v
+                .get("architectures")
+                .map(|a| a.to_string())
+                .unwrap_or_default();
             return Err(Error::format(file, "model_type", format!(
                 "`{mt}` (architectures {archs}) is not supported (supported: llava, i.e. LlavaForConditionalGeneration)"
             )));
@@ -159,18 +170,31 @@ impl LlavaConfig {
                 "{vision_feature_layer} is out of range for {n} vision layers (supported: -{} ..= {n})", n + 1
             )));
         }
-        let strategy = match c.str_or("vision_feature_select_strategy", "default")?.as_str() {
+        let strategy = match c
+            .str_or("vision_feature_select_strategy", "default")?
+            .as_str()
+        {
             "default" => FeatureStrategy::Default,
             "full" => FeatureStrategy::Full,
             other => {
-                return Err(Error::format(file, "vision_feature_select_strategy", format!(
-                    "`{other}` is not supported (supported: default, full)"
-                )))
+                return Err(Error::format(
+                    file,
+                    "vision_feature_select_strategy",
+                    format!("`{other}` is not supported (supported: default, full)"),
+                ))
             }
         };
-        let image_token_id = match (c.opt_u64("image_token_index")?, c.opt_u64("image_token_id")?) {
-            (Some(i), _) | (None, Some(i)) => u32::try_from(i)
-                .map_err(|_| Error::format(file, "image_token_index", format!("{i} is not a valid token id (above u32)")))?,
+        let image_token_id = match (
+            c.opt_u64("image_token_index")?,
+            c.opt_u64("image_token_id")?,
+        ) {
+            (Some(i), _) | (None, Some(i)) => u32::try_from(i).map_err(|_| {
+                Error::format(
+                    file,
+                    "image_token_index",
+                    format!("{i} is not a valid token id (above u32)"),
+                )
+            })?,
             (None, None) => 32000,
         };
         if strategy == FeatureStrategy::Default && vision.num_positions() < 2 {
@@ -186,7 +210,15 @@ impl LlavaConfig {
             ))
         })?;
         let projector_bias = c.opt_bool("multimodal_projector_bias")?.unwrap_or(true);
-        Ok(LlavaConfig { vision, text, vision_feature_layer, strategy, image_token_id, projector_act, projector_bias })
+        Ok(LlavaConfig {
+            vision,
+            text,
+            vision_feature_layer,
+            strategy,
+            image_token_id,
+            projector_act,
+            projector_bias,
+        })
     }
 }
 
@@ -208,9 +240,12 @@ fn parse_vision(c: &Cfg) -> Result<VisionConfig> {
         "clip_vision_model" => VisionKind::Clip,
         "siglip_vision_model" => VisionKind::Siglip,
         other => {
-            return Err(c.err("model_type", format!(
+            return Err(c.err(
+                "model_type",
+                format!(
                 "`{other}` is not supported (supported: clip_vision_model, siglip_vision_model)"
-            )))
+            ),
+            ))
         }
     };
     let (dh, di, dn, dl, dimg, dp, dact) = match kind {
@@ -247,16 +282,33 @@ fn parse_vision(c: &Cfg) -> Result<VisionConfig> {
     // HF's patch conv (stride = kernel = patch, no padding) drops the last image_size % patch_size
     // rows and columns (SigLIP so400m: 384 px, patch 14, uses 378); the graph crops the same way.
     if v.image_size < v.patch_size {
-        return Err(c.err("image_size", format!("{} is smaller than patch_size {}", v.image_size, v.patch_size)));
+        return Err(c.err(
+            "image_size",
+            format!(
+                "{} is smaller than patch_size {}",
+                v.image_size, v.patch_size
+            ),
+        ));
     }
     if v.num_heads == 0 || v.hidden_size % v.num_heads != 0 {
-        return Err(c.err("num_attention_heads", format!("{} does not divide hidden_size {}", v.num_heads, v.hidden_size)));
+        return Err(c.err(
+            "num_attention_heads",
+            format!(
+                "{} does not divide hidden_size {}",
+                v.num_heads, v.hidden_size
+            ),
+        ));
     }
     if v.num_positions() > MAX_DIM {
-        return Err(c.err("image_size", format!(
-            "{} with patch_size {} gives {} patches (at most {MAX_DIM} are supported)",
-            v.image_size, v.patch_size, v.num_patches()
-        )));
+        return Err(c.err(
+            "image_size",
+            format!(
+                "{} with patch_size {} gives {} patches (at most {MAX_DIM} are supported)",
+                v.image_size,
+                v.patch_size,
+                v.num_patches()
+            ),
+        ));
     }
     Ok(v)
 }
@@ -278,25 +330,49 @@ pub(crate) fn parse_text(c: &Cfg, tie_top: Option<bool>) -> Result<TextConfig> {
     };
     let act = c.str_or("hidden_act", "silu")?;
     if act != "silu" {
-        return Err(c.err("hidden_act", format!("`{act}` is not supported (supported: silu)")));
+        return Err(c.err(
+            "hidden_act",
+            format!("`{act}` is not supported (supported: silu)"),
+        ));
     }
     if c.opt_bool("mlp_bias")? == Some(true) {
         return Err(c.err("mlp_bias", "true is not supported (supported: false)"));
     }
     let hidden_size = positive(c, "hidden_size", c.usize_or("hidden_size", 4096)?, MAX_DIM)?;
-    let num_heads = positive(c, "num_attention_heads", c.usize_or("num_attention_heads", 32)?, MAX_DIM)?;
-    let num_kv_heads = positive(c, "num_key_value_heads", c.usize_or("num_key_value_heads", num_heads)?, MAX_DIM)?;
+    let num_heads = positive(
+        c,
+        "num_attention_heads",
+        c.usize_or("num_attention_heads", 32)?,
+        MAX_DIM,
+    )?;
+    let num_kv_heads = positive(
+        c,
+        "num_key_value_heads",
+        c.usize_or("num_key_value_heads", num_heads)?,
+        MAX_DIM,
+    )?;
     if num_heads == 0 || num_kv_heads == 0 || num_heads % num_kv_heads != 0 {
-        return Err(c.err("num_key_value_heads", format!("{num_kv_heads} does not divide num_attention_heads {num_heads}")));
+        return Err(c.err(
+            "num_key_value_heads",
+            format!("{num_kv_heads} does not divide num_attention_heads {num_heads}"),
+        ));
     }
     let head_dim = match c.opt_u64("head_dim")? {
         Some(d) => positive(c, "head_dim", d as usize, MAX_DIM)?,
         None => positive(c, "hidden_size", hidden_size / num_heads, MAX_DIM)?,
     };
     if head_dim.saturating_mul(num_heads) > MAX_DIM {
-        return Err(c.err("head_dim", format!("{head_dim} x {num_heads} heads exceeds {MAX_DIM}")));
+        return Err(c.err(
+            "head_dim",
+            format!("{head_dim} x {num_heads} heads exceeds {MAX_DIM}"),
+        ));
     }
-    let num_layers = positive(c, "num_hidden_layers", c.usize_or("num_hidden_layers", 32)?, MAX_LAYERS)?;
+    let num_layers = positive(
+        c,
+        "num_hidden_layers",
+        c.usize_or("num_hidden_layers", 32)?,
+        MAX_LAYERS,
+    )?;
     let (rope_theta, mrope_section) = rope_theta(c, &mt, head_dim)?;
     let qkv_bias = match kind {
         TextKind::Qwen2 => true,
@@ -304,16 +380,29 @@ pub(crate) fn parse_text(c: &Cfg, tie_top: Option<bool>) -> Result<TextConfig> {
     };
     let window = c.opt_u64("sliding_window")?.map(|w| w as usize);
     let layers = layer_attention(c, kind, num_layers, window)?;
-    let tie_word_embeddings = c.opt_bool("tie_word_embeddings")?.or(tie_top).unwrap_or(false);
+    let tie_word_embeddings = c
+        .opt_bool("tie_word_embeddings")?
+        .or(tie_top)
+        .unwrap_or(false);
     let eos_token_ids = c.id_list("eos_token_id")?;
     let bos_token_id = match c.opt_u64("bos_token_id")? {
-        Some(b) => Some(u32::try_from(b).map_err(|_| c.err("bos_token_id", format!("{b} is not a valid token id (above u32)")))?),
+        Some(b) => Some(u32::try_from(b).map_err(|_| {
+            c.err(
+                "bos_token_id",
+                format!("{b} is not a valid token id (above u32)"),
+            )
+        })?),
         None => None,
     };
     Ok(TextConfig {
         kind,
         hidden_size,
-        intermediate_size: positive(c, "intermediate_size", c.usize_or("intermediate_size", 11008)?, MAX_DIM)?,
+        intermediate_size: positive(
+            c,
+            "intermediate_size",
+            c.usize_or("intermediate_size", 11008)?,
+            MAX_DIM,
+        )?,
         num_heads,
         num_kv_heads,
         head_dim,
@@ -321,7 +410,12 @@ pub(crate) fn parse_text(c: &Cfg, tie_top: Option<bool>) -> Result<TextConfig> {
         rms_norm_eps: c.f32_or("rms_norm_eps", 1e-6)? as f32,
         rope_theta,
         vocab_size: positive(c, "vocab_size", c.usize_or("vocab_size", 32000)?, MAX_DIM)?,
-        max_position_embeddings: positive(c, "max_position_embeddings", c.usize_or("max_position_embeddings", 4096)?, MAX_DIM)?,
+        max_position_embeddings: positive(
+            c,
+            "max_position_embeddings",
+            c.usize_or("max_position_embeddings", 4096)?,
+            MAX_DIM,
+        )?,
         tie_word_embeddings,
         qkv_bias,
         layers,
@@ -346,11 +440,17 @@ fn rope_theta(c: &Cfg, model_type: &str, head_dim: usize) -> Result<(f32, Option
                 if let Some(t) = m.get("rope_type").or_else(|| m.get("type")) {
                     let t = t.as_str().unwrap_or("?");
                     if t != "default" && t != "mrope" {
-                        return Err(c.err(&format!("{key}.rope_type"), format!("`{t}` is not supported (supported: default, mrope)")));
+                        return Err(c.err(
+                            &format!("{key}.rope_type"),
+                            format!("`{t}` is not supported (supported: default, mrope)"),
+                        ));
                     }
                 }
                 if let Some(t) = m.get("rope_theta") {
-                    theta = Some(t.as_f64().ok_or_else(|| c.err(&format!("{key}.rope_theta"), "must be a number"))?);
+                    theta =
+                        Some(t.as_f64().ok_or_else(|| {
+                            c.err(&format!("{key}.rope_theta"), "must be a number")
+                        })?);
                 }
                 if let Some(s) = m.get("mrope_section").filter(|s| !s.is_null()) {
                     section = Some((format!("{key}.mrope_section"), s));
@@ -362,7 +462,12 @@ fn rope_theta(c: &Cfg, model_type: &str, head_dim: usize) -> Result<(f32, Option
     let vl = model_type.contains("_vl");
     let mrope = match section {
         Some((field, v)) => Some(mrope_section(c, &field, v, head_dim)?),
-        None if vl => Some(mrope_section(c, "rope_parameters.mrope_section", &serde_json::json!([16, 24, 24]), head_dim)?),
+        None if vl => Some(mrope_section(
+            c,
+            "rope_parameters.mrope_section",
+            &serde_json::json!([16, 24, 24]),
+            head_dim,
+        )?),
         None => None,
     };
     Ok((theta.unwrap_or(10000.0) as f32, mrope))
@@ -370,7 +475,9 @@ fn rope_theta(c: &Cfg, model_type: &str, head_dim: usize) -> Result<(f32, Option
 
 /// Three positive section sizes (pairs per axis) adding up to `head_dim / 2`.
 fn mrope_section(c: &Cfg, field: &str, v: &Value, head_dim: usize) -> Result<[usize; 3]> {
-    let list: Option<Vec<usize>> = v.as_array().and_then(|a| a.iter().map(|x| x.as_u64().map(|x| x as usize)).collect());
+    let list: Option<Vec<usize>> = v
+        .as_array()
+        .and_then(|a| a.iter().map(|x| x.as_u64().map(|x| x as usize)).collect());
     match list.as_deref() {
         Some(&[t, h, w]) if t > 0 && h > 0 && w > 0 && t + h + w == head_dim / 2 => Ok([t, h, w]),
         Some(&[t, h, w]) if t > 0 && h > 0 && w > 0 => Err(c.err(field, format!(
@@ -382,7 +489,12 @@ fn mrope_section(c: &Cfg, field: &str, v: &Value, head_dim: usize) -> Result<[us
     }
 }
 
-fn layer_attention(c: &Cfg, kind: TextKind, n: usize, window: Option<usize>) -> Result<Vec<LayerAttention>> {
+fn layer_attention(
+    c: &Cfg,
+    kind: TextKind,
+    n: usize,
+    window: Option<usize>,
+) -> Result<Vec<LayerAttention>> {
     let need_window = |field: &str| -> Result<usize> {
         match window {
             Some(w) if w > 0 => Ok(w),
@@ -391,16 +503,24 @@ fn layer_attention(c: &Cfg, kind: TextKind, n: usize, window: Option<usize>) -> 
     };
     if let Some(Value::Array(types)) = c.v.get("layer_types") {
         if types.len() != n {
-            return Err(c.err("layer_types", format!("{} entries for {n} layers", types.len())));
+            return Err(c.err(
+                "layer_types",
+                format!("{} entries for {n} layers", types.len()),
+            ));
         }
         return types
             .iter()
             .map(|t| match t.as_str() {
                 Some("full_attention") => Ok(LayerAttention::Full),
-                Some("sliding_attention") => Ok(LayerAttention::Sliding(need_window("layer_types")?)),
-                other => Err(c.err("layer_types", format!(
-                    "{other:?} is not supported (supported: full_attention, sliding_attention)"
-                ))),
+                Some("sliding_attention") => {
+                    Ok(LayerAttention::Sliding(need_window("layer_types")?))
+                }
+                other => Err(c.err(
+                    "layer_types",
+                    format!(
+                        "{other:?} is not supported (supported: full_attention, sliding_attention)"
+                    ),
+                )),
             })
             .collect();
     }
@@ -412,7 +532,15 @@ fn layer_attention(c: &Cfg, kind: TextKind, n: usize, window: Option<usize>) -> 
         TextKind::Qwen2 if c.opt_bool("use_sliding_window")? == Some(true) => {
             let w = need_window("sliding_window")?;
             let first = c.usize_or("max_window_layers", n)?;
-            (0..n).map(|i| if i >= first { LayerAttention::Sliding(w) } else { LayerAttention::Full }).collect()
+            (0..n)
+                .map(|i| {
+                    if i >= first {
+                        LayerAttention::Sliding(w)
+                    } else {
+                        LayerAttention::Full
+                    }
+                })
+                .collect()
         }
         _ => vec![LayerAttention::Full; n],
     })
@@ -421,7 +549,10 @@ fn layer_attention(c: &Cfg, kind: TextKind, n: usize, window: Option<usize>) -> 
 /// `x` when `1 <= x <= max`, else an error naming the field.
 pub(crate) fn positive(c: &Cfg, field: &str, x: usize, max: usize) -> Result<usize> {
     if x == 0 || x > max {
-        return Err(c.err(field, format!("{x} is out of range (supported: 1 ..= {max})")));
+        return Err(c.err(
+            field,
+            format!("{x} is out of range (supported: 1 ..= {max})"),
+        ));
     }
     Ok(x)
 }
@@ -439,10 +570,14 @@ impl<'a> Cfg<'a> {
     }
     pub(crate) fn sub(&self, key: &'static str) -> Result<Cfg<'a>> {
         match self.v.get(key) {
-            Some(o @ Value::Object(_)) => Ok(Cfg { v: o, file: self.file, prefix: match key {
-                "vision_config" => "vision_config.",
-                _ => "text_config.",
-            } }),
+            Some(o @ Value::Object(_)) => Ok(Cfg {
+                v: o,
+                file: self.file,
+                prefix: match key {
+                    "vision_config" => "vision_config.",
+                    _ => "text_config.",
+                },
+            }),
             _ => Err(self.err(key, "missing or not an object")),
         }
     }
@@ -459,7 +594,10 @@ impl<'a> Cfg<'a> {
     pub(crate) fn opt_u64(&self, key: &str) -> Result<Option<u64>> {
         match self.get(key) {
             None => Ok(None),
-            Some(v) => v.as_u64().map(Some).ok_or_else(|| self.err(key, format!("{v} must be a non-negative integer"))),
+            Some(v) => v
+                .as_u64()
+                .map(Some)
+                .ok_or_else(|| self.err(key, format!("{v} must be a non-negative integer"))),
         }
     }
     pub(crate) fn usize_or(&self, key: &str, default: usize) -> Result<usize> {
@@ -468,7 +606,10 @@ impl<'a> Cfg<'a> {
     pub(crate) fn opt_f64(&self, key: &str) -> Result<Option<f64>> {
         match self.get(key) {
             None => Ok(None),
-            Some(v) => v.as_f64().map(Some).ok_or_else(|| self.err(key, format!("{v} must be a number"))),
+            Some(v) => v
+                .as_f64()
+                .map(Some)
+                .ok_or_else(|| self.err(key, format!("{v} must be a number"))),
         }
     }
     pub(crate) fn f32_or(&self, key: &str, default: f64) -> Result<f64> {
@@ -477,12 +618,16 @@ impl<'a> Cfg<'a> {
     pub(crate) fn opt_bool(&self, key: &str) -> Result<Option<bool>> {
         match self.get(key) {
             None => Ok(None),
-            Some(v) => v.as_bool().map(Some).ok_or_else(|| self.err(key, format!("{v} must be true or false"))),
+            Some(v) => v
+                .as_bool()
+                .map(Some)
+                .ok_or_else(|| self.err(key, format!("{v} must be true or false"))),
         }
     }
     /// An id or a list of ids (as `eos_token_id` may be).
     pub(crate) fn id_list(&self, key: &str) -> Result<Vec<u32>> {
-        id_list(self.get(key)).ok_or_else(|| self.err(key, "must be an integer or a list of integers"))
+        id_list(self.get(key))
+            .ok_or_else(|| self.err(key, "must be an integer or a list of integers"))
     }
 }
 
@@ -490,8 +635,14 @@ impl<'a> Cfg<'a> {
 pub fn id_list(v: Option<&Value>) -> Option<Vec<u32>> {
     match v {
         None | Some(Value::Null) => Some(vec![]),
-        Some(Value::Number(n)) => n.as_u64().and_then(|x| u32::try_from(x).ok()).map(|x| vec![x]),
-        Some(Value::Array(a)) => a.iter().map(|x| x.as_u64().and_then(|x| u32::try_from(x).ok())).collect(),
+        Some(Value::Number(n)) => n
+            .as_u64()
+            .and_then(|x| u32::try_from(x).ok())
+            .map(|x| vec![x]),
+        Some(Value::Array(a)) => a
+            .iter()
+            .map(|x| x.as_u64().and_then(|x| u32::try_from(x).ok()))
+            .collect(),
         _ => None,
     }
 }

@@ -3,6 +3,8 @@
 //!
 //! * [`arch`]: one builder per model family (CLIP, SigLIP, Llama-family text, LLaVA), chosen by
 //!   `model_type`; [`model::Model`] is a loaded one on a backend.
+//! * [`formats`]: the per-role weight-format policy of `--weights`; [`qcheckpoint`]: quantised
+//!   checkpoints (`foveate quantize`).
 //! * [`vars`]: the one weight source (checkpoint, random, recorder) every builder reads from.
 //! * [`config`]: `config.json` (CLIP/SigLIP vision tower, Llama/Mistral/Qwen2 decoder, projector).
 //! * [`weights`]: memory-mapped safetensors (single file or sharded), validated on open.
@@ -16,12 +18,14 @@
 pub mod arch;
 pub mod checkpoint;
 pub mod config;
+pub mod formats;
 pub mod image;
 pub mod manifest;
 pub mod model;
 pub mod names;
 pub mod prompt;
 pub mod protocol;
+pub mod qcheckpoint;
 pub mod synth;
 pub mod template;
 pub mod vars;
@@ -29,8 +33,10 @@ pub mod weights;
 
 pub use arch::{ArchConfig, Architecture};
 pub use checkpoint::Checkpoint;
+pub use config::{
+    FeatureStrategy, LayerAttention, LlavaConfig, TextConfig, TextKind, VisionConfig, VisionKind,
+};
 pub use model::{MemoryReport, Model, ModelOptions, PixelValues, Request};
-pub use config::{FeatureStrategy, LayerAttention, LlavaConfig, TextConfig, TextKind, VisionConfig, VisionKind};
 pub use names::Part;
 pub use prompt::{PromptBuilder, IMAGE_PLACEHOLDER};
 pub use weights::Weights;

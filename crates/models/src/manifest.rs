@@ -8,7 +8,8 @@ use crate::vars::Recorder;
 fn record(cfg: &dyn ArchConfig, all_layers: bool) -> Vec<Entry> {
     let mut r = Recorder::default();
     // A recorder hands out placeholders and never fails; a builder error is a bug in the builder.
-    cfg.build(&mut r, all_layers).expect("a builder over a recorder cannot fail");
+    cfg.build(&mut r, all_layers)
+        .expect("a builder over a recorder cannot fail");
     r.entries
 }
 

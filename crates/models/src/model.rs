@@ -4,28 +4,88 @@
 //! model-agnostic runtime ([`foveate_graph::generate_each`]).
 
 use crate::arch::Architecture;
+use crate::formats::{FormatBytes, Formats};
 use crate::image::{decode_file, preprocess, DecodeOptions, RgbImage};
 use crate::vars::{CheckpointSource, TensorSource};
 use crate::Checkpoint;
 use foveate_core::{Backend, DType, Error, HostTensor, Result};
-use foveate_graph::{generate_each, run_batched, Admitted, AttentionKind, Exec, GenerateParams, Generation, PoolStats, SamplingParams};
+use foveate_graph::{
+    generate_each, run_batched, Admitted, AttentionKind, Exec, GenerateParams, Generation,
+    PoolStats, SamplingParams,
+};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
 /// File extensions refused as video by [`Model::load_image`].
-pub const VIDEO_EXTENSIONS: [&str; 9] = ["mp4", "m4v", "mov", "avi", "mkv", "webm", "mpg", "mpeg", "wmv"];
+pub const VIDEO_EXTENSIONS: [&str; 9] = [
+    "mp4", "m4v", "mov", "avi", "mkv", "webm", "mpg", "mpeg", "wmv",
+];
 
 #[derive(Clone, Copy, Debug)]
 pub struct ModelOptions {
+    /// The compute dtype (activations, and every tensor `weights` does not cover).
     pub dtype: DType,
     pub attention: AttentionKind,
+    /// The format of the linear weights (`--weights`, per role: [`Formats`]). None: the
+    /// checkpoint's quantised format if it is a quantised checkpoint, else `dtype`.
+    pub weights: Option<DType>,
 }
 
 impl Default for ModelOptions {
     fn default() -> Self {
-        ModelOptions { dtype: DType::F32, attention: AttentionKind::Naive }
+        ModelOptions {
+            dtype: DType::F32,
+            attention: AttentionKind::Naive,
+            weights: None,
+        }
     }
+}
+
+/// The weight formats a load uses: `--weights` (or a quantised checkpoint's format, or the
+/// compute dtype). A quantised checkpoint loaded with another `--weights` is refused.
+pub fn resolve_formats(ck: &Checkpoint, dtype: DType, weights: Option<DType>) -> Result<Formats> {
+    if let Some(w) = weights {
+        if !DType::WEIGHTS.contains(&w) {
+            return Err(Error::Msg(format!(
+                "--weights: {w} is not a weight format (supported: f32, f16, bf16, int8, int4)"
+            )));
+        }
+    }
+    let w = match (&ck.quant, weights) {
+        (Some(q), Some(w)) if w != q.weights => {
+            return Err(Error::Msg(format!(
+                "--weights {w}: {} is a checkpoint quantised to {} ({}); load it with --weights {} (or without --weights), \
+                 or quantise the original checkpoint",
+                ck.dir.display(),
+                q.weights,
+                q.path,
+                q.weights
+            )))
+        }
+        (Some(q), _) => q.weights,
+        (None, w) => w.unwrap_or(dtype),
+    };
+    Ok(Formats::new(dtype, w))
+}
+
+/// Refuses weight formats `backend` cannot compute with: today only the cpu backend reads weights
+/// in another format than the compute dtype (the one place to relax when a GPU backend gains
+/// kernels for them).
+pub fn check_weight_formats(backend: &dyn Backend, formats: &Formats) -> Result<()> {
+    if formats.mixed() && !backend.name().starts_with("cpu") {
+        return Err(Error::unsupported(
+            backend.name(),
+            format!(
+                "--weights {} runs on the cpu backend for now; {} computes in {} with weights in the same dtype \
+                 (drop --weights, or use --backend cpu)",
+                formats.weights,
+                backend.name(),
+                formats.compute
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Preprocessed image (what HF calls `pixel_values` for one image), in the checkpoint's image
@@ -57,22 +117,60 @@ pub struct Model {
     pub ex: Exec,
     pub arch: Box<dyn Architecture>,
     pub weights_bytes: usize,
+    /// Weight bytes per stored format.
+    pub weights_by_format: FormatBytes,
+    formats: Formats,
     pub load_ms: f64,
 }
 
 impl Model {
-    pub fn load(dir: impl AsRef<Path>, backend: Arc<dyn Backend>, opts: ModelOptions) -> Result<Self> {
+    pub fn load(
+        dir: impl AsRef<Path>,
+        backend: Arc<dyn Backend>,
+        opts: ModelOptions,
+    ) -> Result<Self> {
         let t0 = Instant::now();
         if !backend.dtypes().contains(&opts.dtype) {
-            return Err(Error::unsupported(backend.name(), format!("dtype {} (it computes in {:?})", opts.dtype, backend.dtypes())));
+            return Err(Error::unsupported(
+                backend.name(),
+                format!(
+                    "dtype {} (it computes in {:?})",
+                    opts.dtype,
+                    backend.dtypes()
+                ),
+            ));
         }
         let checkpoint = Checkpoint::open(dir)?;
+        let formats = resolve_formats(&checkpoint, opts.dtype, opts.weights)?;
+        check_weight_formats(backend.as_ref(), &formats)?;
         let ex = Exec::new(backend, opts.dtype, opts.attention);
-        let mut src = CheckpointSource::new(&checkpoint, ex.backend.as_ref(), opts.dtype);
+        let mut src = CheckpointSource::new(&checkpoint, ex.backend.as_ref(), opts.dtype)
+            .with_weights(formats.weights);
         let arch = checkpoint.config.build(&mut src, false)?;
-        let weights_bytes = src.bytes();
+        if let Some(first) = src.kept.first() {
+            eprintln!(
+                "note: {} weight(s) keep {}: their rows are not a multiple of 32 elements, which {} needs (first: {first})",
+                src.kept.len(),
+                opts.dtype,
+                formats.weights
+            );
+        }
+        let (weights_bytes, weights_by_format) = (src.bytes(), src.bytes_by_format());
         ex.backend.synchronize()?;
-        Ok(Model { checkpoint, ex, arch, weights_bytes, load_ms: t0.elapsed().as_secs_f64() * 1e3 })
+        Ok(Model {
+            checkpoint,
+            ex,
+            arch,
+            weights_bytes,
+            weights_by_format,
+            formats,
+            load_ms: t0.elapsed().as_secs_f64() * 1e3,
+        })
+    }
+
+    /// The weight formats the model was loaded with.
+    pub fn formats(&self) -> Formats {
+        self.formats
     }
 
     pub fn backend(&self) -> &Arc<dyn Backend> {
@@ -84,16 +182,24 @@ impl Model {
     }
 
     pub fn memory(&self) -> MemoryReport {
-        MemoryReport { weights_bytes: self.weights_bytes, pool: self.ex.pool.stats() }
+        MemoryReport {
+            weights_bytes: self.weights_bytes,
+            pool: self.ex.pool.stats(),
+        }
     }
 
     /// Decodes and preprocesses an image file with the checkpoint's image processor. Video files
     /// are refused by name (image models only).
     pub fn load_image(&self, path: impl AsRef<Path>) -> Result<PixelValues> {
         let path = path.as_ref();
-        let ext = path.extension().map(|e| e.to_string_lossy().to_ascii_lowercase()).unwrap_or_default();
+        let ext = path
+            .extension()
+            .map(|e| e.to_string_lossy().to_ascii_lowercase())
+            .unwrap_or_default();
         if VIDEO_EXTENSIONS.contains(&ext.as_str()) {
-            return Err(crate::arch::qwen2_vl_config::video_unsupported(&path.display().to_string()));
+            return Err(crate::arch::qwen2_vl_config::video_unsupported(
+                &path.display().to_string(),
+            ));
         }
         let img = decode_file(path, &DecodeOptions::default())?;
         self.preprocess(&img)
@@ -102,7 +208,11 @@ impl Model {
     pub fn preprocess(&self, img: &RgbImage) -> Result<PixelValues> {
         let pcfg = self.checkpoint.image_processor()?;
         let (data, height, width) = preprocess(&pcfg, img)?;
-        Ok(PixelValues { data, height, width })
+        Ok(PixelValues {
+            data,
+            height,
+            width,
+        })
     }
 
     /// Prompt ids: verbatim or through the chat template, `<image>` expanded. An empty (or
@@ -121,7 +231,12 @@ impl Model {
 
     /// Prompt ids for `prompt` with `pixels` (if any): verbatim or through the chat template,
     /// `<image>` expanded into as many image tokens as this image gives.
-    pub fn prompt_ids(&self, prompt: &str, chat: bool, pixels: Option<&PixelValues>) -> Result<Vec<u32>> {
+    pub fn prompt_ids(
+        &self,
+        prompt: &str,
+        chat: bool,
+        pixels: Option<&PixelValues>,
+    ) -> Result<Vec<u32>> {
         let cfg = &self.checkpoint.config;
         let n = match pixels {
             Some(px) => cfg.image_tokens(px)?,
@@ -130,9 +245,17 @@ impl Model {
         self.encode_prompt(prompt, chat, pixels.is_some(), n)
     }
 
-    fn encode_prompt(&self, prompt: &str, chat: bool, with_image: bool, per_image: usize) -> Result<Vec<u32>> {
+    fn encode_prompt(
+        &self,
+        prompt: &str,
+        chat: bool,
+        with_image: bool,
+        per_image: usize,
+    ) -> Result<Vec<u32>> {
         if prompt.trim().is_empty() {
-            return Err(Error::Msg("empty prompt: the prompt text is empty (give a question or an instruction)".into()));
+            return Err(Error::Msg(
+                "empty prompt: the prompt text is empty (give a question or an instruction)".into(),
+            ));
         }
         let p = &self.checkpoint.prompt;
         if chat {
@@ -147,10 +270,15 @@ impl Model {
     /// method.
     pub fn check_request(&self, req: &Request, max_new_tokens: usize) -> Result<()> {
         if req.input_ids.is_empty() {
-            return Err(Error::Msg("empty prompt: the request has no input ids (give a non-empty prompt)".into()));
+            return Err(Error::Msg(
+                "empty prompt: the request has no input ids (give a non-empty prompt)".into(),
+            ));
         }
         let (window, field) = self.checkpoint.config.context_window();
-        let (prompt, total) = (req.input_ids.len(), req.input_ids.len().saturating_add(max_new_tokens));
+        let (prompt, total) = (
+            req.input_ids.len(),
+            req.input_ids.len().saturating_add(max_new_tokens),
+        );
         if total > window {
             let image_token = self.checkpoint.config.image_token_id();
             let n_img = req.input_ids.iter().filter(|&&i| i == image_token).count();
@@ -158,7 +286,10 @@ impl Model {
             let advice = if prompt >= window {
                 format!("the prompt alone leaves no room for a new token: shorten it to at most {} tokens", window - 1)
             } else {
-                format!("shorten the prompt or lower max_new_tokens to at most {}", window - prompt)
+                format!(
+                    "shorten the prompt or lower max_new_tokens to at most {}",
+                    window - prompt
+                )
             };
             return Err(Error::Msg(format!(
                 "prompt of {prompt} tokens ({n_img} of them image tokens) + max_new_tokens {max_new_tokens} = {total} tokens \
@@ -170,7 +301,8 @@ impl Model {
 
     /// Runs one request: image encode, prefill, decode loop.
     pub fn generate_one(&self, req: &Request, params: &GenerateParams) -> Result<Generation> {
-        let mut out = self.generate_each(std::slice::from_ref(req), std::slice::from_ref(params))?;
+        let mut out =
+            self.generate_each(std::slice::from_ref(req), std::slice::from_ref(params))?;
         Ok(out.pop().expect("one generation per request"))
     }
 
@@ -186,17 +318,35 @@ impl Model {
     /// generations come back in the order of `reqs`; each request's tokens are the ones it gets
     /// alone. Per-request timings: its own image encode and prefill; `decode_ms` is the batch's
     /// decode time until that request finished.
-    pub fn generate_each(&self, reqs: &[Request], params: &[GenerateParams]) -> Result<Vec<Generation>> {
+    pub fn generate_each(
+        &self,
+        reqs: &[Request],
+        params: &[GenerateParams],
+    ) -> Result<Vec<Generation>> {
         if reqs.len() != params.len() {
-            return Err(Error::Msg(format!("{} requests but {} parameter sets", reqs.len(), params.len())));
+            return Err(Error::Msg(format!(
+                "{} requests but {} parameter sets",
+                reqs.len(),
+                params.len()
+            )));
         }
-        let label = |i: usize, e: Error| if reqs.len() > 1 { Error::Msg(format!("request {i}: {e}")) } else { e };
+        let label = |i: usize, e: Error| {
+            if reqs.len() > 1 {
+                Error::Msg(format!("request {i}: {e}"))
+            } else {
+                e
+            }
+        };
         for (i, (r, p)) in reqs.iter().zip(params).enumerate() {
-            self.check_request(r, p.max_new_tokens).map_err(|e| label(i, e))?;
+            self.check_request(r, p.max_new_tokens)
+                .map_err(|e| label(i, e))?;
         }
         let mut prompts = Vec::with_capacity(reqs.len());
         for r in reqs {
-            prompts.push(self.arch.prompt(&self.ex, r.input_ids.clone(), r.pixels.as_ref())?);
+            prompts.push(
+                self.arch
+                    .prompt(&self.ex, r.input_ids.clone(), r.pixels.as_ref())?,
+            );
         }
         generate_each(&self.ex, self.arch.text(), prompts, params)
     }
@@ -217,9 +367,16 @@ impl Model {
             for (r, p) in &group {
                 self.check_request(r, p.max_new_tokens)?;
             }
-            let inputs = group.iter().map(|(r, _)| (r.input_ids.clone(), r.pixels.as_ref())).collect();
+            let inputs = group
+                .iter()
+                .map(|(r, _)| (r.input_ids.clone(), r.pixels.as_ref()))
+                .collect();
             let prompts = self.arch.prompts(&self.ex, inputs)?;
-            Ok(prompts.into_iter().zip(group).map(|(prompt, (_, params))| Admitted { prompt, params }).collect())
+            Ok(prompts
+                .into_iter()
+                .zip(group)
+                .map(|(prompt, (_, params))| Admitted { prompt, params })
+                .collect())
         };
         run_batched(&self.ex, self.arch.text(), max_batch, &mut admit, done)
     }
@@ -256,5 +413,9 @@ impl Model {
 fn host_rows(ex: &Exec, t: &foveate_core::Tensor) -> Result<HostTensor> {
     let h = ex.backend.download(t)?;
     let dims = h.shape().dims().to_vec();
-    Ok(HostTensor::from_f32(DType::F32, vec![dims[1], dims[2]], &h.to_f32()))
+    Ok(HostTensor::from_f32(
+        DType::F32,
+        vec![dims[1], dims[2]],
+        &h.to_f32(),
+    ))
 }

@@ -45,7 +45,12 @@ pub fn candidates(part: Part, rest: &str) -> Vec<String> {
             "model.visual.",
             "visual.",
         ],
-        Part::Text => &["language_model.model.", "model.language_model.", "language_model.", "model."],
+        Part::Text => &[
+            "language_model.model.",
+            "model.language_model.",
+            "language_model.",
+            "model.",
+        ],
         Part::Projector => &["multi_modal_projector.", "model.multi_modal_projector."],
         Part::LmHead => &["language_model.lm_head.", "lm_head.", "model.lm_head."],
     };
@@ -67,8 +72,14 @@ mod tests {
             assert!(v.iter().any(|c| c == name), "{name}");
         }
         let t = candidates(Part::Text, "layers.0.self_attn.q_proj.weight");
-        assert!(t.iter().any(|c| c == "model.language_model.layers.0.self_attn.q_proj.weight"));
-        assert!(t.iter().any(|c| c == "language_model.model.layers.0.self_attn.q_proj.weight"));
-        assert!(candidates(Part::LmHead, "weight").iter().any(|c| c == "lm_head.weight"));
+        assert!(t
+            .iter()
+            .any(|c| c == "model.language_model.layers.0.self_attn.q_proj.weight"));
+        assert!(t
+            .iter()
+            .any(|c| c == "language_model.model.layers.0.self_attn.q_proj.weight"));
+        assert!(candidates(Part::LmHead, "weight")
+            .iter()
+            .any(|c| c == "lm_head.weight"));
     }
 }

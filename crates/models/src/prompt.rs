@@ -30,11 +30,20 @@ impl PromptBuilder {
         let tok_path = dir.join("tokenizer.json");
         let tokenizer_file = tok_path.display().to_string();
         if !tok_path.exists() {
-            return Err(Error::format(&tokenizer_file, "(file)", "missing: the checkpoint needs a tokenizer.json"));
+            return Err(Error::format(
+                &tokenizer_file,
+                "(file)",
+                "missing: the checkpoint needs a tokenizer.json",
+            ));
         }
-        let tokenizer = Tokenizer::from_file(&tok_path).map_err(|e| Error::format(&tokenizer_file, "(file)", e.to_string()))?;
+        let tokenizer = Tokenizer::from_file(&tok_path)
+            .map_err(|e| Error::format(&tokenizer_file, "(file)", e.to_string()))?;
         let cfg_path = dir.join("tokenizer_config.json");
-        let cfg: Value = if cfg_path.exists() { read_json(&cfg_path)? } else { Value::Null };
+        let cfg: Value = if cfg_path.exists() {
+            read_json(&cfg_path)?
+        } else {
+            Value::Null
+        };
         let special = |key: &str| -> Option<String> {
             match cfg.get(key)? {
                 Value::String(s) => Some(s.clone()),
@@ -46,7 +55,13 @@ impl PromptBuilder {
         let eos_token = special("eos_token");
         let chat_template = find_chat_template(dir, &cfg)?;
         let image_token = tokenizer.id_to_token(image_token_id).ok_or_else(|| {
-            Error::format(&tokenizer_file, "vocab", format!("image_token_index {image_token_id} from config.json is not in the vocabulary"))
+            Error::format(
+                &tokenizer_file,
+                "vocab",
+                format!(
+                    "image_token_index {image_token_id} from config.json is not in the vocabulary"
+                ),
+            )
         })?;
         Ok(PromptBuilder {
             tokenizer,
@@ -65,10 +80,17 @@ impl PromptBuilder {
     pub fn with_image_wrap(mut self, start: u32, end: u32) -> Result<Self> {
         let text = |id: u32, what: &str| {
             self.tokenizer.id_to_token(id).ok_or_else(|| {
-                Error::format(&self.tokenizer_file, "vocab", format!("{what} {id} from config.json is not in the vocabulary"))
+                Error::format(
+                    &self.tokenizer_file,
+                    "vocab",
+                    format!("{what} {id} from config.json is not in the vocabulary"),
+                )
             })
         };
-        self.image_wrap = Some((text(start, "vision_start_token_id")?, text(end, "vision_end_token_id")?));
+        self.image_wrap = Some((
+            text(start, "vision_start_token_id")?,
+            text(end, "vision_end_token_id")?,
+        ));
         Ok(self)
     }
 
@@ -82,7 +104,9 @@ impl PromptBuilder {
 
     /// The eos id of `tokenizer_config.json`, if it names one in the vocabulary.
     pub fn eos_token_id(&self) -> Option<u32> {
-        self.eos_token.as_deref().and_then(|t| self.tokenizer.token_to_id(t))
+        self.eos_token
+            .as_deref()
+            .and_then(|t| self.tokenizer.token_to_id(t))
     }
 
     /// Renders the chat template for one user turn holding the image and `prompt`
@@ -114,7 +138,13 @@ impl PromptBuilder {
         let (file, src) = self.chat_template.as_ref().ok_or_else(|| {
             Error::format(&self.tokenizer_file, "chat_template", "the checkpoint has no chat template (looked in chat_template.jinja, chat_template.json, tokenizer_config.json)")
         })?;
-        crate::template::render(file, src, messages, self.bos_token.as_deref(), self.eos_token.as_deref())
+        crate::template::render(
+            file,
+            src,
+            messages,
+            self.bos_token.as_deref(),
+            self.eos_token.as_deref(),
+        )
     }
 
     /// The chat template's source text, if the checkpoint has one.
@@ -135,12 +165,19 @@ impl PromptBuilder {
     /// becomes `per_image` of them, as the HF processors expand them.
     pub fn encode_with(&self, text: &str, per_image: usize) -> Result<Vec<u32>> {
         let marked = match &self.image_wrap {
-            Some((start, end)) => text.replace(IMAGE_PLACEHOLDER, &format!("{start}{}{end}", self.image_token)),
+            Some((start, end)) => text.replace(
+                IMAGE_PLACEHOLDER,
+                &format!("{start}{}{end}", self.image_token),
+            ),
             None => text.replace(IMAGE_PLACEHOLDER, &self.image_token),
         };
         let images = marked.matches(self.image_token.as_str()).count();
-        let expanded = marked.replace(self.image_token.as_str(), &self.image_token.repeat(per_image));
-        let add_special = !matches!(&self.bos_token, Some(b) if !b.is_empty() && text.starts_with(b.as_str()));
+        let expanded = marked.replace(
+            self.image_token.as_str(),
+            &self.image_token.repeat(per_image),
+        );
+        let add_special =
+            !matches!(&self.bos_token, Some(b) if !b.is_empty() && text.starts_with(b.as_str()));
         let enc = self
             .tokenizer
             .encode(expanded.as_str(), add_special)
@@ -166,7 +203,8 @@ impl PromptBuilder {
 
 pub(crate) fn read_json(path: &Path) -> Result<Value> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    serde_json::from_str(&text).map_err(|e| Error::format(path.display().to_string(), "(json)", e.to_string()))
+    serde_json::from_str(&text)
+        .map_err(|e| Error::format(path.display().to_string(), "(json)", e.to_string()))
 }
 
 /// `chat_template.jinja`, then `chat_template.json`, then `tokenizer_config.json` (a string, or a
@@ -182,7 +220,11 @@ fn find_chat_template(dir: &Path, tok_cfg: &Value) -> Result<Option<(String, Str
         let v = read_json(&json)?;
         return match template_value(v.get("chat_template")) {
             Some(src) => Ok(Some((json.display().to_string(), src))),
-            None => Err(Error::format(json.display().to_string(), "chat_template", "missing or not a string")),
+            None => Err(Error::format(
+                json.display().to_string(),
+                "chat_template",
+                "missing or not a string",
+            )),
         };
     }
     let file = dir.join("tokenizer_config.json").display().to_string();

@@ -51,7 +51,7 @@ pub fn model_card(model: &Model) -> Result<Value> {
     stored.sort();
     stored.dedup();
     let (window, _) = ck.config.context_window();
-    Ok(json!({
+    let mut card = json!({
         "model_type": ck.config.model_type(),
         "weights": {"sha256": hex(&h.finalize()), "files": files, "bytes": bytes, "stored_dtypes": stored},
         "compute_dtype": model.dtype().to_string(),
@@ -60,7 +60,13 @@ pub fn model_card(model: &Model) -> Result<Value> {
         "image_tokens_per_image": ck.config.image_tokens_per_image(),
         "context_window": window,
         "stop_token_ids": ck.eos_token_ids,
-    }))
+    });
+    // Only a load with other weight formats than the compute dtype says so (older cards unchanged).
+    let f = model.formats();
+    if f.mixed() {
+        card["weight_formats"] = json!({"linear": f.weights.name(), "lm_head": f.head().name(), "quantised_checkpoint": ck.quant.is_some()});
+    }
+    Ok(card)
 }
 
 /// The image-processing settings that change `pixel_values` (not the file they came from).

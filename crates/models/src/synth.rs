@@ -40,7 +40,15 @@ pub struct SynthSpec {
 
 impl Default for SynthSpec {
     fn default() -> Self {
-        SynthSpec { vision: "clip_vision_model", text: "llama", layout: Layout::Transformers5, dtype: "F32", sharded: false, sliding_window: None, seed: 7 }
+        SynthSpec {
+            vision: "clip_vision_model",
+            text: "llama",
+            layout: Layout::Transformers5,
+            dtype: "F32",
+            sharded: false,
+            sliding_window: None,
+            seed: 7,
+        }
     }
 }
 
@@ -123,8 +131,18 @@ fn values(e: &Entry, rng: &mut Rng) -> Vec<f32> {
 
 fn encode(dtype: &str, v: &[f32]) -> (Dtype, Vec<u8>) {
     match dtype {
-        "F16" => (Dtype::F16, v.iter().flat_map(|x| f16::from_f32(*x).to_le_bytes()).collect()),
-        "BF16" => (Dtype::BF16, v.iter().flat_map(|x| bf16::from_f32(*x).to_le_bytes()).collect()),
+        "F16" => (
+            Dtype::F16,
+            v.iter()
+                .flat_map(|x| f16::from_f32(*x).to_le_bytes())
+                .collect(),
+        ),
+        "BF16" => (
+            Dtype::BF16,
+            v.iter()
+                .flat_map(|x| bf16::from_f32(*x).to_le_bytes())
+                .collect(),
+        ),
         _ => (Dtype::F32, v.iter().flat_map(|x| x.to_le_bytes()).collect()),
     }
 }
@@ -140,10 +158,15 @@ pub fn write_checkpoint(dir: &Path, spec: &SynthSpec) -> Result<LlavaConfig> {
 
 /// [`write_checkpoint`] with another config (e.g. [`config_json`] of `spec`, resized): the weights
 /// follow `cfg_json`, the tokenizer and processor files are the tiny ones.
-pub fn write_checkpoint_with(dir: &Path, spec: &SynthSpec, cfg_json: serde_json::Value) -> Result<LlavaConfig> {
+pub fn write_checkpoint_with(
+    dir: &Path,
+    spec: &SynthSpec,
+    cfg_json: serde_json::Value,
+) -> Result<LlavaConfig> {
     std::fs::create_dir_all(dir).map_err(io(dir))?;
     let cfg_path = dir.join("config.json");
-    std::fs::write(&cfg_path, serde_json::to_string_pretty(&cfg_json).unwrap()).map_err(io(&cfg_path))?;
+    std::fs::write(&cfg_path, serde_json::to_string_pretty(&cfg_json).unwrap())
+        .map_err(io(&cfg_path))?;
     let cfg = LlavaConfig::from_json(&cfg_json, "config.json")?;
 
     // Every vision layer is written (HF checkpoints hold them all, even past the feature layer).
@@ -156,17 +179,31 @@ pub fn write_checkpoint_with(dir: &Path, spec: &SynthSpec, cfg_json: serde_json:
             (file_name(spec.layout, e), dt, e.shape.clone(), bytes)
         })
         .collect();
-    let shards: Vec<&[(String, Dtype, Vec<usize>, Vec<u8>)]> =
-        if spec.sharded { let h = data.len() / 2; vec![&data[..h], &data[h..]] } else { vec![&data[..]] };
+    let shards: Vec<&[(String, Dtype, Vec<usize>, Vec<u8>)]> = if spec.sharded {
+        let h = data.len() / 2;
+        vec![&data[..h], &data[h..]]
+    } else {
+        vec![&data[..]]
+    };
     let mut weight_map = serde_json::Map::new();
     for (si, shard) in shards.iter().enumerate() {
-        let name = if spec.sharded { format!("model-{:05}-of-{:05}.safetensors", si + 1, shards.len()) } else { "model.safetensors".into() };
+        let name = if spec.sharded {
+            format!("model-{:05}-of-{:05}.safetensors", si + 1, shards.len())
+        } else {
+            "model.safetensors".into()
+        };
         let views: Vec<(String, TensorView)> = shard
             .iter()
-            .map(|(n, dt, s, b)| (n.clone(), TensorView::new(*dt, s.clone(), b).expect("consistent view")))
+            .map(|(n, dt, s, b)| {
+                (
+                    n.clone(),
+                    TensorView::new(*dt, s.clone(), b).expect("consistent view"),
+                )
+            })
             .collect();
         let path = dir.join(&name);
-        safetensors::serialize_to_file(views, None, &path).map_err(|e| Error::Msg(format!("{}: {e}", path.display())))?;
+        safetensors::serialize_to_file(views, None, &path)
+            .map_err(|e| Error::Msg(format!("{}: {e}", path.display())))?;
         for (n, ..) in shard.iter() {
             weight_map.insert(n.clone(), json!(name));
         }
@@ -190,7 +227,20 @@ pub fn write_checkpoint_with(dir: &Path, spec: &SynthSpec, cfg_json: serde_json:
 
 /// Words of the synthetic vocabulary (ids 3..VOCAB-1).
 pub fn word(i: usize) -> String {
-    const W: [&str; 12] = ["USER", "ASSISTANT", ":", "what", "is", "the", "color", "of", "a", "cat", "?", "it"];
+    const W: [&str; 12] = [
+        "USER",
+        "ASSISTANT",
+        ":",
+        "what",
+        "is",
+        "the",
+        "color",
+        "of",
+        "a",
+        "cat",
+        "?",
+        "it",
+    ];
     match W.get(i) {
         Some(w) => (*w).to_string(),
         None => format!("w{i}"),
@@ -277,7 +327,11 @@ pub fn png_header(w: u32, h: u32) -> Vec<u8> {
     for &b in &chunk {
         crc ^= b as u32;
         for _ in 0..8 {
-            crc = if crc & 1 != 0 { 0xEDB8_8320 ^ (crc >> 1) } else { crc >> 1 };
+            crc = if crc & 1 != 0 {
+                0xEDB8_8320 ^ (crc >> 1)
+            } else {
+                crc >> 1
+            };
         }
     }
     let mut v = b"\x89PNG\r\n\x1a\n".to_vec();

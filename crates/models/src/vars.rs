@@ -12,6 +12,7 @@
 //! So the assembly of a model from tensor names exists once, in its builder.
 
 use crate::checkpoint::Checkpoint;
+use crate::formats::{FormatBytes, Formats};
 use crate::names::Part;
 use foveate_core::{Backend, DType, HostTensor, Result, Storage, Tensor, TensorDesc};
 use std::any::Any;
@@ -33,6 +34,9 @@ pub enum Role {
     Position,
     /// A learned token (CLIP's class embedding).
     Class,
+    /// The LM head `[vocab, d]` (its own tensor, or the tied embedding table read a second time
+    /// as a head when its format differs from the table's: [`TensorSource::separate_head`]).
+    Head,
 }
 
 /// One tensor a model reads.
@@ -52,6 +56,15 @@ pub trait TensorSource {
     fn zeros(&mut self, shape: &[usize]) -> Result<Tensor>;
     /// Bytes of everything provided so far.
     fn bytes(&self) -> usize;
+    /// Bytes per stored format of everything provided so far.
+    fn bytes_by_format(&self) -> FormatBytes {
+        FormatBytes(vec![(DType::F32, self.bytes())])
+    }
+    /// Does a tied LM head need its own tensor (the head's format differs from the embedding
+    /// table's)? Then the builder asks for the table a second time with [`Role::Head`].
+    fn separate_head(&self) -> bool {
+        false
+    }
 }
 
 /// A prefix inside a part: `Scope::new(Part::Vision, "encoder.layers.3.")`, then
@@ -64,48 +77,93 @@ pub struct Scope {
 
 impl Scope {
     pub fn new(part: Part, prefix: impl Into<String>) -> Self {
-        Scope { part, prefix: prefix.into() }
+        Scope {
+            part,
+            prefix: prefix.into(),
+        }
     }
     /// A sub-scope: `prefix + p + "."`.
     pub fn pp(&self, p: impl std::fmt::Display) -> Scope {
-        Scope { part: self.part, prefix: format!("{}{p}.", self.prefix) }
+        Scope {
+            part: self.part,
+            prefix: format!("{}{p}.", self.prefix),
+        }
     }
-    pub fn get(&self, src: &mut dyn TensorSource, name: &str, shape: &[usize], role: Role) -> Result<Tensor> {
+    pub fn get(
+        &self,
+        src: &mut dyn TensorSource,
+        name: &str,
+        shape: &[usize],
+        role: Role,
+    ) -> Result<Tensor> {
         src.tensor(self.part, &format!("{}{name}", self.prefix), shape, role)
     }
 }
 
-/// The checkpoint's tensors, uploaded to `backend` in `dtype`.
+/// The checkpoint's tensors, uploaded to `backend` in the formats of [`Formats`] (the compute
+/// dtype unless [`CheckpointSource::with_weights`]), tensor by tensor: host memory stays at one
+/// tensor (and its f32 temporary while it is quantised). A quantised checkpoint's tensors
+/// ([`crate::qcheckpoint`]) are uploaded as stored.
 pub struct CheckpointSource<'a> {
     pub ck: &'a Checkpoint,
     pub backend: &'a dyn Backend,
     pub dtype: DType,
-    bytes: usize,
+    pub formats: Formats,
+    /// Tensors a quantised format was refused for (rows not a multiple of 32): kept in `dtype`.
+    pub kept: Vec<String>,
+    bytes: FormatBytes,
 }
 
 impl<'a> CheckpointSource<'a> {
     pub fn new(ck: &'a Checkpoint, backend: &'a dyn Backend, dtype: DType) -> Self {
-        CheckpointSource { ck, backend, dtype, bytes: 0 }
+        CheckpointSource {
+            ck,
+            backend,
+            dtype,
+            formats: Formats::uniform(dtype),
+            kept: Vec::new(),
+            bytes: FormatBytes::default(),
+        }
+    }
+    /// Linear weights in `weights` ([`Formats`] decides per role).
+    pub fn with_weights(mut self, weights: DType) -> Self {
+        self.formats = Formats::new(self.dtype, weights);
+        self
     }
 }
 
 impl TensorSource for CheckpointSource<'_> {
-    fn tensor(&mut self, part: Part, name: &str, shape: &[usize], _: Role) -> Result<Tensor> {
-        let h = self.ck.tensor(part, name, shape, self.dtype)?;
-        self.bytes += h.bytes.len();
+    fn tensor(&mut self, part: Part, name: &str, shape: &[usize], role: Role) -> Result<Tensor> {
+        let (fmt, kept) = self.formats.of(part, role, shape);
+        if kept {
+            self.kept.push(format!("{}.{name} {shape:?}", part.name()));
+        }
+        let h = self.ck.tensor_for(part, name, shape, role, fmt)?;
+        self.bytes.add(fmt, h.bytes.len());
         self.backend.upload(&h)
     }
     fn zeros(&mut self, shape: &[usize]) -> Result<Tensor> {
         zeros(self.backend, self.dtype, shape, &mut self.bytes)
     }
     fn bytes(&self) -> usize {
-        self.bytes
+        self.bytes.total()
+    }
+    fn bytes_by_format(&self) -> FormatBytes {
+        self.bytes.clone()
+    }
+    fn separate_head(&self) -> bool {
+        self.formats.separate_head()
     }
 }
 
-fn zeros(backend: &dyn Backend, dtype: DType, shape: &[usize], bytes: &mut usize) -> Result<Tensor> {
+fn zeros(
+    backend: &dyn Backend,
+    dtype: DType,
+    shape: &[usize],
+    bytes: &mut FormatBytes,
+) -> Result<Tensor> {
     let h = HostTensor::filled(dtype, shape.to_vec(), 0.0);
-    *bytes += h.bytes.len();
+    bytes.add(dtype, h.bytes.len());
     backend.upload(&h)
 }
 
@@ -116,13 +174,25 @@ fn zeros(backend: &dyn Backend, dtype: DType, shape: &[usize], bytes: &mut usize
 pub struct RandomSource<'a> {
     pub backend: &'a dyn Backend,
     pub dtype: DType,
+    pub formats: Formats,
     state: u64,
-    bytes: usize,
+    bytes: FormatBytes,
 }
 
 impl<'a> RandomSource<'a> {
     pub fn new(backend: &'a dyn Backend, dtype: DType, seed: u64) -> Self {
-        RandomSource { backend, dtype, state: seed ^ 0x9E37_79B9_7F4A_7C15, bytes: 0 }
+        RandomSource {
+            backend,
+            dtype,
+            formats: Formats::uniform(dtype),
+            state: seed ^ 0x9E37_79B9_7F4A_7C15,
+            bytes: FormatBytes::default(),
+        }
+    }
+    /// Linear weights in `weights` ([`Formats`] decides per role).
+    pub fn with_weights(mut self, weights: DType) -> Self {
+        self.formats = Formats::new(self.dtype, weights);
+        self
     }
 
     /// splitmix64, uniform in [-1, 1).
@@ -137,10 +207,12 @@ impl<'a> RandomSource<'a> {
 }
 
 impl TensorSource for RandomSource<'_> {
-    fn tensor(&mut self, _: Part, _: &str, shape: &[usize], role: Role) -> Result<Tensor> {
+    fn tensor(&mut self, part: Part, _: &str, shape: &[usize], role: Role) -> Result<Tensor> {
         let n: usize = shape.iter().product();
         let scale = match role {
-            Role::Weight => 1.0 / (shape[1..].iter().product::<usize>().max(1) as f32).sqrt(),
+            Role::Weight | Role::Head => {
+                1.0 / (shape[1..].iter().product::<usize>().max(1) as f32).sqrt()
+            }
             Role::Bias | Role::NormBias => 0.02,
             Role::Norm => 0.0,
             Role::Embedding => 1.0,
@@ -149,23 +221,34 @@ impl TensorSource for RandomSource<'_> {
         };
         let offset = if role == Role::Norm { 1.0 } else { 0.0 };
         let v: Vec<f32> = (0..n).map(|_| offset + scale * self.unit()).collect();
-        let h = HostTensor::from_f32(self.dtype, shape.to_vec(), &v);
-        self.bytes += h.bytes.len();
+        let fmt = self.formats.of(part, role, shape).0;
+        let h = HostTensor::from_f32(fmt, shape.to_vec(), &v);
+        drop(v);
+        self.bytes.add(fmt, h.bytes.len());
         self.backend.upload(&h)
     }
     fn zeros(&mut self, shape: &[usize]) -> Result<Tensor> {
         zeros(self.backend, self.dtype, shape, &mut self.bytes)
     }
     fn bytes(&self) -> usize {
-        self.bytes
+        self.bytes.total()
+    }
+    fn bytes_by_format(&self) -> FormatBytes {
+        self.bytes.clone()
+    }
+    fn separate_head(&self) -> bool {
+        self.formats.separate_head()
     }
 }
 
 /// Records what a builder asks for; hands out placeholder tensors with no device memory (a model
-/// built from a recorder can be inspected, never run).
+/// built from a recorder can be inspected, never run). With `formats`, a tied LM head whose format
+/// differs from the table's is recorded a second time with [`Role::Head`] (what a quantised
+/// checkpoint stores).
 #[derive(Default)]
 pub struct Recorder {
     pub entries: Vec<Entry>,
+    pub formats: Option<Formats>,
 }
 
 struct Placeholder(usize);
@@ -191,13 +274,33 @@ impl Recorder {
 
 impl TensorSource for Recorder {
     fn tensor(&mut self, part: Part, name: &str, shape: &[usize], role: Role) -> Result<Tensor> {
-        self.entries.push(Entry { part, name: name.to_string(), shape: shape.to_vec(), role });
+        self.entries.push(Entry {
+            part,
+            name: name.to_string(),
+            shape: shape.to_vec(),
+            role,
+        });
         Ok(Self::placeholder(shape))
     }
     fn zeros(&mut self, shape: &[usize]) -> Result<Tensor> {
         Ok(Self::placeholder(shape))
     }
     fn bytes(&self) -> usize {
-        self.entries.iter().map(|e| 4 * e.shape.iter().product::<usize>()).sum()
+        self.bytes_by_format().total()
+    }
+    fn bytes_by_format(&self) -> FormatBytes {
+        let f = self.formats.unwrap_or(Formats::uniform(DType::F32));
+        let mut b = FormatBytes::default();
+        for e in &self.entries {
+            let fmt = f.of(e.part, e.role, &e.shape).0;
+            b.add(
+                fmt,
+                foveate_core::quant::bytes_for(fmt, e.shape.iter().product()),
+            );
+        }
+        b
+    }
+    fn separate_head(&self) -> bool {
+        self.formats.is_some_and(|f| f.separate_head())
     }
 }

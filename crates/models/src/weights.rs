@@ -17,13 +17,26 @@ pub enum StoredDType {
     F32,
     F16,
     BF16,
+    /// Raw bytes: a quantised tensor of a quantised checkpoint, shape `[bytes]`, whose format and
+    /// logical shape are in its manifest ([`crate::qcheckpoint`]).
+    U8,
 }
 
 impl StoredDType {
-    fn size(self) -> usize {
+    pub fn size(self) -> usize {
         match self {
             StoredDType::F32 => 4,
+            StoredDType::U8 => 1,
             _ => 2,
+        }
+    }
+    /// The name safetensors headers use.
+    pub fn name(self) -> &'static str {
+        match self {
+            StoredDType::F32 => "F32",
+            StoredDType::F16 => "F16",
+            StoredDType::BF16 => "BF16",
+            StoredDType::U8 => "U8",
         }
     }
 }
@@ -83,7 +96,8 @@ impl Weights {
     pub fn open_sharded(index: &Path) -> Result<Self> {
         let label = index.display().to_string();
         let text = foveate_core::read_utf8(index)?;
-        let v: Value = serde_json::from_str(&text).map_err(|e| Error::format(&label, "(json)", e.to_string()))?;
+        let v: Value = serde_json::from_str(&text)
+            .map_err(|e| Error::format(&label, "(json)", e.to_string()))?;
         let map = v
             .get("weight_map")
             .and_then(|m| m.as_object())
@@ -92,7 +106,9 @@ impl Weights {
         let mut shard_names: Vec<String> = Vec::new();
         let mut wanted: BTreeMap<String, String> = BTreeMap::new();
         for (name, file) in map {
-            let f = file.as_str().ok_or_else(|| Error::format(&label, format!("weight_map.{name}"), "must be a file name"))?;
+            let f = file.as_str().ok_or_else(|| {
+                Error::format(&label, format!("weight_map.{name}"), "must be a file name")
+            })?;
             if f.is_empty() || f.contains(['/', '\\']) || f == "." || f == ".." {
                 return Err(Error::format(
                     &label,
@@ -110,7 +126,11 @@ impl Weights {
     }
 
     /// Opens and validates the files; with an index, each listed tensor must be in its shard.
-    fn open_files(paths: &[PathBuf], label: String, index: Option<&BTreeMap<String, String>>) -> Result<Self> {
+    fn open_files(
+        paths: &[PathBuf],
+        label: String,
+        index: Option<&BTreeMap<String, String>>,
+    ) -> Result<Self> {
         let mut files = Vec::new();
         let mut tensors = HashMap::new();
         for (fi, path) in paths.iter().enumerate() {
@@ -122,24 +142,45 @@ impl Weights {
                     return Err(Error::format(
                         path.display().to_string(),
                         &name,
-                        format!("tensor is also in {}: each tensor must be stored once", paths[prev].display()),
+                        format!(
+                            "tensor is also in {}: each tensor must be stored once",
+                            paths[prev].display()
+                        ),
                     ));
                 }
                 tensors.insert(name, info);
             }
-            files.push(MappedFile { path: path.clone(), map });
+            files.push(MappedFile {
+                path: path.clone(),
+                map,
+            });
         }
         if let Some(index) = index {
             for (name, shard) in index {
                 match tensors.get(name) {
-                    Some(info) if files[info.file].path.file_name().map(|n| n.to_string_lossy() == shard.as_str()) == Some(true) => {}
+                    Some(info)
+                        if files[info.file]
+                            .path
+                            .file_name()
+                            .map(|n| n.to_string_lossy() == shard.as_str())
+                            == Some(true) => {}
                     _ => {
-                        return Err(Error::format(&label, name, format!("listed in weight_map under {shard} but not found in that file")))
+                        return Err(Error::format(
+                            &label,
+                            name,
+                            format!(
+                                "listed in weight_map under {shard} but not found in that file"
+                            ),
+                        ))
                     }
                 }
             }
         }
-        Ok(Weights { files, tensors, label })
+        Ok(Weights {
+            files,
+            tensors,
+            label,
+        })
     }
 
     /// Each weights file and its bytes (memory-mapped), in load order.
@@ -171,31 +212,73 @@ impl Weights {
     /// Reads tensor `name`, checks its shape against `expected`, converts it to `dtype`.
     pub fn load(&self, name: &str, expected: &[usize], dtype: DType) -> Result<HostTensor> {
         let info = self.tensors.get(name).ok_or_else(|| {
-            Error::format(&self.label, name, format!("tensor missing (expected shape {})", Shape::from(expected)))
+            Error::format(
+                &self.label,
+                name,
+                format!("tensor missing (expected shape {})", Shape::from(expected)),
+            )
         })?;
         let file = &self.files[info.file];
         if info.shape != expected {
             return Err(Error::format(
                 file.path.display().to_string(),
                 name,
-                format!("shape {}, expected {}", Shape::from(info.shape.clone()), Shape::from(expected)),
+                format!(
+                    "shape {}, expected {}",
+                    Shape::from(info.shape.clone()),
+                    Shape::from(expected)
+                ),
+            ));
+        }
+        if info.dtype == StoredDType::U8 {
+            return Err(Error::format(
+                file.path.display().to_string(),
+                name,
+                "stored as raw U8 bytes (a quantised tensor), but the checkpoint's foveate_quant.json does not describe it",
             ));
         }
         let raw = &file.map[info.start..info.end];
         Ok(convert(raw, info.dtype, dtype, expected))
     }
+
+    /// The stored bytes of tensor `name` and the file holding it.
+    pub fn raw(&self, name: &str) -> Option<(&TensorInfo, &Path, &[u8])> {
+        let info = self.tensors.get(name)?;
+        let file = &self.files[info.file];
+        Some((info, file.path.as_path(), &file.map[info.start..info.end]))
+    }
 }
 
+/// `raw` (a float dtype, not U8) as `to`; a quantised `to` is encoded from the f32 values (the f32
+/// temporary is dropped before this returns).
 fn convert(raw: &[u8], from: StoredDType, to: DType, shape: &[usize]) -> HostTensor {
     let desc = TensorDesc::new(to, shape.to_vec());
-    let same = matches!((from, to), (StoredDType::F32, DType::F32) | (StoredDType::F16, DType::F16) | (StoredDType::BF16, DType::BF16));
+    let same = matches!(
+        (from, to),
+        (StoredDType::F32, DType::F32)
+            | (StoredDType::F16, DType::F16)
+            | (StoredDType::BF16, DType::BF16)
+    );
     if same {
-        return HostTensor { desc, bytes: raw.to_vec() };
+        return HostTensor {
+            desc,
+            bytes: raw.to_vec(),
+        };
     }
     let vals: Vec<f32> = match from {
-        StoredDType::F32 => raw.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
-        StoredDType::F16 => raw.chunks_exact(2).map(|c| f16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
-        StoredDType::BF16 => raw.chunks_exact(2).map(|c| bf16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
+        StoredDType::F32 => raw
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect(),
+        StoredDType::F16 => raw
+            .chunks_exact(2)
+            .map(|c| f16::from_le_bytes([c[0], c[1]]).to_f32())
+            .collect(),
+        StoredDType::BF16 => raw
+            .chunks_exact(2)
+            .map(|c| bf16::from_le_bytes([c[0], c[1]]).to_f32())
+            .collect(),
+        StoredDType::U8 => unreachable!("U8 tensors are refused by Weights::load"),
     };
     HostTensor::from_f32(to, shape.to_vec(), &vals)
 }
@@ -212,21 +295,46 @@ fn parse_header(path: &Path, map: &[u8], file: usize) -> Result<Vec<(String, Ten
     let fname = path.display().to_string();
     let bad = |field: &str, msg: String| Error::format(&fname, field, msg);
     if map.len() < 8 {
-        return Err(bad("header", format!("file is {} bytes, too short for a safetensors header (truncated?)", map.len())));
+        return Err(bad(
+            "header",
+            format!(
+                "file is {} bytes, too short for a safetensors header (truncated?)",
+                map.len()
+            ),
+        ));
     }
     let n = u64::from_le_bytes(map[..8].try_into().unwrap());
     if n > MAX_HEADER_BYTES {
-        return Err(bad("header", format!("header length {n} exceeds the limit of {MAX_HEADER_BYTES} bytes")));
+        return Err(bad(
+            "header",
+            format!("header length {n} exceeds the limit of {MAX_HEADER_BYTES} bytes"),
+        ));
     }
     if n > (map.len() - 8) as u64 {
-        return Err(bad("header", format!("header length {n} exceeds the file size {} (truncated?)", map.len())));
+        return Err(bad(
+            "header",
+            format!(
+                "header length {n} exceeds the file size {} (truncated?)",
+                map.len()
+            ),
+        ));
     }
     let data_start = 8 + n as usize;
     let data_len = map.len() - data_start;
-    let header = std::str::from_utf8(&map[8..data_start])
-        .map_err(|e| bad("header", format!("not valid UTF-8 (first bad byte at header offset {})", e.valid_up_to())))?;
-    let v: Value = serde_json::from_str(header).map_err(|e| bad("header", format!("not valid JSON: {e}")))?;
-    let obj = v.as_object().ok_or_else(|| bad("header", "not a JSON object".into()))?;
+    let header = std::str::from_utf8(&map[8..data_start]).map_err(|e| {
+        bad(
+            "header",
+            format!(
+                "not valid UTF-8 (first bad byte at header offset {})",
+                e.valid_up_to()
+            ),
+        )
+    })?;
+    let v: Value =
+        serde_json::from_str(header).map_err(|e| bad("header", format!("not valid JSON: {e}")))?;
+    let obj = v
+        .as_object()
+        .ok_or_else(|| bad("header", "not a JSON object".into()))?;
     let mut out = Vec::new();
     for (name, t) in obj {
         if name == "__metadata__" {
@@ -237,37 +345,74 @@ fn parse_header(path: &Path, map: &[u8], file: usize) -> Result<Vec<(String, Ten
             "F32" => StoredDType::F32,
             "F16" => StoredDType::F16,
             "BF16" => StoredDType::BF16,
-            other => return Err(bad(name, format!("dtype {other} is not supported (supported: F32, F16, BF16)"))),
+            "U8" => StoredDType::U8,
+            other => return Err(bad(name, format!("dtype {other} is not supported (supported: F32, F16, BF16; U8 in quantised checkpoints)"))),
         };
         let shape: Vec<usize> = t
             .get("shape")
             .and_then(|s| s.as_array())
-            .and_then(|a| a.iter().map(|x| x.as_u64().and_then(|x| usize::try_from(x).ok())).collect::<Option<Vec<_>>>())
+            .and_then(|a| {
+                a.iter()
+                    .map(|x| x.as_u64().and_then(|x| usize::try_from(x).ok()))
+                    .collect::<Option<Vec<_>>>()
+            })
             .ok_or_else(|| bad(name, "shape missing or not a list of integers".into()))?;
         let offs = t
             .get("data_offsets")
             .and_then(|s| s.as_array())
-            .and_then(|a| a.iter().map(|x| x.as_u64().and_then(|x| usize::try_from(x).ok())).collect::<Option<Vec<_>>>())
+            .and_then(|a| {
+                a.iter()
+                    .map(|x| x.as_u64().and_then(|x| usize::try_from(x).ok()))
+                    .collect::<Option<Vec<_>>>()
+            })
             .filter(|o| o.len() == 2)
             .ok_or_else(|| bad(name, "data_offsets missing or not [begin, end]".into()))?;
         let (b, e) = (offs[0], offs[1]);
-        let want = shape.iter().try_fold(dtype.size(), |acc, &d| acc.checked_mul(d));
+        let want = shape
+            .iter()
+            .try_fold(dtype.size(), |acc, &d| acc.checked_mul(d));
         let Some(want) = want else {
-            return Err(bad(name, format!("shape {shape:?} is too large (its byte size overflows)")));
+            return Err(bad(
+                name,
+                format!("shape {shape:?} is too large (its byte size overflows)"),
+            ));
         };
         if b > e || e - b != want {
-            return Err(bad(name, format!("data_offsets [{b}, {e}] hold {} bytes, shape {} needs {want}", e.saturating_sub(b), Shape::from(shape.clone()))));
+            return Err(bad(
+                name,
+                format!(
+                    "data_offsets [{b}, {e}] hold {} bytes, shape {} needs {want}",
+                    e.saturating_sub(b),
+                    Shape::from(shape.clone())
+                ),
+            ));
         }
         if e > data_len {
             return Err(bad(name, format!("data_offsets end {e} is past the end of the data ({data_len} bytes): file truncated?")));
         }
         if b % dtype.size() != 0 {
-            return Err(bad(name, format!("data_offsets begin {b} is not aligned to the {dt} element size of {} bytes", dtype.size())));
+            return Err(bad(
+                name,
+                format!(
+                    "data_offsets begin {b} is not aligned to the {dt} element size of {} bytes",
+                    dtype.size()
+                ),
+            ));
         }
-        out.push((name.clone(), TensorInfo { dtype, shape, file, start: data_start + b, end: data_start + e }));
+        out.push((
+            name.clone(),
+            TensorInfo {
+                dtype,
+                shape,
+                file,
+                start: data_start + b,
+                end: data_start + e,
+            },
+        ));
     }
     // No two tensors may share bytes.
-    let mut by_start: Vec<&(String, TensorInfo)> = out.iter().filter(|(_, t)| t.end > t.start).collect();
+    let mut by_start: Vec<&(String, TensorInfo)> =
+        out.iter().filter(|(_, t)| t.end > t.start).collect();
     by_start.sort_by_key(|(_, t)| (t.start, t.end));
     for w in by_start.windows(2) {
         let ((a, ta), (b, tb)) = (w[0], w[1]);

@@ -114,7 +114,7 @@ fn safetensors_offsets_are_checked_against_shape_file_and_each_other() {
     let dtype = json!({"a": {"dtype": "I8", "shape": [4], "data_offsets": [0, 4]}});
     assert_eq!(
         st_err(&dtype, 24),
-        "w.safetensors: a: dtype I8 is not supported (supported: F32, F16, BF16)"
+        "w.safetensors: a: dtype I8 is not supported (supported: F32, F16, BF16; U8 in quantised checkpoints)"
     );
 
     let reversed = json!({"a": {"dtype": "F32", "shape": [1], "data_offsets": [8, 4]}});

@@ -21,20 +21,34 @@ fn model_dir(tag: &str) -> PathBuf {
 }
 
 fn pixels(seed: u32) -> PixelValues {
-    let data = (0..3 * 28 * 28).map(|i| (((i as u32).wrapping_mul(2654435761u32) ^ seed) % 1000) as f32 / 500.0 - 1.0).collect();
-    PixelValues { data, height: 28, width: 28 }
+    let data = (0..3 * 28 * 28)
+        .map(|i| (((i as u32).wrapping_mul(2654435761u32) ^ seed) % 1000) as f32 / 500.0 - 1.0)
+        .collect();
+    PixelValues {
+        data,
+        height: 28,
+        width: 28,
+    }
 }
 
 /// Request `i`: a prompt of `len` tokens (16 image tokens among them when it has an image).
 fn request(m: &Model, i: usize, len: usize) -> Request {
     let with_image = i % 5 == 0;
-    let text: Vec<u32> = (0..len).map(|j| 3 + ((i * 7 + j * 13) % 57) as u32).collect();
+    let text: Vec<u32> = (0..len)
+        .map(|j| 3 + ((i * 7 + j * 13) % 57) as u32)
+        .collect();
     if !with_image {
-        return Request { input_ids: text, pixels: None };
+        return Request {
+            input_ids: text,
+            pixels: None,
+        };
     }
     let mut ids = m.tokenize("<image>", false, true).unwrap();
     ids.extend(&text[..len.saturating_sub(ids.len()).max(1)]);
-    Request { input_ids: ids, pixels: Some(pixels(i as u32)) }
+    Request {
+        input_ids: ids,
+        pixels: Some(pixels(i as u32)),
+    }
 }
 
 /// Lengths 20..220 in a scrambled order, the longest first.
@@ -45,7 +59,11 @@ fn lengths() -> Vec<usize> {
 }
 
 fn check(backend: Arc<dyn Backend>, dir: &Path) {
-    let opts = ModelOptions { dtype: DType::F32, attention: AttentionKind::Flash };
+    let opts = ModelOptions {
+        dtype: DType::F32,
+        attention: AttentionKind::Flash,
+        weights: None,
+    };
     let m = Model::load(dir, backend.clone(), opts).unwrap();
     let lens = lengths();
     let longest = lens[0];
@@ -68,12 +86,22 @@ fn check(backend: Arc<dyn Backend>, dir: &Path) {
         if i % 50 == 7 {
             // reused buffers give the same tokens as a fresh model
             let f = Model::load(dir, backend.clone(), opts).unwrap();
-            assert_eq!(g.tokens, f.generate_one(&req, &params).unwrap().tokens, "request {i}");
+            assert_eq!(
+                g.tokens,
+                f.generate_one(&req, &params).unwrap().tokens,
+                "request {i}"
+            );
         }
     }
     let s = m.memory().pool;
-    assert!(s.trimmed > 0, "nothing was trimmed over 200 prompt lengths: {s:?}");
-    assert!(s.reuses > s.backend_allocs, "buffers are reused across requests: {s:?}");
+    assert!(
+        s.trimmed > 0,
+        "nothing was trimmed over 200 prompt lengths: {s:?}"
+    );
+    assert!(
+        s.reuses > s.backend_allocs,
+        "buffers are reused across requests: {s:?}"
+    );
     eprintln!(
         "{}: 200 requests, pool held at most {held_max} bytes (bound {bound}, longest alone {alone}); {} backend allocations, {} reuses, {} trimmed",
         backend.name(),
@@ -93,6 +121,10 @@ fn pool_stays_bounded_over_200_prompt_lengths_wgpu() {
     let test = "pool_stays_bounded_over_200_prompt_lengths_wgpu";
     match foveate_wgpu::WgpuBackend::new() {
         Ok(b) => check(Arc::new(b), &model_dir("wgpu")),
-        Err(e) => skip_or_fail(test, "FOVEATE_REQUIRE_WGPU", &format!("no wgpu backend: {e}")),
+        Err(e) => skip_or_fail(
+            test,
+            "FOVEATE_REQUIRE_WGPU",
+            &format!("no wgpu backend: {e}"),
+        ),
     }
 }

@@ -17,11 +17,21 @@ pub struct Clip {
 
 impl Clip {
     /// The tower with its first `layers` encoder layers, from the vision part of `src`.
-    pub fn load(src: &mut dyn TensorSource, s: &Scope, cfg: &VisionConfig, layers: usize) -> Result<Clip> {
+    pub fn load(
+        src: &mut dyn TensorSource,
+        s: &Scope,
+        cfg: &VisionConfig,
+        layers: usize,
+    ) -> Result<Clip> {
         let embed = PatchEmbedding::load(s, src, cfg, false, true)?;
         let pre_ln = LayerNorm::load(s, src, "pre_layrnorm", cfg.hidden_size, cfg.layer_norm_eps)?;
         let layers = vit::load_layers(s, src, cfg, layers)?;
-        Ok(Clip { cfg: cfg.clone(), embed, pre_ln, layers })
+        Ok(Clip {
+            cfg: cfg.clone(),
+            embed,
+            pre_ln,
+            layers,
+        })
     }
 }
 

@@ -7,7 +7,11 @@ use foveate_core::{Activation, GemmSpec, MlpSpec, Op, Result, Tensor};
 use foveate_graph::{Buf, Exec};
 
 const fn gemm(bias: bool, residual: bool) -> GemmSpec {
-    GemmSpec { act: Activation::None, bias, residual }
+    GemmSpec {
+        act: Activation::None,
+        bias,
+        residual,
+    }
 }
 
 /// `x wᵀ (+ b)`: weight `[out, in]`, bias `[out]`.
@@ -18,14 +22,32 @@ pub struct Linear {
 
 impl Linear {
     /// `name.weight` (and `name.bias` when `bias`).
-    pub fn load(s: &Scope, src: &mut dyn TensorSource, name: &str, out: usize, inp: usize, bias: bool) -> Result<Linear> {
+    pub fn load(
+        s: &Scope,
+        src: &mut dyn TensorSource,
+        name: &str,
+        out: usize,
+        inp: usize,
+        bias: bool,
+    ) -> Result<Linear> {
         let w = s.get(src, &format!("{name}.weight"), &[out, inp], Role::Weight)?;
-        let b = if bias { Some(s.get(src, &format!("{name}.bias"), &[out], Role::Bias)?) } else { None };
+        let b = if bias {
+            Some(s.get(src, &format!("{name}.bias"), &[out], Role::Bias)?)
+        } else {
+            None
+        };
         Ok(Linear { w, b })
     }
 
     /// A weight that may lack a bias in the checkpoint but is computed with one (zeros).
-    pub fn load_zero_bias(s: &Scope, src: &mut dyn TensorSource, name: &str, out: usize, inp: usize, bias: bool) -> Result<Linear> {
+    pub fn load_zero_bias(
+        s: &Scope,
+        src: &mut dyn TensorSource,
+        name: &str,
+        out: usize,
+        inp: usize,
+        bias: bool,
+    ) -> Result<Linear> {
         let mut l = Linear::load(s, src, name, out, inp, bias)?;
         if l.b.is_none() {
             l.b = Some(src.zeros(&[out])?);
@@ -57,7 +79,13 @@ pub struct LayerNorm {
 }
 
 impl LayerNorm {
-    pub fn load(s: &Scope, src: &mut dyn TensorSource, name: &str, d: usize, eps: f32) -> Result<LayerNorm> {
+    pub fn load(
+        s: &Scope,
+        src: &mut dyn TensorSource,
+        name: &str,
+        d: usize,
+        eps: f32,
+    ) -> Result<LayerNorm> {
         let g = s.get(src, &format!("{name}.weight"), &[d], Role::Norm)?;
         let b = s.get(src, &format!("{name}.bias"), &[d], Role::NormBias)?;
         Ok(LayerNorm { g, b, eps })
@@ -74,8 +102,17 @@ pub struct RmsNorm {
 }
 
 impl RmsNorm {
-    pub fn load(s: &Scope, src: &mut dyn TensorSource, name: &str, d: usize, eps: f32) -> Result<RmsNorm> {
-        Ok(RmsNorm { w: s.get(src, &format!("{name}.weight"), &[d], Role::Norm)?, eps })
+    pub fn load(
+        s: &Scope,
+        src: &mut dyn TensorSource,
+        name: &str,
+        d: usize,
+        eps: f32,
+    ) -> Result<RmsNorm> {
+        Ok(RmsNorm {
+            w: s.get(src, &format!("{name}.weight"), &[d], Role::Norm)?,
+            eps,
+        })
     }
     pub fn forward(&self, ex: &Exec, x: &Tensor) -> Result<Buf> {
         ex.run(&Op::RmsNorm { eps: self.eps }, &[x, &self.w])
@@ -92,14 +129,27 @@ pub struct Mlp {
 
 impl Mlp {
     pub fn forward(&self, ex: &Exec, x: &Tensor, residual: Option<&Tensor>) -> Result<Buf> {
-        let (b1, b2) = (self.fc1.b.as_ref().expect("MLP bias"), self.fc2.b.as_ref().expect("MLP bias"));
+        let (b1, b2) = (
+            self.fc1.b.as_ref().expect("MLP bias"),
+            self.fc2.b.as_ref().expect("MLP bias"),
+        );
         if Activation::GELUS.contains(&self.act) {
-            let spec = MlpSpec { act: self.act, residual: residual.is_some() };
+            let spec = MlpSpec {
+                act: self.act,
+                residual: residual.is_some(),
+            };
             let mut ins = vec![x, &self.fc1.w, b1, &self.fc2.w, b2];
             ins.extend(residual);
             return ex.run(&Op::GeluMlp(spec), &ins);
         }
-        let h = ex.run(&Op::Gemm(GemmSpec { act: self.act, bias: true, residual: false }), &[x, &self.fc1.w, b1])?;
+        let h = ex.run(
+            &Op::Gemm(GemmSpec {
+                act: self.act,
+                bias: true,
+                residual: false,
+            }),
+            &[x, &self.fc1.w, b1],
+        )?;
         match residual {
             Some(r) => self.fc2.forward_residual(ex, &h, r),
             None => self.fc2.forward(ex, &h),

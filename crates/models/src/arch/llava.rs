@@ -36,13 +36,20 @@ impl ArchConfig for LlavaConfig {
         self.feature_rows().1
     }
     fn context_window(&self) -> (usize, &'static str) {
-        (self.text.max_position_embeddings, "text_config.max_position_embeddings")
+        (
+            self.text.max_position_embeddings,
+            "text_config.max_position_embeddings",
+        )
     }
     fn eos_token_ids(&self) -> Vec<u32> {
         self.text.eos_token_ids.clone()
     }
     fn build(&self, src: &mut dyn TensorSource, all_layers: bool) -> Result<Box<dyn Architecture>> {
-        let layers = if all_layers { self.vision.num_layers } else { self.vision_layers_to_run() };
+        let layers = if all_layers {
+            self.vision.num_layers
+        } else {
+            self.vision_layers_to_run()
+        };
         Ok(Box::new(Llava::load(src, self, layers)?))
     }
     fn as_any(&self) -> &dyn Any {
@@ -58,7 +65,11 @@ pub struct LlavaVision {
 
 impl LlavaVision {
     /// The tower's first `layers` layers and the projector.
-    pub fn load(src: &mut dyn TensorSource, cfg: &LlavaConfig, layers: usize) -> Result<LlavaVision> {
+    pub fn load(
+        src: &mut dyn TensorSource,
+        cfg: &LlavaConfig,
+        layers: usize,
+    ) -> Result<LlavaVision> {
         let v = &cfg.vision;
         let s = Scope::new(Part::Vision, "");
         let tower: Box<dyn VisionTower> = match v.kind {
@@ -79,7 +90,18 @@ impl LlavaVision {
     pub fn features(&self, ex: &Exec, cfg: &LlavaConfig, pixels: &Tensor) -> Result<Buf> {
         let x = self.tower.forward(ex, pixels)?;
         let (start, len) = cfg.feature_rows();
-        let feats = if start == 0 && len == x.dims()[1] { x } else { ex.run(&Op::Slice { axis: 1, start, len }, &[&x])? };
+        let feats = if start == 0 && len == x.dims()[1] {
+            x
+        } else {
+            ex.run(
+                &Op::Slice {
+                    axis: 1,
+                    start,
+                    len,
+                },
+                &[&x],
+            )?
+        };
         self.projector.forward(ex, &feats, None)
     }
 }
@@ -91,19 +113,31 @@ pub struct Llava {
 }
 
 impl Llava {
-    pub fn load(src: &mut dyn TensorSource, cfg: &LlavaConfig, vision_layers: usize) -> Result<Llava> {
+    pub fn load(
+        src: &mut dyn TensorSource,
+        cfg: &LlavaConfig,
+        vision_layers: usize,
+    ) -> Result<Llava> {
         let vision = LlavaVision::load(src, cfg, vision_layers)?;
         let text = Llama::load(src, &cfg.text)?;
-        Ok(Llava { cfg: cfg.clone(), vision, text })
+        Ok(Llava {
+            cfg: cfg.clone(),
+            vision,
+            text,
+        })
     }
 
     /// Uploads preprocessed pixels of one or more images as `[B, C, S, S]`; the tower takes
     /// `image_size` squares.
     fn upload_pixels(&self, ex: &Exec, images: &[&PixelValues]) -> Result<Tensor> {
         let v = &self.cfg.vision;
-        let mut data = Vec::with_capacity(images.len() * v.num_channels * v.image_size * v.image_size);
+        let mut data =
+            Vec::with_capacity(images.len() * v.num_channels * v.image_size * v.image_size);
         for px in images {
-            if px.height != v.image_size || px.width != v.image_size || px.data.len() != v.num_channels * px.height * px.width {
+            if px.height != v.image_size
+                || px.width != v.image_size
+                || px.data.len() != v.num_channels * px.height * px.width
+            {
                 return Err(Error::Msg(format!(
                     "pixel values are {}x{} ({} values) but the vision tower takes {c}x{s}x{s}",
                     px.height,
@@ -115,7 +149,10 @@ impl Llava {
             }
             data.extend_from_slice(&px.data);
         }
-        ex.upload_f32(&[images.len(), v.num_channels, v.image_size, v.image_size], &data)
+        ex.upload_f32(
+            &[images.len(), v.num_channels, v.image_size, v.image_size],
+            &data,
+        )
     }
 
     /// The splice of `ids` with `features` `[1, N, D]`, or a check that `ids` has no image token.
@@ -123,9 +160,14 @@ impl Llava {
         match features {
             Some(f) => Ok(Some(Splice::at_tokens(ids, self.cfg.image_token_id, f)?)),
             None => {
-                let n_img = ids.iter().filter(|&&i| i == self.cfg.image_token_id).count();
+                let n_img = ids
+                    .iter()
+                    .filter(|&&i| i == self.cfg.image_token_id)
+                    .count();
                 if n_img > 0 {
-                    return Err(Error::Msg(format!("the prompt has {n_img} image tokens but no image was given")));
+                    return Err(Error::Msg(format!(
+                        "the prompt has {n_img} image tokens but no image was given"
+                    )));
                 }
                 Ok(None)
             }
@@ -138,15 +180,34 @@ impl Architecture for Llava {
         &self.text
     }
 
-    fn prompt(&self, ex: &Exec, ids: Vec<u32>, pixels: Option<&PixelValues>) -> Result<PromptInput> {
-        Ok(self.prompts(ex, vec![(ids, pixels)])?.pop().expect("one prompt per request"))
+    fn prompt(
+        &self,
+        ex: &Exec,
+        ids: Vec<u32>,
+        pixels: Option<&PixelValues>,
+    ) -> Result<PromptInput> {
+        Ok(self
+            .prompts(ex, vec![(ids, pixels)])?
+            .pop()
+            .expect("one prompt per request"))
     }
 
     /// The images of all requests go through the tower and the projector as one batch.
-    fn prompts(&self, ex: &Exec, reqs: Vec<(Vec<u32>, Option<&PixelValues>)>) -> Result<Vec<PromptInput>> {
+    fn prompts(
+        &self,
+        ex: &Exec,
+        reqs: Vec<(Vec<u32>, Option<&PixelValues>)>,
+    ) -> Result<Vec<PromptInput>> {
         let t0 = Instant::now();
         let images: Vec<&PixelValues> = reqs.iter().filter_map(|r| r.1).collect();
-        let mut feats = if images.is_empty() { None } else { Some(self.vision.features(ex, &self.cfg, &self.upload_pixels(ex, &images)?)?) };
+        let mut feats = if images.is_empty() {
+            None
+        } else {
+            Some(
+                self.vision
+                    .features(ex, &self.cfg, &self.upload_pixels(ex, &images)?)?,
+            )
+        };
         let single = images.len() == 1;
         let mut b = 0;
         let mut out = Vec::with_capacity(reqs.len());
@@ -156,13 +217,25 @@ impl Architecture for Llava {
                 (Some(_), _) if single => feats.take(),
                 (Some(_), Some(all)) => {
                     b += 1;
-                    Some(ex.run(&Op::Slice { axis: 0, start: b - 1, len: 1 }, &[all])?)
+                    Some(ex.run(
+                        &Op::Slice {
+                            axis: 0,
+                            start: b - 1,
+                            len: 1,
+                        },
+                        &[all],
+                    )?)
                 }
                 _ => None,
             };
             let splice = self.splice(&ids, f)?;
             let positions = Positions::linear(1, 0, ids.len());
-            out.push(PromptInput { ids, splice, positions, image_encode_ms: 0.0 });
+            out.push(PromptInput {
+                ids,
+                splice,
+                positions,
+                image_encode_ms: 0.0,
+            });
         }
         drop(feats);
         super::stamp_image_encode(ex, t0, out)

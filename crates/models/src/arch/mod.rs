@@ -72,11 +72,18 @@ pub trait Architecture: Send + Sync {
     fn text(&self) -> &dyn TextModel;
     /// The request as the runtime runs it: images encoded, the splice plan of their features,
     /// the rotary positions of the prompt. `ids` already hold the expanded image tokens.
-    fn prompt(&self, ex: &Exec, ids: Vec<u32>, pixels: Option<&PixelValues>) -> Result<PromptInput>;
+    fn prompt(&self, ex: &Exec, ids: Vec<u32>, pixels: Option<&PixelValues>)
+        -> Result<PromptInput>;
     /// Several requests at once; an architecture may encode their images as one batch. The
     /// default runs [`Architecture::prompt`] on each.
-    fn prompts(&self, ex: &Exec, reqs: Vec<(Vec<u32>, Option<&PixelValues>)>) -> Result<Vec<PromptInput>> {
-        reqs.into_iter().map(|(ids, px)| self.prompt(ex, ids, px)).collect()
+    fn prompts(
+        &self,
+        ex: &Exec,
+        reqs: Vec<(Vec<u32>, Option<&PixelValues>)>,
+    ) -> Result<Vec<PromptInput>> {
+        reqs.into_iter()
+            .map(|(ids, px)| self.prompt(ex, ids, px))
+            .collect()
     }
     /// Image features `[1, N, D_text]` as spliced into the prompt.
     fn image_features(&self, ex: &Exec, px: &PixelValues) -> Result<Buf>;
@@ -101,16 +108,33 @@ pub fn parse_config(v: &Value, file: &str) -> Result<Arc<dyn ArchConfig>> {
     match FAMILIES.iter().find(|f| f.model_type == mt) {
         Some(f) => (f.parse)(v, file),
         None => {
-            let archs = v.get("architectures").map(|a| a.to_string()).unwrap_or_default();
-            let supported: Vec<String> = FAMILIES.iter().map(|f| format!("{}, i.e. {}", f.model_type, f.class)).collect();
-            Err(Error::format(file, "model_type", format!("`{mt}` (architectures {archs}) is not supported (supported: {})", supported.join("; "))))
+            let archs = v
+                .get("architectures")
+                .map(|a| a.to_string())
+                .unwrap_or_default();
+            let supported: Vec<String> = FAMILIES
+                .iter()
+                .map(|f| format!("{}, i.e. {}", f.model_type, f.class))
+                .collect();
+            Err(Error::format(
+                file,
+                "model_type",
+                format!(
+                    "`{mt}` (architectures {archs}) is not supported (supported: {})",
+                    supported.join("; ")
+                ),
+            ))
         }
     }
 }
 
 /// Waits for the device, then gives every prompt of a batch the time since `t0`: what encoding the
 /// batch's images took (how every architecture's `prompts` ends).
-pub(crate) fn stamp_image_encode(ex: &Exec, t0: Instant, mut out: Vec<PromptInput>) -> Result<Vec<PromptInput>> {
+pub(crate) fn stamp_image_encode(
+    ex: &Exec,
+    t0: Instant,
+    mut out: Vec<PromptInput>,
+) -> Result<Vec<PromptInput>> {
     ex.backend.synchronize()?;
     let ms = t0.elapsed().as_secs_f64() * 1e3;
     for p in out.iter_mut() {
@@ -122,6 +146,7 @@ pub(crate) fn stamp_image_encode(ex: &Exec, t0: Instant, mut out: Vec<PromptInpu
 /// Reads and parses `config.json`.
 pub fn load_config(path: &Path) -> Result<Arc<dyn ArchConfig>> {
     let text = foveate_core::read_utf8(path)?;
-    let v: Value = serde_json::from_str(&text).map_err(|e| Error::format(path.display().to_string(), "(json)", e.to_string()))?;
+    let v: Value = serde_json::from_str(&text)
+        .map_err(|e| Error::format(path.display().to_string(), "(json)", e.to_string()))?;
     parse_config(&v, &path.display().to_string())
 }

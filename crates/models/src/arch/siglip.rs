@@ -16,10 +16,19 @@ pub struct Siglip {
 
 impl Siglip {
     /// The tower with its first `layers` encoder layers, from the vision part of `src`.
-    pub fn load(src: &mut dyn TensorSource, s: &Scope, cfg: &VisionConfig, layers: usize) -> Result<Siglip> {
+    pub fn load(
+        src: &mut dyn TensorSource,
+        s: &Scope,
+        cfg: &VisionConfig,
+        layers: usize,
+    ) -> Result<Siglip> {
         let embed = PatchEmbedding::load(s, src, cfg, true, false)?;
         let layers = vit::load_layers(s, src, cfg, layers)?;
-        Ok(Siglip { cfg: cfg.clone(), embed, layers })
+        Ok(Siglip {
+            cfg: cfg.clone(),
+            embed,
+            layers,
+        })
     }
 }
 

@@ -26,7 +26,12 @@ pub struct VitLayer {
 }
 
 /// The encoder layers `0..layers` under `encoder.layers.N.` of `s`.
-pub fn load_layers(s: &Scope, src: &mut dyn TensorSource, v: &VisionConfig, layers: usize) -> Result<Vec<VitLayer>> {
+pub fn load_layers(
+    s: &Scope,
+    src: &mut dyn TensorSource,
+    v: &VisionConfig,
+    layers: usize,
+) -> Result<Vec<VitLayer>> {
     let (d, i, eps) = (v.hidden_size, v.intermediate_size, v.layer_norm_eps);
     (0..layers)
         .map(|li| {
@@ -40,7 +45,11 @@ pub fn load_layers(s: &Scope, src: &mut dyn TensorSource, v: &VisionConfig, laye
                 k: Linear::load(&a, src, "k_proj", d, d, true)?,
                 v: Linear::load(&a, src, "v_proj", d, d, true)?,
                 o: Linear::load(&a, src, "out_proj", d, d, true)?,
-                mlp: Mlp { fc1: Linear::load(&m, src, "fc1", i, d, true)?, fc2: Linear::load(&m, src, "fc2", d, i, true)?, act: v.act },
+                mlp: Mlp {
+                    fc1: Linear::load(&m, src, "fc1", i, d, true)?,
+                    fc2: Linear::load(&m, src, "fc2", d, i, true)?,
+                    act: v.act,
+                },
             })
         })
         .collect()
@@ -57,7 +66,9 @@ pub fn encode(ex: &Exec, v: &VisionConfig, layers: &[VitLayer], mut x: Buf) -> R
         let vv = l.v.forward(ex, &h)?.into_shape([b, t, heads, hd])?;
         drop(h);
         let spec = AttentionSpec::new(b, heads, heads, t, t, hd, Mask::None);
-        let a = ex.attention(spec, &q, &k, &vv)?.into_shape([b, t, heads * hd])?;
+        let a = ex
+            .attention(spec, &q, &k, &vv)?
+            .into_shape([b, t, heads * hd])?;
         drop((q, k, vv));
         x = l.o.forward_residual(ex, &a, &x)?;
         let h = l.ln2.forward(ex, &x)?;
@@ -78,14 +89,44 @@ pub struct PatchEmbedding {
 impl PatchEmbedding {
     /// `embeddings.patch_embedding.weight` (+ `.bias`), `embeddings.class_embedding` when `cls`,
     /// `embeddings.position_embedding.weight`.
-    pub fn load(s: &Scope, src: &mut dyn TensorSource, v: &VisionConfig, bias: bool, cls: bool) -> Result<PatchEmbedding> {
+    pub fn load(
+        s: &Scope,
+        src: &mut dyn TensorSource,
+        v: &VisionConfig,
+        bias: bool,
+        cls: bool,
+    ) -> Result<PatchEmbedding> {
         let (d, p) = (v.hidden_size, v.patch_size);
         let e = s.pp("embeddings");
-        let w = e.get(src, "patch_embedding.weight", &[d, v.num_channels, p, p], Role::Weight)?;
-        let b = if bias { Some(e.get(src, "patch_embedding.bias", &[d], Role::Bias)?) } else { None };
-        let cls = if cls { Some(e.get(src, "class_embedding", &[d], Role::Class)?) } else { None };
-        let pos = e.get(src, "position_embedding.weight", &[v.num_positions(), d], Role::Position)?;
-        Ok(PatchEmbedding { w, b, cls, pos, patch: p })
+        let w = e.get(
+            src,
+            "patch_embedding.weight",
+            &[d, v.num_channels, p, p],
+            Role::Weight,
+        )?;
+        let b = if bias {
+            Some(e.get(src, "patch_embedding.bias", &[d], Role::Bias)?)
+        } else {
+            None
+        };
+        let cls = if cls {
+            Some(e.get(src, "class_embedding", &[d], Role::Class)?)
+        } else {
+            None
+        };
+        let pos = e.get(
+            src,
+            "position_embedding.weight",
+            &[v.num_positions(), d],
+            Role::Position,
+        )?;
+        Ok(PatchEmbedding {
+            w,
+            b,
+            cls,
+            pos,
+            patch: p,
+        })
     }
 
     /// Pixels `[B, C, H, W]` → `[B, T, E]` (CLS row first when there is one, position embedding
@@ -93,13 +134,25 @@ impl PatchEmbedding {
     /// `floor(H/P)·P x floor(W/P)·P` pixels are used: the rest are cropped off on the device first.
     pub fn forward(&self, ex: &Exec, pixels: &Tensor) -> Result<Buf> {
         let p = self.patch;
-        let spec = PatchEmbedSpec { patch: p, bias: self.b.is_some(), cls: self.cls.is_some(), pos: true };
+        let spec = PatchEmbedSpec {
+            patch: p,
+            bias: self.b.is_some(),
+            cls: self.cls.is_some(),
+            pos: true,
+        };
         let (h, wd) = (pixels.dims()[2], pixels.dims()[3]);
         let mut cropped: Option<Buf> = None;
         for (axis, size) in [(2, h), (3, wd)] {
             if size % p != 0 {
                 let src: &Tensor = cropped.as_deref().unwrap_or(pixels);
-                cropped = Some(ex.run(&Op::Slice { axis, start: 0, len: size / p * p }, &[src])?);
+                cropped = Some(ex.run(
+                    &Op::Slice {
+                        axis,
+                        start: 0,
+                        len: size / p * p,
+                    },
+                    &[src],
+                )?);
             }
         }
         let mut ins: Vec<&Tensor> = vec![cropped.as_deref().unwrap_or(pixels), &self.w];

@@ -196,7 +196,10 @@ impl ImageProcessorConfig {
             c.image_std = parse_triple(m).map_err(|e| err("image_std", e))?;
         }
         if c.do_normalize && c.image_std.contains(&0.0) {
-            return Err(err("image_std", format!("{:?} has a zero (normalising divides by it)", c.image_std)));
+            return Err(err(
+                "image_std",
+                format!("{:?} has a zero (normalising divides by it)", c.image_std),
+            ));
         }
         Ok(c)
     }
@@ -290,7 +293,8 @@ fn read_json(path: &Path) -> Result<Value> {
     })
 }
 
-const SUPPORTED_TYPES: &str = "CLIPImageProcessor, SiglipImageProcessor, LlavaImageProcessor, Qwen2VLImageProcessor";
+const SUPPORTED_TYPES: &str =
+    "CLIPImageProcessor, SiglipImageProcessor, LlavaImageProcessor, Qwen2VLImageProcessor";
 
 fn parse_kind(obj: &Map<String, Value>) -> std::result::Result<ProcessorKind, (String, String)> {
     let (field, name) = match (
@@ -517,7 +521,8 @@ pub fn preprocess(cfg: &ImageProcessorConfig, img: &RgbImage) -> Result<(Vec<f32
     }
     if cfg.do_resize {
         if let Some(p) = &cfg.patches {
-            smart_resize(cur.height, cur.width, p).map_err(|m| Error::format(cfg.source.clone(), "size", m))?;
+            smart_resize(cur.height, cur.width, p)
+                .map_err(|m| Error::format(cfg.source.clone(), "size", m))?;
         }
         let (h, w) = cfg.resize_output_size(cur.height, cur.width);
         if h == 0 || w == 0 {
@@ -535,9 +540,18 @@ pub fn preprocess(cfg: &ImageProcessorConfig, img: &RgbImage) -> Result<(Vec<f32
     }
     if cfg.do_center_crop {
         let (ch, cw) = cfg.crop_size.ok_or_else(|| {
-            Error::format(cfg.source.clone(), "crop_size", "do_center_crop is true but no crop_size is given")
+            Error::format(
+                cfg.source.clone(),
+                "crop_size",
+                "do_center_crop is true but no crop_size is given",
+            )
         })?;
-        check("cropping", "crop_size", cw.max(cur.width), ch.max(cur.height))?;
+        check(
+            "cropping",
+            "crop_size",
+            cw.max(cur.width),
+            ch.max(cur.height),
+        )?;
         cur = std::borrow::Cow::Owned(center_crop(&cur, ch, cw));
     }
     let (h, w) = (cur.height, cur.width);

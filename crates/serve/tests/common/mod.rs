@@ -34,6 +34,7 @@ pub fn load(dir: &Path) -> foveate_core::Result<Model> {
         ModelOptions {
             dtype: foveate_core::DType::F32,
             attention: AttentionKind::Flash,
+            weights: None,
         },
     )
 }

@@ -1,0 +1,166 @@
+//! The per-role weight-format policy: which format each tensor is stored in on the device when a
+//! model is loaded with `--weights` (see docs/ARCHITECTURE.md, "Weight formats").
+//!
+//! * Decoder linear weights (attention q/k/v/o, MLP gate/up/down) and the multimodal projector's
+//!   linears: the `--weights` format. They are ~95 % of a LLaVA-7B's bytes.
+//! * The LM head: int8 when `--weights` is int8 or int4, the `--weights` format otherwise. One
+//!   matrix whose errors go straight into every logit (llama.cpp keeps `output.weight` at Q6_K /
+//!   Q8_0 in its Q4_0 files for the same reason); int8 costs 6 % more bytes than int4 on a 7B.
+//! * Token embeddings, norms, biases, position / class embeddings: the compute dtype (a row
+//!   lookup or a vector: no GEMM reads them, and they are small).
+//! * The whole vision tower (its patch convolution and layers; for Qwen2-VL also its patch merger,
+//!   which is stored inside the tower): the compute dtype. ~4 % of LLaVA-1.5-7B's weights, and the
+//!   most sensitive to error: its output is 576 image tokens the decoder attends to, not a
+//!   distribution it samples from.
+//!
+//! A quantised format needs rows that are a multiple of [`foveate_core::quant::GROUP`] (32)
+//! elements; a tensor whose rows are not keeps the compute dtype ([`Formats::of`] says so through
+//! its second value).
+
+use crate::names::Part;
+use crate::vars::Role;
+use foveate_core::{quant, DType};
+
+/// The format policy of one load: the compute dtype and the `--weights` format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Formats {
+    pub compute: DType,
+    pub weights: DType,
+}
+
+impl Formats {
+    /// Every tensor in `dtype` (no `--weights`).
+    pub fn uniform(dtype: DType) -> Self {
+        Formats {
+            compute: dtype,
+            weights: dtype,
+        }
+    }
+
+    pub fn new(compute: DType, weights: DType) -> Self {
+        Formats { compute, weights }
+    }
+
+    /// Is any tensor stored in another format than the compute dtype?
+    pub fn mixed(&self) -> bool {
+        self.weights != self.compute
+    }
+
+    /// The LM head's format: int8 for a quantised `--weights`, else the `--weights` format.
+    pub fn head(&self) -> DType {
+        if self.weights.is_quant() {
+            DType::Int8
+        } else {
+            self.weights
+        }
+    }
+
+    /// Does a tied LM head need its own tensor (its format differs from the embedding table's)?
+    pub fn separate_head(&self) -> bool {
+        self.head() != self.compute
+    }
+
+    /// The format the policy gives a tensor of `part` and `role`, before the shape check.
+    pub fn policy(&self, part: Part, role: Role) -> DType {
+        match (part, role) {
+            (_, Role::Head) | (Part::LmHead, Role::Weight) => self.head(),
+            (Part::Text | Part::Projector, Role::Weight) => self.weights,
+            _ => self.compute,
+        }
+    }
+
+    /// The format of a tensor of `part`, `role` and `shape`, and whether a quantised format was
+    /// refused by the shape (rows not a multiple of 32 elements: it keeps the compute dtype).
+    pub fn of(&self, part: Part, role: Role, shape: &[usize]) -> (DType, bool) {
+        let f = self.policy(part, role);
+        let numel: usize = shape.iter().product();
+        let row = shape.iter().skip(1).product::<usize>();
+        if f.is_quant() && (shape.len() < 2 || quant::check_shape(f, numel, row).is_err()) {
+            return (self.compute, true);
+        }
+        (f, false)
+    }
+}
+
+/// Bytes per format of everything a source provided, in first-seen order.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct FormatBytes(pub Vec<(DType, usize)>);
+
+impl FormatBytes {
+    pub fn add(&mut self, dtype: DType, bytes: usize) {
+        match self.0.iter_mut().find(|(d, _)| *d == dtype) {
+            Some((_, b)) => *b += bytes,
+            None => self.0.push((dtype, bytes)),
+        }
+    }
+    pub fn total(&self) -> usize {
+        self.0.iter().map(|(_, b)| b).sum()
+    }
+    /// `int4 3.52 GiB + f16 0.31 GiB`.
+    pub fn summary(&self) -> String {
+        let gib = |b: usize| b as f64 / (1u64 << 30) as f64;
+        self.0
+            .iter()
+            .map(|(d, b)| format!("{d} {:.3} GiB", gib(*b)))
+            .collect::<Vec<_>>()
+            .join(" + ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn policy_per_role() {
+        let f = Formats::new(DType::F32, DType::Int4);
+        assert_eq!(
+            f.of(Part::Text, Role::Weight, &[64, 128]),
+            (DType::Int4, false)
+        );
+        assert_eq!(
+            f.of(Part::Projector, Role::Weight, &[64, 128]),
+            (DType::Int4, false)
+        );
+        assert_eq!(
+            f.of(Part::LmHead, Role::Weight, &[64, 128]),
+            (DType::Int8, false)
+        );
+        assert_eq!(
+            f.of(Part::Text, Role::Head, &[64, 128]),
+            (DType::Int8, false)
+        );
+        assert_eq!(
+            f.of(Part::Text, Role::Embedding, &[64, 128]),
+            (DType::F32, false)
+        );
+        assert_eq!(f.of(Part::Text, Role::Norm, &[128]), (DType::F32, false));
+        assert_eq!(
+            f.of(Part::Vision, Role::Weight, &[64, 128]),
+            (DType::F32, false)
+        );
+        // Rows of 48 elements: not a multiple of 32, kept in the compute dtype.
+        assert_eq!(
+            f.of(Part::Text, Role::Weight, &[64, 48]),
+            (DType::F32, true)
+        );
+        assert!(f.separate_head());
+        let h = Formats::new(DType::F32, DType::F16);
+        assert_eq!(
+            h.of(Part::LmHead, Role::Weight, &[64, 48]),
+            (DType::F16, false)
+        );
+        assert!(!Formats::uniform(DType::F16).separate_head());
+        assert!(!Formats::uniform(DType::F16).mixed());
+    }
+
+    #[test]
+    fn bytes_by_format() {
+        let mut b = FormatBytes::default();
+        b.add(DType::Int4, 10);
+        b.add(DType::F32, 4);
+        b.add(DType::Int4, 6);
+        assert_eq!(b.0, vec![(DType::Int4, 16), (DType::F32, 4)]);
+        assert_eq!(b.total(), 20);
+    }
+}
