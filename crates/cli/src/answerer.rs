@@ -46,8 +46,9 @@ pub fn load_model(
         .map_err(|e: String| Error::Msg(format!("--attention: {e}")))?;
     if backend == "cpu" && dtype != DType::F32 {
         eprintln!(
-            "note: the cpu backend computes in f32: it widens {dtype} weights once (kept beside them, 3x their {dtype} \
-             size in memory) and activations at every op; --dtype f32 is faster and needs less memory"
+            "note: the cpu backend computes in f32 and rounds every {dtype} activation back to {dtype}; \
+             for 16-bit weights with f32 activations (no rounding between ops) use \
+             --dtype f32 --weights {dtype}"
         );
     }
     let backend: Arc<dyn Backend> = Arc::from(crate::backends::open(backend)?);
