@@ -187,36 +187,35 @@ fn weights_flag_errors() {
         .unwrap();
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("int8 or int4"));
-    // A GPU backend refuses another weight format than its compute dtype, before loading anything.
+    // A GPU backend refuses a 16-bit weight under f32 activations, before loading anything, and
+    // runs int4 weights with the answer the cpu gives.
     std::env::set_var(
         "XDG_RUNTIME_DIR",
         std::env::var("XDG_RUNTIME_DIR").unwrap_or("/tmp".into()),
     );
-    let o = foveate(
-        &[
-            "run",
-            "--prompt",
-            "what shape is it?",
-            "--backend",
-            "wgpu",
-            "--weights",
-            "int4",
-        ],
-        &tiny(),
-        &[],
-    );
+    let run = |backend: &str, weights: &str| {
+        let args = ["run", "--prompt", "what shape is it?", "--backend", backend, "--weights", weights];
+        foveate(&args, &tiny(), &[])
+    };
+    let o = run("wgpu", "bf16");
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(1), "{err}");
     if err.contains("unavailable") {
-        eprintln!(
-            "weights_flag_errors: no wgpu adapter here, the refusal message is not checked: {err}"
-        );
-    } else {
         assert!(
-            err.contains("--weights int4 runs on the cpu backend for now"),
-            "{err}"
+            std::env::var("FOVEATE_REQUIRE_WGPU").is_err(),
+            "FOVEATE_REQUIRE_WGPU is set but wgpu is unavailable: {err}"
         );
+        eprintln!("weights_flag_errors: no wgpu adapter here, the wgpu checks are skipped: {err}");
+        return;
     }
+    assert!(
+        err.contains("--weights bf16 under --dtype f32 runs on the cpu backend for now"),
+        "{err}"
+    );
+    let (gpu, cpu) = (run("wgpu", "int4"), run("cpu", "int4"));
+    assert!(gpu.status.success(), "{}", String::from_utf8_lossy(&gpu.stderr));
+    assert!(cpu.status.success(), "{}", String::from_utf8_lossy(&cpu.stderr));
+    assert_eq!(String::from_utf8_lossy(&gpu.stdout), String::from_utf8_lossy(&cpu.stdout));
 }
 
 /// `foveate bench`'s memory pre-check counts each tensor in its per-role format: LLaVA-1.5-7B

@@ -73,15 +73,18 @@ pub fn resolve_formats(ck: &Checkpoint, dtype: DType, weights: Option<DType>) ->
 /// in another format than the compute dtype (the one place to relax when a GPU backend gains
 /// kernels for them).
 pub fn check_weight_formats(backend: &dyn Backend, formats: &Formats) -> Result<()> {
-    if formats.mixed() && !backend.name().starts_with("cpu") {
+    // The GPU backends read int8/int4 weights under any activations they compute in (their
+    // quantised GEMV/GEMM and GELU-MLP kernels); a 16-bit or f32 weight under other activations
+    // only on the cpu.
+    if formats.mixed() && !formats.weights.is_quant() && !backend.name().starts_with("cpu") {
         return Err(Error::unsupported(
             backend.name(),
             format!(
-                "--weights {} runs on the cpu backend for now; {} computes in {} with weights in the same dtype \
-                 (drop --weights, or use --backend cpu)",
+                "--weights {} under --dtype {} runs on the cpu backend for now; {} reads int8/int4 weights \
+                 or weights in the compute dtype (--weights int8|int4, drop --weights, or use --backend cpu)",
                 formats.weights,
+                formats.compute,
                 backend.name(),
-                formats.compute
             ),
         ));
     }
