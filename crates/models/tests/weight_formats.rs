@@ -1,7 +1,7 @@
 //! The accuracy cost of `--weights` on the HF parity fixtures (`eval/fixtures/<name>/model`): the
 //! prefill logits of each golden prompt with the linear weights in f16, bf16, int8 and int4 (f32
 //! activations, cpu backend) against the f32 load, and how many greedy tokens stay the same. The
-//! bounds are meant to be twice the largest error measured over the fixtures (provisional until measured: the test is ignored until then) (docs/ARCHITECTURE.md, "Weight
+//! bounds are meant to be twice the largest error measured over the fixtures (measured 2026-12-07 over the five fixtures: f16 1.82e-3, bf16 1.47e-2, int8 4.57e-2, int4 6.81e-1; greedy tokens kept at least 16/16, 9/16, 14/16, 0/16) (docs/ARCHITECTURE.md, "Weight
 //! formats"). With no fixtures the test prints why it skips.
 
 use foveate_core::DType;
@@ -21,10 +21,10 @@ fn repo() -> PathBuf {
 
 /// (format, bound on the logits' max abs error / max |f32 logit|, least fraction of greedy tokens kept)
 const BOUNDS: [(DType, f32, f32); 4] = [
-    (DType::F16, 2e-3, 1.0),
-    (DType::BF16, 2e-2, 0.5),
-    (DType::Int8, 1e-2, 0.75),
-    (DType::Int4, 1.5e-1, 0.0),
+    (DType::F16, 4e-3, 0.9),
+    (DType::BF16, 3e-2, 0.5),
+    (DType::Int8, 1e-1, 0.75),
+    (DType::Int4, 1.5, 0.0),
 ];
 
 fn rel(a: &[f32], b: &[f32]) -> f32 {
@@ -141,7 +141,6 @@ fn greedy(m: &Model, ids: &[u32], px: &PixelValues, n: usize) -> Vec<u32> {
 }
 
 #[test]
-#[ignore = "BOUNDS are provisional (not yet measured): run with --ignored --nocapture, then set them to ~2x the printed errors"]
 fn weight_formats_accuracy_on_hf_fixtures() {
     let fx = fixtures();
     if fx.is_empty() {
