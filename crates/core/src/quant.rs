@@ -66,11 +66,21 @@ fn f16_scale(d: f32) -> (f32, f32) {
 /// layout above.
 pub fn encode(dtype: DType, values: &[f32]) -> Vec<u8> {
     assert!(dtype.is_quant(), "quant::encode: {dtype} is not a quantised dtype");
-    assert_eq!(values.len() % GROUP, 0, "quant::encode: {} values is not a multiple of {GROUP}", values.len());
-    let groups = values.len() / GROUP;
     let qb = quant_bytes(dtype, values.len());
-    let mut out = vec![0u8; qb + 2 * groups];
+    let mut out = vec![0u8; bytes_for(dtype, values.len())];
     let (quants, scales) = out.split_at_mut(qb);
+    encode_into(dtype, values, quants, scales);
+    out
+}
+
+/// Quantises `values` (a multiple of [`GROUP`]) into `quants` (`quant_bytes(dtype, len)` bytes)
+/// and `scales` (2 bytes per group): a slice of a planar tensor's two regions, so a large tensor
+/// can be encoded a chunk of groups at a time with no whole-tensor f32 temporary.
+pub fn encode_into(dtype: DType, values: &[f32], quants: &mut [u8], scales: &mut [u8]) {
+    assert!(dtype.is_quant(), "quant::encode_into: {dtype} is not a quantised dtype");
+    assert_eq!(values.len() % GROUP, 0, "quant::encode_into: {} values is not a multiple of {GROUP}", values.len());
+    let groups = values.len() / GROUP;
+    assert!(quants.len() == quant_bytes(dtype, values.len()) && scales.len() == 2 * groups);
     for (g, x) in values.chunks_exact(GROUP).enumerate() {
         let d = if dtype == DType::Int8 {
             let amax = x.iter().fold(0f32, |m, v| m.max(v.abs()));
@@ -91,7 +101,6 @@ pub fn encode(dtype: DType, values: &[f32]) -> Vec<u8> {
         };
         scales[2 * g..2 * g + 2].copy_from_slice(&f16::from_f32(d).to_le_bytes());
     }
-    out
 }
 
 /// The values `bytes` (planar Int8/Int4, `numel` elements) stand for.

@@ -8,7 +8,9 @@ pub fn act_f64(a: Activation, x: f64) -> f64 {
     match a {
         Activation::None => x,
         Activation::GeluErf => 0.5 * x * (1.0 + libm::erf(x * std::f64::consts::FRAC_1_SQRT_2)),
-        Activation::GeluTanh => 0.5 * x * (1.0 + (SQRT_2_OVER_PI * (x + 0.044715 * x * x * x)).tanh()),
+        Activation::GeluTanh => {
+            0.5 * x * (1.0 + (SQRT_2_OVER_PI * (x + 0.044715 * x * x * x)).tanh())
+        }
         Activation::QuickGelu => x / (1.0 + (-1.702 * x).exp()),
         Activation::Silu => x / (1.0 + (-x).exp()),
     }

@@ -18,7 +18,8 @@ mod variants;
 pub use storage::CpuStorage;
 
 use foveate_core::{
-    check_launch, Backend, DType, Error, HostTensor, Op, OpKind, Result, Tensor, TensorDesc, VariantInfo,
+    check_launch, Backend, DType, Error, HostTensor, Op, OpKind, Result, Tensor, TensorDesc,
+    VariantInfo,
 };
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -87,6 +88,7 @@ impl CpuBackend {
     fn launch(&self, op: &Op, inputs: &[&Tensor], out: &Tensor, variant: &str) -> Result<()> {
         let out_desc = check_launch(op, inputs, out)?;
         let dtype = inputs[0].dtype();
+        let variant = variants::default_for_weights(self.mode == Mode::Oracle, op, inputs, variant);
         let variant = variants::resolve(self.mode == Mode::Oracle, op, dtype, variant)
             .map_err(|why| Error::unsupported(self.name(), why))?;
         let out_store = cpu_storage(self.name(), out)?;
@@ -132,7 +134,9 @@ impl CpuBackend {
                     out_bytes(&mut w, &out_desc),
                 );
             }
-            Op::Argmax if ins.desc(0).shape.last() == 0 => store_f64(&mut w, DType::U32, &vec![0.0; out_desc.numel()]),
+            Op::Argmax if ins.desc(0).shape.last() == 0 => {
+                store_f64(&mut w, DType::U32, &vec![0.0; out_desc.numel()])
+            }
             _ if self.mode == Mode::Oracle => {
                 let vals = oracle::compute(op, &ins);
                 store_f64(&mut w, out_desc.dtype, &vals);

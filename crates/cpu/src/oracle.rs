@@ -23,12 +23,18 @@ pub(crate) fn compute(op: &Op, ins: &Inputs) -> Vec<f64> {
         Op::Softmax => softmax(&ins.f64(0), ins.desc(0).shape.last()),
         Op::Argmax => argmax(&ins.f64(0), ins.desc(0).shape.last()),
         Op::Cast { .. } => ins.f64(0),
-        Op::KvAppend(_) | Op::Slice { .. } | Op::Concat { .. } => unreachable!("byte moves are done by the caller"),
+        Op::KvAppend(_) | Op::Slice { .. } | Op::Concat { .. } => {
+            unreachable!("byte moves are done by the caller")
+        }
     }
 }
 
 fn zip(ins: &Inputs, f: impl Fn(f64, f64) -> f64) -> Vec<f64> {
-    ins.f64(0).into_iter().zip(ins.f64(1)).map(|(a, b)| f(a, b)).collect()
+    ins.f64(0)
+        .into_iter()
+        .zip(ins.f64(1))
+        .map(|(a, b)| f(a, b))
+        .collect()
 }
 
 /// `y[m, n] = sum_k x[m, k] * w[n, k]` for x `[m, k]`, w `[n, k]`.

@@ -40,11 +40,36 @@ pub(crate) fn list(oracle: bool, op: OpKind) -> Vec<VariantInfo> {
     }
 }
 
+/// The fast path's default Gemm on an int8/int4 weight is `int8-dot` (activations quantised per
+/// group, integer dot products: what GGUF Q8_0/Q4_0 runtimes run); `tiled` (f32 activations)
+/// stays available by name. Every other op and an explicit variant pass through.
+pub(crate) fn default_for_weights<'a>(
+    oracle: bool,
+    op: &Op,
+    inputs: &[&foveate_core::Tensor],
+    variant: &'a str,
+) -> &'a str {
+    let quant_weight =
+        matches!(op, Op::Gemm(_)) && inputs.get(1).is_some_and(|w| w.dtype().is_quant());
+    if variant.is_empty() && !oracle && quant_weight {
+        "int8-dot"
+    } else {
+        variant
+    }
+}
+
 /// Resolves `variant` ("" = default) for `op` on `dtype`; the error says why it cannot run.
-pub(crate) fn resolve(oracle: bool, op: &Op, dtype: DType, variant: &str) -> Result<&'static str, String> {
+pub(crate) fn resolve(
+    oracle: bool,
+    op: &Op,
+    dtype: DType,
+    variant: &str,
+) -> Result<&'static str, String> {
     let kind = op.kind();
     if let (Op::Attention(a), "", false) = (op, variant, oracle) {
-        return foveate_core::registry::pick_attention("", a, &|v| resolve(oracle, op, dtype, v).map(|_| ()));
+        return foveate_core::registry::pick_attention("", a, &|v| {
+            resolve(oracle, op, dtype, v).map(|_| ())
+        });
     }
     let vs = list(oracle, kind);
     let v = if variant.is_empty() {
@@ -69,7 +94,9 @@ pub(crate) fn resolve(oracle: bool, op: &Op, dtype: DType, variant: &str) -> Res
     if let Op::Attention(a) = op {
         if let Mask::BlockSparse(l) = &a.mask {
             if matches!(*l.base, Mask::BlockSparse(_)) {
-                return Err("attention with a block layout whose base mask is itself block-sparse".into());
+                return Err(
+                    "attention with a block layout whose base mask is itself block-sparse".into(),
+                );
             }
         }
     }

@@ -37,16 +37,22 @@ fn tol(dt: DType) -> f64 {
 /// compares element by element: |got - want| <= tol · (1 + |want|).
 fn compare_on(fast: &CpuBackend, op: &Op, inputs: &[HostTensor], variant: &str) -> Vec<f64> {
     let oracle = CpuBackend::oracle();
-    let up = |b: &CpuBackend| -> Vec<Tensor> { inputs.iter().map(|h| b.upload(h).unwrap()).collect() };
+    let up =
+        |b: &CpuBackend| -> Vec<Tensor> { inputs.iter().map(|h| b.upload(h).unwrap()).collect() };
     let oi = up(&oracle);
     let want = oracle
         .download(&run(&oracle, op, &oi.iter().collect::<Vec<_>>(), "").unwrap())
         .unwrap();
     let fi = up(fast);
     let out = fast
-        .upload(&HostTensor::filled(want.dtype(), want.shape().clone(), f32::NAN))
+        .upload(&HostTensor::filled(
+            want.dtype(),
+            want.shape().clone(),
+            f32::NAN,
+        ))
         .unwrap();
-    fast.execute(op, &fi.iter().collect::<Vec<_>>(), &out, variant).unwrap();
+    fast.execute(op, &fi.iter().collect::<Vec<_>>(), &out, variant)
+        .unwrap();
     let got = fast.download(&out).unwrap();
     assert_eq!(got.desc, want.desc);
     let t = tol(want.dtype());
@@ -83,19 +89,31 @@ fn gemm_all_epilogues_and_odd_shapes() {
     for dt in DTYPES {
         for (lead, n, k) in shapes {
             for act in Activation::ALL {
-                for (bias, residual) in [(false, false), (true, false), (true, true), (false, true)] {
+                for (bias, residual) in [(false, false), (true, false), (true, true), (false, true)]
+                {
                     let mut a_shape = lead.to_vec();
                     a_shape.push(k);
                     let mut o_shape = lead.to_vec();
                     o_shape.push(n);
-                    let mut ins = vec![rand_t(&mut rng, dt, &a_shape), rand_t(&mut rng, dt, &[n, k])];
+                    let mut ins = vec![
+                        rand_t(&mut rng, dt, &a_shape),
+                        rand_t(&mut rng, dt, &[n, k]),
+                    ];
                     if bias {
                         ins.push(rand_t(&mut rng, dt, &[n]));
                     }
                     if residual {
                         ins.push(rand_t(&mut rng, dt, &o_shape));
                     }
-                    compare(&Op::Gemm(GemmSpec { act, bias, residual }), &ins, "");
+                    compare(
+                        &Op::Gemm(GemmSpec {
+                            act,
+                            bias,
+                            residual,
+                        }),
+                        &ins,
+                        "",
+                    );
                 }
             }
         }
@@ -135,7 +153,11 @@ fn gelu_mlp_and_patch_embed() {
                 rand_t(&mut rng, dt, &[b, c, hi, wi]),
                 rand_t(&mut rng, dt, &[e, c, 4, 4]),
             ];
-            for (present, shape) in [(spec.bias, vec![e]), (spec.cls, vec![e]), (spec.pos, vec![t, e])] {
+            for (present, shape) in [
+                (spec.bias, vec![e]),
+                (spec.cls, vec![e]),
+                (spec.pos, vec![t, e]),
+            ] {
                 if present {
                     ins.push(rand_t(&mut rng, dt, &shape));
                 }
@@ -220,7 +242,10 @@ fn casts_and_byte_moves() {
         let oracle = CpuBackend::oracle();
         let cache0 = rand_t(&mut rng, dt, &[2, 6, 2, 3]);
         let new = rand_t(&mut rng, dt, &[2, 2, 2, 3]);
-        let op = Op::KvAppend(KvAppendSpec { capacity: 6, pos: 3 });
+        let op = Op::KvAppend(KvAppendSpec {
+            capacity: 6,
+            pos: 3,
+        });
         let mut outs = Vec::new();
         for b in [&fast, &oracle] {
             let c = b.upload(&cache0).unwrap();
@@ -230,18 +255,29 @@ fn casts_and_byte_moves() {
         assert_eq!(outs[0], outs[1]);
         let (c, n0, n) = (outs[0].to_f32(), cache0.to_f32(), new.to_f32());
         // batch 1, row 4 (second new row) head 1 came from new[1, 1, 1, :]; row 0 is untouched.
-        assert_eq!(&c[((6 + 4) * 2 + 1) * 3..][..3], &n[((2 + 1) * 2 + 1) * 3..][..3]);
+        assert_eq!(
+            &c[((6 + 4) * 2 + 1) * 3..][..3],
+            &n[((2 + 1) * 2 + 1) * 3..][..3]
+        );
         assert_eq!(&c[..6], &n0[..6]);
     }
 }
 
 fn attn_case(rng: &mut ChaCha8Rng, dt: DType, spec: &AttentionSpec) -> Vec<HostTensor> {
-    let q = rand_t(rng, dt, &[spec.batch, spec.q_len, spec.q_heads, spec.head_dim]);
+    let q = rand_t(
+        rng,
+        dt,
+        &[spec.batch, spec.q_len, spec.q_heads, spec.head_dim],
+    );
     let kv = [spec.batch, spec.kv_capacity, spec.kv_heads, spec.head_dim];
     // Larger keys make the softmax peaky, so a wrong mask or head mapping shows.
     let mut k = rand_t(rng, F32, &kv).to_f32();
     k.iter_mut().for_each(|x| *x *= 4.0);
-    vec![q, HostTensor::from_f32(dt, kv.to_vec(), &k), rand_t(rng, dt, &kv)]
+    vec![
+        q,
+        HostTensor::from_f32(dt, kv.to_vec(), &k),
+        rand_t(rng, dt, &kv),
+    ]
 }
 
 const VARIANTS: [&str; 3] = ["flash", "naive", "block-sparse"];
@@ -299,7 +335,8 @@ fn attention_block_sparse_layouts_all_variants() {
     ];
     for dt in DTYPES {
         for (li, l) in layouts.iter().enumerate() {
-            let spec = AttentionSpec::new(1, 4, 2, sq, skv, 8, Mask::BlockSparse(Arc::new(l.clone())));
+            let spec =
+                AttentionSpec::new(1, 4, 2, sq, skv, 8, Mask::BlockSparse(Arc::new(l.clone())));
             let ins = attn_case(&mut rng, dt, &spec);
             for v in VARIANTS {
                 let out = compare(&Op::Attention(spec.clone()), &ins, v);
@@ -345,7 +382,11 @@ fn own_thread_pool_matches_oracle() {
 #[test]
 fn registry_and_supports() {
     let fast = CpuBackend::fast();
-    let names: Vec<_> = fast.variants(OpKind::Attention).iter().map(|v| v.name).collect();
+    let names: Vec<_> = fast
+        .variants(OpKind::Attention)
+        .iter()
+        .map(|v| v.name)
+        .collect();
     assert_eq!(names, ["flash", "naive", "block-sparse"]);
     for k in OpKind::ALL {
         let vs = fast.variants(k);
@@ -361,7 +402,10 @@ fn registry_and_supports() {
         e.contains("flash-decode") && e.contains("registered: flash, naive, block-sparse"),
         "{e}"
     );
-    assert!(fast.supports(&op, DType::U32, "naive").unwrap_err().contains("u32"));
+    assert!(fast
+        .supports(&op, DType::U32, "naive")
+        .unwrap_err()
+        .contains("u32"));
     assert!(fast
         .supports(
             &Op::Slice {

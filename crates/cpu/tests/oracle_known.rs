@@ -45,7 +45,12 @@ fn softmax_of_1_2_3() {
         1e-7,
     );
     // Large values must not overflow (max-subtracted).
-    check(&Op::Softmax, &[t(F, &[2], &[1000.0, 1000.0])], &[0.5, 0.5], 1e-7);
+    check(
+        &Op::Softmax,
+        &[t(F, &[2], &[1000.0, 1000.0])],
+        &[0.5, 0.5],
+        1e-7,
+    );
 }
 
 #[test]
@@ -191,20 +196,36 @@ fn multi_axis_rope_rotates_by_known_angles() {
     let pos = HostTensor::from_u32([3, 1, 1], &[1, 2, 3]);
     let f = |j: f64| 100f64.powf(-2.0 * j / 8.0);
     let want = rotated_1_to_8([t_ * f(0.0), h * f(1.0), w * f(2.0), w * f(3.0)]);
-    check(&Op::Rope(RopeSpec::mrope(100.0, None, &[1, 1, 2]).unwrap()), &[x.clone(), pos], &want, 1e-5);
+    check(
+        &Op::Rope(RopeSpec::mrope(100.0, None, &[1, 1, 2]).unwrap()),
+        &[x.clone(), pos],
+        &want,
+        1e-5,
+    );
     // Vision, sections [2, 2] over (h, w): VisionRotaryEmbedding(D/2 = 4) has inv 100^(-2i/4),
     // i < 2, for each axis: the w section starts again at frequency 1.
     let pos = HostTensor::from_u32([2, 1, 1], &[2, 3]);
     let g = |i: f64| 100f64.powf(-2.0 * i / 4.0);
     let want = rotated_1_to_8([h * g(0.0), h * g(1.0), w * g(0.0), w * g(1.0)]);
-    check(&Op::Rope(RopeSpec::vision(100.0, None, &[2, 2]).unwrap()), &[x, pos], &want, 1e-5);
+    check(
+        &Op::Rope(RopeSpec::vision(100.0, None, &[2, 2]).unwrap()),
+        &[x, pos],
+        &want,
+        1e-5,
+    );
 }
 
 fn attn(mask: Mask, hq: usize, hkv: usize, sq: usize, skv: usize, d: usize) -> AttentionSpec {
     AttentionSpec::new(1, hq, hkv, sq, skv, d, mask)
 }
 
-fn check_attention_all_variants(spec: &AttentionSpec, q: &HostTensor, k: &HostTensor, v: &HostTensor, want: &[f64]) {
+fn check_attention_all_variants(
+    spec: &AttentionSpec,
+    q: &HostTensor,
+    k: &HostTensor,
+    v: &HostTensor,
+    want: &[f64],
+) {
     let op = Op::Attention(spec.clone());
     check(&op, &[q.clone(), k.clone(), v.clone()], want, 1e-6);
     let fast = CpuBackend::fast();
@@ -228,9 +249,21 @@ fn causal_attention_two_tokens_one_hot_values() {
     let q = t(F, &[1, 2, 1, 2], &[0.0; 4]);
     let k = q.clone();
     let v = t(F, &[1, 2, 1, 2], &[1.0, 0.0, 0.0, 1.0]);
-    check_attention_all_variants(&attn(Mask::Causal, 1, 1, 2, 2, 2), &q, &k, &v, &[1.0, 0.0, 0.5, 0.5]);
+    check_attention_all_variants(
+        &attn(Mask::Causal, 1, 1, 2, 2, 2),
+        &q,
+        &k,
+        &v,
+        &[1.0, 0.0, 0.5, 0.5],
+    );
     // No mask: both rows average.
-    check_attention_all_variants(&attn(Mask::None, 1, 1, 2, 2, 2), &q, &k, &v, &[0.5, 0.5, 0.5, 0.5]);
+    check_attention_all_variants(
+        &attn(Mask::None, 1, 1, 2, 2, 2),
+        &q,
+        &k,
+        &v,
+        &[0.5, 0.5, 0.5, 0.5],
+    );
 }
 
 #[test]
@@ -255,10 +288,15 @@ fn sliding_window_and_gqa_and_capacity() {
     let v = t(
         F,
         &[1, 4, 1, 3],
-        &[1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0, 100.0, 100.0, 100.0],
+        &[
+            1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0, 100.0, 100.0, 100.0,
+        ],
     );
     let rows = [[1.0, 0.0, 0.0], [0.5, 0.5, 0.0], [0.0, 0.5, 0.5]];
-    let want: Vec<f64> = rows.iter().flat_map(|r| r.iter().chain(r.iter()).cloned()).collect();
+    let want: Vec<f64> = rows
+        .iter()
+        .flat_map(|r| r.iter().chain(r.iter()).cloned())
+        .collect();
     check_attention_all_variants(&spec, &q, &k, &v, &want);
 }
 
@@ -283,14 +321,24 @@ fn layer_norm_and_rms_norm() {
     let x = t(F, &[2], &[3.0, 4.0]);
     let w = t(F, &[2], &[1.0, 2.0]);
     let r = 1.0 / (12.5f64 + 1e-6).sqrt();
-    check(&Op::RmsNorm { eps: 1e-6 }, &[x, w], &[3.0 * r, 8.0 * r], 1e-6);
+    check(
+        &Op::RmsNorm { eps: 1e-6 },
+        &[x, w],
+        &[3.0 * r, 8.0 * r],
+        1e-6,
+    );
 }
 
 #[test]
 fn embedding_out_of_range_is_zero() {
     let table = t(F, &[2, 2], &[1.0, 2.0, 3.0, 4.0]);
     let ids = HostTensor::from_u32([3], &[1, 7, 0]);
-    check(&Op::Embedding, &[table, ids], &[3.0, 4.0, 0.0, 0.0, 1.0, 2.0], 0.0);
+    check(
+        &Op::Embedding,
+        &[table, ids],
+        &[3.0, 4.0, 0.0, 0.0, 1.0, 2.0],
+        0.0,
+    );
 }
 
 #[test]
@@ -300,7 +348,12 @@ fn add_mul_swiglu() {
     check(&Op::Add, &[a.clone(), b.clone()], &[3.0, 1.0], 0.0);
     check(&Op::Mul, &[a.clone(), b.clone()], &[2.0, -6.0], 0.0);
     let silu = |x: f64| x / (1.0 + (-x).exp());
-    check(&Op::SwiGlu, &[a, b], &[silu(1.0) * 2.0, silu(-2.0) * 3.0], 1e-6);
+    check(
+        &Op::SwiGlu,
+        &[a, b],
+        &[silu(1.0) * 2.0, silu(-2.0) * 3.0],
+        1e-6,
+    );
 }
 
 #[test]
@@ -308,7 +361,20 @@ fn argmax_first_max_and_nan_ignored() {
     let x = t(
         F,
         &[3, 4],
-        &[1.0, 3.0, 3.0, f32::NAN, f32::NAN, -1.0, -2.0, -3.0, 0.0, 0.0, 0.0, 5.0],
+        &[
+            1.0,
+            3.0,
+            3.0,
+            f32::NAN,
+            f32::NAN,
+            -1.0,
+            -2.0,
+            -3.0,
+            0.0,
+            0.0,
+            0.0,
+            5.0,
+        ],
     );
     for b in [CpuBackend::oracle(), CpuBackend::fast()] {
         assert_eq!(
@@ -332,7 +398,12 @@ fn cast_rounds_to_nearest_even() {
         0.0,
     );
     let x = t(F, &[2], &[1.0 + 2f32.powi(-8), 1.0 + 3.0 * 2f32.powi(-8)]);
-    check(&Op::Cast { to: DType::BF16 }, &[x], &[1.0, 1.0 + 2f64.powi(-6)], 0.0);
+    check(
+        &Op::Cast { to: DType::BF16 },
+        &[x],
+        &[1.0, 1.0 + 2f64.powi(-6)],
+        0.0,
+    );
     let x = t(DType::F16, &[2], &[1.5, -2.0]);
     check(&Op::Cast { to: DType::F32 }, &[x], &[1.5, -2.0], 0.0);
 }
@@ -425,10 +496,22 @@ fn slice_concat_kv_append() {
     );
     for b in [CpuBackend::oracle(), CpuBackend::fast()] {
         // cache [B=2, cap=3, H=1, D=1] = 0..6; write rows 1..3 of both batches.
-        let cache = b.upload(&t(F, &[2, 3, 1, 1], &[0.0, 1.0, 2.0, 3.0, 4.0, 5.0])).unwrap();
-        let new = b.upload(&t(F, &[2, 2, 1, 1], &[10.0, 11.0, 12.0, 13.0])).unwrap();
-        b.execute(&Op::KvAppend(KvAppendSpec { capacity: 3, pos: 1 }), &[&new], &cache, "")
+        let cache = b
+            .upload(&t(F, &[2, 3, 1, 1], &[0.0, 1.0, 2.0, 3.0, 4.0, 5.0]))
             .unwrap();
+        let new = b
+            .upload(&t(F, &[2, 2, 1, 1], &[10.0, 11.0, 12.0, 13.0]))
+            .unwrap();
+        b.execute(
+            &Op::KvAppend(KvAppendSpec {
+                capacity: 3,
+                pos: 1,
+            }),
+            &[&new],
+            &cache,
+            "",
+        )
+        .unwrap();
         assert_eq!(
             b.download(&cache).unwrap().to_f32(),
             vec![0.0, 10.0, 11.0, 3.0, 12.0, 13.0],
@@ -451,7 +534,9 @@ fn rejects_bad_launches() {
     let out = b.alloc(&TensorDesc::new(F, [2, 2])).unwrap();
     let e = b.execute(&Op::Softmax, &[&x], &out, "flash").unwrap_err();
     assert!(e.to_string().contains("registered: oracle"), "{e}");
-    assert!(CpuBackend::fast().supports(&Op::Softmax, DType::U32, "").is_err());
+    assert!(CpuBackend::fast()
+        .supports(&Op::Softmax, DType::U32, "")
+        .is_err());
     assert_eq!(b.name(), "cpu-oracle");
     assert_eq!(CpuBackend::fast().name(), "cpu");
 }

@@ -208,7 +208,6 @@ impl<'a> RandomSource<'a> {
 
 impl TensorSource for RandomSource<'_> {
     fn tensor(&mut self, part: Part, _: &str, shape: &[usize], role: Role) -> Result<Tensor> {
-        let n: usize = shape.iter().product();
         let scale = match role {
             Role::Weight | Role::Head => {
                 1.0 / (shape[1..].iter().product::<usize>().max(1) as f32).sqrt()
@@ -220,10 +219,11 @@ impl TensorSource for RandomSource<'_> {
             Role::Class => 0.5,
         };
         let offset = if role == Role::Norm { 1.0 } else { 0.0 };
-        let v: Vec<f32> = (0..n).map(|_| offset + scale * self.unit()).collect();
         let fmt = self.formats.of(part, role, shape).0;
-        let h = HostTensor::from_f32(fmt, shape.to_vec(), &v);
-        drop(v);
+        // Drawn a chunk at a time into the stored bytes (no whole-tensor f32 temporary).
+        let h = HostTensor::from_f32_chunks(fmt, shape.to_vec(), |_, out| {
+            out.iter_mut().for_each(|o| *o = offset + scale * self.unit())
+        });
         self.bytes.add(fmt, h.bytes.len());
         self.backend.upload(&h)
     }

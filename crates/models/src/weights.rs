@@ -249,8 +249,7 @@ impl Weights {
     }
 }
 
-/// `raw` (a float dtype, not U8) as `to`; a quantised `to` is encoded from the f32 values (the f32
-/// temporary is dropped before this returns).
+/// `raw` (a float dtype, not U8) as `to`; a quantised `to` is encoded from the f32 values.
 fn convert(raw: &[u8], from: StoredDType, to: DType, shape: &[usize]) -> HostTensor {
     let desc = TensorDesc::new(to, shape.to_vec());
     let same = matches!(
@@ -265,22 +264,26 @@ fn convert(raw: &[u8], from: StoredDType, to: DType, shape: &[usize]) -> HostTen
             bytes: raw.to_vec(),
         };
     }
-    let vals: Vec<f32> = match from {
-        StoredDType::F32 => raw
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect(),
-        StoredDType::F16 => raw
-            .chunks_exact(2)
-            .map(|c| f16::from_le_bytes([c[0], c[1]]).to_f32())
-            .collect(),
-        StoredDType::BF16 => raw
-            .chunks_exact(2)
-            .map(|c| bf16::from_le_bytes([c[0], c[1]]).to_f32())
-            .collect(),
+    // Converted a chunk at a time into the stored bytes (no whole-tensor f32 temporary).
+    HostTensor::from_f32_chunks(to, shape.to_vec(), |start, out| match from {
+        StoredDType::F32 => {
+            let src = raw[4 * start..].chunks_exact(4);
+            for (o, c) in out.iter_mut().zip(src) {
+                *o = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+            }
+        }
+        StoredDType::F16 | StoredDType::BF16 => {
+            let src = raw[2 * start..].chunks_exact(2);
+            for (o, c) in out.iter_mut().zip(src) {
+                *o = if from == StoredDType::F16 {
+                    f16::from_le_bytes([c[0], c[1]]).to_f32()
+                } else {
+                    bf16::from_le_bytes([c[0], c[1]]).to_f32()
+                };
+            }
+        }
         StoredDType::U8 => unreachable!("U8 tensors are refused by Weights::load"),
-    };
-    HostTensor::from_f32(to, shape.to_vec(), &vals)
+    })
 }
 
 /// Parses and validates a safetensors file held in memory (what [`Weights`] does to each file

@@ -4,10 +4,10 @@
 //! * `block-sparse`: like `flash`, but the schedule comes from the layout's tile classes: empty
 //!   tiles are never visited and full tiles skip the element test. Other masks run dense.
 
+use super::maybe_par;
 use super::simd::{axpy, dot, exp_sub, scale};
 use foveate_core::{AttentionSpec, BlockClass, Mask};
 use gemm::Parallelism;
-use super::maybe_par;
 use rayon::prelude::*;
 
 const BQ: usize = 32;
@@ -46,12 +46,17 @@ struct Task {
 fn head_major(x: &[f32], s: &AttentionSpec) -> Vec<f32> {
     let (hkv, d, n) = (s.kv_heads, s.head_dim, s.kv_len);
     let mut out = vec![0f32; s.batch * hkv * n * d];
-    maybe_par!(out.chunks_mut(n * d).enumerate(), out.par_chunks_mut(n * d).enumerate(), |(bh, dst): (usize, &mut [f32])| {
-        let (b, h) = (bh / hkv, bh % hkv);
-        for j in 0..n {
-            dst[j * d..(j + 1) * d].copy_from_slice(&x[((b * s.kv_capacity + j) * hkv + h) * d..][..d]);
+    maybe_par!(
+        out.chunks_mut(n * d).enumerate(),
+        out.par_chunks_mut(n * d).enumerate(),
+        |(bh, dst): (usize, &mut [f32])| {
+            let (b, h) = (bh / hkv, bh % hkv);
+            for j in 0..n {
+                dst[j * d..(j + 1) * d]
+                    .copy_from_slice(&x[((b * s.kv_capacity + j) * hkv + h) * d..][..d]);
+            }
         }
-    });
+    );
     out
 }
 
@@ -81,8 +86,16 @@ fn schedule(s: &AttentionSpec, use_classes: bool) -> Vec<Task> {
                     if use_classes {
                         match l.classify(qb, kb, s.q_len, s.kv_len) {
                             BlockClass::Empty => {}
-                            BlockClass::Partial => tiles.push(Tile { j0, j1, check: true }),
-                            BlockClass::Full => tiles.push(Tile { j0, j1, check: false }),
+                            BlockClass::Partial => tiles.push(Tile {
+                                j0,
+                                j1,
+                                check: true,
+                            }),
+                            BlockClass::Full => tiles.push(Tile {
+                                j0,
+                                j1,
+                                check: false,
+                            }),
                         }
                     } else if l.keeps(qb, kb) {
                         tiles.push(Tile {
@@ -127,7 +140,14 @@ fn schedule(s: &AttentionSpec, use_classes: bool) -> Vec<Task> {
 }
 
 /// `flash` (`use_classes = false`) and `block-sparse` (`use_classes = true`).
-pub(crate) fn tiled(s: &AttentionSpec, q: &[f32], k: &[f32], v: &[f32], out: &mut [f32], use_classes: bool) {
+pub(crate) fn tiled(
+    s: &AttentionSpec,
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    out: &mut [f32],
+    use_classes: bool,
+) {
     let d = s.head_dim;
     let base: &Mask = match &s.mask {
         Mask::BlockSparse(l) => &l.base,
@@ -138,20 +158,24 @@ pub(crate) fn tiled(s: &AttentionSpec, q: &[f32], k: &[f32], v: &[f32], out: &mu
     let tasks = schedule(s, use_classes);
     let group = s.q_heads / s.kv_heads;
     let one = |t: &Task| {
-            let kvh = (t.b * s.kv_heads + t.h / group) * s.kv_len * d;
-            let (kh, vh) = (&kt[kvh..kvh + s.kv_len * d], &vt[kvh..kvh + s.kv_len * d]);
-            let rows = t.i1 - t.i0;
-            let mut qs = vec![0f32; rows * d];
-            for r in 0..rows {
-                let src = &q[((t.b * s.q_len + t.i0 + r) * s.q_heads + t.h) * d..][..d];
-                qs[r * d..(r + 1) * d]
-                    .iter_mut()
-                    .zip(src)
-                    .for_each(|(o, x)| *o = x * s.scale);
-            }
-            run_task(t, s, base, &qs, kh, vh)
+        let kvh = (t.b * s.kv_heads + t.h / group) * s.kv_len * d;
+        let (kh, vh) = (&kt[kvh..kvh + s.kv_len * d], &vt[kvh..kvh + s.kv_len * d]);
+        let rows = t.i1 - t.i0;
+        let mut qs = vec![0f32; rows * d];
+        for r in 0..rows {
+            let src = &q[((t.b * s.q_len + t.i0 + r) * s.q_heads + t.h) * d..][..d];
+            qs[r * d..(r + 1) * d]
+                .iter_mut()
+                .zip(src)
+                .for_each(|(o, x)| *o = x * s.scale);
+        }
+        run_task(t, s, base, &qs, kh, vh)
     };
-    let results: Vec<Vec<f32>> = if super::serial() { tasks.iter().map(one).collect() } else { tasks.par_iter().map(one).collect() };
+    let results: Vec<Vec<f32>> = if super::serial() {
+        tasks.iter().map(one).collect()
+    } else {
+        tasks.par_iter().map(one).collect()
+    };
     for (t, acc) in tasks.iter().zip(results) {
         for r in 0..t.i1 - t.i0 {
             let dst = ((t.b * s.q_len + t.i0 + r) * s.q_heads + t.h) * d;
@@ -163,7 +187,14 @@ pub(crate) fn tiled(s: &AttentionSpec, q: &[f32], k: &[f32], v: &[f32], out: &mu
 /// One task: pre-scaled queries `qs` `[rows, D]` against K and V of its KV head (`[kv_len, D]`).
 /// Per tile, S = Q·Kᵀ and acc += P·V are single-threaded products of the `gemm` crate; the online
 /// softmax keeps a running max `m` and sum `l` per row. Masked entries get P = 0.
-fn run_task(t: &Task, s: &AttentionSpec, base: &Mask, qs: &[f32], kh: &[f32], vh: &[f32]) -> Vec<f32> {
+fn run_task(
+    t: &Task,
+    s: &AttentionSpec,
+    base: &Mask,
+    qs: &[f32],
+    kh: &[f32],
+    vh: &[f32],
+) -> Vec<f32> {
     let d = s.head_dim;
     let rows = t.i1 - t.i0;
     let wmax = t.tiles.iter().map(|x| x.j1 - x.j0).max().unwrap_or(0);
@@ -211,7 +242,10 @@ fn run_task(t: &Task, s: &AttentionSpec, base: &Mask, qs: &[f32], kh: &[f32], vh
                 continue;
             }
             let (lo, hi) = (lo - tile.j0, hi - tile.j0);
-            let mx = row[lo..hi].iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+            let mx = row[lo..hi]
+                .iter()
+                .cloned()
+                .fold(f32::NEG_INFINITY, f32::max);
             if mx > m[r] {
                 let f = (m[r] - mx).exp(); // 0 when m was -inf
                 scale(&mut acc[r * d..(r + 1) * d], f);
@@ -258,37 +292,45 @@ fn run_task(t: &Task, s: &AttentionSpec, base: &Mask, qs: &[f32], kh: &[f32], vh
 pub(crate) fn naive(s: &AttentionSpec, q: &[f32], k: &[f32], v: &[f32], out: &mut [f32]) {
     let (hq, hkv, d) = (s.q_heads, s.kv_heads, s.head_dim);
     let group = hq / hkv;
-    maybe_par!(out.chunks_mut(hq * d).enumerate(), out.par_chunks_mut(hq * d).enumerate(), |(bi, orow): (usize, &mut [f32])| {
-        let (b, i) = (bi / s.q_len, bi % s.q_len);
-        let mut scores = vec![0f32; s.kv_len];
-        for h in 0..hq {
-            let kh = h / group;
-            let qr = &q[(bi * hq + h) * d..][..d];
-            let o = &mut orow[h * d..(h + 1) * d];
-            o.fill(0.0);
-            let mut mx = f32::NEG_INFINITY;
-            for (j, sc) in scores.iter_mut().enumerate() {
-                *sc = if s.mask.allows(i, j, s.q_len, s.kv_len) {
-                    let kr = &k[((b * s.kv_capacity + j) * hkv + kh) * d..][..d];
-                    dot(qr, kr) * s.scale
-                } else {
-                    f32::NEG_INFINITY
-                };
-                mx = mx.max(*sc);
-            }
-            if mx == f32::NEG_INFINITY {
-                continue; // fully masked row: zeros
-            }
-            let mut sum = 0.0;
-            for sc in scores.iter_mut() {
-                *sc = (*sc - mx).exp();
-                sum += *sc;
-            }
-            for (j, &p) in scores.iter().enumerate() {
-                if p != 0.0 {
-                    axpy(o, p / sum, &v[((b * s.kv_capacity + j) * hkv + kh) * d..][..d]);
+    maybe_par!(
+        out.chunks_mut(hq * d).enumerate(),
+        out.par_chunks_mut(hq * d).enumerate(),
+        |(bi, orow): (usize, &mut [f32])| {
+            let (b, i) = (bi / s.q_len, bi % s.q_len);
+            let mut scores = vec![0f32; s.kv_len];
+            for h in 0..hq {
+                let kh = h / group;
+                let qr = &q[(bi * hq + h) * d..][..d];
+                let o = &mut orow[h * d..(h + 1) * d];
+                o.fill(0.0);
+                let mut mx = f32::NEG_INFINITY;
+                for (j, sc) in scores.iter_mut().enumerate() {
+                    *sc = if s.mask.allows(i, j, s.q_len, s.kv_len) {
+                        let kr = &k[((b * s.kv_capacity + j) * hkv + kh) * d..][..d];
+                        dot(qr, kr) * s.scale
+                    } else {
+                        f32::NEG_INFINITY
+                    };
+                    mx = mx.max(*sc);
+                }
+                if mx == f32::NEG_INFINITY {
+                    continue; // fully masked row: zeros
+                }
+                let mut sum = 0.0;
+                for sc in scores.iter_mut() {
+                    *sc = (*sc - mx).exp();
+                    sum += *sc;
+                }
+                for (j, &p) in scores.iter().enumerate() {
+                    if p != 0.0 {
+                        axpy(
+                            o,
+                            p / sum,
+                            &v[((b * s.kv_capacity + j) * hkv + kh) * d..][..d],
+                        );
+                    }
                 }
             }
         }
-    });
+    );
 }

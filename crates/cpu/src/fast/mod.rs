@@ -8,8 +8,8 @@
 
 mod attention;
 mod gemm;
-mod rows;
 mod qdot;
+mod rows;
 mod simd;
 mod weight;
 
@@ -105,7 +105,17 @@ fn compute(op: &Op, ins: &Inputs, o: &mut [f32], variant: &str) {
             let res = opt(s.residual, 2 + s.bias as usize);
             let w = Weight::new(ins.words(1), ins.desc(1));
             let int8_dot = variant == qdot::NAME;
-            gemm::gemm_op(s, &ins.f32(0), &w, bias.as_deref(), res.as_deref(), n, k, o, int8_dot);
+            gemm::gemm_op(
+                s,
+                &ins.f32(0),
+                &w,
+                bias.as_deref(),
+                res.as_deref(),
+                n,
+                k,
+                o,
+                int8_dot,
+            );
         }
         Op::GeluMlp(s) => {
             let res = opt(s.residual, 5);

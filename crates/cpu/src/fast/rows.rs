@@ -1,8 +1,8 @@
 //! Row-wise and element-wise ops in f32, parallel over chunks of rows.
 
+use super::maybe_par;
 use crate::act::act_f32;
 use foveate_core::{Activation, RopeSpec};
-use super::maybe_par;
 use rayon::prelude::*;
 
 /// Elements per parallel task: small ops stay on one thread.
@@ -13,20 +13,28 @@ fn rows_per_task(d: usize) -> usize {
 }
 
 pub(crate) fn zip(a: &[f32], b: &[f32], out: &mut [f32], f: impl Fn(f32, f32) -> f32 + Sync) {
-    maybe_par!(out.chunks_mut(GRAIN).enumerate(), out.par_chunks_mut(GRAIN).enumerate(), |(c, o): (usize, &mut [f32])| {
-        let off = c * GRAIN;
-        for ((o, x), y) in o.iter_mut().zip(&a[off..]).zip(&b[off..]) {
-            *o = f(*x, *y);
+    maybe_par!(
+        out.chunks_mut(GRAIN).enumerate(),
+        out.par_chunks_mut(GRAIN).enumerate(),
+        |(c, o): (usize, &mut [f32])| {
+            let off = c * GRAIN;
+            for ((o, x), y) in o.iter_mut().zip(&a[off..]).zip(&b[off..]) {
+                *o = f(*x, *y);
+            }
         }
-    });
+    );
 }
 
 pub(crate) fn unary(act: Activation, x: &[f32], out: &mut [f32]) {
-    maybe_par!(out.chunks_mut(GRAIN).enumerate(), out.par_chunks_mut(GRAIN).enumerate(), |(c, o): (usize, &mut [f32])| {
-        for (o, x) in o.iter_mut().zip(&x[c * GRAIN..]) {
-            *o = act_f32(act, *x);
+    maybe_par!(
+        out.chunks_mut(GRAIN).enumerate(),
+        out.par_chunks_mut(GRAIN).enumerate(),
+        |(c, o): (usize, &mut [f32])| {
+            for (o, x) in o.iter_mut().zip(&x[c * GRAIN..]) {
+                *o = act_f32(act, *x);
+            }
         }
-    });
+    );
 }
 
 /// Applies `f(input_row, output_row)` to every row of width `d`, in parallel.
@@ -109,7 +117,9 @@ pub(crate) fn rope(spec: &RopeSpec, x: &[f32], pos: &[u32], dims: &[usize], out:
     let pairs: Vec<(usize, f64)> = (0..half).map(|j| spec.pair(d, j)).collect();
     maybe_par!(
         out.chunks_mut(h * d).zip(x.chunks(h * d)).enumerate(),
-        out.par_chunks_mut(h * d).zip(x.par_chunks(h * d)).enumerate(),
+        out.par_chunks_mut(h * d)
+            .zip(x.par_chunks(h * d))
+            .enumerate(),
         |(tok, (o, xt)): (usize, (&mut [f32], &[f32]))| {
             let cs: Vec<(f32, f32)> = pairs
                 .iter()
@@ -132,16 +142,26 @@ pub(crate) fn rope(spec: &RopeSpec, x: &[f32], pos: &[u32], dims: &[usize], out:
 
 /// Rows `ids` of `table` (`[v, d]`, read in its stored format: only the looked-up rows are
 /// converted); an id out of range gives a zero row.
-pub(crate) fn embedding(table: &super::weight::Weight, v: usize, d: usize, ids: &[u32], out: &mut [f32]) {
+pub(crate) fn embedding(
+    table: &super::weight::Weight,
+    v: usize,
+    d: usize,
+    ids: &[u32],
+    out: &mut [f32],
+) {
     if d == 0 {
         return;
     }
-    maybe_par!(out.chunks_mut(d).zip(ids.iter()), out.par_chunks_mut(d).zip(ids.par_iter()), |(o, &id): (&mut [f32], &u32)| {
-        let id = id as usize;
-        if id < v {
-            table.rows_f32(id, 1, d, o);
-        } else {
-            o.fill(0.0);
+    maybe_par!(
+        out.chunks_mut(d).zip(ids.iter()),
+        out.par_chunks_mut(d).zip(ids.par_iter()),
+        |(o, &id): (&mut [f32], &u32)| {
+            let id = id as usize;
+            if id < v {
+                table.rows_f32(id, 1, d, o);
+            } else {
+                o.fill(0.0);
+            }
         }
-    });
+    );
 }

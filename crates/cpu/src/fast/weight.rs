@@ -160,6 +160,15 @@ pub(crate) unsafe fn dots(
 ) {
     assert!((1..=4).contains(&m) && a.len() >= m * k);
     let mut buf = [0f32; 4];
+    // bf16 under the AVX2 kernel: the activations in the order `bf16_block` widens the weights
+    // in (see `bf16_order`), once per call instead of a widening shuffle per weight vector.
+    let permuted;
+    let a = if simd && matches!(w, Weight::BF16(_)) {
+        permuted = bf16_order(a, m, k);
+        &permuted[..]
+    } else {
+        a
+    };
     for j in rows {
         #[cfg(target_arch = "x86_64")]
         if simd {
@@ -185,6 +194,30 @@ pub(crate) unsafe fn dots(
             unsafe { *out.add(i * ldo + j) = *v };
         }
     }
+}
+
+/// `a` (`m` rows of `k`) with each whole block of 32 reordered as the AVX2 bf16 kernel reads its
+/// weights: `vpunpck{l,h}wd` against zero widens 16 bf16 values to f32 as elements
+/// `[0..4, 8..12]` and `[4..8, 12..16]` (per 128-bit lane), so each 16 activations are stored
+/// in that order; a partial last block stays in place.
+fn bf16_order(a: &[f32], m: usize, k: usize) -> Vec<f32> {
+    let mut out = a[..m * k].to_vec();
+    for i in 0..m {
+        let row = &a[i * k..(i + 1) * k];
+        let dst = &mut out[i * k..(i + 1) * k];
+        for b in 0..k / GROUP {
+            for h in 0..2 {
+                let o = b * GROUP + h * 16;
+                let src = &row[o..o + 16];
+                let d = &mut dst[o..o + 16];
+                d[0..4].copy_from_slice(&src[0..4]);
+                d[4..8].copy_from_slice(&src[8..12]);
+                d[8..12].copy_from_slice(&src[4..8]);
+                d[12..16].copy_from_slice(&src[12..16]);
+            }
+        }
+    }
+    out
 }
 
 /// The scalar kernel: the row decoded 32 elements at a time onto the stack, 8 partial sums.
@@ -296,6 +329,23 @@ mod x86 {
             _mm256_castsi256_ps(_mm256_slli_epi32::<16>(x))
         };
         [h(0), h(8), h(16), h(24)]
+    }
+
+    /// 32 bf16 values widened by interleaving with zero (two loads, four unpacks): element order
+    /// `[0..4, 8..12], [4..8, 12..16]` per 16, which the activations were put in (`bf16_order`).
+    #[target_feature(enable = "avx2,fma,f16c")]
+    #[inline]
+    unsafe fn bf16_block_unpacked(p: *const u16) -> Block {
+        let z = _mm256_setzero_si256();
+        let w0 = _mm256_loadu_si256(p as *const __m256i);
+        let w1 = _mm256_loadu_si256(p.add(16) as *const __m256i);
+        let f = _mm256_castsi256_ps;
+        [
+            f(_mm256_unpacklo_epi16(z, w0)),
+            f(_mm256_unpackhi_epi16(z, w0)),
+            f(_mm256_unpacklo_epi16(z, w1)),
+            f(_mm256_unpackhi_epi16(z, w1)),
+        ]
     }
 
     /// One group: 32 int8 quants times the scale.
@@ -412,7 +462,10 @@ mod x86 {
         match *w {
             Weight::F32(s) => run!(|b: usize| f32_block(s.as_ptr().add(base + b * GROUP))),
             Weight::F16(s) => run!(|b: usize| f16_block(s.as_ptr().add(base + b * GROUP))),
-            Weight::BF16(s) => run!(|b: usize| bf16_block(s.as_ptr().add(base + b * GROUP))),
+            // `a` is in `bf16_order` here (the caller reordered it).
+            Weight::BF16(s) => {
+                run!(|b: usize| bf16_block_unpacked(s.as_ptr().add(base + b * GROUP)))
+            }
             Weight::Int8 { quants, scales } => {
                 let g0 = base / GROUP;
                 run!(|b: usize| int8_block(quants.as_ptr().add(base + b * GROUP), scales[g0 + b]))
