@@ -40,9 +40,11 @@ pub(crate) fn list(oracle: bool, op: OpKind) -> Vec<VariantInfo> {
     }
 }
 
-/// The fast path's default Gemm on an int8/int4 weight is `int8-dot` (activations quantised per
-/// group, integer dot products: what GGUF Q8_0/Q4_0 runtimes run); `tiled` (f32 activations)
-/// stays available by name. Every other op and an explicit variant pass through.
+/// The fast path's default Gemm on an int8/int4 weight is `int8-dot`: decode-shaped products (at
+/// most 4 rows) quantise the activations per group of 32 and take integer dot products (what
+/// GGUF Q8_0/Q4_0 runtimes run), larger ones (prefill, batches of more than 4) run as `tiled`
+/// with f32 activations; `tiled` stays available by name. Every other op and an explicit variant
+/// pass through.
 pub(crate) fn default_for_weights<'a>(
     oracle: bool,
     op: &Op,

@@ -271,48 +271,34 @@ pub(crate) fn epilogue(
     );
 }
 
-/// The `int8-dot` variant's product: the `m` rows of `a` quantised per group of 32, integer dot
-/// products with the int8/int4 weight rows ([`qdot::dots`]), parallel over chunks of weight rows;
-/// each task takes its rows against the activations four rows at a time, so a chunk of weight
-/// rows is read from memory once and then from cache. Every activation row's result is the same
-/// bits whatever `m` is (the kernels sum each row in one order).
+/// The `int8-dot` variant's decode-shaped product (`m` <= 4): `a` quantised per group of 32,
+/// integer dot products with the int8/int4 weight rows ([`qdot::dots`]), parallel over chunks of
+/// weight rows. A row's result is the same bits whatever `m` is (the kernels sum each activation
+/// row in one order), so a request decodes alike alone or beside up to three others.
 fn gemv_int8(a: &[f32], w: &Weight, m: usize, n: usize, k: usize, out: &mut [f32]) {
     let qa = qdot::quantise(a, m, k);
-    // Decode: 8 tasks per thread; more rows: chunks of at least 16 weight rows.
-    let chunk = n
-        .div_ceil(rayon::current_num_threads() * 8)
-        .max(if m <= GEMV_M { 8 } else { 16 });
+    let chunk = n.div_ceil(rayon::current_num_threads() * 8).max(8);
     let dst = SendPtr(out.as_mut_ptr());
     let simd = simd_enabled();
-    let body = |c: usize| {
-        let rows = c * chunk..((c + 1) * chunk).min(n);
-        for i0 in (0..m).step_by(GEMV_M) {
-            let mm = GEMV_M.min(m - i0);
-            // SAFETY: as in `gemv`: this task alone writes columns `rows` of the m output rows
-            // (row i0.. starts at out + i0·n).
+    maybe_par!(
+        (0..n.div_ceil(chunk)),
+        (0..n.div_ceil(chunk)).into_par_iter(),
+        |c: usize| {
+            // SAFETY: as in `gemv`: this task alone writes columns c·chunk.. of the m output rows.
             unsafe {
                 qdot::dots(
                     w,
-                    &qa.rows(i0, mm, k),
-                    mm,
+                    &qa.rows(0, m, k),
+                    m,
                     k,
-                    rows.clone(),
-                    dst.get().add(i0 * n),
+                    c * chunk..((c + 1) * chunk).min(n),
+                    dst.get(),
                     n,
                     simd,
                 )
             };
         }
-    };
-    if m * n * k <= SMALL_WORK {
-        (0..n.div_ceil(chunk)).for_each(body);
-    } else {
-        maybe_par!(
-            (0..n.div_ceil(chunk)),
-            (0..n.div_ceil(chunk)).into_par_iter(),
-            body
-        );
-    }
+    );
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -329,7 +315,7 @@ pub(crate) fn gemm_op(
 ) {
     let m = out.len() / n.max(1);
     let quantised = matches!(w, Weight::Int8 { .. } | Weight::Int4 { .. });
-    if int8_dot && quantised && m > 0 && n > 0 {
+    if int8_dot && quantised && (1..=GEMV_M).contains(&m) && n > 0 {
         gemv_int8(a, w, m, n, k, out);
     } else {
         matmul_w(a, w, m, n, k, out);

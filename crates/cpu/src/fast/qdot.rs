@@ -352,6 +352,7 @@ mod x86 {
             if int4 {
                 quad::<true>(
                     wq,
+                    scales.as_ptr(),
                     j0 * groups + s0,
                     groups,
                     qa.q.as_ptr().add(s0 * GROUP),
@@ -362,6 +363,7 @@ mod x86 {
             } else {
                 quad::<false>(
                     wq,
+                    scales.as_ptr(),
                     j0 * groups + s0,
                     groups,
                     qa.q.as_ptr().add(s0 * GROUP),
@@ -383,6 +385,7 @@ mod x86 {
     #[inline]
     unsafe fn quad<const INT4: bool>(
         wq: *const u8,
+        scales: *const u16,
         g: usize,
         groups: usize,
         a: *const i8,
@@ -390,7 +393,20 @@ mod x86 {
         sc: &Staged,
         acc: &mut [[__m256; 2]; 4],
     ) {
+        // Four rows of 16-byte groups are four short interleaved streams (448 bytes each on a
+        // 896-wide weight), too short for the hardware prefetcher to pick up: fetch the next four
+        // rows' quants ahead, one 64-byte line per group step (4 rows x 16 bytes = 64 bytes), and
+        // their scales over the first steps. Prefetches do not fault, so addresses past the end
+        // of the weight are harmless (wrapping arithmetic, never dereferenced).
+        let next_q = wq.wrapping_add((g + 4 * groups) * 16);
+        let next_s = (scales as *const u8).wrapping_add((g + 4 * groups) * 2);
         for b in 0..len {
+            if INT4 {
+                _mm_prefetch::<_MM_HINT_T0>(next_q.wrapping_add(b * 64) as *const i8);
+                if b * 64 < 8 * len {
+                    _mm_prefetch::<_MM_HINT_T0>(next_s.wrapping_add(b * 64) as *const i8);
+                }
+            }
             let av = _mm256_loadu_si256(a.add(b * GROUP) as *const __m256i);
             for r in 0..4 {
                 let (u, sign) = weight_operand::<INT4>(wq, g + r * groups + b);
