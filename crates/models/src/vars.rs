@@ -222,7 +222,8 @@ impl TensorSource for RandomSource<'_> {
         let fmt = self.formats.of(part, role, shape).0;
         // Drawn a chunk at a time into the stored bytes (no whole-tensor f32 temporary).
         let h = HostTensor::from_f32_chunks(fmt, shape.to_vec(), |_, out| {
-            out.iter_mut().for_each(|o| *o = offset + scale * self.unit())
+            out.iter_mut()
+                .for_each(|o| *o = offset + scale * self.unit())
         });
         self.bytes.add(fmt, h.bytes.len());
         self.backend.upload(&h)

@@ -180,18 +180,6 @@ impl Architecture for Llava {
         &self.text
     }
 
-    fn prompt(
-        &self,
-        ex: &Exec,
-        ids: Vec<u32>,
-        pixels: Option<&PixelValues>,
-    ) -> Result<PromptInput> {
-        Ok(self
-            .prompts(ex, vec![(ids, pixels)])?
-            .pop()
-            .expect("one prompt per request"))
-    }
-
     /// The images of all requests go through the tower and the projector as one batch.
     fn prompts(
         &self,

@@ -72,19 +72,24 @@ pub trait Architecture: Send + Sync {
     fn text(&self) -> &dyn TextModel;
     /// The request as the runtime runs it: images encoded, the splice plan of their features,
     /// the rotary positions of the prompt. `ids` already hold the expanded image tokens.
-    fn prompt(&self, ex: &Exec, ids: Vec<u32>, pixels: Option<&PixelValues>)
-        -> Result<PromptInput>;
-    /// Several requests at once; an architecture may encode their images as one batch. The
-    /// default runs [`Architecture::prompt`] on each.
+    fn prompt(
+        &self,
+        ex: &Exec,
+        ids: Vec<u32>,
+        pixels: Option<&PixelValues>,
+    ) -> Result<PromptInput> {
+        Ok(self
+            .prompts(ex, vec![(ids, pixels)])?
+            .pop()
+            .expect("one prompt per request"))
+    }
+    /// Several requests at once ([`Architecture::prompt`] is this with one); an architecture
+    /// may encode their images as one batch.
     fn prompts(
         &self,
         ex: &Exec,
         reqs: Vec<(Vec<u32>, Option<&PixelValues>)>,
-    ) -> Result<Vec<PromptInput>> {
-        reqs.into_iter()
-            .map(|(ids, px)| self.prompt(ex, ids, px))
-            .collect()
-    }
+    ) -> Result<Vec<PromptInput>>;
     /// Image features `[1, N, D_text]` as spliced into the prompt.
     fn image_features(&self, ex: &Exec, px: &PixelValues) -> Result<Buf>;
     /// The vision tower's patch embeddings `[1, T, E]` (the input of its first layer).

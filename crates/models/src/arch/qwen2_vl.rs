@@ -220,18 +220,6 @@ impl Architecture for QwenVl {
         &self.text
     }
 
-    fn prompt(
-        &self,
-        ex: &Exec,
-        ids: Vec<u32>,
-        pixels: Option<&PixelValues>,
-    ) -> Result<PromptInput> {
-        Ok(self
-            .prompts(ex, vec![(ids, pixels)])?
-            .pop()
-            .expect("one prompt per request"))
-    }
-
     /// The images of all requests go through the tower as one sequence (each image attending to
     /// itself only), then each request takes its rows of the merged features.
     fn prompts(
