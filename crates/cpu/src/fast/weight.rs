@@ -84,15 +84,10 @@ impl<'a> Weight<'a> {
     /// Flat elements `lo..hi` as f32, one at a time (quantised: `lo` a multiple of 32).
     fn rows_f32_scalar(&self, lo: usize, hi: usize, dst: &mut [f32]) {
         match *self {
-            Weight::F32(w) => dst.copy_from_slice(&w[lo..hi]),
-            Weight::F16(w) => dst
-                .iter_mut()
-                .zip(&w[lo..hi])
-                .for_each(|(d, &h)| *d = f16::from_bits(h).to_f32()),
-            Weight::BF16(w) => dst
-                .iter_mut()
-                .zip(&w[lo..hi])
-                .for_each(|(d, &h)| *d = bf16::from_bits(h).to_f32()),
+            Weight::F32(_) | Weight::F16(_) | Weight::BF16(_) => {
+                debug_assert_eq!(hi - lo, dst.len());
+                self.float_span(lo, dst)
+            }
             Weight::Int8 { quants, scales } => {
                 for (g, out) in dst.chunks_exact_mut(GROUP).enumerate() {
                     let gi = lo / GROUP + g;
@@ -271,7 +266,11 @@ impl Weight<'_> {
 
     /// Elements `p..p + dst.len()` of row `j` of a float weight as f32.
     fn rows_f32_span_short(&self, j: usize, k: usize, p: usize, dst: &mut [f32]) {
-        let lo = j * k + p;
+        self.float_span(j * k + p, dst)
+    }
+
+    /// Flat elements `lo..lo + dst.len()` of a float weight as f32.
+    fn float_span(&self, lo: usize, dst: &mut [f32]) {
         let hi = lo + dst.len();
         match *self {
             Weight::F32(w) => dst.copy_from_slice(&w[lo..hi]),
