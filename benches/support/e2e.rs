@@ -82,6 +82,7 @@ pub fn builtin_weight_formats(
     let mut r = Recorder {
         entries: Vec::new(),
         formats: Some(formats),
+        ..Default::default()
     };
     build_builtin(b, layers, &mut r)?;
     Ok(r.bytes_by_format())
