@@ -23,6 +23,8 @@ struct Done {
 /// Runs `foveate args` and reaps it with wait4 for its own peak RSS (`ru_maxrss`). The refused
 /// commands write a few lines, so the pipes are read after the exit; a child still running after
 /// `limit` is killed (the test then fails on its exit status).
+// The child is reaped by wait4 (for its rusage), not by `Child::wait`.
+#[allow(clippy::zombie_processes)]
 fn foveate(args: &[&str], limit: Duration) -> Done {
     use std::io::Read;
     let t0 = Instant::now();
