@@ -19,6 +19,7 @@ use foveate_models::arch::qwen2_vl::QwenVl;
 use foveate_models::arch::qwen2_vl_config::{QwenVisionConfig, QwenVlConfig};
 use foveate_models::arch::qwen2_vl_vision::QwenVision;
 use foveate_models::arch::qwen2_vl_window::{frame_bounds, window_order, Grid};
+use foveate_models::budget::{self, Dims, LoadPlan, Stored, TextDims};
 use foveate_models::formats::{FormatBytes, Formats};
 use foveate_models::model::{check_weight_formats, resolve_formats};
 use foveate_models::names::Part;
@@ -82,9 +83,36 @@ pub fn builtin_weight_formats(
     let mut r = Recorder {
         entries: Vec::new(),
         formats: Some(formats),
+        ..Default::default()
     };
     build_builtin(b, layers, &mut r)?;
     Ok(r.bytes_by_format())
+}
+
+/// The load plan of a builtin ([`foveate_models::budget`]): its builders run over a recorder,
+/// every tensor random (generated as f32), the vision rows of its timed image.
+pub fn builtin_plan(b: &Builtin, layers: Option<usize>) -> Result<LoadPlan> {
+    let mut r = budget::recorder();
+    let (built, text) = build_builtin(b, layers, &mut r)?;
+    let (vision_rows, image_tokens) = match &built {
+        Built::Llava(cfg, Some(_)) => (cfg.vision.num_positions(), cfg.feature_rows().1),
+        Built::Llava(_, None) => (0, 0),
+        Built::Qwen(tower, (h, w)) => {
+            let rows = (h / tower.cfg.patch_size) * (w / tower.cfg.patch_size);
+            (rows, rows / tower.cfg.merge_unit())
+        }
+    };
+    Ok(LoadPlan {
+        model: b.name.to_string(),
+        entries: r.entries.into_iter().map(|e| (e, Stored::Random)).collect(),
+        zeros: r.zeros,
+        dims: Dims {
+            text: text.map(|t| TextDims::of(&t.cfg)),
+            vision_rows,
+            image_tokens,
+        },
+        fixed_weights: None,
+    })
 }
 
 /// A builtin's towers built from `src` (not yet given their inputs).
@@ -178,6 +206,17 @@ impl E2eModel {
     ) -> Result<Self> {
         let ck = Checkpoint::open(dir)?;
         let formats = resolve_formats(&ck, dtype, weights)?;
+        Self::load_checkpoint(ck, backend, formats, attention)
+    }
+
+    /// [`E2eModel::load_with`] of an opened checkpoint in `formats` (see `resolve_formats`).
+    pub fn load_checkpoint(
+        ck: Checkpoint,
+        backend: Arc<dyn Backend>,
+        formats: Formats,
+        attention: AttentionKind,
+    ) -> Result<Self> {
+        let (dir, dtype) = (ck.dir.clone(), formats.compute);
         check_weight_formats(backend.as_ref(), &formats)?;
         let ex = Exec::new(backend, dtype, attention);
         let mut src =

@@ -5,6 +5,7 @@ use foveate_core::{Backend, DType, Error, Result};
 use foveate_eval::runner::Query;
 use foveate_eval::{Answerer, ModelInfo, Outcome};
 use foveate_graph::{AttentionKind, GenerateParams, Generation};
+use foveate_models::budget::{Budget, Workload};
 use foveate_models::{Model, ModelOptions, Request};
 use std::path::Path;
 use std::sync::Arc;
@@ -22,15 +23,30 @@ pub fn parse_weights(s: &str) -> Result<DType> {
     Ok(w)
 }
 
+/// The memory side of a load: `--max-memory` and what the model will run (for its KV caches and
+/// activations).
+#[derive(Clone, Copy, Debug)]
+pub struct MemoryLimit {
+    pub max_memory: Option<u64>,
+    pub workload: Workload,
+}
+
+/// Text tokens planned for an eval question or a served request's prompt, chat template included
+/// (the estimate's assumption; easy-VQA and VQAv2 prompts take 20 to 60).
+pub const PLANNED_PROMPT_TOKENS: usize = 128;
+
 /// Opens `backend` and loads the checkpoint in `dir` with the given dtype, attention variant and
 /// weight format (`--weights`; None: the compute dtype, or a quantised checkpoint's format); the
-/// one place the CLI turns flags into a model (`run`, `eval` and `serve` share it).
+/// one place the CLI turns flags into a model (`run`, `eval` and `serve` share it). A load whose
+/// memory estimate is over the budget (`--max-memory`, MemAvailable) is refused before any weight
+/// is allocated.
 pub fn load_model(
     dir: &Path,
     backend: &str,
     dtype: &str,
     attention: &str,
     weights: Option<&str>,
+    memory: MemoryLimit,
 ) -> Result<Model> {
     let weights = weights.map(parse_weights).transpose()?;
     let dtype: DType = dtype
@@ -52,7 +68,8 @@ pub fn load_model(
         );
     }
     let backend: Arc<dyn Backend> = Arc::from(crate::backends::open(backend)?);
-    Model::load(
+    let budget = Budget::host(memory.max_memory);
+    Model::load_within(
         dir,
         backend,
         ModelOptions {
@@ -60,6 +77,7 @@ pub fn load_model(
             attention,
             weights,
         },
+        Some((&budget, &memory.workload)),
     )
 }
 

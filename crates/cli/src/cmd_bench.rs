@@ -5,14 +5,17 @@
 //! baseline share).
 
 use crate::{backends, CmdResult};
-use foveate_benches::e2e::{builtin_weight_formats, E2eModel};
+use foveate_benches::e2e::{builtin_plan, E2eModel};
 use foveate_benches::results::{self, Metric, ResultFile, Row};
 use foveate_benches::roofline::{self, Size};
 use foveate_benches::stats::Stat;
 use foveate_benches::{devices, shapes};
 use foveate_core::{Backend, DType, Error};
 use foveate_graph::AttentionKind;
+use foveate_models::budget::{parse_size, Budget, Estimate, LoadPlan, Workload};
 use foveate_models::formats::Formats;
+use foveate_models::model::{on_host, resolve_formats};
+use foveate_models::Checkpoint;
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -98,6 +101,11 @@ pub struct Args {
     /// With --roofline: tiny shapes and short timings (a smoke run, seconds; not a measurement).
     #[arg(long, requires = "roofline")]
     quick: bool,
+    /// Host memory a load may take (e.g. 8G, 8GiB, 500M, plain bytes; default: MemAvailable). A
+    /// load whose estimate (weights, load temporaries, KV caches, activations) is over the
+    /// smaller of this and MemAvailable is refused before anything is allocated.
+    #[arg(long, value_parser = parse_size, value_name = "SIZE")]
+    max_memory: Option<u64>,
 }
 
 fn open(name: &str, threads: Option<usize>) -> foveate_core::Result<Arc<dyn Backend>> {
@@ -123,14 +131,8 @@ fn reset_hwm() {
     let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
 
-fn available_bytes() -> Option<u64> {
-    let s = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let l = s.lines().find(|l| l.starts_with("MemAvailable:"))?;
-    l.split_whitespace()
-        .nth(1)?
-        .parse::<u64>()
-        .ok()
-        .map(|kb| kb * 1024)
+fn mib(b: usize) -> f64 {
+    b as f64 / (1u64 << 20) as f64
 }
 
 fn ms(s: Stat) -> Metric {
@@ -148,31 +150,26 @@ struct Config<'a> {
     batch: usize,
 }
 
+/// The plan, estimate and budget check of one configuration's load, then the load: a load over
+/// budget is refused before anything is allocated.
 fn load(
     a: &Args,
     model: &str,
     backend: Arc<dyn Backend>,
     c: &Config,
-) -> foveate_core::Result<E2eModel> {
+) -> foveate_core::Result<(E2eModel, Estimate)> {
+    let on_host = on_host(backend.as_ref());
+    let budget = Budget::host(a.max_memory);
     if let Some(mut b) = shapes::builtin(model) {
         if let (Some(v), Some(t)) = (a.vocab, b.text.as_mut()) {
             t.vocab = v.max(1);
         }
         let formats = Formats::new(c.dtype, c.weights.unwrap_or(c.dtype));
-        // The weights in their per-role formats (--weights int4 of a 7B: ~3.9 GB, not 27 GB).
-        let need = builtin_weight_formats(&b, a.layers, formats)?.total() as u64;
-        if backend.name().starts_with("cpu") {
-            if let Some(avail) = available_bytes() {
-                if need > avail {
-                    return Err(Error::OutOfMemory {
-                        backend: backend.name().into(),
-                        requested: need,
-                        free: avail,
-                    });
-                }
-            }
-        }
-        return E2eModel::builtin_with(&b, a.layers, backend, formats, c.attention);
+        let plan = builtin_plan(&b, a.layers)?;
+        let est = plan.estimate(formats, on_host, c.attention, &workload(a, &plan, c));
+        plan.check(&est, &budget)?;
+        let m = E2eModel::builtin_with(&b, a.layers, backend, formats, c.attention)?;
+        return Ok((m, est));
     }
     let dir = Path::new(model);
     if !dir.is_dir() {
@@ -181,13 +178,33 @@ fn load(
             shapes::builtin_names().join(", ")
         )));
     }
-    E2eModel::load_with(dir, backend, c.dtype, c.weights, c.attention)
+    let ck = Checkpoint::open(dir)?;
+    let formats = resolve_formats(&ck, c.dtype, c.weights)?;
+    let plan = LoadPlan::checkpoint(&ck)?;
+    let est = plan.estimate(formats, on_host, c.attention, &workload(a, &plan, c));
+    plan.check(&est, &budget)?;
+    Ok((
+        E2eModel::load_checkpoint(ck, backend, formats, c.attention)?,
+        est,
+    ))
+}
+
+/// What one configuration runs: `batch` caches of `prompt + decode` tokens, one image encoded
+/// (outside the prompt) unless `--no-image`.
+fn workload(a: &Args, plan: &LoadPlan, c: &Config) -> Workload {
+    Workload {
+        sequences: c.batch,
+        text_tokens: c.prompt,
+        new_tokens: c.decode,
+        images_per_sequence: 0,
+        images_at_once: usize::from(plan.dims.vision_rows > 0 && !a.no_image),
+    }
 }
 
 fn run_config(a: &Args, model: &str, c: &Config) -> foveate_core::Result<Row> {
     let backend = open(c.backend, a.threads)?;
     reset_hwm();
-    let m = load(a, model, backend.clone(), c)?;
+    let (m, est) = load(a, model, backend.clone(), c)?;
     // Peak resident memory through the load (cpu: the weights and one tensor's temporaries).
     let load_peak = if backend.memory_stats().is_none() {
         vm_hwm()
@@ -330,6 +347,11 @@ fn run_config(a: &Args, model: &str, c: &Config) -> foveate_core::Result<Row> {
             "threads": a.threads, "layers": a.layers, "vocab": a.vocab, "image": image, "weights_mib": m.weight_bytes as f64 / (1u64 << 20) as f64,
             "weights": c.weights.map(|w| w.name()), "weights_mib_by_format": weights_by_format,
             "device": backend.device_name(),
+            "memory_estimate_mib": {
+                "host": mib(est.host_bytes() as usize), "weights": mib(est.weights.total()),
+                "load_temporary": mib(est.temporary), "kv_cache": mib(est.kv_cache),
+                "activations": mib(est.activations),
+            },
         }),
     })
 }

@@ -4,8 +4,10 @@
 //! The model side is [`build_answerer`]: until the model executor is linked in, running a model
 //! fails with a clear message; `--merge` works now. Nothing here invents answers.
 
+use crate::answerer::{MemoryLimit, PLANNED_PROMPT_TOKENS};
 use crate::CmdResult;
 use foveate_eval::{data, runner, Answerer, DatasetPaths, RunOptions, TaskKind, TaskSpec};
+use foveate_models::budget::Workload;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -84,6 +86,11 @@ pub struct Args {
     /// Print the results JSON instead of the table.
     #[arg(long)]
     json: bool,
+    /// Host memory the model's load may take (e.g. 8G, 8GiB, 500M, plain bytes; default:
+    /// MemAvailable): a load whose estimate (for --batch-size questions at once) is over it is
+    /// refused before any weight is allocated.
+    #[arg(long, value_parser = foveate_models::budget::parse_size, value_name = "SIZE")]
+    max_memory: Option<u64>,
 }
 
 fn parse_shard(s: &str) -> Result<(usize, usize), String> {
@@ -104,9 +111,11 @@ fn parse_shard(s: &str) -> Result<(usize, usize), String> {
     Ok((i, n))
 }
 
-/// The model named by `--model` on `--backend`, as an [`Answerer`].
+/// The model named by `--model` on `--backend`, as an [`Answerer`]; `max_new_tokens` is the
+/// task's (for the memory estimate).
 fn build_answerer(
     args: &Args,
+    max_new_tokens: usize,
 ) -> Result<Box<dyn Answerer>, Box<dyn std::error::Error + Send + Sync>> {
     if let Some(url) = &args.endpoint {
         let name = args
@@ -123,18 +132,28 @@ fn build_answerer(
         )?));
     }
     let dir = args.model.as_deref().ok_or("--model DIR (or --endpoint URL --served-model NAME) is required to run an evaluation (or use --merge)")?;
+    let batch = match args.batch_size {
+        Some(0) => return Err("--batch-size: must be at least 1".into()),
+        Some(b) => b,
+        None => crate::answerer::default_batch_size(&args.backend),
+    };
     let model = crate::answerer::load_model(
         dir,
         &args.backend,
         &args.dtype,
         &args.attention,
         args.weights.as_deref(),
+        MemoryLimit {
+            max_memory: args.max_memory,
+            workload: Workload {
+                sequences: batch,
+                text_tokens: PLANNED_PROMPT_TOKENS,
+                new_tokens: max_new_tokens,
+                images_per_sequence: 1,
+                images_at_once: batch,
+            },
+        },
     )?;
-    let batch = match args.batch_size {
-        Some(0) => return Err("--batch-size: must be at least 1".into()),
-        Some(b) => b,
-        None => crate::answerer::default_batch_size(&args.backend),
-    };
     Ok(Box::new(crate::answerer::ModelAnswerer::new(
         model,
         dir.display().to_string(),
@@ -189,7 +208,7 @@ pub fn run(args: Args) -> CmdResult {
     } else {
         // Every image is checked before the model loads or anything is written.
         runner::check_images(&ds, args.limit, args.shard)?;
-        let mut answerer = build_answerer(&args)?;
+        let mut answerer = build_answerer(&args, spec.max_new_tokens)?;
         let opts = RunOptions {
             limit: args.limit,
             shard: args.shard,

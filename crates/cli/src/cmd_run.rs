@@ -1,8 +1,10 @@
 //! `foveate run`: one prompt + image through a LLaVA checkpoint on a chosen backend.
 
+use crate::answerer::MemoryLimit;
 use crate::CmdResult;
 use foveate_core::Error;
 use foveate_graph::SamplingParams;
+use foveate_models::budget::Workload;
 use foveate_models::Request;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -53,6 +55,10 @@ pub struct Args {
     /// Write the prefill logits (f32 [prompt_len, vocab], tensor `logits`) to this safetensors file.
     #[arg(long)]
     dump_logits: Option<PathBuf>,
+    /// Host memory the load may take (e.g. 8G, 8GiB, 500M, plain bytes; default: MemAvailable):
+    /// a load whose estimate is over it is refused before any weight is allocated.
+    #[arg(long, value_parser = foveate_models::budget::parse_size, value_name = "SIZE")]
+    max_memory: Option<u64>,
 }
 
 pub fn run(args: Args) -> CmdResult {
@@ -74,6 +80,17 @@ pub fn run(args: Args) -> CmdResult {
         &args.dtype,
         &args.attention,
         args.weights.as_deref(),
+        MemoryLimit {
+            max_memory: args.max_memory,
+            // A byte-level BPE token is at least one byte: the prompt's bytes bound its tokens.
+            workload: Workload {
+                sequences: 1,
+                text_tokens: prompt.len() + if args.chat { 64 } else { 8 },
+                new_tokens: args.max_new_tokens,
+                images_per_sequence: usize::from(args.image.is_some()),
+                images_at_once: usize::from(args.image.is_some()),
+            },
+        },
     )?;
     let pixels = match &args.image {
         Some(p) => Some(model.load_image(p)?),

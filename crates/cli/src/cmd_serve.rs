@@ -1,6 +1,8 @@
 //! `foveate serve`: the model behind an OpenAI-compatible HTTP API (see `foveate-serve`).
 
+use crate::answerer::{MemoryLimit, PLANNED_PROMPT_TOKENS};
 use crate::CmdResult;
+use foveate_models::budget::Workload;
 use foveate_serve::request::Limits;
 use foveate_serve::ServeOptions;
 use std::path::PathBuf;
@@ -51,7 +53,16 @@ pub struct Args {
     /// Also accept `file://PATH` image URLs, for files under DIR only.
     #[arg(long, value_name = "DIR")]
     allow_file_urls: Option<PathBuf>,
+    /// Host memory the load may take (e.g. 8G, 8GiB, 500M, plain bytes; default: MemAvailable):
+    /// a load whose estimate (for --batch-size requests of one image, 128 prompt and 256 new
+    /// tokens) is over it is refused before any weight is allocated.
+    #[arg(long, value_parser = foveate_models::budget::parse_size, value_name = "SIZE")]
+    max_memory: Option<u64>,
 }
+
+/// Tokens a served request is planned to generate (requests may ask for more, up to the context
+/// window: the estimate covers the typical request, not the longest).
+const PLANNED_NEW_TOKENS: usize = 256;
 
 pub fn run(args: Args) -> CmdResult {
     let name = match &args.served_model_name {
@@ -83,6 +94,16 @@ pub fn run(args: Args) -> CmdResult {
         ctrl_c: true,
         ..ServeOptions::new(name.clone())
     };
+    let memory = MemoryLimit {
+        max_memory: args.max_memory,
+        workload: Workload {
+            sequences: batch_size,
+            text_tokens: PLANNED_PROMPT_TOKENS,
+            new_tokens: PLANNED_NEW_TOKENS,
+            images_per_sequence: args.max_images.min(1),
+            images_at_once: batch_size * args.max_images.min(1),
+        },
+    };
     let (dir, backend, dtype, attention, weights) = (
         args.model.clone(),
         args.backend.clone(),
@@ -97,7 +118,14 @@ pub fn run(args: Args) -> CmdResult {
     let server = foveate_serve::start(
         opts,
         Box::new(move || {
-            crate::answerer::load_model(&dir, &backend, &dtype, &attention, weights.as_deref())
+            crate::answerer::load_model(
+                &dir,
+                &backend,
+                &dtype,
+                &attention,
+                weights.as_deref(),
+                memory,
+            )
         }),
     )?;
     // One line on stdout, so scripts and tests can read the address (with --port 0 too).

@@ -21,6 +21,11 @@ pub enum Error {
     /// the backend cannot tell).
     #[error("{}", oom_message(backend, *requested, *free))]
     OutOfMemory { backend: String, requested: u64, free: u64 },
+    /// A load refused before anything was allocated: its estimated memory need (`need` bytes)
+    /// exceeds the memory budget (`budget` bytes); `msg` names the model, breaks the need down and
+    /// says where the budget came from.
+    #[error("{msg}")]
+    OverBudget { need: u64, budget: u64, msg: String },
     /// A file could not be read or written.
     #[error("{path}: {source}")]
     Io { path: PathBuf, #[source] source: std::io::Error },

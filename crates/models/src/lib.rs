@@ -5,6 +5,7 @@
 //!   `model_type`; [`model::Model`] is a loaded one on a backend.
 //! * [`formats`]: the per-role weight-format policy of `--weights`; [`qcheckpoint`]: quantised
 //!   checkpoints (`foveate quantize`).
+//! * [`budget`]: the host memory a load will take, estimated before it allocates, and its budget.
 //! * [`vars`]: the one weight source (checkpoint, random, recorder) every builder reads from.
 //! * [`config`]: `config.json` (CLIP/SigLIP vision tower, Llama/Mistral/Qwen2 decoder, projector).
 //! * [`weights`]: memory-mapped safetensors (single file or sharded), validated on open.
@@ -16,6 +17,8 @@
 //! * [`protocol`]: the model's side of a run's protocol card (weights hash, template hash, ...).
 //! * [`synth`]: tiny random checkpoints for tests.
 pub mod arch;
+pub mod budget;
+mod budget_size;
 pub mod checkpoint;
 pub mod config;
 pub mod formats;

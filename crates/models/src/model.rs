@@ -4,6 +4,7 @@
 //! model-agnostic runtime ([`foveate_graph::generate_each`]).
 
 use crate::arch::Architecture;
+use crate::budget::{Budget, LoadPlan, Workload};
 use crate::formats::{FormatBytes, Formats};
 use crate::image::{decode_file, preprocess, DecodeOptions, RgbImage};
 use crate::vars::{CheckpointSource, TensorSource};
@@ -91,6 +92,11 @@ pub fn check_weight_formats(backend: &dyn Backend, formats: &Formats) -> Result<
     Ok(())
 }
 
+/// Does `backend` keep its tensors in host memory (the cpu backends)?
+pub fn on_host(backend: &dyn Backend) -> bool {
+    backend.name().starts_with("cpu")
+}
+
 /// Preprocessed image (what HF calls `pixel_values` for one image), in the checkpoint's image
 /// processor's layout: CHW f32 of a `height x width` image, or for Qwen2-VL / Qwen2.5-VL the patch
 /// rows `[height/P · width/P, 3 · T · P · P]` of the resized `height x width` image.
@@ -132,6 +138,17 @@ impl Model {
         backend: Arc<dyn Backend>,
         opts: ModelOptions,
     ) -> Result<Self> {
+        Self::load_within(dir, backend, opts, None)
+    }
+
+    /// [`Model::load`], refused before any weight is allocated ([`Error::OverBudget`]) when the
+    /// estimate of the load and of running `workload` ([`crate::budget`]) exceeds `budget`.
+    pub fn load_within(
+        dir: impl AsRef<Path>,
+        backend: Arc<dyn Backend>,
+        opts: ModelOptions,
+        limit: Option<(&Budget, &Workload)>,
+    ) -> Result<Self> {
         let t0 = Instant::now();
         if !backend.dtypes().contains(&opts.dtype) {
             return Err(Error::unsupported(
@@ -146,6 +163,14 @@ impl Model {
         let checkpoint = Checkpoint::open(dir)?;
         let formats = resolve_formats(&checkpoint, opts.dtype, opts.weights)?;
         check_weight_formats(backend.as_ref(), &formats)?;
+        if let Some((budget, workload)) = limit {
+            let plan = LoadPlan::checkpoint(&checkpoint)?;
+            let on_host = on_host(backend.as_ref());
+            plan.check(
+                &plan.estimate(formats, on_host, opts.attention, workload),
+                budget,
+            )?;
+        }
         let ex = Exec::new(backend, opts.dtype, opts.attention);
         let mut src = CheckpointSource::new(&checkpoint, ex.backend.as_ref(), opts.dtype)
             .with_weights(formats.weights);

@@ -275,6 +275,7 @@ pub fn quantize(src: &Path, dst: &Path, weights: DType) -> Result<QuantSummary> 
     let mut rec = Recorder {
         entries: Vec::new(),
         formats: Some(formats),
+        ..Default::default()
     };
     ck.config.build(&mut rec, true)?;
     // (stored name, entry's file name in the source, stored dtype name, shape, format or None = copy)

@@ -250,6 +250,8 @@ impl TensorSource for RandomSource<'_> {
 pub struct Recorder {
     pub entries: Vec<Entry>,
     pub formats: Option<Formats>,
+    /// Shapes of the zero tensors asked for (biases a checkpoint lacks), in the compute dtype.
+    pub zeros: Vec<Vec<usize>>,
 }
 
 struct Placeholder(usize);
@@ -284,6 +286,7 @@ impl TensorSource for Recorder {
         Ok(Self::placeholder(shape))
     }
     fn zeros(&mut self, shape: &[usize]) -> Result<Tensor> {
+        self.zeros.push(shape.to_vec());
         Ok(Self::placeholder(shape))
     }
     fn bytes(&self) -> usize {
@@ -298,6 +301,9 @@ impl TensorSource for Recorder {
                 fmt,
                 foveate_core::quant::bytes_for(fmt, e.shape.iter().product()),
             );
+        }
+        for z in &self.zeros {
+            b.add(f.compute, f.compute.size() * z.iter().product::<usize>());
         }
         b
     }

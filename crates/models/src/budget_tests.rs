@@ -1,0 +1,260 @@
+//! Tests of the load-memory estimate on a toy decoder.
+
+use super::*;
+
+fn entry(part: Part, name: &str, shape: &[usize], role: Role) -> (Entry, Stored) {
+    let e = Entry {
+        part,
+        name: name.into(),
+        shape: shape.to_vec(),
+        role,
+    };
+    (e, Stored::Random)
+}
+
+/// A two-layer decoder of width 64 (MLP 128, vocab 1000, tied embeddings) and no vision tower.
+fn plan() -> LoadPlan {
+    let mut entries = vec![entry(
+        Part::Text,
+        "embed_tokens.weight",
+        &[1000, 64],
+        Role::Embedding,
+    )];
+    for l in 0..2 {
+        for (n, s) in [
+            ("q_proj", [64, 64]),
+            ("k_proj", [32, 64]),
+            ("v_proj", [32, 64]),
+            ("o_proj", [64, 64]),
+        ] {
+            entries.push(entry(
+                Part::Text,
+                &format!("layers.{l}.self_attn.{n}.weight"),
+                &s,
+                Role::Weight,
+            ));
+        }
+        for (n, s) in [
+            ("gate_proj", [128, 64]),
+            ("up_proj", [128, 64]),
+            ("down_proj", [64, 128]),
+        ] {
+            entries.push(entry(
+                Part::Text,
+                &format!("layers.{l}.mlp.{n}.weight"),
+                &s,
+                Role::Weight,
+            ));
+        }
+        entries.push(entry(
+            Part::Text,
+            &format!("layers.{l}.input_layernorm.weight"),
+            &[64],
+            Role::Norm,
+        ));
+    }
+    entries.push(entry(
+        Part::Text,
+        "embed_tokens.weight",
+        &[1000, 64],
+        Role::Head,
+    ));
+    LoadPlan {
+        model: "toy".into(),
+        entries,
+        zeros: vec![vec![64]],
+        dims: Dims {
+            text: Some(TextDims {
+                layers: 2,
+                heads: 2,
+                kv_heads: 1,
+                head_dim: 32,
+                width: 64,
+                vocab: 1000,
+                context: 100,
+            }),
+            vision_rows: 0,
+            image_tokens: 0,
+        },
+        fixed_weights: None,
+    }
+}
+
+const ONE: Workload = Workload {
+    sequences: 1,
+    text_tokens: 10,
+    new_tokens: 10,
+    images_per_sequence: 0,
+    images_at_once: 0,
+};
+
+#[test]
+fn temporaries_follow_the_conversion() {
+    // Stored as loaded: the host copy only.
+    assert_eq!(
+        temporary(Stored::File(StoredDType::BF16), DType::BF16, 10, 20),
+        20
+    );
+    assert_eq!(temporary(Stored::AsIs, DType::Int4, 64, 36), 36);
+    // Converted: the f32 copy, then the bytes (16-bit: an intermediate vector too).
+    assert_eq!(
+        temporary(Stored::File(StoredDType::BF16), DType::F32, 10, 40),
+        80
+    );
+    assert_eq!(
+        temporary(Stored::File(StoredDType::F32), DType::BF16, 10, 20),
+        80
+    );
+    assert_eq!(temporary(Stored::Random, DType::Int8, 64, 68), 256 + 68);
+    assert_eq!(
+        layer_of("encoder.layers.3.mlp.fc1.weight"),
+        Some("encoder.layers.3")
+    );
+    assert_eq!(layer_of("blocks.12.attn.qkv.weight"), Some("blocks.12"));
+    assert_eq!(layer_of("linear_1.weight"), None);
+}
+
+#[test]
+fn estimate_counts_weights_temporaries_cache_and_activations() {
+    let p = plan();
+    let e = p.estimate(
+        Formats::uniform(DType::F32),
+        true,
+        AttentionKind::Flash,
+        &ONE,
+    );
+    // Tied head in the table's format: not counted twice.
+    let linears = 2 * (64 * 64 * 2 + 32 * 64 * 2 + 128 * 64 * 3);
+    let want = 4 * (1000 * 64 + linears + 2 * 64 + 64);
+    assert_eq!(e.weights.total(), want);
+    // The embedding table, random f32: its f32 values and the host tensor.
+    assert_eq!(e.temporary, 8 * 1000 * 64);
+    assert!(
+        e.temporary_of.contains("embed_tokens.weight [1000, 64]"),
+        "{}",
+        e.temporary_of
+    );
+    // 20 tokens -> 64 rows; 2 layers x K,V x 64 rows x 32 x 4 bytes.
+    assert_eq!((e.kv_tokens, e.kv_cache), (64, 2 * 2 * 64 * 32 * 4));
+    assert!(
+        e.activations > 4 * 20 * 64 && e.activations < 1 << 20,
+        "{}",
+        e.activations
+    );
+    assert_eq!(e.host_bytes(), e.total());
+    // int4: the linears quantised, the tied head int8 as its own tensor.
+    let q = p.estimate(
+        Formats::new(DType::F32, DType::Int4),
+        true,
+        AttentionKind::Flash,
+        &ONE,
+    );
+    let kinds: Vec<DType> = q.weights.0.iter().map(|(d, _)| *d).collect();
+    assert_eq!(kinds, vec![DType::F32, DType::Int4, DType::Int8]);
+    assert_eq!(q.weights.0[2].1, quant::bytes_for(DType::Int8, 64_000));
+    // On a GPU the host holds the temporaries only.
+    let g = p.estimate(
+        Formats::uniform(DType::F32),
+        false,
+        AttentionKind::Flash,
+        &ONE,
+    );
+    assert_eq!(g.host_bytes(), g.temporary as u64);
+    // Longer contexts, more sequences, naive attention: more memory; the context caps it.
+    let big = Workload {
+        sequences: 4,
+        text_tokens: 1000,
+        ..ONE
+    };
+    let b = p.estimate(
+        Formats::uniform(DType::F32),
+        true,
+        AttentionKind::Naive,
+        &big,
+    );
+    assert_eq!((b.kv_tokens, b.kv_cache), (128, 4 * e.kv_cache * 2));
+    assert!(b.activations > 4 * e.activations);
+}
+
+#[test]
+fn over_budget_names_need_budget_and_a_fitting_format() {
+    let p = plan();
+    let e = p.estimate(
+        Formats::uniform(DType::F32),
+        true,
+        AttentionKind::Flash,
+        &ONE,
+    );
+    let need = e.host_bytes();
+    let fits = Budget {
+        flag: Some(need),
+        available: None,
+    };
+    p.check(&e, &fits).expect("a need equal to the budget fits");
+    let tight = Budget {
+        flag: Some(need - 1),
+        available: Some(1 << 40),
+    };
+    let err = p.check(&e, &tight).unwrap_err();
+    assert!(
+        matches!(err, Error::OverBudget { need: n, budget: b, .. } if n == need && b == need - 1)
+    );
+    let m = err.to_string();
+    for want in [
+        "toy: the load needs about ".to_string(),
+        format!("{need} bytes"),
+        format!("more than the budget of {} bytes", need - 1),
+        "set by --max-memory (MemAvailable in /proc/meminfo is 1.00 TiB); the need: ".into(),
+        "weights f32 ".into(),
+        "load temporaries".into(),
+        "KV cache".into(),
+        "nothing was allocated".into(),
+    ] {
+        assert!(m.contains(&want), "`{want}` not in: {m}");
+    }
+    // The int8 estimate fits a budget just below the f32 one... when the weights dominate.
+    let q8 = p.estimate(
+        Formats::new(DType::F32, DType::Int8),
+        true,
+        AttentionKind::Flash,
+        &ONE,
+    );
+    let b = Budget {
+        flag: Some(q8.host_bytes()),
+        available: None,
+    };
+    let m = p.check(&e, &b).unwrap_err().to_string();
+    assert!(m.contains("--weights int8 would need about"), "{m}");
+    // Nothing smaller fits, the flag binds: raise it.
+    let b = Budget {
+        flag: Some(1024),
+        available: Some(1 << 40),
+    };
+    let m = p.check(&e, &b).unwrap_err().to_string();
+    let at = format!("Raise --max-memory to at least {}M", need.div_ceil(1 << 20));
+    assert!(m.contains(&at), "{m}");
+    // MemAvailable binds: no --max-memory advice.
+    let b = Budget {
+        flag: None,
+        available: Some(1024),
+    };
+    let m = p.check(&e, &b).unwrap_err().to_string();
+    assert!(
+        m.contains("budget of 1024 bytes (1.00 KiB) set by MemAvailable")
+            && m.contains("Free memory"),
+        "{m}"
+    );
+    // A quantised checkpoint loads in its own format only: no --weights advice.
+    let fixed = LoadPlan {
+        fixed_weights: Some(DType::Int4),
+        ..plan()
+    };
+    let b = Budget {
+        flag: Some(q8.host_bytes()),
+        available: None,
+    };
+    let m = fixed.check(&e, &b).unwrap_err().to_string();
+    assert!(!m.contains("--weights int8 would"), "{m}");
+    // No budget known: nothing to check.
+    p.check(&e, &Budget::default()).expect("no limit");
+}
