@@ -47,6 +47,10 @@ impl HostTensor {
         HostTensor { desc: TensorDesc { dtype, shape }, bytes }
     }
 
+    /// Elements per chunk of [`HostTensor::from_f32_chunks`] (a multiple of the quantisation
+    /// group): the f32 a load holds at a time besides the stored bytes (256 KiB).
+    pub const LOAD_CHUNK: usize = 1 << 16;
+
     /// As [`HostTensor::from_f32`], with the values produced in order by `fill(start, chunk)`
     /// (elements `start..start + chunk.len()`) a bounded chunk at a time and stored into the final
     /// buffer as they come: a load of a large weight holds its stored bytes and one chunk of f32,
@@ -56,8 +60,7 @@ impl HostTensor {
         shape: impl Into<Shape>,
         mut fill: impl FnMut(usize, &mut [f32]),
     ) -> Self {
-        /// Elements per chunk (a multiple of the quantisation group): 256 KiB of f32.
-        const CHUNK: usize = 1 << 16;
+        const CHUNK: usize = HostTensor::LOAD_CHUNK;
         let shape = shape.into();
         let n = shape.numel();
         if dtype.is_quant() {

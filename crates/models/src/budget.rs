@@ -6,9 +6,9 @@
 //!
 //! * every weight in its per-role format ([`Formats`]), from the builder's own requests recorded
 //!   by a [`Recorder`] (a tied LM head kept in another format counted twice, as it is loaded);
-//! * the largest per-tensor load temporary: a tensor converted on load goes through an f32 copy
-//!   of the whole tensor, then its converted bytes (16-bit: an intermediate vector and the host
-//!   tensor), then the host tensor beside its uploaded copy ([`temporary`]);
+//! * the largest per-tensor load temporary: the host tensor beside its uploaded copy, plus, for a
+//!   tensor converted on load, one chunk of f32 (`HostTensor::from_f32_chunks`: converted and
+//!   quantised a chunk at a time, no whole-tensor f32 copy) ([`temporary`]);
 //! * the KV caches of the workload (pool size classes, capacity rounded to
 //!   [`foveate_graph::CAPACITY_STEP`] tokens, capped at the context window);
 //! * a bound on the activations: per row every output of the widest layer live at once, plus the
@@ -29,7 +29,7 @@ use crate::names::Part;
 use crate::qcheckpoint::stored_name;
 use crate::vars::{Entry, Recorder, Role};
 use crate::weights::StoredDType;
-use foveate_core::{fmt_bytes, quant, DType, Error, Result};
+use foveate_core::{fmt_bytes, quant, DType, Error, HostTensor, Result};
 use foveate_graph::{size_class, AttentionKind, CAPACITY_STEP};
 
 pub use crate::budget_size::{mem_available, parse_size, short, Budget};
@@ -173,9 +173,8 @@ impl Estimate {
 }
 
 /// Host bytes a tensor of `n` elements, stored as `stored`, takes at load besides its uploaded
-/// copy when loaded as `fmt` (`out` bytes): a stored tensor in its own format is copied once (the
-/// host tensor); any other goes through a whole-tensor f32 copy, then its bytes (a 16-bit format
-/// also through an intermediate vector of its size).
+/// copy when loaded as `fmt` (`out` bytes): the host tensor; a converted one (another format, or
+/// random values) also one f32 chunk of [`HostTensor::LOAD_CHUNK`] elements.
 pub fn temporary(stored: Stored, fmt: DType, n: usize, out: usize) -> usize {
     let same = matches!(
         (stored, fmt),
@@ -187,12 +186,7 @@ pub fn temporary(stored: Stored, fmt: DType, n: usize, out: usize) -> usize {
     if same {
         return out;
     }
-    let converted = if matches!(fmt, DType::F16 | DType::BF16) {
-        2 * out
-    } else {
-        out
-    };
-    4 * n + converted
+    out + 4 * n.min(HostTensor::LOAD_CHUNK)
 }
 
 /// Widths of one part's layers: the most output elements of one layer's weights together, the
@@ -309,7 +303,7 @@ impl LoadPlan {
             let how = if temporary(*stored, fmt, n, out) == out {
                 "copied"
             } else {
-                "converted through f32"
+                "converted a chunk at a time"
             };
             note(
                 temporary(*stored, fmt, n, out),

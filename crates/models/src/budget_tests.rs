@@ -96,16 +96,21 @@ fn temporaries_follow_the_conversion() {
         20
     );
     assert_eq!(temporary(Stored::AsIs, DType::Int4, 64, 36), 36);
-    // Converted: the f32 copy, then the bytes (16-bit: an intermediate vector too).
+    // Converted: the bytes plus one f32 chunk (the whole tensor when smaller than a chunk).
     assert_eq!(
         temporary(Stored::File(StoredDType::BF16), DType::F32, 10, 40),
         80
     );
     assert_eq!(
         temporary(Stored::File(StoredDType::F32), DType::BF16, 10, 20),
-        80
+        60
     );
     assert_eq!(temporary(Stored::Random, DType::Int8, 64, 68), 256 + 68);
+    let big = 1 << 20;
+    assert_eq!(
+        temporary(Stored::Random, DType::Int4, big, big / 2 + big / 16),
+        big / 2 + big / 16 + 4 * HostTensor::LOAD_CHUNK
+    );
     assert_eq!(
         layer_of("encoder.layers.3.mlp.fc1.weight"),
         Some("encoder.layers.3")
