@@ -106,6 +106,10 @@ pub struct Args {
     /// smaller of this and MemAvailable is refused before anything is allocated.
     #[arg(long, value_parser = parse_size, value_name = "SIZE")]
     max_memory: Option<u64>,
+    /// Print the HF `config.json` of the builtin shape --model (with --layers / --vocab applied)
+    /// and exit; scripts/llamacpp-compare.sh writes GGUF files of it.
+    #[arg(long, requires = "model")]
+    print_config: bool,
 }
 
 fn open(name: &str, threads: Option<usize>) -> foveate_core::Result<Arc<dyn Backend>> {
@@ -446,7 +450,29 @@ fn render(file: &ResultFile, format: &str) -> Result<String, String> {
     }
 }
 
+/// `--print-config`: the builtin's config.json as `foveate bench` would load it.
+fn print_config(a: &Args, model: &str) -> CmdResult {
+    let mut b = shapes::builtin(model).ok_or_else(|| {
+        Error::Msg(format!(
+            "--print-config: `{model}` is not a builtin shape ({})",
+            shapes::builtin_names().join(", ")
+        ))
+    })?;
+    if let (Some(v), Some(t)) = (a.vocab, b.text.as_mut()) {
+        t.vocab = v.max(1);
+    }
+    let text = serde_json::to_string_pretty(&b.config_json(a.layers)).expect("serialisable");
+    match &a.out {
+        Some(p) => std::fs::write(p, text + "\n").map_err(|e| Error::io(p, e))?,
+        None => println!("{text}"),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 pub fn run(a: Args) -> CmdResult {
+    if let (true, Some(model)) = (a.print_config, &a.model) {
+        return print_config(&a, model);
+    }
     let mut rows = Vec::new();
     let mut devices = Vec::new();
     if a.roofline {

@@ -4,8 +4,13 @@
 //! the first): `x / ref` for times, `ref / x` for rates, so below 1.0 means faster than the
 //! reference either way. With `--chart PREFIX` it also draws throughput vs sequence length, one
 //! line per family x series, as `PREFIX.png` and `PREFIX.svg`.
+//!
+//! A file may also be llama.cpp's `llama-bench -o json` output (crate::llama_bench). With
+//! `--by-weights`, the default when a llama-bench file is among them, rows line up by workload and
+//! weight format (`f32/wint8` -> `int8`, as a llama.cpp model file fixes its format) and columns
+//! are (file, backend/variant/activations): one table of llama.cpp against foveate per format.
 
-use crate::CmdResult;
+use crate::{llama_bench, CmdResult};
 use foveate_benches::results::{Metric, ResultFile, Row};
 use foveate_core::Error;
 use plotters::prelude::*;
@@ -15,7 +20,8 @@ use std::process::ExitCode;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Result files written by `foveate bench -o json` or eval/tools/torch_baseline.py.
+    /// Result files written by `foveate bench -o json` or eval/tools/torch_baseline.py, or
+    /// llama.cpp's `llama-bench -o json` output.
     #[arg(required = true)]
     files: Vec<PathBuf>,
     /// Index (0-based, over the columns as listed) of the reference column for the ratios.
@@ -32,6 +38,10 @@ pub struct Args {
     /// `--chart-only "vit-b16 none,qwen2-0.5b causal"`.
     #[arg(long, value_delimiter = ',')]
     chart_only: Vec<String>,
+    /// Line rows up by workload and weight format (`int8` of `f32/wint8`), the columns being
+    /// backend/variant/activations; the default when a file is llama-bench output.
+    #[arg(long)]
+    by_weights: bool,
 }
 
 /// One column: a series of one file.
@@ -60,6 +70,27 @@ fn label(files: &[(String, ResultFile)], c: &Column) -> String {
     )
 }
 
+/// A dtype as (activations, weights): `f32/wint8` -> (`f32`, `int8`), `f16` -> (`f16`, `f16`).
+fn split_dtype(d: &str) -> (&str, &str) {
+    d.split_once("/w").unwrap_or((d, d))
+}
+
+/// The series of a row (its column within its file) and the weight format it lines up by
+/// (empty unless `by_weights`).
+fn series_and_weights(r: &Row, by_weights: bool) -> (String, String) {
+    if !by_weights {
+        return (r.series(), String::new());
+    }
+    let (act, w) = split_dtype(&r.dtype);
+    let series = [r.backend.as_str(), r.variant.as_str(), act]
+        .iter()
+        .filter(|s| !s.is_empty())
+        .copied()
+        .collect::<Vec<_>>()
+        .join("/");
+    (series, w.to_string())
+}
+
 /// `x` relative to the reference, as a time ratio (below 1 = faster than the reference).
 fn ratio(x: &Metric, reference: &Metric) -> Option<f64> {
     if x.mean <= 0.0 || reference.mean <= 0.0 {
@@ -72,16 +103,19 @@ fn ratio(x: &Metric, reference: &Metric) -> Option<f64> {
     })
 }
 
-pub fn table(files: &[(String, ResultFile)], baseline: usize) -> Result<String, Error> {
+pub fn table(
+    files: &[(String, ResultFile)],
+    baseline: usize,
+    by_weights: bool,
+) -> Result<String, Error> {
     let mut cols: Vec<Column> = Vec::new();
-    // (workload, metric) -> column -> metric
-    let mut cells: BTreeMap<(String, String), BTreeMap<usize, Metric>> = BTreeMap::new();
+    // (workload, weights, metric) -> column -> metric
+    type Cells = BTreeMap<(String, String, String), BTreeMap<usize, Metric>>;
+    let mut cells: Cells = BTreeMap::new();
     for (fi, (_, f)) in files.iter().enumerate() {
         for r in &f.rows {
-            let c = Column {
-                file: fi,
-                series: r.series(),
-            };
+            let (series, weights) = series_and_weights(r, by_weights);
+            let c = Column { file: fi, series };
             let ci = match cols.iter().position(|x| *x == c) {
                 Some(i) => i,
                 None => {
@@ -91,7 +125,7 @@ pub fn table(files: &[(String, ResultFile)], baseline: usize) -> Result<String, 
             };
             for (name, m) in &r.metrics {
                 cells
-                    .entry((r.workload.clone(), name.clone()))
+                    .entry((r.workload.clone(), weights.clone(), name.clone()))
                     .or_default()
                     .insert(ci, m.clone());
             }
@@ -112,7 +146,11 @@ pub fn table(files: &[(String, ResultFile)], baseline: usize) -> Result<String, 
         );
     }
     out += &format!("\nratio = time relative to [{baseline}] (x/ref for times, ref/x for rates): below 1.0 is faster.\n\n");
-    let mut head = vec!["workload".to_string(), "metric".to_string()];
+    let mut head = vec!["workload".to_string()];
+    if by_weights {
+        head.push("weights".into());
+    }
+    head.push("metric".into());
     for i in 0..cols.len() {
         head.push(format!("[{i}]"));
         if i != baseline {
@@ -124,19 +162,20 @@ pub fn table(files: &[(String, ResultFile)], baseline: usize) -> Result<String, 
         head.join(" | "),
         " --- |".repeat(head.len())
     );
-    for ((w, name), by_col) in &cells {
+    for ((w, weights, name), by_col) in &cells {
         let reference = by_col.get(&baseline);
-        let mut line = vec![
-            w.clone(),
-            format!(
-                "{name} ({})",
-                by_col
-                    .values()
-                    .next()
-                    .map(|m| m.unit.as_str())
-                    .unwrap_or("")
-            ),
-        ];
+        let mut line = vec![w.clone()];
+        if by_weights {
+            line.push(weights.clone());
+        }
+        line.push(format!(
+            "{name} ({})",
+            by_col
+                .values()
+                .next()
+                .map(|m| m.unit.as_str())
+                .unwrap_or("")
+        ));
         for i in 0..cols.len() {
             let m = by_col.get(&i);
             line.push(m.map_or("-".into(), |m| {
@@ -328,16 +367,28 @@ pub fn chart(
 
 pub fn run(a: Args) -> CmdResult {
     let mut files = Vec::new();
+    let mut by_weights = a.by_weights;
     for p in &a.files {
         let text = std::fs::read_to_string(p).map_err(|e| Error::io(p, e))?;
-        let f = ResultFile::parse(&text, &p.display().to_string())?;
+        let name = p.display().to_string();
+        let v: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|e| Error::format(&name, "(json)", e.to_string()))?;
+        let f = if llama_bench::is_llama_bench(&v) {
+            if !by_weights {
+                eprintln!("compare: {name} is llama-bench output: rows line up by weight format (--by-weights)");
+                by_weights = true;
+            }
+            llama_bench::parse(&v, &name)?
+        } else {
+            ResultFile::parse(&text, &name)?
+        };
         let name = p
             .file_stem()
             .map(|s| s.to_string_lossy().to_string())
             .unwrap_or_default();
         files.push((name, f));
     }
-    let t = table(&files, a.baseline)?;
+    let t = table(&files, a.baseline, by_weights)?;
     match &a.out {
         Some(p) => std::fs::write(p, &t).map_err(|e| Error::io(p, e))?,
         None => print!("{t}"),

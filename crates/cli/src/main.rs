@@ -21,6 +21,7 @@ mod cmd_score;
 mod cmd_serve;
 mod endpoint;
 mod info;
+mod llama_bench;
 mod selftest;
 
 use clap::{Parser, Subcommand};
@@ -46,7 +47,7 @@ enum Command {
     Info(info::Args),
     /// Times image encode, prefill and decode (or, with --roofline, kernels against the device peak).
     Bench(cmd_bench::Args),
-    /// Side-by-side table (with ratios) and charts of several bench result files.
+    /// Side-by-side table (with ratios) and charts of several bench result files (llama-bench JSON too).
     Compare(cmd_compare::Args),
     /// Compiles every CUDA kernel with NVRTC (no GPU needed) and prints registers, shared memory and spills.
     CudaCompile(cmd_cuda_compile::Args),
