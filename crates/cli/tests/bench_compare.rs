@@ -284,3 +284,44 @@ fn compare_charts_one_pair_per_unit_and_filters_families() {
     compare(&[&p], &["--chart-only", "attention a"], &d.join("only"));
     assert!(d.join("only.svg").is_file() && !d.join("only-gbps.svg").exists());
 }
+
+/// `--print-config`: the builtin's config.json with --layers applied (what the llama.cpp GGUF
+/// writer reads), and an unknown name refused by name.
+#[test]
+fn bench_prints_a_builtin_config() {
+    let o = foveate()
+        .args([
+            "bench",
+            "--model",
+            "qwen2-0.5b",
+            "--layers",
+            "3",
+            "--print-config",
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let t = &v["text_config"];
+    assert_eq!(t["model_type"], "qwen2");
+    assert_eq!(t["num_hidden_layers"], 3);
+    assert_eq!(
+        (
+            &t["hidden_size"],
+            &t["num_key_value_heads"],
+            &t["vocab_size"]
+        ),
+        (
+            &serde_json::json!(896),
+            &serde_json::json!(2),
+            &serde_json::json!(151936)
+        )
+    );
+    assert_eq!(t["tie_word_embeddings"], true);
+    let o = foveate()
+        .args(["bench", "--model", "/no/such/dir", "--print-config"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("/no/such/dir"));
+}
