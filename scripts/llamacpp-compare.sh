@@ -55,6 +55,9 @@ for f in ${FORMATS//,/ }; do
   case "$f" in f32|f16|bf16|int8|int4|q4_k_m) ;; *) die "--formats: unknown format \`$f\` (f32,f16,bf16,int8,int4,q4_k_m)" ;; esac
 done
 [[ -z "$LAYERS" || "$LAYERS" =~ ^[1-9][0-9]*$ ]] || die "--layers: \`$LAYERS\` is not a positive count"
+for v in REPS BENCH_REPS THREADS PROMPT GEN JOBS; do
+  [[ "${!v}" =~ ^[1-9][0-9]*$ ]] || die "$v=${!v} is not a positive count"
+done
 
 # --- 1. llama.cpp, from the sdist ---------------------------------------------------------------
 SRC=$WORK/src/llama_cpp_python-$VER/vendor/llama.cpp
@@ -156,6 +159,8 @@ done
 
 # --- 3. the runs --------------------------------------------------------------------------------
 OUT=${OUT:-$WORK/runs/$(date -u +%Y-%m-%dT%H%M%SZ)-$SHAPE${LAYERS:+-l$LAYERS}}
+# A folder of its own: the pooling below takes every per-run file in it.
+[ -z "$(ls -A "$OUT" 2>/dev/null)" ] || die "--out $OUT is not empty"
 mkdir -p "$OUT"
 {
   echo "date: $(date -u +%FT%TZ)"
