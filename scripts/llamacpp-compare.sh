@@ -66,7 +66,19 @@ if [ ! -f "$SRC/CMakeLists.txt" ]; then
   TGZ=$WORK/src/llama_cpp_python-$VER.tar.gz
   if [ ! -f "$TGZ" ]; then
     say "downloading the llama-cpp-python $VER sdist from PyPI"
-    python3 -m pip download --no-binary :all: --no-deps "llama-cpp-python==$VER" -d "$WORK/src" >&2
+    # Straight from PyPI's simple index (PEP 691 JSON): `pip download --no-binary :all:` would
+    # build the sdist's build dependencies (cmake among them) from source to read its metadata.
+    python3 - "$VER" "$TGZ" <<'PY' >&2 || die "cannot download the llama-cpp-python $VER sdist from PyPI"
+import json, os, sys, urllib.request
+ver, dest = sys.argv[1], sys.argv[2]
+req = urllib.request.Request("https://pypi.org/simple/llama-cpp-python/",
+                             headers={"Accept": "application/vnd.pypi.simple.v1+json"})
+files = json.load(urllib.request.urlopen(req))["files"]
+name = os.path.basename(dest)
+url = next(f["url"] for f in files if f["filename"] == name)
+urllib.request.urlretrieve(url, dest)
+print("downloaded", url)
+PY
   fi
   [ -f "$TGZ" ] || die "pip did not leave $TGZ"
   SUM=$(sha256sum "$TGZ" | cut -d' ' -f1)
