@@ -15,6 +15,7 @@ mod oracle;
 mod storage;
 mod variants;
 
+pub use fast::isa::{runnable as runnable_isas, selected as selected_isa, Isa};
 pub use storage::CpuStorage;
 
 use foveate_core::{
@@ -174,7 +175,11 @@ impl Backend for CpuBackend {
     fn device_name(&self) -> String {
         match self.mode {
             Mode::Oracle => "CPU (f64 reference, 1 thread)".into(),
-            Mode::Fast => format!("CPU ({} threads)", self.threads()),
+            Mode::Fast => format!(
+                "CPU ({} threads, {} kernels)",
+                self.threads(),
+                fast::isa::selected().name()
+            ),
         }
     }
 

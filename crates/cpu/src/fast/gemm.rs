@@ -276,25 +276,27 @@ pub(crate) fn epilogue(
 /// weight rows. A row's result is the same bits whatever `m` is (the kernels sum each activation
 /// row in one order), so a request decodes alike alone or beside up to three others.
 fn gemv_int8(a: &[f32], w: &Weight, m: usize, n: usize, k: usize, out: &mut [f32]) {
-    let qa = qdot::quantise(a, m, k);
+    let isa = super::isa::selected();
+    let qa = qdot::prepare(a, m, k, w, isa);
     let chunk = n.div_ceil(rayon::current_num_threads() * 8).max(8);
     let dst = SendPtr(out.as_mut_ptr());
-    let simd = simd_enabled();
     maybe_par!(
         (0..n.div_ceil(chunk)),
         (0..n.div_ceil(chunk)).into_par_iter(),
         |c: usize| {
-            // SAFETY: as in `gemv`: this task alone writes columns c·chunk.. of the m output rows.
+            // SAFETY: as in `gemv`: this task alone writes columns c·chunk.. of the m output
+            // rows; `isa` is the path this CPU runs.
             unsafe {
-                qdot::dots(
+                qdot::run(
                     w,
-                    &qa.rows(0, m, k),
+                    &qa,
+                    0,
                     m,
                     k,
                     c * chunk..((c + 1) * chunk).min(n),
                     dst.get(),
                     n,
-                    simd,
+                    isa,
                 )
             };
         }

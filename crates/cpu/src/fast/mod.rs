@@ -8,9 +8,12 @@
 
 mod attention;
 mod gemm;
+pub(crate) mod isa;
 mod qdot;
 mod rows;
 mod simd;
+#[cfg(target_arch = "x86_64")]
+mod vnni;
 mod weight;
 
 use crate::storage::{store_f64, with_out_f32, Inputs};

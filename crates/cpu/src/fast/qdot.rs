@@ -13,7 +13,11 @@
 //! `0..=15` directly and the `-8` comes off once per row as `sum_g dw_g · 8 · da_g · sum(qa_g)`
 //! (the activation sums are computed when the row is quantised), so a group costs one load, the
 //! nibble split, `maddubs`, `madd`, a convert and an FMA.
+//!
+//! On the `avx512` path ([`super::isa`]) the same quants run through the VNNI kernels
+//! ([`super::vnni`]); [`prepare`] and [`run`] pick the kernel for the path.
 
+use super::isa::Isa;
 use super::weight::Weight;
 use foveate_core::quant::GROUP;
 use half::f16;
@@ -73,6 +77,54 @@ pub(crate) fn quantise(a: &[f32], m: usize, k: usize) -> QuantRows {
         c8[g] = 8.0 * s * sum as f32;
     }
     QuantRows { q, d, c8 }
+}
+
+/// The activations of one product, quantised and laid out for the kernel of `isa`.
+pub(crate) enum Prepared {
+    /// The AVX2 and scalar kernels read [`QuantRows`] as they are.
+    Rows(QuantRows),
+    #[cfg(target_arch = "x86_64")]
+    Vnni(super::vnni::Acts),
+}
+
+/// Quantises `a` (`[m, k]`) for products with `w` (int8 or int4) on `isa`.
+pub(crate) fn prepare(a: &[f32], m: usize, k: usize, w: &Weight, isa: Isa) -> Prepared {
+    let qa = quantise(a, m, k);
+    #[cfg(target_arch = "x86_64")]
+    if isa == Isa::Avx512 {
+        let int4 = matches!(w, Weight::Int4 { .. });
+        return Prepared::Vnni(super::vnni::prepare(&qa, m, k, int4));
+    }
+    let _ = (w, isa);
+    Prepared::Rows(qa)
+}
+
+/// [`dots`] for activation rows `i0..i0 + m` of `p` on the kernel it was prepared for
+/// (`isa` as given to [`prepare`]).
+///
+/// # Safety
+/// As [`dots`]; `isa` runs on this CPU.
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn run(
+    w: &Weight,
+    p: &Prepared,
+    i0: usize,
+    m: usize,
+    k: usize,
+    rows: std::ops::Range<usize>,
+    out: *mut f32,
+    ldo: usize,
+    isa: Isa,
+) {
+    match p {
+        // SAFETY: the caller's contract.
+        Prepared::Rows(qa) => unsafe {
+            dots(w, &qa.rows(i0, m, k), m, k, rows, out, ldo, isa >= Isa::Avx2)
+        },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `Vnni` is only prepared for `Isa::Avx512`, which the caller checked.
+        Prepared::Vnni(acts) => unsafe { super::vnni::dots(w, acts, i0, m, k, rows, out, ldo) },
+    }
 }
 
 /// The quants of weight group `g` as signed levels (int8 `q`, int4 `q - 8`) and its scale.
@@ -400,7 +452,7 @@ mod x86 {
         // of the weight are harmless (wrapping arithmetic, never dereferenced).
         let next_q = wq.wrapping_add((g + 4 * groups) * 16);
         let next_s = (scales as *const u8).wrapping_add((g + 4 * groups) * 2);
-        for b in 0..len {
+        let step = |b: usize, acc: &mut [[__m256; 2]; 4], h: usize| {
             if INT4 {
                 _mm_prefetch::<_MM_HINT_T0>(next_q.wrapping_add(b * 64) as *const i8);
                 if b * 64 < 8 * len {
@@ -412,10 +464,21 @@ mod x86 {
                 let (u, sign) = weight_operand::<INT4>(wq, g + r * groups + b);
                 let x = if INT4 { av } else { _mm256_sign_epi8(av, sign) };
                 let s = _mm256_broadcast_ss(&sc[r][b]);
-                // Even groups into accumulator 0, odd into 1: the order `segment` sums in, so a
-                // row's result is the same bits whichever kernel (and batch size) computed it.
-                acc[r][b % 2] = _mm256_fmadd_ps(group_dot(u, x), s, acc[r][b % 2]);
+                acc[r][h] = _mm256_fmadd_ps(group_dot(u, x), s, acc[r][h]);
             }
+        };
+        // Even groups into accumulator 0, odd into 1 (the order `segment` sums in, so a row's
+        // result is the same bits whichever kernel and batch size computed it), two groups per
+        // iteration so the accumulator index is a constant and the eight stay in registers (an
+        // index `b % 2` kept them on the stack: a store-to-load round trip on every FMA chain).
+        let mut b = 0;
+        while b + 2 <= len {
+            step(b, acc, 0);
+            step(b + 1, acc, 1);
+            b += 2;
+        }
+        if b < len {
+            step(b, acc, 0);
         }
     }
 
@@ -480,96 +543,109 @@ mod tests {
             .collect()
     }
 
+    fn weight(dt: DType, n: usize, k: usize, seed: u32) -> (HostTensor, Vec<u32>) {
+        let host = HostTensor::from_f32(dt, [n, k], &vals(n * k, seed));
+        let mut words = vec![0u32; host.bytes.len().div_ceil(4)];
+        bytemuck::cast_slice_mut::<u32, u8>(&mut words)[..host.bytes.len()]
+            .copy_from_slice(&host.bytes);
+        (host, words)
+    }
+
     /// A row's result is the same bits whether it was computed alone, with three other rows, or
-    /// by the four-weight-rows kernel (n = 9: two blocks of four and one row on its own), so a
-    /// request's output does not depend on the batch it ran in.
+    /// by a tile of several weight rows (n = 9: tiles of four or two and rows on their own), on
+    /// every kernel path this CPU runs, so a request's output does not depend on the batch it
+    /// ran in. k has an odd number of groups (33: the VNNI kernels' padded pair).
     #[test]
     fn results_do_not_depend_on_the_row_count() {
-        let (n, k) = (9, 96 * 11);
-        for dt in [DType::Int8, DType::Int4] {
-            let host = HostTensor::from_f32(dt, [n, k], &vals(n * k, 4));
-            let mut words = vec![0u32; host.bytes.len().div_ceil(4)];
-            bytemuck::cast_slice_mut::<u32, u8>(&mut words)[..host.bytes.len()]
-                .copy_from_slice(&host.bytes);
-            let w = Weight::new(&words, &host.desc);
-            let m = 4;
-            let a = vals(m * k, 77);
-            let qa = quantise(&a, m, k);
-            let simd = super::super::weight::simd_enabled();
-            let mut all = vec![0f32; m * n];
-            // SAFETY: all is m x n.
-            unsafe { dots(&w, &qa.rows(0, m, k), m, k, 0..n, all.as_mut_ptr(), n, simd) };
-            for i in 0..m {
-                let mut one = vec![0f32; n];
-                // SAFETY: one is 1 x n.
-                unsafe { dots(&w, &qa.rows(i, 1, k), 1, k, 0..n, one.as_mut_ptr(), n, simd) };
-                for j in 0..n {
-                    assert_eq!(
-                        one[j].to_bits(),
-                        all[i * n + j].to_bits(),
-                        "{dt} row {i} col {j}: {} vs {}",
-                        one[j],
-                        all[i * n + j]
-                    );
+        let (n, k) = (9, 32 * 33);
+        for isa in crate::fast::isa::runnable() {
+            for dt in [DType::Int8, DType::Int4] {
+                let (host, words) = weight(dt, n, k, 4);
+                let w = Weight::new(&words, &host.desc);
+                let m = 4;
+                let a = vals(m * k, 77);
+                let p = prepare(&a, m, k, &w, isa);
+                let mut all = vec![0f32; m * n];
+                // SAFETY: all is m x n; isa runs here.
+                unsafe { run(&w, &p, 0, m, k, 0..n, all.as_mut_ptr(), n, isa) };
+                for rows in 1..=3 {
+                    for i0 in 0..=m - rows {
+                        let mut some = vec![0f32; rows * n];
+                        // SAFETY: some is rows x n.
+                        unsafe { run(&w, &p, i0, rows, k, 0..n, some.as_mut_ptr(), n, isa) };
+                        for i in 0..rows {
+                            for j in 0..n {
+                                let (x, y) = (some[i * n + j], all[(i0 + i) * n + j]);
+                                assert_eq!(
+                                    x.to_bits(),
+                                    y.to_bits(),
+                                    "{} {dt} rows {i0}+{rows}, ({i},{j}): {x} vs {y}",
+                                    isa.name()
+                                );
+                            }
+                        }
+                    }
                 }
             }
         }
     }
 
-    /// Both kernels give exactly the integer dot products of the quantised operands (up to f32
-    /// summation order), and those are within the activations' rounding of the float product.
+    /// Every kernel path gives exactly the integer dot products of the quantised operands (up to
+    /// f32 summation order), and those are within the activations' rounding of the float
+    /// product; k = 96 (three groups: an odd pair) and 1024 + 64 (over the staging segment).
     #[test]
-    fn integer_dots_match_on_both_kernels() {
-        let (n, k) = (9, 96);
-        for dt in [DType::Int8, DType::Int4] {
-            let host = HostTensor::from_f32(dt, [n, k], &vals(n * k, 1));
-            let mut words = vec![0u32; host.bytes.len().div_ceil(4)];
-            bytemuck::cast_slice_mut::<u32, u8>(&mut words)[..host.bytes.len()]
-                .copy_from_slice(&host.bytes);
-            let w = Weight::new(&words, &host.desc);
-            let dec = host.to_f32();
-            for m in 1..=4 {
-                let a = vals(m * k, 7 + m as u32);
-                let qa = quantise(&a, m, k);
-                let da = &qa.d;
-                let kernels: &[bool] = if super::super::weight::simd_enabled() {
-                    &[false, true]
-                } else {
-                    &[false]
-                };
-                for &simd in kernels {
-                    let mut out = vec![f32::NAN; m * n];
-                    // SAFETY: out is m x n and owned here.
-                    unsafe { dots(&w, &qa.rows(0, m, k), m, k, 0..n, out.as_mut_ptr(), n, simd) };
-                    for i in 0..m {
-                        for j in 0..n {
-                            let exact: f64 = (0..k)
-                                .map(|p| {
-                                    qa.q[i * k + p] as f64
-                                        * da[i * k / 32 + p / 32] as f64
-                                        * dec[j * k + p] as f64
-                                })
-                                .sum();
-                            let float: f64 = (0..k)
-                                .map(|p| a[i * k + p] as f64 * dec[j * k + p] as f64)
-                                .sum();
-                            // Each activation moved by at most half a step of its group.
-                            let bound: f64 = (0..k)
-                                .map(|p| {
-                                    dec[j * k + p].abs() as f64
-                                        * da[i * k / 32 + p / 32] as f64
-                                        * 0.5
-                                })
-                                .sum();
-                            let got = out[i * n + j] as f64;
-                            assert!(
-                                (got - exact).abs() <= 1e-5 * (1.0 + exact.abs()),
-                                "{dt} m{m} simd {simd}: {got} vs {exact}"
-                            );
-                            assert!(
-                                (got - float).abs() <= bound * 1.001 + 1e-5,
-                                "{dt} m{m}: {got} vs float {float}, bound {bound}"
-                            );
+    fn integer_dots_match_on_every_kernel() {
+        let n = 9;
+        let paths = crate::fast::isa::runnable();
+        eprintln!("kernel paths run: {paths:?}");
+        for k in [96, 32 * 34 * 16 + 64] {
+            for dt in [DType::Int8, DType::Int4] {
+                let (host, words) = weight(dt, n, k, 1);
+                let w = Weight::new(&words, &host.desc);
+                let dec = host.to_f32();
+                for m in 1..=4 {
+                    let a = vals(m * k, 7 + m as u32);
+                    let qa = quantise(&a, m, k);
+                    let da = &qa.d;
+                    for &isa in &paths {
+                        let p = prepare(&a, m, k, &w, isa);
+                        let mut out = vec![f32::NAN; m * n];
+                        // SAFETY: out is m x n and owned here; isa runs here.
+                        unsafe { run(&w, &p, 0, m, k, 0..n, out.as_mut_ptr(), n, isa) };
+                        for i in 0..m {
+                            for j in 0..n {
+                                let exact: f64 = (0..k)
+                                    .map(|p| {
+                                        qa.q[i * k + p] as f64
+                                            * da[i * k / 32 + p / 32] as f64
+                                            * dec[j * k + p] as f64
+                                    })
+                                    .sum();
+                                let float: f64 = (0..k)
+                                    .map(|p| a[i * k + p] as f64 * dec[j * k + p] as f64)
+                                    .sum();
+                                // Each activation moved by at most half a step of its group.
+                                let bound: f64 = (0..k)
+                                    .map(|p| {
+                                        dec[j * k + p].abs() as f64
+                                            * da[i * k / 32 + p / 32] as f64
+                                            * 0.5
+                                    })
+                                    .sum();
+                                let got = out[i * n + j] as f64;
+                                let scale: f64 = (0..k)
+                                    .map(|p| (a[i * k + p] * dec[j * k + p]).abs() as f64)
+                                    .sum();
+                                assert!(
+                                    (got - exact).abs() <= 1e-5 * (1.0 + scale),
+                                    "{} {dt} k{k} m{m}: {got} vs {exact}",
+                                    isa.name()
+                                );
+                                assert!(
+                                    (got - float).abs() <= bound * 1.001 + 1e-5 * (1.0 + scale),
+                                    "{dt} m{m}: {got} vs float {float}, bound {bound}"
+                                );
+                            }
                         }
                     }
                 }

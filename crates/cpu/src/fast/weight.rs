@@ -16,7 +16,6 @@
 use foveate_core::quant::{quant_bytes, GROUP};
 use foveate_core::{DType, TensorDesc};
 use half::{bf16, f16};
-use std::sync::OnceLock;
 
 /// A weight `[N, K]` (row-major) over its stored words.
 #[derive(Clone, Copy, Debug)]
@@ -111,28 +110,14 @@ impl<'a> Weight<'a> {
     }
 }
 
-/// Whether the SIMD kernels run: the CPU has AVX2, FMA and F16C, and `FOVEATE_CPU_SCALAR` is not
-/// set to a non-empty value other than `0` (read once).
+/// Whether the AVX2 kernels run: the path [`super::isa::selected`] chose is `avx2` or wider.
 pub(crate) fn simd_enabled() -> bool {
-    static ON: OnceLock<bool> = OnceLock::new();
-    *ON.get_or_init(|| {
-        let forced_off =
-            std::env::var("FOVEATE_CPU_SCALAR").is_ok_and(|v| !v.is_empty() && v != "0");
-        !forced_off && simd_available()
-    })
+    super::isa::selected() >= super::isa::Isa::Avx2
 }
 
+#[cfg(test)]
 fn simd_available() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::is_x86_feature_detected!("avx2")
-            && std::is_x86_feature_detected!("fma")
-            && std::is_x86_feature_detected!("f16c")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
+    super::isa::Isa::Avx2.supported()
 }
 
 /// For each weight row `j` in `rows`: `out[i·ldo + j] = sum_p a[i·k + p] · w[j, p]` for the `m`
