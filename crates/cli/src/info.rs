@@ -39,10 +39,33 @@ struct CudaInfo {
     cache: CacheInfo,
 }
 
+/// The CPU fast path's kernels: the instruction set chosen and every one this CPU runs.
+#[derive(Serialize)]
+struct CpuKernels {
+    selected: &'static str,
+    runnable: Vec<&'static str>,
+    /// Paths this CPU cannot run, with the features each needs.
+    unavailable: Vec<String>,
+}
+
+fn cpu_kernels() -> CpuKernels {
+    use foveate_cpu::Isa;
+    CpuKernels {
+        selected: foveate_cpu::selected_isa().name(),
+        runnable: foveate_cpu::runnable_isas().iter().map(|i| i.name()).collect(),
+        unavailable: Isa::ALL
+            .iter()
+            .filter(|i| !i.supported())
+            .map(|i| format!("{} (needs {})", i.name(), i.needs()))
+            .collect(),
+    }
+}
+
 #[derive(Serialize)]
 struct Info {
     version: &'static str,
     cpu_threads: usize,
+    cpu_kernels: CpuKernels,
     backends: Vec<BackendInfo>,
     cuda: CudaInfo,
 }
@@ -98,6 +121,7 @@ pub fn run(args: Args) -> CmdResult {
     let info = Info {
         version: env!("CARGO_PKG_VERSION"),
         cpu_threads,
+        cpu_kernels: cpu_kernels(),
         backends,
         cuda: cuda_info(),
     };
@@ -108,6 +132,17 @@ pub fn run(args: Args) -> CmdResult {
     println!(
         "foveate {}  (CPU threads: {})",
         info.version, info.cpu_threads
+    );
+    let k = &info.cpu_kernels;
+    let missing = if k.unavailable.is_empty() {
+        String::new()
+    } else {
+        format!("; not on this CPU: {}", k.unavailable.join(", "))
+    };
+    println!(
+        "cpu-kernels  {} (runs here: {}; FOVEATE_CPU_ISA=scalar|avx2|avx512 picks a narrower one{missing})",
+        k.selected,
+        k.runnable.join(", ")
     );
     let w = info
         .backends

@@ -129,3 +129,51 @@ fn info_lists_cpu_as_available() {
     }
     assert!(j["cpu_threads"].as_u64().unwrap() >= 1);
 }
+
+/// `foveate info` names the CPU kernel path it runs and the ones this CPU could; the device name
+/// (what bench JSON records) carries it too, and `FOVEATE_CPU_ISA` lowers it (never raises it).
+#[test]
+fn info_names_the_cpu_kernel_path() {
+    let j = json(&foveate(&["info", "--json"]));
+    let k = &j["cpu_kernels"];
+    let runnable: Vec<&str> = k["runnable"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert_eq!(runnable[0], "scalar", "{k}");
+    let best = *runnable.last().unwrap();
+    assert_eq!(k["selected"], best, "{k}");
+    let cpu = j["backends"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["name"] == "cpu")
+        .unwrap();
+    let dev = cpu["device_or_reason"].as_str().unwrap();
+    assert!(dev.contains(&format!("{best} kernels")), "{dev}");
+    let text = String::from_utf8_lossy(&foveate(&["info"]).stdout).to_string();
+    assert!(
+        text.lines().any(|l| l.starts_with("cpu-kernels  ") && l.contains(best)),
+        "{text}"
+    );
+
+    let out = Command::new(env!("CARGO_BIN_EXE_foveate"))
+        .args(["info", "--json"])
+        .env("FOVEATE_CPU_ISA", "scalar")
+        .output()
+        .unwrap();
+    assert_eq!(json(&out)["cpu_kernels"]["selected"], "scalar");
+    // A path this CPU lacks (or a name that is none) warns and keeps the widest it has.
+    let ask = if best == "avx512" { "neon" } else { "avx512" };
+    let out = Command::new(env!("CARGO_BIN_EXE_foveate"))
+        .args(["info", "--json"])
+        .env("FOVEATE_CPU_ISA", ask)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(json(&out)["cpu_kernels"]["selected"], best);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("FOVEATE_CPU_ISA={ask}")), "{err}");
+}
