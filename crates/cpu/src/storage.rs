@@ -33,11 +33,35 @@ impl Deref for F32s<'_> {
     }
 }
 
+/// Asks Linux to back a large, not yet touched allocation with transparent huge pages (2 MiB),
+/// where the system leaves that to the program (`madvise` mode, the default of many
+/// distributions). Decode streams every weight once per token: with 4 KiB pages a row of a
+/// 896-wide int4 weight crosses a page every nine rows, and the hardware prefetchers stop at
+/// each page (Qwen2-0.5B decode on Zen 4, medians of 3 interleaved: int4 60.7 -> 69.0 tok/s,
+/// int8 48.1 -> 54.0). Only whole 2 MiB pages inside
+/// the allocation are advised; elsewhere, or where the kernel refuses, nothing changes.
+fn huge_pages(words: &[u32]) {
+    const HUGE: usize = 2 << 20;
+    #[cfg(target_os = "linux")]
+    if std::mem::size_of_val(words) >= 2 * HUGE {
+        let start = (words.as_ptr() as usize).next_multiple_of(HUGE);
+        let end = (words.as_ptr() as usize + std::mem::size_of_val(words)) / HUGE * HUGE;
+        if end > start {
+            // SAFETY: [start, end) lies inside `words`' allocation; MADV_HUGEPAGE changes how
+            // its pages are backed, never their contents.
+            unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_HUGEPAGE) };
+        }
+    }
+    let _ = (words, HUGE);
+}
+
 impl CpuStorage {
     /// Zero-filled storage of `bytes` bytes.
     pub fn zeroed(bytes: usize) -> Self {
+        let words = vec![0u32; bytes.div_ceil(4)];
+        huge_pages(&words);
         CpuStorage {
-            words: RwLock::new(vec![0u32; bytes.div_ceil(4)]),
+            words: RwLock::new(words),
             bytes,
         }
     }
