@@ -57,6 +57,14 @@ pub trait Backend: Send + Sync {
     /// An uninitialised tensor (contents unspecified).
     fn alloc(&self, desc: &TensorDesc) -> Result<Tensor>;
     fn upload(&self, host: &HostTensor) -> Result<Tensor>;
+    /// A tensor of `desc` whose bytes `fill` writes (given zeroed, exactly `desc.size_bytes()`
+    /// long). The default fills a host buffer and uploads it; a backend whose tensors live in
+    /// host memory lets `fill` write them in place, so a load never holds a tensor twice.
+    fn upload_with(&self, desc: &TensorDesc, fill: &mut dyn FnMut(&mut [u8])) -> Result<Tensor> {
+        let mut bytes = vec![0u8; desc.size_bytes()];
+        fill(&mut bytes);
+        self.upload(&HostTensor { desc: desc.clone(), bytes })
+    }
     fn download(&self, t: &Tensor) -> Result<HostTensor>;
     /// Runs `op` on `inputs`, writing `out`. An empty variant means the default.
     fn execute(&self, op: &Op, inputs: &[&Tensor], out: &Tensor, variant: &str) -> Result<()>;

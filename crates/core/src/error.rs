@@ -41,6 +41,15 @@ pub const FREE_UNKNOWN: u64 = u64::MAX;
 
 /// A byte count for people: `1610612736 bytes (1.50 GiB)`; below 1 KiB just the bytes.
 pub fn fmt_bytes(n: u64) -> String {
+    if n < 1024 {
+        return format!("{n} bytes");
+    }
+    format!("{n} bytes ({})", fmt_bytes_short(n))
+}
+
+/// `n` in the largest binary unit that keeps it at least 1, two decimals (`1.50 GiB`), or
+/// `N bytes` under 1 KiB.
+pub fn fmt_bytes_short(n: u64) -> String {
     const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
     if n < 1024 {
         return format!("{n} bytes");
@@ -51,7 +60,7 @@ pub fn fmt_bytes(n: u64) -> String {
         v /= 1024.0;
         u += 1;
     }
-    format!("{n} bytes ({v:.2} {})", UNITS[u])
+    format!("{v:.2} {}", UNITS[u])
 }
 
 /// The text of [`Error::OutOfMemory`]: what was asked for and what was free.

@@ -22,7 +22,7 @@ pub mod tensor;
 
 pub use backend::{check_launch, refuse_mixed_weights, run, Backend, Counters, MemoryStats};
 pub use dtype::DType;
-pub use error::{fmt_bytes, read_utf8, write_atomic, Error, Result, FREE_UNKNOWN};
+pub use error::{fmt_bytes, fmt_bytes_short, read_utf8, write_atomic, Error, Result, FREE_UNKNOWN};
 pub use mask::{BlockClass, BlockLayout, Mask};
 pub use op::{
     Activation, AttentionSpec, GemmSpec, KvAppendSpec, MlpSpec, Op, OpKind, PatchEmbedSpec,

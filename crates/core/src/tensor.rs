@@ -58,15 +58,28 @@ impl HostTensor {
     pub fn from_f32_chunks(
         dtype: DType,
         shape: impl Into<Shape>,
-        mut fill: impl FnMut(usize, &mut [f32]),
+        fill: impl FnMut(usize, &mut [f32]),
     ) -> Self {
-        const CHUNK: usize = HostTensor::LOAD_CHUNK;
         let shape = shape.into();
-        let n = shape.numel();
+        let mut bytes = vec![0u8; crate::quant::bytes_for(dtype, shape.numel())];
+        Self::encode_f32_chunks(dtype, &mut bytes, shape.numel(), fill);
+        HostTensor { desc: TensorDesc { dtype, shape }, bytes }
+    }
+
+    /// The body of [`HostTensor::from_f32_chunks`]: `n` values of `dtype`, produced by `fill` a
+    /// chunk at a time, stored into `bytes` (exactly their size in `dtype`), wherever those live
+    /// (a backend's host-memory storage: [`crate::Backend::upload_with`]).
+    pub fn encode_f32_chunks(
+        dtype: DType,
+        bytes: &mut [u8],
+        n: usize,
+        mut fill: impl FnMut(usize, &mut [f32]),
+    ) {
+        const CHUNK: usize = HostTensor::LOAD_CHUNK;
         if dtype.is_quant() {
             assert_eq!(n % crate::quant::GROUP, 0, "HostTensor::from_f32_chunks: {n} values is not a multiple of {}", crate::quant::GROUP);
         }
-        let mut bytes = vec![0u8; crate::quant::bytes_for(dtype, n)];
+        assert_eq!(bytes.len(), crate::quant::bytes_for(dtype, n), "HostTensor::encode_f32_chunks: {} bytes for {n} {dtype} values", bytes.len());
         let qb = crate::quant::quant_bytes(dtype, n);
         let mut buf = vec![0f32; CHUNK.min(n)];
         let mut start = 0;
@@ -101,7 +114,6 @@ impl HostTensor {
             }
             start += len;
         }
-        HostTensor { desc: TensorDesc { dtype, shape }, bytes }
     }
 
     pub fn from_u32(shape: impl Into<Shape>, values: &[u32]) -> Self {

@@ -219,6 +219,16 @@ impl Backend for CpuBackend {
         ))
     }
 
+    fn upload_with(&self, desc: &TensorDesc, fill: &mut dyn FnMut(&mut [u8])) -> Result<Tensor> {
+        self.allocations.fetch_add(1, Ordering::Relaxed);
+        let store = CpuStorage::zeroed(desc.size_bytes());
+        {
+            let mut w = store.write();
+            fill(&mut bytemuck::cast_slice_mut::<u32, u8>(&mut w)[..desc.size_bytes()]);
+        }
+        Ok(Tensor::new(Arc::new(store), desc.clone()))
+    }
+
     fn download(&self, t: &Tensor) -> Result<HostTensor> {
         // The storage may be larger than the tensor (a pooled buffer of a size class).
         let mut bytes = cpu_storage(self.name(), t)?.to_bytes();

@@ -56,17 +56,7 @@ pub fn mem_available() -> Option<u64> {
 
 /// A byte count written short: `512 bytes`, `4.00 KiB`, `1.50 GiB`.
 pub fn short(n: u64) -> String {
-    const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
-    if n < 1024 {
-        return format!("{n} bytes");
-    }
-    let mut v = n as f64 / 1024.0;
-    let mut u = 0;
-    while v >= 1024.0 && u + 1 < UNITS.len() {
-        v /= 1024.0;
-        u += 1;
-    }
-    format!("{v:.2} {}", UNITS[u])
+    foveate_core::fmt_bytes_short(n)
 }
 
 /// A size: plain bytes (`4096`, `4096B`), binary units `K M G T` with or without `iB` (`8G`,

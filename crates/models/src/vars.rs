@@ -220,13 +220,19 @@ impl TensorSource for RandomSource<'_> {
         };
         let offset = if role == Role::Norm { 1.0 } else { 0.0 };
         let fmt = self.formats.of(part, role, shape).0;
-        // Drawn a chunk at a time into the stored bytes (no whole-tensor f32 temporary).
-        let h = HostTensor::from_f32_chunks(fmt, shape.to_vec(), |_, out| {
-            out.iter_mut()
-                .for_each(|o| *o = offset + scale * self.unit())
-        });
-        self.bytes.add(fmt, h.bytes.len());
-        self.backend.upload(&h)
+        // Drawn a chunk at a time straight into the tensor's bytes (no whole-tensor f32
+        // temporary; on the cpu no host copy either: `upload_with` writes its storage).
+        let desc = TensorDesc::new(fmt, shape.to_vec());
+        let n = desc.numel();
+        let backend = self.backend;
+        let t = backend.upload_with(&desc, &mut |bytes| {
+            HostTensor::encode_f32_chunks(fmt, bytes, n, |_, out| {
+                out.iter_mut()
+                    .for_each(|o| *o = offset + scale * self.unit())
+            })
+        })?;
+        self.bytes.add(fmt, desc.size_bytes());
+        Ok(t)
     }
     fn zeros(&mut self, shape: &[usize]) -> Result<Tensor> {
         zeros(self.backend, self.dtype, shape, &mut self.bytes)

@@ -370,7 +370,7 @@ mod x86 {
         }
     }
 
-    /// One activation row (`M = 1`) against weight rows `j0..j0 + 4`: `out[r]` for each.
+    /// One activation row (`M = 1`) against int4 weight rows `j0..j0 + 4`: `out[r]` for each.
     ///
     /// # Safety
     /// The CPU has AVX2, FMA and F16C; `qa` holds `groups · 32` quants; `j0 + 4 <= N`.
@@ -383,11 +383,10 @@ mod x86 {
         out: &mut [f32; 4],
         sc: &mut Staged,
     ) {
-        let (scales, wq, int4) = match *w {
-            Weight::Int8 { quants, scales } => (scales, quants.as_ptr() as *const u8, false),
-            Weight::Int4 { quants, scales } => (scales, quants.as_ptr(), true),
-            _ => unreachable!("int8-dot reads quantised weights only"),
+        let Weight::Int4 { quants, scales } = *w else {
+            unreachable!("rows4 reads int4 weights only")
         };
+        let wq = quants.as_ptr();
         let mut acc = [[_mm256_setzero_ps(); 2]; 4];
         let mut corr = [0f32; 4];
         let mut s0 = 0;
@@ -401,41 +400,20 @@ mod x86 {
                     &mut sc[r][..len],
                 );
             }
-            if int4 {
-                quad::<true>(
-                    wq,
-                    scales.as_ptr(),
-                    j0 * groups + s0,
-                    groups,
-                    qa.q.as_ptr().add(s0 * GROUP),
-                    len,
-                    sc,
-                    &mut acc,
-                );
-            } else {
-                quad::<false>(
-                    wq,
-                    scales.as_ptr(),
-                    j0 * groups + s0,
-                    groups,
-                    qa.q.as_ptr().add(s0 * GROUP),
-                    len,
-                    sc,
-                    &mut acc,
-                );
-            }
+            let a = qa.q.as_ptr().add(s0 * GROUP);
+            quad(wq, scales.as_ptr(), j0 * groups + s0, groups, a, len, sc, &mut acc);
             s0 += len;
         }
         for r in 0..4 {
-            let c = if int4 { corr[r] } else { 0.0 };
-            out[r] = hsum(_mm256_add_ps(acc[r][0], acc[r][1])) - c;
+            out[r] = hsum(_mm256_add_ps(acc[r][0], acc[r][1])) - corr[r];
         }
     }
 
     /// The group loop of [`rows4`]: weight group `g + b` of row `r` is group `g + r·groups + b`.
+    #[allow(clippy::too_many_arguments)]
     #[target_feature(enable = "avx2,fma,f16c")]
     #[inline]
-    unsafe fn quad<const INT4: bool>(
+    unsafe fn quad(
         wq: *const u8,
         scales: *const u16,
         g: usize,
@@ -453,18 +431,15 @@ mod x86 {
         let next_q = wq.wrapping_add((g + 4 * groups) * 16);
         let next_s = (scales as *const u8).wrapping_add((g + 4 * groups) * 2);
         let step = |b: usize, acc: &mut [[__m256; 2]; 4], h: usize| {
-            if INT4 {
-                _mm_prefetch::<_MM_HINT_T0>(next_q.wrapping_add(b * 64) as *const i8);
-                if b * 64 < 8 * len {
-                    _mm_prefetch::<_MM_HINT_T0>(next_s.wrapping_add(b * 64) as *const i8);
-                }
+            _mm_prefetch::<_MM_HINT_T0>(next_q.wrapping_add(b * 64) as *const i8);
+            if b * 64 < 8 * len {
+                _mm_prefetch::<_MM_HINT_T0>(next_s.wrapping_add(b * 64) as *const i8);
             }
             let av = _mm256_loadu_si256(a.add(b * GROUP) as *const __m256i);
             for r in 0..4 {
-                let (u, sign) = weight_operand::<INT4>(wq, g + r * groups + b);
-                let x = if INT4 { av } else { _mm256_sign_epi8(av, sign) };
+                let (u, _) = weight_operand::<true>(wq, g + r * groups + b);
                 let s = _mm256_broadcast_ss(&sc[r][b]);
-                acc[r][h] = _mm256_fmadd_ps(group_dot(u, x), s, acc[r][h]);
+                acc[r][h] = _mm256_fmadd_ps(group_dot(u, av), s, acc[r][h]);
             }
         };
         // Even groups into accumulator 0, odd into 1 (the order `segment` sums in, so a row's
