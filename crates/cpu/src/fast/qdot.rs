@@ -119,7 +119,16 @@ pub(crate) unsafe fn run(
     match p {
         // SAFETY: the caller's contract.
         Prepared::Rows(qa) => unsafe {
-            dots(w, &qa.rows(i0, m, k), m, k, rows, out, ldo, isa >= Isa::Avx2)
+            dots(
+                w,
+                &qa.rows(i0, m, k),
+                m,
+                k,
+                rows,
+                out,
+                ldo,
+                isa >= Isa::Avx2,
+            )
         },
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `Vnni` is only prepared for `Isa::Avx512`, which the caller checked.
@@ -163,18 +172,70 @@ pub(crate) unsafe fn dots(
 ) {
     assert!((1..=4).contains(&m) && qa.q.len() >= m * k && k / GROUP * GROUP == k);
     let groups = k / GROUP;
-    let mut acc = [0f32; 4];
     #[cfg(target_arch = "x86_64")]
-    let mut staged: Box<x86::Staged> = Box::new([[0f32; x86::SEG]; 4]);
+    // SAFETY: the caller's contract.
+    return with_staged(|staged| unsafe {
+        dots_with(w, qa, m, groups, rows, out, ldo, simd, staged)
+    });
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = simd;
+        for j in rows {
+            let mut acc = [0f32; 4];
+            scalar_row(w, j, groups, qa, m, &mut acc);
+            for (i, v) in acc[..m].iter().enumerate() {
+                // SAFETY: the caller owns element (i, j).
+                unsafe { *out.add(i * ldo + j) = *v };
+            }
+        }
+    }
+}
+
+/// Groups whose product scales are staged at a time (a row of 16K elements; a multiple of 4).
+#[cfg(target_arch = "x86_64")]
+pub(crate) const SEG: usize = 512;
+
+/// Per activation row, the staged product scales of one segment of a weight row.
+#[cfg(target_arch = "x86_64")]
+pub(crate) type Staged = [[f32; SEG]; 4];
+
+/// Runs `f` with this thread's staging buffer (8 KiB, reused: a decode step makes thousands of
+/// row-range calls, and allocating and zeroing it in each showed in the profile).
+#[cfg(target_arch = "x86_64")]
+pub(crate) fn with_staged<R>(f: impl FnOnce(&mut Staged) -> R) -> R {
+    thread_local! {
+        static STAGED: std::cell::RefCell<Box<Staged>> =
+            std::cell::RefCell::new(Box::new([[0f32; SEG]; 4]));
+    }
+    STAGED.with_borrow_mut(|s| f(s))
+}
+
+/// [`dots`] with a staging buffer.
+///
+/// # Safety
+/// As [`dots`].
+#[cfg(target_arch = "x86_64")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn dots_with(
+    w: &Weight,
+    qa: &Rows,
+    m: usize,
+    groups: usize,
+    rows: std::ops::Range<usize>,
+    out: *mut f32,
+    ldo: usize,
+    simd: bool,
+    staged: &mut Staged,
+) {
+    let mut acc = [0f32; 4];
     let mut j = rows.start;
     // One activation row against an int4 weight: four weight rows at a time (one activation
     // load for four products, four independent accumulators; measured 2.5x on Qwen2-0.5B's
     // 4864 x 896 projections). Int8 rows stay one at a time: four 32-byte streams ran slower.
-    #[cfg(target_arch = "x86_64")]
     if simd && m == 1 && matches!(w, Weight::Int4 { .. }) {
         while j + 4 <= rows.end {
             // SAFETY: `simd` is only true where the CPU has AVX2, FMA and F16C.
-            unsafe { x86::rows4(w, j, groups, qa, &mut acc, &mut staged) };
+            unsafe { x86::rows4(w, j, groups, qa, &mut acc, staged) };
             for (r, v) in acc.iter().enumerate() {
                 // SAFETY: the caller owns elements (0, j..j + 4).
                 unsafe { *out.add(j + r) = *v };
@@ -183,23 +244,17 @@ pub(crate) unsafe fn dots(
         }
     }
     for j in j..rows.end {
-        #[cfg(target_arch = "x86_64")]
         if simd {
             // SAFETY: `simd` is only true where the CPU has AVX2, FMA and F16C.
             unsafe {
                 match m {
-                    1 => x86::row::<1>(w, j, groups, qa, &mut acc, &mut staged),
-                    2 => x86::row::<2>(w, j, groups, qa, &mut acc, &mut staged),
-                    3 => x86::row::<3>(w, j, groups, qa, &mut acc, &mut staged),
-                    _ => x86::row::<4>(w, j, groups, qa, &mut acc, &mut staged),
+                    1 => x86::row::<1>(w, j, groups, qa, &mut acc, staged),
+                    2 => x86::row::<2>(w, j, groups, qa, &mut acc, staged),
+                    3 => x86::row::<3>(w, j, groups, qa, &mut acc, staged),
+                    _ => x86::row::<4>(w, j, groups, qa, &mut acc, staged),
                 }
             };
         } else {
-            scalar_row(w, j, groups, qa, m, &mut acc);
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        {
-            let _ = simd;
             scalar_row(w, j, groups, qa, m, &mut acc);
         }
         for (i, v) in acc[..m].iter().enumerate() {
@@ -224,14 +279,8 @@ fn scalar_row(w: &Weight, j: usize, groups: usize, qa: &Rows, m: usize, out: &mu
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::{Rows, Weight, GROUP};
+    use super::{Rows, Staged, Weight, GROUP, SEG};
     use std::arch::x86_64::*;
-
-    /// Groups whose scales are staged on the stack at a time (a row of 16K elements).
-    pub(super) const SEG: usize = 512;
-
-    /// Per activation row, the staged product scales of one segment of a weight row.
-    pub(super) type Staged = [[f32; SEG]; 4];
 
     #[target_feature(enable = "avx2,fma,f16c")]
     #[inline]
@@ -401,7 +450,16 @@ mod x86 {
                 );
             }
             let a = qa.q.as_ptr().add(s0 * GROUP);
-            quad(wq, scales.as_ptr(), j0 * groups + s0, groups, a, len, sc, &mut acc);
+            quad(
+                wq,
+                scales.as_ptr(),
+                j0 * groups + s0,
+                groups,
+                a,
+                len,
+                sc,
+                &mut acc,
+            );
             s0 += len;
         }
         for r in 0..4 {

@@ -10,17 +10,19 @@
 //! activations are laid out), so every group's product is exactly `sum(qw · qa)` in i32, with no
 //! f32 correction left to cancel.
 //!
-//! Layout of one pair of groups `g, g+1` in a register (the activations are reordered to match
-//! when they are prepared, so the weights are read as stored):
-//! * int8: bytes `0..32` group `g`, `32..64` group `g+1` (i32 lanes 0-7 and 8-15);
-//! * int4: the 32 stored bytes of both groups in each 256-bit half, the low nibbles kept in the
-//!   lower half and the high ones (shifted down by four) in the upper: bytes `0..16` elements
-//!   `0..16` of `g`, `16..32` elements `0..16` of `g+1`, `32..48` elements `16..32` of `g`,
-//!   `48..64` those of `g+1` (lanes 0-3 and 8-11 group `g`, 4-7 and 12-15 group `g+1`).
+//! The weights are read as stored, 64 bytes (a block) at a time, and the activations are laid
+//! out to match when they are prepared:
+//! * int8: a block is groups `g, g+1`: bytes `0..32` group `g`, `32..64` group `g+1` (i32 lanes
+//!   0-7 and 8-15); one `vpdpbusd` per block.
+//! * int4: a block is groups `g..g+4` (16 stored bytes each). Their low nibbles are elements
+//!   `0..16` of each group, the high nibbles elements `16..32`: two `vpdpbusd` per block, one with
+//!   the low nibbles against the activations `[g 0..16, g+1 0..16, g+2 0..16, g+3 0..16]`, one
+//!   with the high nibbles against elements `16..32` likewise, into the same i32 lanes (lanes 0-3
+//!   group `g`, 4-7 `g+1`, 8-11 `g+2`, 12-15 `g+3`): one convert and one FMA per four groups.
 //!
 //! Each lane's i32 is converted to f32 and multiplied by its group's product scale
 //! `dw · da` (staged per segment of a row, as in the AVX2 kernel) into f32 accumulators: even
-//! pairs into one, odd pairs into another, so an output element is summed in one order however
+//! blocks into one, odd blocks into another, so an output element is summed in one order however
 //! many activation rows (1 to 4) share its weight row's loads. One weight row at a time: tiles
 //! of two or four weight rows sharing each activation load ran slower on Zen 4 (Qwen2-0.5B
 //! decode, int4 50.7 vs 57.7 tok/s, int8 33.6 vs 46.4).
@@ -29,16 +31,26 @@ use super::qdot::QuantRows;
 use super::weight::Weight;
 use foveate_core::quant::GROUP;
 
+/// Groups per 64-byte weight block: 4 for int4, 2 for int8.
+fn block_groups(int4: bool) -> usize {
+    if int4 {
+        4
+    } else {
+        2
+    }
+}
+
 /// Activation rows laid out for the VNNI kernels of one weight format.
 pub(crate) struct Acts {
-    /// Per row `gp · 32` quants (`gp`: groups rounded up to even, a padded group all zero), each
-    /// pair of groups in the weight format's register order (see the module doc).
+    /// Per row `gp · 32` quants (`gp`: groups rounded up to whole blocks, a padded group all
+    /// zero), each block in the weight format's register order (see the module doc).
     q: Vec<i8>,
     /// Per row `gp` scales (0 for a padded group).
     d: Vec<f32>,
-    /// Per row `gp · 8` i32 lanes: `-offset · (sum of the lane's four quants)`.
+    /// Per row and block 16 i32 lanes: `-offset · (sum of the activations that meet the lane's
+    /// weight bytes)`.
     lc: Vec<i32>,
-    /// Groups per row, rounded up to even.
+    /// Groups per row, rounded up to whole blocks.
     gp: usize,
     int4: bool,
 }
@@ -46,35 +58,42 @@ pub(crate) struct Acts {
 /// Lays out `qa`'s `m` rows (each `k` long) for weights in int4 (`int4`) or int8.
 pub(crate) fn prepare(qa: &QuantRows, m: usize, k: usize, int4: bool) -> Acts {
     let groups = k / GROUP;
-    let gp = groups.next_multiple_of(2);
+    let bg = block_groups(int4);
+    let gp = groups.next_multiple_of(bg);
     let mut q = vec![0i8; m * gp * GROUP];
     let mut d = vec![0f32; m * gp];
     for i in 0..m {
         for g in 0..groups {
             let src = &qa.q[(i * groups + g) * GROUP..][..GROUP];
             d[i * gp + g] = qa.d[i * groups + g];
-            let pair = &mut q[(i * gp + g / 2 * 2) * GROUP..][..2 * GROUP];
+            let block = &mut q[(i * gp + g / bg * bg) * GROUP..][..bg * GROUP];
             if int4 {
-                let h = (g % 2) * 16;
-                pair[h..h + 16].copy_from_slice(&src[..16]);
-                pair[32 + h..32 + h + 16].copy_from_slice(&src[16..]);
+                let at = (g % 4) * 16;
+                block[at..at + 16].copy_from_slice(&src[..16]);
+                block[64 + at..64 + at + 16].copy_from_slice(&src[16..]);
             } else {
-                pair[(g % 2) * GROUP..][..GROUP].copy_from_slice(src);
+                block[(g % 2) * GROUP..][..GROUP].copy_from_slice(src);
             }
         }
     }
+    // Lane l of a block meets bytes 4l..4l+4 of the (int4: both halves of the) block.
     let offset = if int4 { 8 } else { 128 };
+    let sum4 = |b: &[i8]| b.iter().map(|&v| v as i32).sum::<i32>();
     let lc = q
-        .chunks_exact(4)
-        .map(|l| -offset * l.iter().map(|&v| v as i32).sum::<i32>())
+        .chunks_exact(bg * GROUP)
+        .flat_map(|block| {
+            (0..16).map(move |l| {
+                let lo = sum4(&block[4 * l..4 * l + 4]);
+                let hi = if int4 {
+                    sum4(&block[64 + 4 * l..64 + 4 * l + 4])
+                } else {
+                    0
+                };
+                -offset * (lo + hi)
+            })
+        })
         .collect();
-    Acts {
-        q,
-        d,
-        lc,
-        gp,
-        int4,
-    }
+    Acts { q, d, lc, gp, int4 }
 }
 
 /// For each weight row `j` in `rows`: `out[i·ldo + j]` for the activation rows `i0..i0 + m`
@@ -95,7 +114,7 @@ pub(crate) unsafe fn dots(
     ldo: usize,
 ) {
     let groups = k / GROUP;
-    assert!((1..=4).contains(&m) && acts.gp == groups.next_multiple_of(2));
+    assert!((1..=4).contains(&m) && acts.gp == groups.next_multiple_of(block_groups(acts.int4)));
     assert!(acts.q.len() >= (i0 + m) * acts.gp * GROUP);
     let (wq, scales) = match *w {
         Weight::Int8 { quants, scales } if !acts.int4 => (quants.as_ptr() as *const u8, scales),
@@ -103,43 +122,40 @@ pub(crate) unsafe fn dots(
         _ => panic!("vnni::dots: activations prepared for another weight format"),
     };
     assert!(scales.len() >= rows.end * groups);
-    let mut staged: Box<x86::Staged> = Box::new([[0f32; x86::SEG]; 4]);
-    let k = x86::Kernel {
-        wq,
-        scales: scales.as_ptr(),
-        groups,
-        acts,
-        i0,
-    };
-    for j in rows {
-        // SAFETY: the caller's contract; row j exists.
-        let res = unsafe {
-            match (m, acts.int4) {
-                (1, true) => k.row::<1, true>(j, &mut staged),
-                (1, false) => k.row::<1, false>(j, &mut staged),
-                (2, true) => k.row::<2, true>(j, &mut staged),
-                (2, false) => k.row::<2, false>(j, &mut staged),
-                (3, true) => k.row::<3, true>(j, &mut staged),
-                (3, false) => k.row::<3, false>(j, &mut staged),
-                (_, true) => k.row::<4, true>(j, &mut staged),
-                (_, false) => k.row::<4, false>(j, &mut staged),
-            }
+    super::qdot::with_staged(|staged| {
+        let k = x86::Kernel {
+            wq,
+            scales: scales.as_ptr(),
+            groups,
+            acts,
+            i0,
         };
-        for (i, v) in res[..m].iter().enumerate() {
-            // SAFETY: the caller owns element (i, j).
-            unsafe { *out.add(i * ldo + j) = *v };
+        for j in rows {
+            // SAFETY: the caller's contract; row j exists.
+            let res = unsafe {
+                match (m, acts.int4) {
+                    (1, true) => k.row::<1, true>(j, staged),
+                    (1, false) => k.row::<1, false>(j, staged),
+                    (2, true) => k.row::<2, true>(j, staged),
+                    (2, false) => k.row::<2, false>(j, staged),
+                    (3, true) => k.row::<3, true>(j, staged),
+                    (3, false) => k.row::<3, false>(j, staged),
+                    (_, true) => k.row::<4, true>(j, staged),
+                    (_, false) => k.row::<4, false>(j, staged),
+                }
+            };
+            for (i, v) in res[..m].iter().enumerate() {
+                // SAFETY: the caller owns element (i, j).
+                unsafe { *out.add(i * ldo + j) = *v };
+            }
         }
-    }
+    })
 }
 
 mod x86 {
+    use super::super::qdot::{Staged, SEG};
     use super::{Acts, GROUP};
     use std::arch::x86_64::*;
-
-    /// Groups whose product scales are staged at a time (even: pairs never straddle segments).
-    pub(super) const SEG: usize = 512;
-    /// Per activation row, the staged product scales of one segment of the weight row.
-    pub(super) type Staged = [[f32; SEG]; 4];
 
     /// What every row of one `dots` call reads.
     pub(super) struct Kernel<'a> {
@@ -150,29 +166,15 @@ mod x86 {
         pub i0: usize,
     }
 
-    /// The unsigned weight operand of the pair at group `g` (of the whole weight); `full` is
-    /// false for a row's odd last group (its partner's bytes are not read).
+    /// The 64 weight bytes of the block starting at byte `at`, of which the first `valid` are
+    /// read (the rest zero: a row's last, partial block).
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
     #[inline]
-    unsafe fn weight_pair<const INT4: bool>(wq: *const u8, g: usize, full: bool) -> __m512i {
-        if INT4 {
-            let p = wq.add(g * 16);
-            let x = if full {
-                _mm256_loadu_si256(p as *const __m256i)
-            } else {
-                _mm256_maskz_loadu_epi8(0xffff, p as *const i8)
-            };
-            let x = _mm512_broadcast_i64x4(x);
-            let nib = _mm512_srlv_epi64(x, _mm512_set_epi64(4, 4, 4, 4, 0, 0, 0, 0));
-            _mm512_and_si512(nib, _mm512_set1_epi8(0x0f))
+    unsafe fn load_block<const FULL: bool>(p: *const u8, valid: usize) -> __m512i {
+        if FULL {
+            _mm512_loadu_si512(p as *const __m512i)
         } else {
-            let p = wq.add(g * GROUP);
-            let x = if full {
-                _mm512_loadu_si512(p as *const __m512i)
-            } else {
-                _mm512_maskz_loadu_epi8(0xffff_ffff, p as *const i8)
-            };
-            _mm512_xor_si512(x, _mm512_set1_epi8(0x80u8 as i8))
+            _mm512_maskz_loadu_epi8(u64::MAX >> (64 - valid), p as *const i8)
         }
     }
 
@@ -196,32 +198,61 @@ mod x86 {
         }
     }
 
-    /// One pair step: pair `g` (group index within a row) of activation rows `a[i]` (quants)
-    /// and `lc[i]` (lane corrections) against the weight row starting at group `w0`, into
-    /// accumulator `h` of each row; `sc[i]` holds the pair's two product scales at `2p`.
+    /// One block step: the block starting at group `g` (of the row) of activation rows `a[i]`
+    /// (quants) and `lc[i]` (lane corrections) against the weight row starting at group `w0`,
+    /// into accumulator `h` of each row; `valid` groups of the block exist; `sc[i]` holds the
+    /// block's product scales at `s`.
     #[allow(clippy::too_many_arguments)]
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
     #[inline]
-    unsafe fn pair<const M: usize, const INT4: bool, const FULL: bool>(
+    unsafe fn block<const M: usize, const INT4: bool, const FULL: bool>(
         wq: *const u8,
         w0: usize,
         g: usize,
+        valid: usize,
         a: &[*const i8; 4],
         lc: &[*const i32; 4],
         sc: &Staged,
-        p: usize,
+        s: usize,
         acc: &mut [[__m512; 2]; M],
         h: usize,
     ) {
-        let hi: __mmask16 = if INT4 { 0xf0f0 } else { 0xff00 };
-        let u = weight_pair::<INT4>(wq, w0 + g, FULL);
+        let bg = if INT4 { 4 } else { 2 };
+        let x = load_block::<FULL>(
+            wq.add((w0 + g) * if INT4 { 16 } else { GROUP }),
+            valid * 64 / bg,
+        );
+        // Lane l of the i32 result belongs to group l / (16 / bg) of the block.
+        let idx = if INT4 {
+            _mm512_set_epi32(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0)
+        } else {
+            _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0)
+        };
+        let nib = _mm512_set1_epi8(0x0f);
+        let (u0, u1) = if INT4 {
+            (
+                _mm512_and_si512(x, nib),
+                _mm512_and_si512(_mm512_srli_epi16::<4>(x), nib),
+            )
+        } else {
+            (_mm512_xor_si512(x, _mm512_set1_epi8(0x80u8 as i8)), x)
+        };
         for i in 0..M {
-            let av = _mm512_loadu_si512(a[i].add(g * GROUP) as *const __m512i);
-            let cv = _mm512_loadu_si512(lc[i].add(g * 8) as *const __m512i);
-            let dot = _mm512_dpbusd_epi32(cv, u, av);
-            let s = sc[i].as_ptr().add(2 * p);
-            let s = _mm512_mask_broadcastss_ps(_mm512_set1_ps(*s), hi, _mm_load_ss(s.add(1)));
-            acc[i][h] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), s, acc[i][h]);
+            let act = a[i].add(g * GROUP);
+            let c = _mm512_loadu_si512(lc[i].add(g / bg * 16) as *const __m512i);
+            let mut dot = _mm512_dpbusd_epi32(c, u0, _mm512_loadu_si512(act as *const __m512i));
+            if INT4 {
+                let hi = _mm512_loadu_si512(act.add(64) as *const __m512i);
+                dot = _mm512_dpbusd_epi32(dot, u1, hi);
+            }
+            let sp = sc[i].as_ptr().add(s);
+            let s4 = if INT4 {
+                _mm_loadu_ps(sp)
+            } else {
+                _mm_castpd_ps(_mm_load_sd(sp as *const f64))
+            };
+            let scale = _mm512_permutexvar_ps(idx, _mm512_castps128_ps512(s4));
+            acc[i][h] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), scale, acc[i][h]);
         }
     }
 
@@ -242,11 +273,14 @@ mod x86 {
             for i in 0..M {
                 let row = (self.i0 + i) * gp;
                 a[i] = self.acts.q.as_ptr().add(row * GROUP);
-                lc[i] = self.acts.lc.as_ptr().add(row * 8);
+                lc[i] = self
+                    .acts
+                    .lc
+                    .as_ptr()
+                    .add(row * 16 / if INT4 { 4 } else { 2 });
             }
             let w0 = j * groups;
-            // The next row starts where this one ends (past the last row: never dereferenced,
-            // a prefetch does not fault).
+            let bg = if INT4 { 4 } else { 2 };
             // The next row starts where this one ends (past the last row: never dereferenced,
             // a prefetch does not fault).
             let gb = if INT4 { 16 } else { GROUP };
@@ -254,42 +288,50 @@ mod x86 {
             let mut s0 = 0;
             while s0 < groups {
                 let len = SEG.min(groups - s0);
+                let padded = len.next_multiple_of(bg);
                 for i in 0..M {
                     let da = self.acts.d.as_ptr().add((self.i0 + i) * gp + s0);
                     stage(self.scales.add(w0 + s0), da, &mut sc[i][..len]);
-                    if len < SEG {
-                        sc[i][len] = 0.0; // an odd row's padded group
-                    }
+                    sc[i][len..padded].fill(0.0); // a row's padded groups
                 }
-                let full = len / 2;
-                // Even pairs into accumulator 0, odd into 1, two pairs per iteration so the
+                let full = len / bg;
+                // Even blocks into accumulator 0, odd into 1, two blocks per iteration so the
                 // index is a constant (the accumulators stay in registers).
-                let mut p = 0;
-                while p + 2 <= full {
-                    let g = s0 + 2 * p;
-                    // The same bytes of the next row as these two pairs read here (64 int4,
-                    // 128 int8): a row of a 896-wide weight is a stream too short for the
-                    // hardware prefetcher (Qwen2-0.5B decode, int4 35.6 -> 54.8 tok/s; int8
-                    // 47.8 -> 49.6; two or more rows ahead was no better).
+                let mut b = 0;
+                while b + 2 <= full {
+                    let g = s0 + b * bg;
+                    // The same 128 bytes of the next row as these two blocks read here: a row
+                    // of a 896-wide weight is a stream too short for the hardware prefetcher.
                     _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(g * gb));
-                    if !INT4 {
-                        _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(g * gb + 64));
-                    }
-                    pair::<M, INT4, true>(self.wq, w0, g, &a, &lc, sc, p, &mut acc, 0);
-                    pair::<M, INT4, true>(self.wq, w0, g + 2, &a, &lc, sc, p + 1, &mut acc, 1);
-                    p += 2;
+                    _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(g * gb + 64));
+                    let s = b * bg;
+                    block::<M, INT4, true>(self.wq, w0, g, bg, &a, &lc, sc, s, &mut acc, 0);
+                    block::<M, INT4, true>(
+                        self.wq,
+                        w0,
+                        g + bg,
+                        bg,
+                        &a,
+                        &lc,
+                        sc,
+                        s + bg,
+                        &mut acc,
+                        1,
+                    );
+                    b += 2;
                 }
-                if p < full {
-                    pair::<M, INT4, true>(self.wq, w0, s0 + 2 * p, &a, &lc, sc, p, &mut acc, 0);
-                    p += 1;
+                if b < full {
+                    let g = s0 + b * bg;
+                    block::<M, INT4, true>(self.wq, w0, g, bg, &a, &lc, sc, b * bg, &mut acc, 0);
+                    b += 1;
                 }
-                if len % 2 == 1 {
-                    // A row's odd last group: its pair's second half is not read.
-                    let g = s0 + 2 * p;
-                    if p % 2 == 0 {
-                        pair::<M, INT4, false>(self.wq, w0, g, &a, &lc, sc, p, &mut acc, 0);
+                if len % bg != 0 {
+                    // A row's partial last block: only its `len % bg` groups are read.
+                    let (g, v, s) = (s0 + b * bg, len % bg, b * bg);
+                    if b % 2 == 0 {
+                        block::<M, INT4, false>(self.wq, w0, g, v, &a, &lc, sc, s, &mut acc, 0);
                     } else {
-                        pair::<M, INT4, false>(self.wq, w0, g, &a, &lc, sc, p, &mut acc, 1);
+                        block::<M, INT4, false>(self.wq, w0, g, v, &a, &lc, sc, s, &mut acc, 1);
                     }
                 }
                 s0 += len;
