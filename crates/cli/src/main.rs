@@ -117,8 +117,27 @@ fn on_pool(cli: Cli) -> CmdResult {
     rayon::scope(|_| dispatch(cli))
 }
 
+/// Set when stdout's reader went away mid-print (`foveate info | head`): not a bug, no message.
+static STDOUT_CLOSED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Is this panic `println!` failing because stdout is a pipe whose reader has exited? (Rust
+/// ignores SIGPIPE, so the write fails with EPIPE and `println!` panics with this message.)
+fn is_broken_stdout(info: &std::panic::PanicHookInfo) -> bool {
+    let p = info.payload();
+    let msg = p
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| p.downcast_ref::<&str>().copied())
+        .unwrap_or("");
+    msg.starts_with("failed printing to stdout") && msg.contains("Broken pipe")
+}
+
 fn main() -> ExitCode {
     std::panic::set_hook(Box::new(|info| {
+        if is_broken_stdout(info) {
+            STDOUT_CLOSED.store(true, std::sync::atomic::Ordering::Relaxed);
+            return;
+        }
         eprintln!("error: internal error (a bug in foveate, please report it): {info}");
     }));
     // clap prints help/version (exit 0) and usage errors (exit 2) itself.
@@ -129,6 +148,8 @@ fn main() -> ExitCode {
             eprintln!("error: {}", error_line(e.as_ref()));
             ExitCode::from(1)
         }
+        // 128 + SIGPIPE: what a shell reports for a writer whose pipe was closed.
+        Err(_) if STDOUT_CLOSED.load(std::sync::atomic::Ordering::Relaxed) => ExitCode::from(141),
         Err(_) => ExitCode::from(101),
     }
 }

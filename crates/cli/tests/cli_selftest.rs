@@ -177,3 +177,21 @@ fn info_names_the_cpu_kernel_path() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(&format!("FOVEATE_CPU_ISA={ask}")), "{err}");
 }
+
+/// `foveate info | true`: the reader exits before foveate prints, so its writes fail with EPIPE;
+/// that is no bug of foveate's: no "internal error", exit status 141 (as a SIGPIPE'd writer) or
+/// 0 when the output went out before the reader left.
+#[test]
+fn a_closed_stdout_pipe_is_not_an_internal_error() {
+    let script = format!(
+        "set -o pipefail; '{}' info | true; echo \"status=$?\" >&2",
+        env!("CARGO_BIN_EXE_foveate")
+    );
+    let out = Command::new("bash").args(["-c", &script]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("internal error"), "{err}");
+    assert!(
+        err.contains("status=141") || err.contains("status=0"),
+        "{err}"
+    );
+}
