@@ -264,26 +264,25 @@ fn bad_sizes_are_usage_errors() {
 /// weights, at least the measured peak less the baseline, at most twice the peak.
 #[test]
 fn estimate_is_near_the_measured_peak() {
-    let d = foveate(
-        &[
-            "bench",
-            "-m",
-            "qwen2-0.5b",
-            "--layers",
-            "2",
-            "-p",
-            "64",
-            "-n",
-            "8",
-            "-r",
-            "1",
-            "--warmup",
-            "0",
-            "-o",
-            "json",
-        ],
-        Duration::from_secs(300),
-    );
+    // A two-layer bench, measured, then again under --max-memory at its own estimate.
+    let bench = [
+        "bench",
+        "-m",
+        "qwen2-0.5b",
+        "--layers",
+        "2",
+        "-p",
+        "64",
+        "-n",
+        "8",
+        "-r",
+        "1",
+        "--warmup",
+        "0",
+        "-o",
+        "json",
+    ];
+    let d = foveate(&bench, Duration::from_secs(300));
     assert_eq!(d.code, Some(0), "{}", d.stderr);
     let v: serde_json::Value = serde_json::from_str(&d.stdout).expect("bench json");
     let row = &v["rows"][0];
@@ -308,25 +307,7 @@ fn estimate_is_near_the_measured_peak() {
     // The same bench with --max-memory at the estimate loads.
     let at = format!("{}M", est.ceil() as u64);
     let d = foveate(
-        &[
-            "bench",
-            "-m",
-            "qwen2-0.5b",
-            "--layers",
-            "2",
-            "-p",
-            "64",
-            "-n",
-            "8",
-            "-r",
-            "1",
-            "--warmup",
-            "0",
-            "-o",
-            "json",
-            "--max-memory",
-            &at,
-        ],
+        &[&bench[..], &["--max-memory", &at]].concat(),
         Duration::from_secs(300),
     );
     assert_eq!(d.code, Some(0), "--max-memory {at}: {}", d.stderr);

@@ -22,26 +22,17 @@ fn plan() -> LoadPlan {
     )];
     for l in 0..2 {
         for (n, s) in [
-            ("q_proj", [64, 64]),
-            ("k_proj", [32, 64]),
-            ("v_proj", [32, 64]),
-            ("o_proj", [64, 64]),
+            ("self_attn.q_proj", [64, 64]),
+            ("self_attn.k_proj", [32, 64]),
+            ("self_attn.v_proj", [32, 64]),
+            ("self_attn.o_proj", [64, 64]),
+            ("mlp.gate_proj", [128, 64]),
+            ("mlp.up_proj", [128, 64]),
+            ("mlp.down_proj", [64, 128]),
         ] {
             entries.push(entry(
                 Part::Text,
-                &format!("layers.{l}.self_attn.{n}.weight"),
-                &s,
-                Role::Weight,
-            ));
-        }
-        for (n, s) in [
-            ("gate_proj", [128, 64]),
-            ("up_proj", [128, 64]),
-            ("down_proj", [64, 128]),
-        ] {
-            entries.push(entry(
-                Part::Text,
-                &format!("layers.{l}.mlp.{n}.weight"),
+                &format!("layers.{l}.{n}.weight"),
                 &s,
                 Role::Weight,
             ));

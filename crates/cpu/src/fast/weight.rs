@@ -115,11 +115,6 @@ pub(crate) fn simd_enabled() -> bool {
     super::isa::selected() >= super::isa::Isa::Avx2
 }
 
-#[cfg(test)]
-fn simd_available() -> bool {
-    super::isa::Isa::Avx2.supported()
-}
-
 /// For each weight row `j` in `rows`: `out[i·ldo + j] = sum_p a[i·k + p] · w[j, p]` for the `m`
 /// (1 to 4) rows of `a` (`[m, k]`, f32). `simd` picks the AVX2 kernels (the caller checked
 /// [`simd_enabled`]; tests pass either).
@@ -522,7 +517,7 @@ mod tests {
                 assert_eq!(panel, dec, "{dt} k{k}: rows_f32 differs from quant::decode");
                 for m in 1..=4 {
                     let a = vals(m * k, 99 + m as u32);
-                    let kernels: &[bool] = if simd_available() {
+                    let kernels: &[bool] = if crate::fast::isa::Isa::Avx2.supported() {
                         &[false, true]
                     } else {
                         &[false]
@@ -547,7 +542,10 @@ mod tests {
                 }
             }
         }
-        eprintln!("simd kernels available: {}", simd_available());
+        eprintln!(
+            "simd kernels available: {}",
+            crate::fast::isa::Isa::Avx2.supported()
+        );
     }
 
     /// A swapped nibble order (element i+16 in the low nibble) changes the products: the test
@@ -574,7 +572,7 @@ mod tests {
                     0..1,
                     out.as_mut_ptr(),
                     1,
-                    simd_available(),
+                    crate::fast::isa::Isa::Avx2.supported(),
                 )
             };
             out[0]
