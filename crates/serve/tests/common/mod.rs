@@ -87,7 +87,12 @@ pub fn http(addr: SocketAddr, method: &str, path: &str, body: &[u8]) -> Resp {
     // A server may answer (413) and close before it read all of a large body.
     let _ = s.write_all(body);
     let mut raw = Vec::new();
-    let _ = s.read_to_end(&mut raw);
+    let read = s.read_to_end(&mut raw);
+    // An error after a whole reply (a reset once the server closed) still leaves the reply to check.
+    assert!(
+        !raw.is_empty(),
+        "no reply to {method} {path} from {addr}: {read:?}"
+    );
     parse(&raw)
 }
 
