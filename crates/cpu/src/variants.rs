@@ -33,6 +33,7 @@ pub(crate) fn list(oracle: bool, op: OpKind) -> Vec<VariantInfo> {
         OpKind::Gemm => vec![
             VariantInfo::new(op, "tiled", dt, "gemm crate (packed, SIMD, rayon) with a fused bias/activation/residual epilogue; weights read in their stored format"),
             VariantInfo::new(op, "int8-dot", dt, "as tiled, except int8/int4 weights under at most 4 rows: activations quantised to int8 per group of 32, integer dot products (AVX2 maddubs); looser tolerance"),
+            VariantInfo::new(op, crate::fast::BF16_DOT, dt, "as tiled, except products of more than 4 rows on bf16/f16/int8/int4 weights: weights (converted a panel at a time) and activations as bf16, AVX-512 BF16 dot products (vdpbf16ps) into f32; needs avx512bf16; looser tolerance"),
         ],
         OpKind::GeluMlp => vec![VariantInfo::new(op, "tiled", dt, "two gemm-crate products with fused bias/activation epilogues")],
         OpKind::PatchEmbed => vec![VariantInfo::new(op, "tiled", dt, "im2col + gemm crate, then bias, CLS row and position embedding")],
@@ -40,23 +41,36 @@ pub(crate) fn list(oracle: bool, op: OpKind) -> Vec<VariantInfo> {
     }
 }
 
-/// The fast path's default Gemm on an int8/int4 weight is `int8-dot`: decode-shaped products (at
-/// most 4 rows) quantise the activations per group of 32 and take integer dot products (what
-/// GGUF Q8_0/Q4_0 runtimes run), larger ones (prefill, batches of more than 4) run as `tiled`
-/// with f32 activations; `tiled` stays available by name. Every other op and an explicit variant
-/// pass through.
+/// The fast path's default Gemm by weight format: on an int8/int4 weight `int8-dot` for
+/// decode-shaped products (at most 4 rows: activations quantised per group of 32, integer dot
+/// products, what GGUF Q8_0/Q4_0 runtimes run); on a bf16 weight, and on an int8/int4 weight over
+/// more than 4 rows (prefill, batches), `bf16-dot` where the CPU has AVX-512 BF16 (else `tiled`,
+/// f32 activations). f32 and f16 weights keep `tiled`; every variant stays available by name, and
+/// every other op and an explicit variant pass through.
 pub(crate) fn default_for_weights<'a>(
     oracle: bool,
     op: &Op,
     inputs: &[&foveate_core::Tensor],
     variant: &'a str,
 ) -> &'a str {
-    let quant_weight =
-        matches!(op, Op::Gemm(_)) && inputs.get(1).is_some_and(|w| w.dtype().is_quant());
-    if variant.is_empty() && !oracle && quant_weight {
-        "int8-dot"
-    } else {
-        variant
+    let weight = match op {
+        Op::Gemm(_) => inputs.get(1).map(|w| w.dtype()),
+        _ => None,
+    };
+    let bf16_dot = crate::fast::bf16_dot_available();
+    // Rows of the product: the activation's elements over its last dimension (K).
+    let rows = || {
+        let a = inputs[0].desc();
+        a.numel() / a.shape.last().max(1)
+    };
+    match weight {
+        _ if !variant.is_empty() || oracle => variant,
+        Some(d) if d.is_quant() && bf16_dot && rows() > crate::fast::GEMV_M => {
+            crate::fast::BF16_DOT
+        }
+        Some(d) if d.is_quant() => "int8-dot",
+        Some(DType::BF16) if bf16_dot => crate::fast::BF16_DOT,
+        _ => variant,
     }
 }
 
@@ -92,6 +106,11 @@ pub(crate) fn resolve(
             v.name,
             names(&v.dtypes)
         ));
+    }
+    if v.name == crate::fast::BF16_DOT {
+        if let Some(why) = crate::fast::bf16_dot_unavailable() {
+            return Err(why);
+        }
     }
     if let Op::Attention(a) = op {
         if let Mask::BlockSparse(l) = &a.mask {

@@ -66,11 +66,15 @@ impl Tolerance {
     /// The tolerance the matrix uses for `variant` of `op` on `inputs`: [`Tolerance::for_op`],
     /// except for the CPU's `int8-dot` Gemm on an int8/int4 weight, which rounds the activations
     /// to int8 per group of 32 (each moves by up to half a step of 1/127 of its group's largest
-    /// magnitude: about 0.2 % RMS): bf16's bounds, or the dtype's own when looser.
+    /// magnitude: about 0.2 % RMS), and its `bf16-dot` Gemm on any weight not in f32, which rounds
+    /// the activations (and f16/int8/int4 weights) to bf16 (up to 2^-9 relative each): bf16's
+    /// bounds, or the dtype's own when looser.
     pub fn for_variant(op: &Op, dtype: DType, variant: &str, inputs: &[&foveate_core::TensorDesc]) -> Tolerance {
         let t = Self::for_op(op, dtype);
-        let quant_weight = op.weight_slots().iter().any(|&i| inputs.get(i).is_some_and(|d| d.dtype.is_quant()));
-        if variant == "int8-dot" && quant_weight {
+        let weights = || op.weight_slots().iter().filter_map(|&i| inputs.get(i).map(|d| d.dtype));
+        let quant_weight = weights().any(|d| d.is_quant());
+        let rounded = (variant == "int8-dot" && quant_weight) || (variant == "bf16-dot" && weights().any(|d| d != DType::F32));
+        if rounded {
             let b = Self::for_dtype(DType::BF16);
             return Tolerance { rel: t.rel.max(b.rel), abs: t.abs.max(b.abs), exact: false };
         }

@@ -33,6 +33,26 @@ fn cpu_fast_passes_the_full_matrix() {
         }
     }
     assert!(report.results.iter().any(|r| r.variant == "int8-dot" && !r.shape.contains("w:")));
+    // bf16-dot ran its kernel (more than 4 rows) on every weight format but f32, under every
+    // activation dtype, where this CPU runs it.
+    match foveate_cpu::bf16_dot_unavailable() {
+        None => {
+            // f16/bf16 weights are tagged `w:` under f32 activations (a weight in its
+            // activations' own dtype carries no tag), int8/int4 under every float dtype.
+            let f32_only = [DType::F32];
+            for (w, dts) in [("w:f16", &f32_only[..]), ("w:bf16", &f32_only), ("w:int8", &DType::FLOATS), ("w:int4", &DType::FLOATS)] {
+                for &dt in dts {
+                    let n = report.results.iter().filter(|r| r.variant == "bf16-dot" && r.dtype == dt && r.shape.contains(w) && !r.shape.starts_with("m1 ")).count();
+                    assert!(n >= 1, "bf16-dot never ran over 4 rows with {w} under {dt}");
+                }
+            }
+            assert!(report.results.iter().any(|r| r.variant == "bf16-dot" && r.dtype == DType::BF16 && !r.shape.contains("w:") && !r.shape.starts_with("m1 ")));
+            let rs = report.results.iter().filter(|r| r.variant == "bf16-dot" && r.shape.contains("w:"));
+            let (rel, abs) = rs.fold((0f64, 0f64), |(a, b), r| (a.max(r.rel_err), b.max(r.max_abs_err)));
+            eprintln!("margin gemm bf16-dot (16-bit and quantised weights) worst rel_err {rel:.2e}  worst max_abs_err {abs:.2e}");
+        }
+        Some(why) => eprintln!("skipped: the bf16-dot kernel checks ({why})"),
+    }
     for dt in DType::FLOATS {
         let rs = report.results.iter().filter(|r| r.variant == "int8-dot" && r.dtype == dt && r.shape.contains("w:int"));
         let (rel, abs) = rs.fold((0f64, 0f64), |(a, b), r| (a.max(r.rel_err), b.max(r.max_abs_err)));
@@ -41,7 +61,7 @@ fn cpu_fast_passes_the_full_matrix() {
     // Margins: the worst error per op family and dtype, for tuning tolerances (printed only).
     for kind in OpKind::ALL {
         for dt in DType::FLOATS {
-            let rs = report.results.iter().filter(|r| r.kind == kind && r.dtype == dt && r.variant != "int8-dot");
+            let rs = report.results.iter().filter(|r| r.kind == kind && r.dtype == dt && r.variant != "int8-dot" && r.variant != "bf16-dot");
             let (rel, abs) = rs.fold((0f64, 0f64), |(a, b), r| (a.max(r.rel_err), b.max(r.max_abs_err)));
             eprintln!("margin {:<12} {dt:<5} worst rel_err {rel:.2e}  worst max_abs_err {abs:.2e}", kind.name());
         }

@@ -12,7 +12,7 @@ use rayon::prelude::*;
 /// thread running a single-threaded product: decode-shaped GEMMs have no row parallelism.
 const SMALL_M: usize = 16;
 /// Up to this many rows, a dot product per output element (GEMV-like) beats packing.
-const GEMV_M: usize = 4;
+pub(crate) const GEMV_M: usize = 4;
 /// Products of at most this many multiply-adds run on one thread (threading costs more).
 const SMALL_WORK: usize = 1 << 18;
 /// Weight rows converted to f32 at a time by a product of more than [`GEMV_M`] rows whose weight
@@ -313,14 +313,18 @@ pub(crate) fn gemm_op(
     n: usize,
     k: usize,
     out: &mut [f32],
-    int8_dot: bool,
+    variant: &str,
 ) {
     let m = out.len() / n.max(1);
     let quantised = matches!(w, Weight::Int8 { .. } | Weight::Int4 { .. });
-    if int8_dot && quantised && (1..=GEMV_M).contains(&m) && n > 0 {
-        gemv_int8(a, w, m, n, k, out);
-    } else {
-        matmul_w(a, w, m, n, k, out);
+    match w {
+        _ if variant == qdot::NAME && quantised && (1..=GEMV_M).contains(&m) && n > 0 => {
+            gemv_int8(a, w, m, n, k, out)
+        }
+        _ if variant == super::bf16dot::NAME && m > GEMV_M && !matches!(w, Weight::F32(_)) => {
+            super::bf16dot::matmul(a, w, m, n, k, out)
+        }
+        _ => matmul_w(a, w, m, n, k, out),
     }
     epilogue(out, n, bias, spec.act, res);
 }

@@ -7,6 +7,7 @@
 //! as a plain loop ([`maybe_par!`]).
 
 mod attention;
+mod bf16dot;
 mod gemm;
 pub(crate) mod isa;
 mod qdot;
@@ -19,6 +20,20 @@ mod weight;
 use crate::storage::{store_f64, with_out_f32, Inputs};
 use std::cell::Cell;
 use weight::Weight;
+
+pub(crate) use bf16dot::NAME as BF16_DOT;
+pub(crate) use gemm::GEMV_M;
+
+/// Whether the `bf16-dot` Gemm runs on this CPU (AVX-512 BF16 on the selected avx512 path).
+pub(crate) fn bf16_dot_available() -> bool {
+    bf16dot::available()
+}
+
+/// Why the `bf16-dot` Gemm cannot run in this process (no AVX-512 BF16, or a lower kernel path
+/// chosen), or `None` when it runs.
+pub fn bf16_dot_unavailable() -> Option<String> {
+    bf16dot::unavailable_reason()
+}
 
 /// Ops with less work than this (multiply-adds, or elements moved) run on the calling thread.
 pub(crate) const SERIAL_WORK: usize = 1 << 16;
@@ -107,7 +122,6 @@ fn compute(op: &Op, ins: &Inputs, o: &mut [f32], variant: &str) {
             let bias = opt(s.bias, 2);
             let res = opt(s.residual, 2 + s.bias as usize);
             let w = Weight::new(ins.words(1), ins.desc(1));
-            let int8_dot = variant == qdot::NAME;
             gemm::gemm_op(
                 s,
                 &ins.f32(0),
@@ -117,7 +131,7 @@ fn compute(op: &Op, ins: &Inputs, o: &mut [f32], variant: &str) {
                 n,
                 k,
                 o,
-                int8_dot,
+                variant,
             );
         }
         Op::GeluMlp(s) => {

@@ -1,0 +1,343 @@
+//! The `bf16-dot` Gemm: bf16 weights against activations rounded to bf16, multiplied with
+//! AVX-512 BF16's `vdpbf16ps` (32 bf16 products per instruction, summed in pairs into 16 f32
+//! lanes), for products of more than [`super::gemm::GEMV_M`] rows (prefill, batches). Smaller ones
+//! run as `tiled` (decode streams the weights; their bandwidth, not the arithmetic, bounds it).
+//!
+//! Against `tiled` on a bf16 weight, which converts each panel of weight rows to f32 and runs the
+//! f32 GEMM, this does each multiply-add in half an instruction and reads the weights as stored;
+//! the price is the activations' rounding to bf16 (8 significant bits, round to nearest even:
+//! up to 2^-9 relative per element), the same as the GGUF runtimes' bf16 path. The products are
+//! exact in f32; the sums are f32.
+//!
+//! Other weight formats (f16, int8, int4) are converted to bf16 a panel of rows at a time (one
+//! more rounding: 2^-9 relative, small against int8/int4's own steps), so quantised prefill runs
+//! at the bf16 kernel's speed.
+//!
+//! Layout: both operands run along K (a weight row and an activation row are each contiguous),
+//! so the weights need no packing. A register tile is 4 weight rows x 4 activation rows: per 32
+//! elements of K, 4 + 4 loads and 16 `vdpbf16ps` into 16 accumulators, which a shuffle tree
+//! reduces to the 16 dot products at the end of K. Edges clamp the row index (a tile past the last
+//! row recomputes the last row and does not store it), and a K that is not a multiple of 32 ends
+//! with a masked weight load against zero-padded activations.
+
+use super::maybe_par;
+use super::weight::Weight;
+use rayon::prelude::*;
+use std::sync::OnceLock;
+
+pub(crate) const NAME: &str = "bf16-dot";
+
+/// Register tile: weight rows x activation rows.
+const TR: usize = 4;
+const TC: usize = 4;
+/// Activation rows per pass over a task's weight rows: a block of `MB · K` bf16 values stays in
+/// the core's L2 while each weight tile is multiplied by all of it.
+const BLOCK_BYTES: usize = 384 << 10;
+
+/// Whether this CPU runs the kernel: the AVX-512 path is selected (so `FOVEATE_CPU_ISA` can turn
+/// it off) and the CPU has AVX-512 BF16.
+pub(crate) fn available() -> bool {
+    static ON: OnceLock<bool> = OnceLock::new();
+    *ON.get_or_init(|| {
+        #[cfg(target_arch = "x86_64")]
+        {
+            super::isa::selected() >= super::isa::Isa::Avx512
+                && std::arch::is_x86_feature_detected!("avx512bf16")
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            false
+        }
+    })
+}
+
+/// Why the kernel cannot run here (for `supports`), or `None` when it can.
+pub(crate) fn unavailable_reason() -> Option<String> {
+    (!available()).then(|| {
+        format!(
+            "`{NAME}` needs AVX-512 BF16 on the avx512 kernel path (this process runs `{}`{})",
+            super::isa::selected().name(),
+            if super::isa::Isa::Avx512.supported() { ", and the CPU lacks avx512bf16" } else { "" }
+        )
+    })
+}
+
+#[derive(Clone, Copy)]
+struct Out(*mut f32);
+unsafe impl Send for Out {}
+unsafe impl Sync for Out {}
+
+impl Out {
+    /// The pointer (a method, so closures capture the whole `Send` wrapper).
+    fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+
+thread_local! {
+    /// Per-thread panel of weight rows converted to f32 and then to bf16 (weights not stored as
+    /// bf16).
+    static PANEL: std::cell::RefCell<(Vec<f32>, Vec<u16>)> =
+        const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
+}
+
+/// `out[m, n] = sum_k bf16(a[m, k]) · bf16(w[n, k])`: a bf16 weight as stored, any other one
+/// converted a panel of rows at a time (f16, int8 and int4 dequantised, then rounded to bf16).
+///
+/// Panics unless [`available`] and the slices hold `m·k` and `m·n` values.
+pub(crate) fn matmul(a: &[f32], w: &Weight, m: usize, n: usize, k: usize, out: &mut [f32]) {
+    assert!(available(), "bf16dot::matmul on a CPU without the kernel");
+    assert!(a.len() >= m * k && out.len() >= m * n);
+    if m == 0 || n == 0 {
+        return;
+    }
+    let kp = k.next_multiple_of(32);
+    let mut abf = vec![0u16; m * kp];
+    for (src, dst) in a.chunks(k).zip(abf.chunks_mut(kp)).take(m) {
+        // SAFETY: `available` checked the CPU.
+        unsafe { x86::round_row(src, &mut dst[..k]) };
+    }
+    let threads = rayon::current_num_threads();
+    // Weight rows per panel: a panel of bf16 rows stays in L2 while all the activations pass it.
+    let panel = (BLOCK_BYTES / 2 / (2 * k.max(1))).clamp(TR, 64) / TR * TR;
+    // Whole panels per task, a few tasks per thread.
+    let chunk = n.div_ceil(threads * 4).next_multiple_of(panel).max(panel);
+    let mb = (BLOCK_BYTES / (2 * kp)).max(TC) / TC * TC;
+    let dst = Out(out.as_mut_ptr());
+    let abf = &abf;
+    let body = |j0: usize, rows: usize, wp: &[u16]| {
+        for i0 in (0..m).step_by(mb) {
+            let i1 = (i0 + mb).min(m);
+            for j in (0..rows).step_by(TR) {
+                for i in (i0..i1).step_by(TC) {
+                    // SAFETY: `available`; the tile's rows are clamped into range; this task
+                    // alone writes columns j0..j0 + rows of `out`.
+                    unsafe { x86::tile(wp, abf, rows, m, k, kp, j, i, dst.get().add(j0), n) };
+                }
+            }
+        }
+    };
+    maybe_par!(
+        (0..n.div_ceil(chunk)),
+        (0..n.div_ceil(chunk)).into_par_iter(),
+        |c: usize| {
+            for j0 in (c * chunk..((c + 1) * chunk).min(n)).step_by(panel) {
+                let rows = panel.min(n - j0);
+                match w {
+                    Weight::BF16(wb) => body(j0, rows, &wb[j0 * k..(j0 + rows) * k]),
+                    _ => PANEL.with(|p| {
+                        let (f, b) = &mut *p.borrow_mut();
+                        f.resize(rows * k, 0.0);
+                        b.resize(rows * k, 0);
+                        w.rows_f32(j0, rows, k, f);
+                        // SAFETY: `available`.
+                        unsafe { x86::round_row(f, b) };
+                        body(j0, rows, b)
+                    }),
+                }
+            }
+        }
+    );
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use super::{TC, TR};
+    use std::arch::x86_64::*;
+
+    /// `dst[i] = bf16(src[i])`, rounded to nearest even.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512bf16")]
+    pub(super) unsafe fn round_row(src: &[f32], dst: &mut [u16]) {
+        let n = src.len().min(dst.len());
+        let mut i = 0;
+        while i + 16 <= n {
+            let v = _mm512_cvtneps_pbh(_mm512_loadu_ps(src.as_ptr().add(i)));
+            _mm256_storeu_si256(dst.as_mut_ptr().add(i) as *mut __m256i, std::mem::transmute(v));
+            i += 16;
+        }
+        if i < n {
+            let mask = (1u16 << (n - i)) - 1;
+            let v = _mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(mask, src.as_ptr().add(i)));
+            _mm256_mask_storeu_epi16(dst.as_mut_ptr().add(i) as *mut i16, mask, std::mem::transmute(v));
+        }
+    }
+
+    /// Lane `t` of the result is the sum of the 16 lanes of `v[t]`.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512bf16")]
+    #[inline]
+    unsafe fn sum_lanes(v: &[__m512; 16]) -> __m512 {
+        // 512 -> 256 bits: u[i] lanes 0-7 fold v[i], 8-15 fold v[i + 8].
+        let mut u = [_mm512_setzero_ps(); 8];
+        for i in 0..8 {
+            let lo = _mm512_shuffle_f32x4::<0b01_00_01_00>(v[i], v[i + 8]);
+            let hi = _mm512_shuffle_f32x4::<0b11_10_11_10>(v[i], v[i + 8]);
+            u[i] = _mm512_add_ps(lo, hi);
+        }
+        // 256 -> 128: s[i]'s 128-bit quarters fold v[i], v[i + 8], v[i + 4], v[i + 12].
+        let mut s = [_mm512_setzero_ps(); 4];
+        for i in 0..4 {
+            let lo = _mm512_shuffle_f32x4::<0b10_00_10_00>(u[i], u[i + 4]);
+            let hi = _mm512_shuffle_f32x4::<0b11_01_11_01>(u[i], u[i + 4]);
+            s[i] = _mm512_add_ps(lo, hi);
+        }
+        // 128 -> 64: t[i] quarter q holds two floats of s[i]'s quarter q, then two of s[i + 2]'s.
+        let mut t = [_mm512_setzero_ps(); 2];
+        for i in 0..2 {
+            let a = _mm512_castps_pd(s[i]);
+            let b = _mm512_castps_pd(s[i + 2]);
+            let lo = _mm512_castpd_ps(_mm512_unpacklo_pd(a, b));
+            let hi = _mm512_castpd_ps(_mm512_unpackhi_pd(a, b));
+            t[i] = _mm512_add_ps(lo, hi);
+        }
+        // 64 -> 32: quarter q, element e is the whole sum of s[[0, 2, 1, 3][e]]'s quarter q.
+        let r = _mm512_add_ps(
+            _mm512_shuffle_ps::<0b10_00_10_00>(t[0], t[1]),
+            _mm512_shuffle_ps::<0b11_01_11_01>(t[0], t[1]),
+        );
+        // Lane 4q + e holds v[[0, 2, 1, 3][e] + [0, 8, 4, 12][q]]: gather each v[t]'s lane.
+        let idx = _mm512_setr_epi32(0, 2, 1, 3, 8, 10, 9, 11, 4, 6, 5, 7, 12, 14, 13, 15);
+        _mm512_permutexvar_ps(idx, r)
+    }
+
+    /// The 4 x 4 tile: weight rows `j..j + 4` (clamped to `n`) against activation rows `i..i + 4`
+    /// (clamped to `m`), stored at `out[i' · ldo + j']` for the rows in range.
+    #[allow(clippy::too_many_arguments)]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512bf16")]
+    pub(super) unsafe fn tile(
+        w: &[u16],
+        abf: &[u16],
+        n: usize,
+        m: usize,
+        k: usize,
+        kp: usize,
+        j: usize,
+        i: usize,
+        out: *mut f32,
+        ldo: usize,
+    ) {
+        let wr: [*const u16; TR] = std::array::from_fn(|r| w.as_ptr().add((j + r).min(n - 1) * k));
+        let ar: [*const u16; TC] =
+            std::array::from_fn(|c| abf.as_ptr().add((i + c).min(m - 1) * kp));
+        let mut acc = [_mm512_setzero_ps(); 16];
+        let full = k / 32 * 32;
+        let mut kk = 0;
+        while kk < full {
+            let wv: [__m512bh; TR] =
+                std::array::from_fn(|r| std::mem::transmute(_mm512_loadu_si512(wr[r].add(kk) as *const _)));
+            for c in 0..TC {
+                let av: __m512bh = std::mem::transmute(_mm512_loadu_si512(ar[c].add(kk) as *const _));
+                for r in 0..TR {
+                    acc[r * TC + c] = _mm512_dpbf16_ps(acc[r * TC + c], wv[r], av);
+                }
+            }
+            kk += 32;
+        }
+        if kk < k {
+            let mask = u32::MAX >> (32 - (k - kk));
+            let wv: [__m512bh; TR] = std::array::from_fn(|r| {
+                std::mem::transmute(_mm512_maskz_loadu_epi16(mask, wr[r].add(kk) as *const i16))
+            });
+            for c in 0..TC {
+                // Zero past k (the rows are padded to kp).
+                let av: __m512bh = std::mem::transmute(_mm512_loadu_si512(ar[c].add(kk) as *const _));
+                for r in 0..TR {
+                    acc[r * TC + c] = _mm512_dpbf16_ps(acc[r * TC + c], wv[r], av);
+                }
+            }
+        }
+        let mut sums = [0f32; 16];
+        _mm512_storeu_ps(sums.as_mut_ptr(), sum_lanes(&acc));
+        for r in 0..TR.min(n - j) {
+            for c in 0..TC.min(m - i) {
+                *out.add((i + c) * ldo + j + r) = sums[r * TC + c];
+            }
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn sum_lanes_sums_each_vector() {
+            if !super::super::available() {
+                eprintln!("skipped: this CPU has no AVX-512 BF16 path");
+                return;
+            }
+            let vals: Vec<[f32; 16]> =
+                (0..16).map(|v| std::array::from_fn(|l| (v * 100 + l * l) as f32)).collect();
+            let got = unsafe {
+                let v: [__m512; 16] = std::array::from_fn(|i| _mm512_loadu_ps(vals[i].as_ptr()));
+                let mut out = [0f32; 16];
+                _mm512_storeu_ps(out.as_mut_ptr(), sum_lanes(&v));
+                out
+            };
+            for (t, g) in got.iter().enumerate() {
+                assert_eq!(*g, vals[t].iter().sum::<f32>(), "lane {t}");
+            }
+        }
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+mod x86 {
+    pub(super) unsafe fn round_row(_: &[f32], _: &mut [u16]) {
+        unreachable!("bf16dot runs on x86_64 only")
+    }
+    #[allow(clippy::too_many_arguments)]
+    pub(super) unsafe fn tile(
+        _: &[u16],
+        _: &[u16],
+        _: usize,
+        _: usize,
+        _: usize,
+        _: usize,
+        _: usize,
+        _: usize,
+        _: *mut f32,
+        _: usize,
+    ) {
+        unreachable!("bf16dot runs on x86_64 only")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use half::bf16;
+
+    /// Against f64 sums of the same bf16-rounded operands: only the f32 summation differs.
+    #[test]
+    fn matches_the_rounded_operands_at_edge_shapes() {
+        if !available() {
+            eprintln!("skipped: {}", unavailable_reason().unwrap_or_default());
+            return;
+        }
+        let mut seed = 7u32;
+        let mut rnd = move || {
+            seed = seed.wrapping_mul(1664525).wrapping_add(1013904223);
+            (seed >> 8) as f32 / (1 << 24) as f32 - 0.5
+        };
+        for &(m, n, k) in &[(5, 4, 32), (7, 9, 33), (13, 6, 100), (16, 17, 256), (4, 1, 1), (6, 5, 31)] {
+            let a: Vec<f32> = (0..m * k).map(|_| rnd()).collect();
+            let w: Vec<u16> = (0..n * k).map(|_| bf16::from_f32(rnd()).to_bits()).collect();
+            let mut out = vec![f32::NAN; m * n];
+            matmul(&a, &Weight::BF16(&w), m, n, k, &mut out);
+            for i in 0..m {
+                for j in 0..n {
+                    let want: f64 = (0..k)
+                        .map(|t| {
+                            bf16::from_f32(a[i * k + t]).to_f64()
+                                * bf16::from_bits(w[j * k + t]).to_f64()
+                        })
+                        .sum();
+                    let got = out[i * n + j] as f64;
+                    assert!(
+                        (got - want).abs() <= 1e-5 * (1.0 + want.abs()),
+                        "m{m} n{n} k{k} ({i}, {j}): {got} vs {want}"
+                    );
+                }
+            }
+        }
+    }
+}
