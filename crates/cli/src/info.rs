@@ -46,6 +46,8 @@ struct CpuKernels {
     runnable: Vec<&'static str>,
     /// Paths this CPU cannot run, with the features each needs.
     unavailable: Vec<String>,
+    /// "on" where the `bf16-dot` Gemm (AVX-512 BF16) runs, else why not.
+    bf16_dot: String,
 }
 
 fn cpu_kernels() -> CpuKernels {
@@ -58,6 +60,7 @@ fn cpu_kernels() -> CpuKernels {
             .filter(|i| !i.supported())
             .map(|i| format!("{} (needs {})", i.name(), i.needs()))
             .collect(),
+        bf16_dot: foveate_cpu::bf16_dot_unavailable().unwrap_or_else(|| "on".into()),
     }
 }
 
@@ -140,9 +143,10 @@ pub fn run(args: Args) -> CmdResult {
         format!("; not on this CPU: {}", k.unavailable.join(", "))
     };
     println!(
-        "cpu-kernels  {} (runs here: {}; FOVEATE_CPU_ISA=scalar|avx2|avx512 picks a narrower one{missing})",
+        "cpu-kernels  {} (runs here: {}; FOVEATE_CPU_ISA=scalar|avx2|avx512 picks a narrower one{missing}); bf16-dot Gemm: {}",
         k.selected,
-        k.runnable.join(", ")
+        k.runnable.join(", "),
+        k.bf16_dot
     );
     let w = info
         .backends

@@ -165,6 +165,11 @@ fn info_names_the_cpu_kernel_path() {
         .output()
         .unwrap();
     assert_eq!(json(&out)["cpu_kernels"]["selected"], "scalar");
+    // The bf16-dot Gemm needs the avx512 path: off under scalar, with the reason.
+    let off = json(&out)["cpu_kernels"]["bf16_dot"].as_str().unwrap().to_string();
+    assert!(off.contains("needs AVX-512 BF16") && off.contains("`scalar`"), "{off}");
+    let on = k["bf16_dot"].as_str().unwrap();
+    assert_eq!(on == "on", dev.contains("bf16-dot"), "{on} / {dev}");
     // A path this CPU lacks (or a name that is none) warns and keeps the widest it has.
     let ask = if best == "avx512" { "neon" } else { "avx512" };
     let out = Command::new(env!("CARGO_BIN_EXE_foveate"))

@@ -177,9 +177,10 @@ impl Backend for CpuBackend {
         match self.mode {
             Mode::Oracle => "CPU (f64 reference, 1 thread)".into(),
             Mode::Fast => format!(
-                "CPU ({} threads, {} kernels)",
+                "CPU ({} threads, {} kernels{})",
                 self.threads(),
-                fast::isa::selected().name()
+                fast::isa::selected().name(),
+                if fast::bf16_dot_available() { ", bf16-dot" } else { "" }
             ),
         }
     }
