@@ -9,7 +9,7 @@ use crate::prompt::{read_json, PromptBuilder};
 use crate::qcheckpoint::{stored_name, QuantManifest};
 use crate::vars::Role;
 use crate::weights::Weights;
-use foveate_core::{DType, Error, HostTensor, Result, Shape};
+use foveate_core::{Backend, DType, Error, HostTensor, Result, Shape, Tensor};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -116,6 +116,28 @@ impl Checkpoint {
                     candidates(part, rest).join(", ")
                 ),
             )),
+        }
+    }
+
+    /// As [`Checkpoint::tensor_for`], uploaded to `backend`: a tensor converted from the
+    /// checkpoint's floats goes straight into the backend's tensor ([`Weights::upload`]).
+    pub fn upload_for(
+        &self,
+        part: Part,
+        rest: &str,
+        shape: &[usize],
+        role: Role,
+        format: DType,
+        backend: &dyn Backend,
+    ) -> Result<Tensor> {
+        let quantised = self.quant.as_ref().is_some_and(|q| {
+            stored_name(self, part, rest, role).is_some_and(|n| q.tensors.contains_key(&n))
+        });
+        match self.resolve(part, rest) {
+            Some(name) if self.quant.is_none() || (!quantised && !format.is_quant()) => {
+                self.weights.upload(&name, shape, format, backend)
+            }
+            _ => backend.upload(&self.tensor_for(part, rest, shape, role, format)?),
         }
     }
 

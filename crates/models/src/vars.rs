@@ -138,9 +138,9 @@ impl TensorSource for CheckpointSource<'_> {
         if kept {
             self.kept.push(format!("{}.{name} {shape:?}", part.name()));
         }
-        let h = self.ck.tensor_for(part, name, shape, role, fmt)?;
-        self.bytes.add(fmt, h.bytes.len());
-        self.backend.upload(&h)
+        let t = self.ck.upload_for(part, name, shape, role, fmt, self.backend)?;
+        self.bytes.add(fmt, t.desc().size_bytes());
+        Ok(t)
     }
     fn zeros(&mut self, shape: &[usize]) -> Result<Tensor> {
         zeros(self.backend, self.dtype, shape, &mut self.bytes)

@@ -3,7 +3,7 @@
 //! against its file when the checkpoint is opened, so a truncated or corrupt file is one error
 //! naming the file and the tensor, never an out-of-bounds read.
 
-use foveate_core::{DType, Error, HostTensor, Result, Shape, TensorDesc};
+use foveate_core::{Backend, DType, Error, HostTensor, Result, Shape, Tensor, TensorDesc};
 use half::{bf16, f16};
 use memmap2::Mmap;
 use serde_json::Value;
@@ -211,6 +211,29 @@ impl Weights {
 
     /// Reads tensor `name`, checks its shape against `expected`, converts it to `dtype`.
     pub fn load(&self, name: &str, expected: &[usize], dtype: DType) -> Result<HostTensor> {
+        let (from, raw) = self.checked(name, expected)?;
+        let desc = TensorDesc::new(dtype, expected.to_vec());
+        let mut bytes = vec![0u8; desc.size_bytes()];
+        convert_into(raw, from, dtype, &mut bytes);
+        Ok(HostTensor { desc, bytes })
+    }
+
+    /// As [`Weights::load`], converted straight into a tensor of `backend`
+    /// ([`Backend::upload_with`]: on the cpu into its storage, with no host copy).
+    pub fn upload(
+        &self,
+        name: &str,
+        expected: &[usize],
+        dtype: DType,
+        backend: &dyn Backend,
+    ) -> Result<Tensor> {
+        let (from, raw) = self.checked(name, expected)?;
+        let desc = TensorDesc::new(dtype, expected.to_vec());
+        backend.upload_with(&desc, &mut |bytes| convert_into(raw, from, dtype, bytes))
+    }
+
+    /// Tensor `name`'s stored dtype and bytes, once its shape is `expected` and it is a float.
+    fn checked(&self, name: &str, expected: &[usize]) -> Result<(StoredDType, &[u8])> {
         let info = self.tensors.get(name).ok_or_else(|| {
             Error::format(
                 &self.label,
@@ -237,8 +260,7 @@ impl Weights {
                 "stored as raw U8 bytes (a quantised tensor), but the checkpoint's foveate_quant.json does not describe it",
             ));
         }
-        let raw = &file.map[info.start..info.end];
-        Ok(convert(raw, info.dtype, dtype, expected))
+        Ok((info.dtype, &file.map[info.start..info.end]))
     }
 
     /// The stored bytes of tensor `name` and the file holding it.
@@ -249,9 +271,10 @@ impl Weights {
     }
 }
 
-/// `raw` (a float dtype, not U8) as `to`; a quantised `to` is encoded from the f32 values.
-fn convert(raw: &[u8], from: StoredDType, to: DType, shape: &[usize]) -> HostTensor {
-    let desc = TensorDesc::new(to, shape.to_vec());
+/// `raw` (a float dtype, not U8) as `to` into `bytes` (exactly its size in `to`): the stored
+/// bytes when the dtypes match, else converted a chunk at a time (a quantised `to` is encoded from
+/// the f32 values; no whole-tensor f32 temporary).
+fn convert_into(raw: &[u8], from: StoredDType, to: DType, bytes: &mut [u8]) {
     let same = matches!(
         (from, to),
         (StoredDType::F32, DType::F32)
@@ -259,13 +282,10 @@ fn convert(raw: &[u8], from: StoredDType, to: DType, shape: &[usize]) -> HostTen
             | (StoredDType::BF16, DType::BF16)
     );
     if same {
-        return HostTensor {
-            desc,
-            bytes: raw.to_vec(),
-        };
+        return bytes.copy_from_slice(raw);
     }
-    // Converted a chunk at a time into the stored bytes (no whole-tensor f32 temporary).
-    HostTensor::from_f32_chunks(to, shape.to_vec(), |start, out| match from {
+    let n = raw.len() / if from == StoredDType::F32 { 4 } else { 2 };
+    HostTensor::encode_f32_chunks(to, bytes, n, |start, out| match from {
         StoredDType::F32 => {
             let src = raw[4 * start..].chunks_exact(4);
             for (o, c) in out.iter_mut().zip(src) {
@@ -282,7 +302,7 @@ fn convert(raw: &[u8], from: StoredDType, to: DType, shape: &[usize]) -> HostTen
                 };
             }
         }
-        StoredDType::U8 => unreachable!("U8 tensors are refused by Weights::load"),
+        StoredDType::U8 => unreachable!("U8 tensors are refused by Weights::checked"),
     })
 }
 

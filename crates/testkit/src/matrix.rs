@@ -50,7 +50,7 @@ pub(crate) fn execute_guarded(backend: &dyn Backend, case: &Case, variant: &str)
 }
 
 /// The bound for `variant` on `case` ([`Tolerance::for_variant`]).
-fn tolerance(case: &Case, variant: &str) -> Tolerance {
+pub(crate) fn tolerance(case: &Case, variant: &str) -> Tolerance {
     let descs: Vec<&TensorDesc> = case.inputs.iter().map(|t| &t.desc).collect();
     Tolerance::for_variant(&case.op, case.dtype, variant, &descs)
 }
