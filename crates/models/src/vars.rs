@@ -138,7 +138,9 @@ impl TensorSource for CheckpointSource<'_> {
         if kept {
             self.kept.push(format!("{}.{name} {shape:?}", part.name()));
         }
-        let t = self.ck.upload_for(part, name, shape, role, fmt, self.backend)?;
+        let t = self
+            .ck
+            .upload_for(part, name, shape, role, fmt, self.backend)?;
         self.bytes.add(fmt, t.desc().size_bytes());
         Ok(t)
     }

@@ -63,7 +63,10 @@ impl Backend for Counting {
 
 #[test]
 fn checkpoint_tensors_load_in_place() {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../eval/models/easyvqa-tiny");
+    let dir = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../eval/models/easyvqa-tiny"
+    );
     for weights in [None, Some(DType::BF16), Some(DType::Int8)] {
         let counting = Arc::new(Counting {
             inner: CpuBackend::fast(),

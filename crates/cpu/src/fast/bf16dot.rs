@@ -57,7 +57,11 @@ pub(crate) fn unavailable_reason() -> Option<String> {
         format!(
             "`{NAME}` needs AVX-512 BF16 on the avx512 kernel path (this process runs `{}`{})",
             super::isa::selected().name(),
-            if super::isa::Isa::Avx512.supported() { ", and the CPU lacks avx512bf16" } else { "" }
+            if super::isa::Isa::Avx512.supported() {
+                ", and the CPU lacks avx512bf16"
+            } else {
+                ""
+            }
         )
     })
 }
@@ -152,13 +156,20 @@ mod x86 {
         let mut i = 0;
         while i + 16 <= n {
             let v = _mm512_cvtneps_pbh(_mm512_loadu_ps(src.as_ptr().add(i)));
-            _mm256_storeu_si256(dst.as_mut_ptr().add(i) as *mut __m256i, std::mem::transmute(v));
+            _mm256_storeu_si256(
+                dst.as_mut_ptr().add(i) as *mut __m256i,
+                std::mem::transmute(v),
+            );
             i += 16;
         }
         if i < n {
             let mask = (1u16 << (n - i)) - 1;
             let v = _mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(mask, src.as_ptr().add(i)));
-            _mm256_mask_storeu_epi16(dst.as_mut_ptr().add(i) as *mut i16, mask, std::mem::transmute(v));
+            _mm256_mask_storeu_epi16(
+                dst.as_mut_ptr().add(i) as *mut i16,
+                mask,
+                std::mem::transmute(v),
+            );
         }
     }
 
@@ -222,10 +233,12 @@ mod x86 {
         let full = k / 32 * 32;
         let mut kk = 0;
         while kk < full {
-            let wv: [__m512bh; TR] =
-                std::array::from_fn(|r| std::mem::transmute(_mm512_loadu_si512(wr[r].add(kk) as *const _)));
+            let wv: [__m512bh; TR] = std::array::from_fn(|r| {
+                std::mem::transmute(_mm512_loadu_si512(wr[r].add(kk) as *const _))
+            });
             for c in 0..TC {
-                let av: __m512bh = std::mem::transmute(_mm512_loadu_si512(ar[c].add(kk) as *const _));
+                let av: __m512bh =
+                    std::mem::transmute(_mm512_loadu_si512(ar[c].add(kk) as *const _));
                 for r in 0..TR {
                     acc[r * TC + c] = _mm512_dpbf16_ps(acc[r * TC + c], wv[r], av);
                 }
@@ -239,7 +252,8 @@ mod x86 {
             });
             for c in 0..TC {
                 // Zero past k (the rows are padded to kp).
-                let av: __m512bh = std::mem::transmute(_mm512_loadu_si512(ar[c].add(kk) as *const _));
+                let av: __m512bh =
+                    std::mem::transmute(_mm512_loadu_si512(ar[c].add(kk) as *const _));
                 for r in 0..TR {
                     acc[r * TC + c] = _mm512_dpbf16_ps(acc[r * TC + c], wv[r], av);
                 }
@@ -264,8 +278,9 @@ mod x86 {
                 eprintln!("skipped: this CPU has no AVX-512 BF16 path");
                 return;
             }
-            let vals: Vec<[f32; 16]> =
-                (0..16).map(|v| std::array::from_fn(|l| (v * 100 + l * l) as f32)).collect();
+            let vals: Vec<[f32; 16]> = (0..16)
+                .map(|v| std::array::from_fn(|l| (v * 100 + l * l) as f32))
+                .collect();
             let got = unsafe {
                 let v: [__m512; 16] = std::array::from_fn(|i| _mm512_loadu_ps(vals[i].as_ptr()));
                 let mut out = [0f32; 16];
@@ -318,9 +333,18 @@ mod tests {
             seed = seed.wrapping_mul(1664525).wrapping_add(1013904223);
             (seed >> 8) as f32 / (1 << 24) as f32 - 0.5
         };
-        for &(m, n, k) in &[(5, 4, 32), (7, 9, 33), (13, 6, 100), (16, 17, 256), (4, 1, 1), (6, 5, 31)] {
+        for &(m, n, k) in &[
+            (5, 4, 32),
+            (7, 9, 33),
+            (13, 6, 100),
+            (16, 17, 256),
+            (4, 1, 1),
+            (6, 5, 31),
+        ] {
             let a: Vec<f32> = (0..m * k).map(|_| rnd()).collect();
-            let w: Vec<u16> = (0..n * k).map(|_| bf16::from_f32(rnd()).to_bits()).collect();
+            let w: Vec<u16> = (0..n * k)
+                .map(|_| bf16::from_f32(rnd()).to_bits())
+                .collect();
             let mut out = vec![f32::NAN; m * n];
             matmul(&a, &Weight::BF16(&w), m, n, k, &mut out);
             for i in 0..m {
