@@ -20,6 +20,7 @@
 //! row recomputes the last row and does not store it), and a K that is not a multiple of 32 ends
 //! with a masked weight load against zero-padded activations.
 
+use super::gemm::SendPtr;
 use super::maybe_par;
 use super::weight::Weight;
 use rayon::prelude::*;
@@ -66,18 +67,6 @@ pub(crate) fn unavailable_reason() -> Option<String> {
     })
 }
 
-#[derive(Clone, Copy)]
-struct Out(*mut f32);
-unsafe impl Send for Out {}
-unsafe impl Sync for Out {}
-
-impl Out {
-    /// The pointer (a method, so closures capture the whole `Send` wrapper).
-    fn get(self) -> *mut f32 {
-        self.0
-    }
-}
-
 thread_local! {
     /// Per-thread panel of weight rows converted to f32 and then to bf16 (weights not stored as
     /// bf16).
@@ -107,7 +96,7 @@ pub(crate) fn matmul(a: &[f32], w: &Weight, m: usize, n: usize, k: usize, out: &
     // Whole panels per task, a few tasks per thread.
     let chunk = n.div_ceil(threads * 4).next_multiple_of(panel).max(panel);
     let mb = (BLOCK_BYTES / (2 * kp)).max(TC) / TC * TC;
-    let dst = Out(out.as_mut_ptr());
+    let dst = SendPtr(out.as_mut_ptr());
     let abf = &abf;
     let body = |j0: usize, rows: usize, wp: &[u16]| {
         for i0 in (0..m).step_by(mb) {
@@ -149,6 +138,13 @@ mod x86 {
     use super::{TC, TR};
     use std::arch::x86_64::*;
 
+    /// 32 bf16 values loaded as integers, as the bf16 vector type (the same 512 bits).
+    #[inline]
+    fn bh(v: __m512i) -> __m512bh {
+        // SAFETY: both are plain 512-bit vectors.
+        unsafe { std::mem::transmute::<__m512i, __m512bh>(v) }
+    }
+
     /// `dst[i] = bf16(src[i])`, rounded to nearest even.
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512bf16")]
     pub(super) unsafe fn round_row(src: &[f32], dst: &mut [u16]) {
@@ -158,7 +154,7 @@ mod x86 {
             let v = _mm512_cvtneps_pbh(_mm512_loadu_ps(src.as_ptr().add(i)));
             _mm256_storeu_si256(
                 dst.as_mut_ptr().add(i) as *mut __m256i,
-                std::mem::transmute(v),
+                std::mem::transmute::<__m256bh, __m256i>(v),
             );
             i += 16;
         }
@@ -168,7 +164,7 @@ mod x86 {
             _mm256_mask_storeu_epi16(
                 dst.as_mut_ptr().add(i) as *mut i16,
                 mask,
-                std::mem::transmute(v),
+                std::mem::transmute::<__m256bh, __m256i>(v),
             );
         }
     }
@@ -233,12 +229,10 @@ mod x86 {
         let full = k / 32 * 32;
         let mut kk = 0;
         while kk < full {
-            let wv: [__m512bh; TR] = std::array::from_fn(|r| {
-                std::mem::transmute(_mm512_loadu_si512(wr[r].add(kk) as *const _))
-            });
+            let wv: [__m512bh; TR] =
+                std::array::from_fn(|r| bh(_mm512_loadu_si512(wr[r].add(kk) as *const _)));
             for c in 0..TC {
-                let av: __m512bh =
-                    std::mem::transmute(_mm512_loadu_si512(ar[c].add(kk) as *const _));
+                let av: __m512bh = bh(_mm512_loadu_si512(ar[c].add(kk) as *const _));
                 for r in 0..TR {
                     acc[r * TC + c] = _mm512_dpbf16_ps(acc[r * TC + c], wv[r], av);
                 }
@@ -248,12 +242,11 @@ mod x86 {
         if kk < k {
             let mask = u32::MAX >> (32 - (k - kk));
             let wv: [__m512bh; TR] = std::array::from_fn(|r| {
-                std::mem::transmute(_mm512_maskz_loadu_epi16(mask, wr[r].add(kk) as *const i16))
+                bh(_mm512_maskz_loadu_epi16(mask, wr[r].add(kk) as *const i16))
             });
             for c in 0..TC {
                 // Zero past k (the rows are padded to kp).
-                let av: __m512bh =
-                    std::mem::transmute(_mm512_loadu_si512(ar[c].add(kk) as *const _));
+                let av: __m512bh = bh(_mm512_loadu_si512(ar[c].add(kk) as *const _));
                 for r in 0..TR {
                     acc[r * TC + c] = _mm512_dpbf16_ps(acc[r * TC + c], wv[r], av);
                 }

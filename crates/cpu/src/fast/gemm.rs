@@ -19,14 +19,15 @@ const SMALL_WORK: usize = 1 << 18;
 /// is not f32 (the per-task buffer holds `PANEL · K` floats).
 const PANEL: usize = 64;
 
+/// An output pointer that parallel tasks writing disjoint parts of it may share.
 #[derive(Clone, Copy)]
-struct SendPtr(*mut f32);
+pub(crate) struct SendPtr(pub(crate) *mut f32);
 unsafe impl Send for SendPtr {}
 unsafe impl Sync for SendPtr {}
 
 impl SendPtr {
     /// The pointer (a method, so closures capture the whole `Send` wrapper).
-    fn get(self) -> *mut f32 {
+    pub(crate) fn get(self) -> *mut f32 {
         self.0
     }
 }
