@@ -1,7 +1,7 @@
 //! The accuracy cost of `--weights` on the HF parity fixtures (`eval/fixtures/<name>/model`): the
 //! prefill logits of each golden prompt with the linear weights in f16, bf16, int8 and int4 (f32
 //! activations, cpu backend) against the f32 load, and how many greedy tokens stay the same. The
-//! bounds are meant to be twice the largest error measured over the fixtures (measured 2026-12-07 over the five fixtures: f16 1.82e-3, bf16 1.47e-2, int8 4.57e-2, int4 6.81e-1; greedy tokens kept at least 16/16, 9/16, 14/16, 0/16; since the int8/int4 decode rounds the activations to int8 per group of 32 (the cpu's default `int8-dot`), int8 keeps at least 9/16, on siglip-qwen2, whose random logits are near ties; logit errors unchanged, the prefill runs with f32 activations) (docs/ARCHITECTURE.md, "Weight
+//! bounds are meant to be twice the largest error measured over the fixtures (measured 2026-12-07 over the five fixtures: f16 1.82e-3, bf16 1.47e-2, int8 4.57e-2, int4 6.81e-1; greedy tokens kept at least 16/16, 9/16, 14/16, 0/16; since the int8/int4 decode rounds the activations to int8 per group of 32 (the cpu's default `int8-dot`), int8 keeps at least 9/16, on siglip-qwen2, whose random logits are near ties; logit errors unchanged; where the CPU runs the `bf16-dot` prefill (AVX-512 BF16, activations rounded to bf16) bf16 1.77e-2, int8 4.74e-2, int4 6.79e-1, greedy kept 9/16, 9/16, 0/16) (docs/ARCHITECTURE.md, "Weight
 //! formats"). With no fixtures the test prints why it skips.
 
 use foveate_core::DType;
