@@ -33,7 +33,7 @@ pub(crate) fn list(oracle: bool, op: OpKind) -> Vec<VariantInfo> {
         OpKind::Gemm => vec![
             VariantInfo::new(op, "tiled", dt, "gemm crate (packed, SIMD, rayon) with a fused bias/activation/residual epilogue; weights read in their stored format"),
             VariantInfo::new(op, "int8-dot", dt, "as tiled, except int8/int4 weights under at most 4 rows: activations quantised to int8 per group of 32, integer dot products (AVX2 maddubs); looser tolerance"),
-            VariantInfo::new(op, crate::fast::BF16_DOT, dt, "as tiled, except products of more than 4 rows on bf16/f16/int8/int4 weights: weights (converted a panel at a time) and activations as bf16, AVX-512 BF16 dot products (vdpbf16ps) into f32; needs avx512bf16; looser tolerance"),
+            VariantInfo::new(op, crate::fast::BF16_DOT, dt, "as tiled, except bf16 weights (any rows) and f16/int8/int4 weights over 4 rows: weights (converted a panel at a time) and activations as bf16, AVX-512 BF16 dot products (vdpbf16ps) into f32; needs avx512bf16; looser tolerance"),
         ],
         OpKind::GeluMlp => vec![VariantInfo::new(op, "tiled", dt, "two gemm-crate products with fused bias/activation epilogues")],
         OpKind::PatchEmbed => vec![VariantInfo::new(op, "tiled", dt, "im2col + gemm crate, then bias, CLS row and position embedding")],
@@ -43,9 +43,9 @@ pub(crate) fn list(oracle: bool, op: OpKind) -> Vec<VariantInfo> {
 
 /// The fast path's default Gemm by weight format: on an int8/int4 weight `int8-dot` for
 /// decode-shaped products (at most 4 rows: activations quantised per group of 32, integer dot
-/// products, what GGUF Q8_0/Q4_0 runtimes run); on a bf16 weight, and on an int8/int4 weight over
-/// more than 4 rows (prefill, batches), `bf16-dot` where the CPU has AVX-512 BF16 (else `tiled`,
-/// f32 activations). f32 and f16 weights keep `tiled`; every variant stays available by name, and
+/// products, what GGUF Q8_0/Q4_0 runtimes run); on a bf16 weight (prefill and decode), and on an
+/// int8/int4 weight over more than 4 rows (prefill, batches), `bf16-dot` where the CPU has AVX-512
+/// BF16 (else `tiled`, f32 activations). f32 and f16 weights keep `tiled`; every variant stays available by name, and
 /// every other op and an explicit variant pass through.
 pub(crate) fn default_for_weights<'a>(
     oracle: bool,

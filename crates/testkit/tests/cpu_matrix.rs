@@ -47,6 +47,9 @@ fn cpu_fast_passes_the_full_matrix() {
                 }
             }
             assert!(report.results.iter().any(|r| r.variant == "bf16-dot" && r.dtype == DType::BF16 && !r.shape.contains("w:") && !r.shape.starts_with("m1 ")));
+            // ... and its decode kernel on bf16 weights (m = 1) under f32 and bf16 activations.
+            assert!(report.results.iter().any(|r| r.variant == "bf16-dot" && r.dtype == DType::F32 && r.shape.contains("w:bf16") && r.shape.starts_with("m1 ")));
+            assert!(report.results.iter().any(|r| r.variant == "bf16-dot" && r.dtype == DType::BF16 && !r.shape.contains("w:") && r.shape.starts_with("m1 ")));
             let rs = report.results.iter().filter(|r| r.variant == "bf16-dot" && r.shape.contains("w:"));
             let (rel, abs) = rs.fold((0f64, 0f64), |(a, b), r| (a.max(r.rel_err), b.max(r.max_abs_err)));
             eprintln!("margin gemm bf16-dot (16-bit and quantised weights) worst rel_err {rel:.2e}  worst max_abs_err {abs:.2e}");

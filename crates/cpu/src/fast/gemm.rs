@@ -325,6 +325,9 @@ pub(crate) fn gemm_op(
         _ if variant == super::bf16dot::NAME && m > GEMV_M && !matches!(w, Weight::F32(_)) => {
             super::bf16dot::matmul(a, w, m, n, k, out)
         }
+        Weight::BF16(wb) if variant == super::bf16dot::NAME && m > 0 => {
+            super::bf16dot::gemv(a, wb, m, n, k, out)
+        }
         _ => matmul_w(a, w, m, n, k, out),
     }
     epilogue(out, n, bias, spec.act, res);
