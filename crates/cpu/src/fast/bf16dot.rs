@@ -411,20 +411,48 @@ mod tests {
     use super::*;
     use half::bf16;
 
-    /// The decode kernel against f64 sums of the rounded operands, and a row's bits the same
-    /// whatever `m` is.
+    /// `m·k` activations and an `n x k` bf16 weight, uniform in [-0.5, 0.5).
+    fn operands(seed: u32, m: usize, n: usize, k: usize) -> (Vec<f32>, Vec<u16>) {
+        let mut seed = seed;
+        let mut rnd = move || {
+            seed = seed.wrapping_mul(1664525).wrapping_add(1013904223);
+            (seed >> 8) as f32 / (1 << 24) as f32 - 0.5
+        };
+        let a = (0..m * k).map(|_| rnd()).collect();
+        let w = (0..n * k)
+            .map(|_| bf16::from_f32(rnd()).to_bits())
+            .collect();
+        (a, w)
+    }
+
+    /// `out` (`m x n`) against f64 sums of the same bf16-rounded operands: only the f32
+    /// summation may differ.
+    fn check(a: &[f32], w: &[u16], m: usize, n: usize, k: usize, out: &[f32]) {
+        for i in 0..m {
+            for j in 0..n {
+                let want: f64 = (0..k)
+                    .map(|t| {
+                        bf16::from_f32(a[i * k + t]).to_f64()
+                            * bf16::from_bits(w[j * k + t]).to_f64()
+                    })
+                    .sum();
+                let got = out[i * n + j] as f64;
+                assert!(
+                    (got - want).abs() <= 1e-5 * (1.0 + want.abs()),
+                    "m{m} n{n} k{k} ({i}, {j}): {got} vs {want}"
+                );
+            }
+        }
+    }
+
+    /// The decode kernel at ragged K, and a row's bits the same whatever `m` is.
     #[test]
     fn gemv_matches_the_rounded_operands_and_does_not_depend_on_m() {
         if !available() {
             eprintln!("skipped: {}", unavailable_reason().unwrap_or_default());
             return;
         }
-        let mut seed = 11u32;
-        let mut rnd = move || {
-            seed = seed.wrapping_mul(1664525).wrapping_add(1013904223);
-            (seed >> 8) as f32 / (1 << 24) as f32 - 0.5
-        };
-        for &(n, k) in &[
+        let shapes = [
             (5, 32),
             (9, 33),
             (6, 64),
@@ -433,30 +461,14 @@ mod tests {
             (4, 96),
             (2, 1),
             (3, 127),
-        ] {
-            let a: Vec<f32> = (0..4 * k).map(|_| rnd()).collect();
-            let w: Vec<u16> = (0..n * k)
-                .map(|_| bf16::from_f32(rnd()).to_bits())
-                .collect();
+        ];
+        for (s, &(n, k)) in shapes.iter().enumerate() {
+            let (a, w) = operands(11 + s as u32, 4, n, k);
             let mut first = vec![0f32; n];
             for m in 1..=4 {
                 let mut out = vec![f32::NAN; m * n];
                 gemv(&a, &w, m, n, k, &mut out);
-                for i in 0..m {
-                    for j in 0..n {
-                        let want: f64 = (0..k)
-                            .map(|t| {
-                                bf16::from_f32(a[i * k + t]).to_f64()
-                                    * bf16::from_bits(w[j * k + t]).to_f64()
-                            })
-                            .sum();
-                        let got = out[i * n + j] as f64;
-                        assert!(
-                            (got - want).abs() <= 1e-5 * (1.0 + want.abs()),
-                            "m{m} n{n} k{k} ({i}, {j}): {got} vs {want}"
-                        );
-                    }
-                }
+                check(&a, &w, m, n, k, &out);
                 if m == 1 {
                     first.copy_from_slice(&out);
                 }
@@ -469,47 +481,26 @@ mod tests {
         }
     }
 
-    /// Against f64 sums of the same bf16-rounded operands: only the f32 summation differs.
+    /// The prefill kernel at edge shapes (partial tiles, K not a multiple of 32).
     #[test]
     fn matches_the_rounded_operands_at_edge_shapes() {
         if !available() {
             eprintln!("skipped: {}", unavailable_reason().unwrap_or_default());
             return;
         }
-        let mut seed = 7u32;
-        let mut rnd = move || {
-            seed = seed.wrapping_mul(1664525).wrapping_add(1013904223);
-            (seed >> 8) as f32 / (1 << 24) as f32 - 0.5
-        };
-        for &(m, n, k) in &[
+        let shapes = [
             (5, 4, 32),
             (7, 9, 33),
             (13, 6, 100),
             (16, 17, 256),
             (4, 1, 1),
             (6, 5, 31),
-        ] {
-            let a: Vec<f32> = (0..m * k).map(|_| rnd()).collect();
-            let w: Vec<u16> = (0..n * k)
-                .map(|_| bf16::from_f32(rnd()).to_bits())
-                .collect();
+        ];
+        for (s, &(m, n, k)) in shapes.iter().enumerate() {
+            let (a, w) = operands(7 + s as u32, m, n, k);
             let mut out = vec![f32::NAN; m * n];
             matmul(&a, &Weight::BF16(&w), m, n, k, &mut out);
-            for i in 0..m {
-                for j in 0..n {
-                    let want: f64 = (0..k)
-                        .map(|t| {
-                            bf16::from_f32(a[i * k + t]).to_f64()
-                                * bf16::from_bits(w[j * k + t]).to_f64()
-                        })
-                        .sum();
-                    let got = out[i * n + j] as f64;
-                    assert!(
-                        (got - want).abs() <= 1e-5 * (1.0 + want.abs()),
-                        "m{m} n{n} k{k} ({i}, {j}): {got} vs {want}"
-                    );
-                }
-            }
+            check(&a, &w, m, n, k, &out);
         }
     }
 }
