@@ -105,9 +105,14 @@ impl Checkpoint {
         shape: &[usize],
         dtype: DType,
     ) -> Result<HostTensor> {
-        match self.resolve(part, rest) {
-            Some(name) => self.weights.load(&name, shape, dtype),
-            None => Err(Error::format(
+        self.weights
+            .load(&self.name_of(part, rest, shape)?, shape, dtype)
+    }
+
+    /// The stored name of `rest` of `part`, or the missing-tensor error of [`Checkpoint::tensor`].
+    fn name_of(&self, part: Part, rest: &str, shape: &[usize]) -> Result<String> {
+        self.resolve(part, rest).ok_or_else(|| {
+            Error::format(
                 self.weights.label(),
                 format!("{}.{rest}", part.name()),
                 format!(
@@ -115,8 +120,8 @@ impl Checkpoint {
                     Shape::from(shape),
                     candidates(part, rest).join(", ")
                 ),
-            )),
-        }
+            )
+        })
     }
 
     /// As [`Checkpoint::tensor_for`], uploaded to `backend`: a tensor converted from the
@@ -130,14 +135,12 @@ impl Checkpoint {
         format: DType,
         backend: &dyn Backend,
     ) -> Result<Tensor> {
-        let quantised = self.quant.as_ref().is_some_and(|q| {
-            stored_name(self, part, rest, role).is_some_and(|n| q.tensors.contains_key(&n))
-        });
-        match self.resolve(part, rest) {
-            Some(name) if self.quant.is_none() || (!quantised && !format.is_quant()) => {
+        match self.stored(part, rest, shape, role, format)? {
+            Some(h) => backend.upload(&h),
+            None => {
+                let name = self.name_of(part, rest, shape)?;
                 self.weights.upload(&name, shape, format, backend)
             }
-            _ => backend.upload(&self.tensor_for(part, rest, shape, role, format)?),
         }
     }
 
@@ -153,21 +156,42 @@ impl Checkpoint {
         role: Role,
         format: DType,
     ) -> Result<HostTensor> {
-        if let Some(q) = &self.quant {
-            if let Some(name) =
-                stored_name(self, part, rest, role).filter(|n| q.tensors.contains_key(n))
-            {
-                return q.load(&self.weights, &name, shape, format);
-            }
-            if format.is_quant() {
-                return Err(Error::format(
-                    &q.path,
-                    "tensors",
-                    format!("{}.{rest} is not listed: the policy stores it as {format} (missing tensor)", part.name()),
-                ));
-            }
+        match self.stored(part, rest, shape, role, format)? {
+            Some(h) => Ok(h),
+            None => self.tensor(part, rest, shape, format),
         }
-        // (A tied head read as its own tensor outside a quantised checkpoint: the embedding table.)
-        self.tensor(part, rest, shape, format)
+    }
+
+    /// A quantised checkpoint's stored tensor for `rest` of `part` when its manifest lists it; an
+    /// error when the policy quantises it to `format` but it is not listed; `None` when it is read
+    /// from the checkpoint's floats (always, outside a quantised checkpoint; a tied head read as
+    /// its own tensor there is the embedding table).
+    fn stored(
+        &self,
+        part: Part,
+        rest: &str,
+        shape: &[usize],
+        role: Role,
+        format: DType,
+    ) -> Result<Option<HostTensor>> {
+        let Some(q) = &self.quant else {
+            return Ok(None);
+        };
+        if let Some(name) =
+            stored_name(self, part, rest, role).filter(|n| q.tensors.contains_key(n))
+        {
+            return q.load(&self.weights, &name, shape, format).map(Some);
+        }
+        if format.is_quant() {
+            return Err(Error::format(
+                &q.path,
+                "tensors",
+                format!(
+                    "{}.{rest} is not listed: the policy stores it as {format} (missing tensor)",
+                    part.name()
+                ),
+            ));
+        }
+        Ok(None)
     }
 }
