@@ -22,7 +22,7 @@
 //! row recomputes the last row and does not store it), and a K that is not a multiple of 32 ends
 //! with a masked weight load against zero-padded activations.
 
-use super::gemm::SendPtr;
+use super::gemm::{over_row_chunks, SendPtr};
 use super::maybe_par;
 use super::weight::Weight;
 use rayon::prelude::*;
@@ -97,30 +97,26 @@ pub(crate) fn gemv(a: &[f32], w: &[u16], m: usize, n: usize, k: usize, out: &mut
     assert!(available(), "bf16dot::gemv on a CPU without the kernel");
     assert!((1..=4).contains(&m) && a.len() >= m * k && w.len() >= n * k && out.len() >= m * n);
     let (abf, kp) = round_rows(a, m, k);
-    let chunk = n.div_ceil(rayon::current_num_threads() * 8).max(8);
     let dst = SendPtr(out.as_mut_ptr());
     let abf = &abf;
-    maybe_par!(
-        (0..n.div_ceil(chunk)),
-        (0..n.div_ceil(chunk)).into_par_iter(),
-        |c: usize| {
-            for j in c * chunk..((c + 1) * chunk).min(n) {
-                // SAFETY: `available`; row j exists; this task alone writes column j of `out`.
-                let r = unsafe {
-                    match m {
-                        1 => x86::row::<1>(&w[j * k..(j + 1) * k], abf, kp),
-                        2 => x86::row::<2>(&w[j * k..(j + 1) * k], abf, kp),
-                        3 => x86::row::<3>(&w[j * k..(j + 1) * k], abf, kp),
-                        _ => x86::row::<4>(&w[j * k..(j + 1) * k], abf, kp),
-                    }
-                };
-                for (i, v) in r[..m].iter().enumerate() {
-                    // SAFETY: as above.
-                    unsafe { *dst.get().add(i * n + j) = *v };
+    over_row_chunks(n, |rows| {
+        for j in rows {
+            let wr = &w[j * k..(j + 1) * k];
+            // SAFETY: `available`.
+            let r = unsafe {
+                match m {
+                    1 => x86::row::<1>(wr, abf, kp),
+                    2 => x86::row::<2>(wr, abf, kp),
+                    3 => x86::row::<3>(wr, abf, kp),
+                    _ => x86::row::<4>(wr, abf, kp),
                 }
+            };
+            for (i, v) in r[..m].iter().enumerate() {
+                // SAFETY: this task alone writes column j of `out` (m·n values, checked above).
+                unsafe { *dst.get().add(i * n + j) = *v };
             }
         }
-    );
+    });
 }
 
 /// `out[m, n] = sum_k bf16(a[m, k]) · bf16(w[n, k])`: a bf16 weight as stored, any other one

@@ -44,7 +44,7 @@ pub(crate) fn matmul_t(a: &[f32], w: &[f32], m: usize, n: usize, k: usize, out: 
     }
     let threads = rayon::current_num_threads();
     if m <= GEMV_M {
-        gemv(a, &Weight::F32(w), m, n, k, out, threads);
+        gemv(a, &Weight::F32(w), m, n, k, out);
     } else if m * n * k <= SMALL_WORK || super::serial() {
         // SAFETY: sizes checked above.
         unsafe {
@@ -102,32 +102,27 @@ pub(crate) fn matmul_t(a: &[f32], w: &[f32], m: usize, n: usize, k: usize, out: 
     }
 }
 
-/// Decode-shaped: stream each weight row once, in its stored format, and dot it with the few
-/// rows of `a`; parallel over chunks of weight rows.
-fn gemv(a: &[f32], w: &Weight, m: usize, n: usize, k: usize, out: &mut [f32], threads: usize) {
-    let chunk = n.div_ceil(threads * 8).max(8);
-    let dst = SendPtr(out.as_mut_ptr());
-    let simd = simd_enabled();
+/// Runs `f` on chunks of `n` weight rows (a few chunks per thread), in parallel unless the op is
+/// serial: how every decode-shaped product here splits its work.
+pub(crate) fn over_row_chunks(n: usize, f: impl Fn(std::ops::Range<usize>) + Sync + Send) {
+    let chunk = n.div_ceil(rayon::current_num_threads() * 8).max(8);
     maybe_par!(
         (0..n.div_ceil(chunk)),
         (0..n.div_ceil(chunk)).into_par_iter(),
-        |c: usize| {
-            // SAFETY: this task alone writes columns c·chunk.. of the m rows of `out` (checked by
-            // the caller to hold m·n values).
-            unsafe {
-                dots(
-                    w,
-                    a,
-                    m,
-                    k,
-                    c * chunk..((c + 1) * chunk).min(n),
-                    dst.get(),
-                    n,
-                    simd,
-                )
-            };
-        }
+        |c: usize| f(c * chunk..((c + 1) * chunk).min(n))
     );
+}
+
+/// Decode-shaped: stream each weight row once, in its stored format, and dot it with the few
+/// rows of `a`; parallel over chunks of weight rows.
+fn gemv(a: &[f32], w: &Weight, m: usize, n: usize, k: usize, out: &mut [f32]) {
+    let dst = SendPtr(out.as_mut_ptr());
+    let simd = simd_enabled();
+    over_row_chunks(n, |rows| {
+        // SAFETY: this task alone writes columns `rows` of the m rows of `out` (checked by the
+        // caller to hold m·n values).
+        unsafe { dots(w, a, m, k, rows, dst.get(), n, simd) };
+    });
 }
 
 thread_local! {
@@ -153,7 +148,7 @@ pub(crate) fn matmul_w(a: &[f32], w: &Weight, m: usize, n: usize, k: usize, out:
     }
     let threads = rayon::current_num_threads();
     if m <= GEMV_M {
-        return gemv(a, w, m, n, k, out, threads);
+        return gemv(a, w, m, n, k, out);
     }
     let panel = if threads > 1 {
         n.div_ceil(threads * 2).clamp(8, PANEL)
@@ -279,29 +274,12 @@ pub(crate) fn epilogue(
 fn gemv_int8(a: &[f32], w: &Weight, m: usize, n: usize, k: usize, out: &mut [f32]) {
     let isa = super::isa::selected();
     let qa = qdot::prepare(a, m, k, w, isa);
-    let chunk = n.div_ceil(rayon::current_num_threads() * 8).max(8);
     let dst = SendPtr(out.as_mut_ptr());
-    maybe_par!(
-        (0..n.div_ceil(chunk)),
-        (0..n.div_ceil(chunk)).into_par_iter(),
-        |c: usize| {
-            // SAFETY: as in `gemv`: this task alone writes columns c·chunk.. of the m output
-            // rows; `isa` is the path this CPU runs.
-            unsafe {
-                qdot::run(
-                    w,
-                    &qa,
-                    0,
-                    m,
-                    k,
-                    c * chunk..((c + 1) * chunk).min(n),
-                    dst.get(),
-                    n,
-                    isa,
-                )
-            };
-        }
-    );
+    over_row_chunks(n, |rows| {
+        // SAFETY: as in `gemv`: this task alone writes columns `rows` of the m output rows;
+        // `isa` is the path this CPU runs.
+        unsafe { qdot::run(w, &qa, 0, m, k, rows, dst.get(), n, isa) };
+    });
 }
 
 #[allow(clippy::too_many_arguments)]
