@@ -100,20 +100,14 @@ pub(crate) fn gemv(a: &[f32], w: &[u16], m: usize, n: usize, k: usize, out: &mut
     let dst = SendPtr(out.as_mut_ptr());
     let abf = &abf;
     over_row_chunks(n, |rows| {
-        for j in rows {
-            let wr = &w[j * k..(j + 1) * k];
-            // SAFETY: `available`.
-            let r = unsafe {
-                match m {
-                    1 => x86::row::<1>(wr, abf, kp),
-                    2 => x86::row::<2>(wr, abf, kp),
-                    3 => x86::row::<3>(wr, abf, kp),
-                    _ => x86::row::<4>(wr, abf, kp),
-                }
-            };
-            for (i, v) in r[..m].iter().enumerate() {
-                // SAFETY: this task alone writes column j of `out` (m·n values, checked above).
-                unsafe { *dst.get().add(i * n + j) = *v };
+        // SAFETY: `available`; this task alone writes columns `rows` of `out` (m·n values,
+        // checked above).
+        unsafe {
+            match m {
+                1 => x86::rows::<1>(w, k, abf, kp, rows, dst.get(), n),
+                2 => x86::rows::<2>(w, k, abf, kp, rows, dst.get(), n),
+                3 => x86::rows::<3>(w, k, abf, kp, rows, dst.get(), n),
+                _ => x86::rows::<4>(w, k, abf, kp, rows, dst.get(), n),
             }
         }
     });
@@ -175,6 +169,7 @@ pub(crate) fn matmul(a: &[f32], w: &Weight, m: usize, n: usize, k: usize, out: &
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
+    use super::super::lanes::x86 as lanes;
     use super::{TC, TR};
     use std::arch::x86_64::*;
 
@@ -212,7 +207,8 @@ mod x86 {
     /// One bf16 weight row `w` (`k` long) against the `M` rows of `abf` (each `kp` long, zero
     /// past `k`): two accumulators per activation row, 64 elements a step.
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512bf16")]
-    pub(super) unsafe fn row<const M: usize>(w: &[u16], abf: &[u16], kp: usize) -> [f32; 4] {
+    #[inline]
+    unsafe fn row<const M: usize>(w: &[u16], abf: &[u16], kp: usize) -> [__m512; 4] {
         let k = w.len();
         let (wp, ap) = (w.as_ptr(), abf.as_ptr());
         let mut acc = [[_mm512_setzero_ps(); 2]; M];
@@ -252,48 +248,27 @@ mod x86 {
                 }
             }
         }
-        let mut out = [0f32; 4];
+        let mut out = [_mm512_setzero_ps(); 4];
         for i in 0..M {
-            out[i] = _mm512_reduce_add_ps(_mm512_add_ps(acc[i][0], acc[i][1]));
+            out[i] = _mm512_add_ps(acc[i][0], acc[i][1]);
         }
         out
     }
 
-    /// Lane `t` of the result is the sum of the 16 lanes of `v[t]`.
+    /// Weight rows `rows` of `w` (each `k` long) against the `M` rows of `abf` (as [`row`]), into
+    /// `out[i · ldo + j]`.
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512bf16")]
-    #[inline]
-    unsafe fn sum_lanes(v: &[__m512; 16]) -> __m512 {
-        // 512 -> 256 bits: u[i] lanes 0-7 fold v[i], 8-15 fold v[i + 8].
-        let mut u = [_mm512_setzero_ps(); 8];
-        for i in 0..8 {
-            let lo = _mm512_shuffle_f32x4::<0b01_00_01_00>(v[i], v[i + 8]);
-            let hi = _mm512_shuffle_f32x4::<0b11_10_11_10>(v[i], v[i + 8]);
-            u[i] = _mm512_add_ps(lo, hi);
-        }
-        // 256 -> 128: s[i]'s 128-bit quarters fold v[i], v[i + 8], v[i + 4], v[i + 12].
-        let mut s = [_mm512_setzero_ps(); 4];
-        for i in 0..4 {
-            let lo = _mm512_shuffle_f32x4::<0b10_00_10_00>(u[i], u[i + 4]);
-            let hi = _mm512_shuffle_f32x4::<0b11_01_11_01>(u[i], u[i + 4]);
-            s[i] = _mm512_add_ps(lo, hi);
-        }
-        // 128 -> 64: t[i] quarter q holds two floats of s[i]'s quarter q, then two of s[i + 2]'s.
-        let mut t = [_mm512_setzero_ps(); 2];
-        for i in 0..2 {
-            let a = _mm512_castps_pd(s[i]);
-            let b = _mm512_castps_pd(s[i + 2]);
-            let lo = _mm512_castpd_ps(_mm512_unpacklo_pd(a, b));
-            let hi = _mm512_castpd_ps(_mm512_unpackhi_pd(a, b));
-            t[i] = _mm512_add_ps(lo, hi);
-        }
-        // 64 -> 32: quarter q, element e is the whole sum of s[[0, 2, 1, 3][e]]'s quarter q.
-        let r = _mm512_add_ps(
-            _mm512_shuffle_ps::<0b10_00_10_00>(t[0], t[1]),
-            _mm512_shuffle_ps::<0b11_01_11_01>(t[0], t[1]),
-        );
-        // Lane 4q + e holds v[[0, 2, 1, 3][e] + [0, 8, 4, 12][q]]: gather each v[t]'s lane.
-        let idx = _mm512_setr_epi32(0, 2, 1, 3, 8, 10, 9, 11, 4, 6, 5, 7, 12, 14, 13, 15);
-        _mm512_permutexvar_ps(idx, r)
+    #[allow(clippy::too_many_arguments)]
+    pub(super) unsafe fn rows<const M: usize>(
+        w: &[u16],
+        k: usize,
+        abf: &[u16],
+        kp: usize,
+        rows: std::ops::Range<usize>,
+        out: *mut f32,
+        ldo: usize,
+    ) {
+        lanes::store_row_sums(rows, M, out, ldo, |j| row::<M>(&w[j * k..(j + 1) * k], abf, kp));
     }
 
     /// The 4 x 4 tile: weight rows `j..j + 4` (clamped to `n`) against activation rows `i..i + 4`
@@ -343,35 +318,10 @@ mod x86 {
             }
         }
         let mut sums = [0f32; 16];
-        _mm512_storeu_ps(sums.as_mut_ptr(), sum_lanes(&acc));
+        _mm512_storeu_ps(sums.as_mut_ptr(), lanes::sum_lanes(&acc));
         for r in 0..TR.min(n - j) {
             for c in 0..TC.min(m - i) {
                 *out.add((i + c) * ldo + j + r) = sums[r * TC + c];
-            }
-        }
-    }
-
-    #[cfg(test)]
-    mod tests {
-        use super::*;
-
-        #[test]
-        fn sum_lanes_sums_each_vector() {
-            if !super::super::available() {
-                eprintln!("skipped: this CPU has no AVX-512 BF16 path");
-                return;
-            }
-            let vals: Vec<[f32; 16]> = (0..16)
-                .map(|v| std::array::from_fn(|l| (v * 100 + l * l) as f32))
-                .collect();
-            let got = unsafe {
-                let v: [__m512; 16] = std::array::from_fn(|i| _mm512_loadu_ps(vals[i].as_ptr()));
-                let mut out = [0f32; 16];
-                _mm512_storeu_ps(out.as_mut_ptr(), sum_lanes(&v));
-                out
-            };
-            for (t, g) in got.iter().enumerate() {
-                assert_eq!(*g, vals[t].iter().sum::<f32>(), "lane {t}");
             }
         }
     }
@@ -382,7 +332,16 @@ mod x86 {
     pub(super) unsafe fn round_row(_: &[f32], _: &mut [u16]) {
         unreachable!("bf16dot runs on x86_64 only")
     }
-    pub(super) unsafe fn row<const M: usize>(_: &[u16], _: &[u16], _: usize) -> [f32; 4] {
+    #[allow(clippy::too_many_arguments)]
+    pub(super) unsafe fn rows<const M: usize>(
+        _: &[u16],
+        _: usize,
+        _: &[u16],
+        _: usize,
+        _: std::ops::Range<usize>,
+        _: *mut f32,
+        _: usize,
+    ) {
         unreachable!("bf16dot runs on x86_64 only")
     }
     #[allow(clippy::too_many_arguments)]

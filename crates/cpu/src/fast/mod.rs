@@ -10,6 +10,7 @@ mod attention;
 mod bf16dot;
 mod gemm;
 pub(crate) mod isa;
+mod lanes;
 mod qdot;
 mod rows;
 mod simd;
