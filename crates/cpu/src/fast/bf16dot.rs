@@ -208,7 +208,7 @@ mod x86 {
     /// past `k`): two accumulators per activation row, 64 elements a step.
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512bf16")]
     #[inline]
-    unsafe fn row<const M: usize>(w: &[u16], abf: &[u16], kp: usize) -> [__m512; 4] {
+    unsafe fn row<const M: usize>(w: &[u16], abf: &[u16], kp: usize) -> [__m512; M] {
         let k = w.len();
         let (wp, ap) = (w.as_ptr(), abf.as_ptr());
         let mut acc = [[_mm512_setzero_ps(); 2]; M];
@@ -248,11 +248,7 @@ mod x86 {
                 }
             }
         }
-        let mut out = [_mm512_setzero_ps(); 4];
-        for i in 0..M {
-            out[i] = _mm512_add_ps(acc[i][0], acc[i][1]);
-        }
-        out
+        acc.map(|[a0, a1]| _mm512_add_ps(a0, a1))
     }
 
     /// Weight rows `rows` of `w` (each `k` long) against the `M` rows of `abf` (as [`row`]), into
@@ -268,7 +264,7 @@ mod x86 {
         out: *mut f32,
         ldo: usize,
     ) {
-        lanes::store_row_sums(rows, M, out, ldo, |j| row::<M>(&w[j * k..(j + 1) * k], abf, kp));
+        lanes::store_row_sums::<M>(rows, out, ldo, |j| row::<M>(&w[j * k..(j + 1) * k], abf, kp));
     }
 
     /// The 4 x 4 tile: weight rows `j..j + 4` (clamped to `n`) against activation rows `i..i + 4`

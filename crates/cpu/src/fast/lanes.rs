@@ -48,33 +48,39 @@ pub(crate) mod x86 {
     }
 
 
-    /// For each weight row `j` of `rows`: `row(j)` gives its accumulators for the activation rows
-    /// `0..m` (`m` <= 4, the rest ignored); their lane sums are stored at `out[i · ldo + j]`,
-    /// sixteen rows at a time.
+    /// For each weight row `j` of `rows`: `row(j)` gives its accumulators for the `M` activation
+    /// rows; their lane sums are stored at `out[i · ldo + j]`, sixteen rows at a time.
     ///
     /// # Safety
-    /// The CPU has AVX-512F; `out` is valid for writes at `i · ldo + j` for `i < m`, `j` in `rows`.
+    /// The CPU has AVX-512F; `out` is valid for writes at `i · ldo + j` for `i < M`, `j` in `rows`.
     #[target_feature(enable = "avx512f")]
     #[inline]
-    pub(crate) unsafe fn store_row_sums(
+    pub(crate) unsafe fn store_row_sums<const M: usize>(
         rows: std::ops::Range<usize>,
-        m: usize,
         out: *mut f32,
         ldo: usize,
-        mut row: impl FnMut(usize) -> [__m512; 4],
+        mut row: impl FnMut(usize) -> [__m512; M],
     ) {
         let mut j = rows.start;
         while j < rows.end {
             let r = 16.min(rows.end - j);
-            let mut v = [[_mm512_setzero_ps(); 16]; 4];
-            for t in 0..r {
-                let acc = row(j + t);
-                for i in 0..m {
-                    v[i][t] = acc[i];
+            // Each vector written once, in the layout the sums read (no zeroing pass: a ragged
+            // group's missing rows are zero).
+            let mut v = [[std::mem::MaybeUninit::<__m512>::uninit(); 16]; M];
+            for t in 0..16 {
+                let acc = if t < r {
+                    row(j + t)
+                } else {
+                    [_mm512_setzero_ps(); M]
+                };
+                for i in 0..M {
+                    v[i][t].write(acc[i]);
                 }
             }
             let mask = ((1u32 << r) - 1) as u16;
-            for (i, vi) in v.iter().enumerate().take(m) {
+            for (i, vi) in v.iter().enumerate() {
+                // SAFETY: all 16 written above.
+                let vi = &*(vi as *const [std::mem::MaybeUninit<__m512>; 16] as *const [__m512; 16]);
                 _mm512_mask_storeu_ps(out.add(i * ldo + j), mask, sum_lanes(vi));
             }
             j += r;
@@ -112,11 +118,12 @@ pub(crate) mod x86 {
                 return;
             }
             // 37 rows (two full groups of 16 and a ragged one) from row 3, two activation rows.
-            let (m, ldo, rows) = (2, 50, 3..40);
+            const M: usize = 2;
+            let (m, ldo, rows) = (M, 50, 3..40);
             let mut out = vec![f32::NAN; m * ldo];
             let val = |i: usize, j: usize, l: usize| (i * 1000 + j * 16 + l) as f32;
             unsafe {
-                store_row_sums(rows.clone(), m, out.as_mut_ptr(), ldo, |j| {
+                store_row_sums::<M>(rows.clone(), out.as_mut_ptr(), ldo, |j| {
                     std::array::from_fn(|i| {
                         let lanes: [f32; 16] = std::array::from_fn(|l| val(i, j, l));
                         _mm512_loadu_ps(lanes.as_ptr())

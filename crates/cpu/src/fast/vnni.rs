@@ -272,7 +272,7 @@ mod x86 {
             out: *mut f32,
             ldo: usize,
         ) {
-            lanes::store_row_sums(rows, M, out, ldo, |j| self.row::<M, INT4>(j));
+            lanes::store_row_sums::<M>(rows, out, ldo, |j| self.row::<M, INT4>(j));
         }
 
         /// Weight row `j` against activation rows `i0..i0 + M`: element `i` holds lanes whose sum
@@ -282,7 +282,7 @@ mod x86 {
         /// As [`super::dots`], with row `j` in the weight.
         #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
         #[inline]
-        unsafe fn row<const M: usize, const INT4: bool>(&self, j: usize) -> [__m512; 4] {
+        unsafe fn row<const M: usize, const INT4: bool>(&self, j: usize) -> [__m512; M] {
             let (groups, gp) = (self.groups, self.acts.gp);
             let mut acc = [[_mm512_setzero_ps(); 2]; M];
             let (mut a, mut lc, mut da) = (
@@ -332,11 +332,7 @@ mod x86 {
                     block::<M, INT4, false>(wq, sc, w0, g, v, &a, &lc, &da, &mut acc, 1);
                 }
             }
-            let mut res = [_mm512_setzero_ps(); 4];
-            for i in 0..M {
-                res[i] = _mm512_add_ps(acc[i][0], acc[i][1]);
-            }
-            res
+            acc.map(|[a0, a1]| _mm512_add_ps(a0, a1))
         }
     }
 }
