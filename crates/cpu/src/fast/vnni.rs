@@ -23,7 +23,7 @@
 //! Each lane's i32 is converted to f32 and multiplied by its group's product scale
 //! `dw · da` (the block's 2 or 4 f16 weight scales converted and multiplied by the activation
 //! scales in the block step, then spread over the lanes by one permute; staging them per row as
-//! the AVX2 kernel does cost a quarter of the time on 896-wide rows) into f32 accumulators: even
+//! the AVX2 kernel does cost a third of the time on 896-wide int4 rows) into f32 accumulators: even
 //! blocks into one, odd blocks into another, so an output element is summed in one order however
 //! many activation rows (1 to 4) share its weight row's loads. One weight row at a time: tiles
 //! of two or four weight rows sharing each activation load ran slower on Zen 4 (Qwen2-0.5B
