@@ -264,7 +264,9 @@ mod x86 {
         out: *mut f32,
         ldo: usize,
     ) {
-        lanes::store_row_sums::<M>(rows, out, ldo, |j| row::<M>(&w[j * k..(j + 1) * k], abf, kp));
+        lanes::store_row_sums::<M>(rows, out, ldo, |j| {
+            row::<M>(&w[j * k..(j + 1) * k], abf, kp)
+        });
     }
 
     /// The 4 x 4 tile: weight rows `j..j + 4` (clamped to `n`) against activation rows `i..i + 4`

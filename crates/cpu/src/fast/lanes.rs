@@ -47,7 +47,6 @@ pub(crate) mod x86 {
         _mm512_permutexvar_ps(idx, r)
     }
 
-
     /// For each weight row `j` of `rows`: `row(j)` gives its accumulators for the `M` activation
     /// rows; their lane sums are stored at `out[i · ldo + j]`, sixteen rows at a time.
     ///
@@ -80,7 +79,8 @@ pub(crate) mod x86 {
             let mask = ((1u32 << r) - 1) as u16;
             for (i, vi) in v.iter().enumerate() {
                 // SAFETY: all 16 written above.
-                let vi = &*(vi as *const [std::mem::MaybeUninit<__m512>; 16] as *const [__m512; 16]);
+                let vi =
+                    &*(vi as *const [std::mem::MaybeUninit<__m512>; 16] as *const [__m512; 16]);
                 _mm512_mask_storeu_ps(out.add(i * ldo + j), mask, sum_lanes(vi));
             }
             j += r;
@@ -132,7 +132,9 @@ pub(crate) mod x86 {
             }
             for i in 0..m {
                 for j in 0..ldo {
-                    let want = rows.contains(&j).then(|| (0..16).map(|l| val(i, j, l)).sum::<f32>());
+                    let want = rows
+                        .contains(&j)
+                        .then(|| (0..16).map(|l| val(i, j, l)).sum::<f32>());
                     match want {
                         Some(w) => assert_eq!(out[i * ldo + j], w, "row {j} of activation {i}"),
                         None => assert!(out[i * ldo + j].is_nan(), "wrote outside the rows at {j}"),
