@@ -193,16 +193,16 @@ pub(crate) unsafe fn dots(
 
 /// Groups whose product scales are staged at a time (a row of 16K elements; a multiple of 4).
 #[cfg(target_arch = "x86_64")]
-pub(crate) const SEG: usize = 512;
+const SEG: usize = 512;
 
 /// Per activation row, the staged product scales of one segment of a weight row.
 #[cfg(target_arch = "x86_64")]
-pub(crate) type Staged = [[f32; SEG]; 4];
+type Staged = [[f32; SEG]; 4];
 
 /// Runs `f` with this thread's staging buffer (8 KiB, reused: a decode step makes thousands of
 /// row-range calls, and allocating and zeroing it in each showed in the profile).
 #[cfg(target_arch = "x86_64")]
-pub(crate) fn with_staged<R>(f: impl FnOnce(&mut Staged) -> R) -> R {
+fn with_staged<R>(f: impl FnOnce(&mut Staged) -> R) -> R {
     thread_local! {
         static STAGED: std::cell::RefCell<Box<Staged>> =
             std::cell::RefCell::new(Box::new([[0f32; SEG]; 4]));
