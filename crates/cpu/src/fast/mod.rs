@@ -6,6 +6,7 @@
 //! marks an op below [`SERIAL_WORK`] as serial ([`serially`]) and every parallel loop here then runs
 //! as a plain loop ([`maybe_par!`]).
 
+mod actquant;
 mod attention;
 mod bf16dot;
 mod gemm;
@@ -190,9 +191,7 @@ fn compute(op: &Op, ins: &Inputs, o: &mut [f32], variant: &str) {
         }
         Op::Add => rows::zip(&ins.f32(0), &ins.f32(1), o, |a, b| a + b),
         Op::Mul => rows::zip(&ins.f32(0), &ins.f32(1), o, |a, b| a * b),
-        Op::SwiGlu => rows::zip(&ins.f32(0), &ins.f32(1), o, |g, u| {
-            g / (1.0 + (-g).exp()) * u
-        }),
+        Op::SwiGlu => rows::swiglu(&ins.f32(0), &ins.f32(1), o),
         Op::Unary(a) => rows::unary(*a, &ins.f32(0), o),
         Op::Softmax => rows::softmax(&ins.f32(0), ins.desc(0).shape.last(), o),
         Op::Argmax | Op::Cast { .. } | Op::KvAppend(_) | Op::Slice { .. } | Op::Concat { .. } => {

@@ -1,8 +1,8 @@
 //! The `int8-dot` Gemm variant: for decode-shaped products (at most 4 rows) with an int8 or int4
 //! weight, each activation row is quantised to int8 per group of 32 (`d = amax / 127`,
-//! `q = round(x / d)`, scale kept in f32) and every group's dot product is an integer one
-//! (AVX2 `vpmaddubsw` + `vpmaddwd`: 32 products summed exactly in i32), scaled by both groups'
-//! scales and accumulated in f32. It reads 8.5 or 4.5 bits per weight and no f32 weight value at
+//! `q = round(x / d)`, scale kept in f32: [`super::actquant`]) and every group's dot product is an
+//! integer one (AVX2 `vpmaddubsw` + `vpmaddwd`: 32 products summed exactly in i32), scaled by
+//! both groups' scales and accumulated in f32. It reads 8.5 or 4.5 bits per weight and no f32 weight value at
 //! all; the price is the activations' rounding (up to half an int8 step of each group's largest
 //! magnitude), so its matrix tolerance is looser than `tiled`'s. Every other product (more rows,
 //! float weights) runs exactly as `tiled`.
@@ -56,29 +56,6 @@ impl QuantRows {
     }
 }
 
-pub(crate) fn quantise(a: &[f32], m: usize, k: usize) -> QuantRows {
-    let mut q = vec![0i8; m * k];
-    let mut d = vec![0f32; m * k / GROUP];
-    let mut c8 = vec![0f32; m * k / GROUP];
-    for (g, (x, out)) in a[..m * k]
-        .chunks_exact(GROUP)
-        .zip(q.chunks_exact_mut(GROUP))
-        .enumerate()
-    {
-        let amax = x.iter().fold(0f32, |m, v| m.max(v.abs()));
-        let s = amax / 127.0;
-        let inv = if s > 0.0 { 1.0 / s } else { 0.0 };
-        let mut sum = 0i32;
-        for (o, v) in out.iter_mut().zip(x) {
-            *o = (v * inv).round().clamp(-127.0, 127.0) as i8;
-            sum += *o as i32;
-        }
-        d[g] = s;
-        c8[g] = 8.0 * s * sum as f32;
-    }
-    QuantRows { q, d, c8 }
-}
-
 /// The activations of one product, quantised and laid out for the kernel of `isa`.
 pub(crate) enum Prepared {
     /// The AVX2 and scalar kernels read [`QuantRows`] as they are.
@@ -89,7 +66,7 @@ pub(crate) enum Prepared {
 
 /// Quantises `a` (`[m, k]`) for products with `w` (int8 or int4) on `isa`.
 pub(crate) fn prepare(a: &[f32], m: usize, k: usize, w: &Weight, isa: Isa) -> Prepared {
-    let qa = quantise(a, m, k);
+    let qa = super::actquant::quantise(a, m, k, isa);
     #[cfg(target_arch = "x86_64")]
     if isa == Isa::Avx512 {
         let int4 = matches!(w, Weight::Int4 { .. });
@@ -638,7 +615,7 @@ mod tests {
                 let dec = host.to_f32();
                 for m in 1..=4 {
                     let a = vals(m * k, 7 + m as u32);
-                    let qa = quantise(&a, m, k);
+                    let qa = super::super::actquant::quantise(&a, m, k, Isa::Scalar);
                     let da = &qa.d;
                     for &isa in &paths {
                         let p = prepare(&a, m, k, &w, isa);

@@ -25,6 +25,18 @@ pub(crate) fn zip(a: &[f32], b: &[f32], out: &mut [f32], f: impl Fn(f32, f32) ->
     );
 }
 
+/// `out = silu(g) · u` element-wise (SwiGLU's gate), vectorised with the fast exp.
+pub(crate) fn swiglu(g: &[f32], u: &[f32], out: &mut [f32]) {
+    maybe_par!(
+        out.chunks_mut(GRAIN).enumerate(),
+        out.par_chunks_mut(GRAIN).enumerate(),
+        |(c, o): (usize, &mut [f32])| {
+            let off = c * GRAIN;
+            super::simd::silu_mul(o, &g[off..], &u[off..]);
+        }
+    );
+}
+
 pub(crate) fn unary(act: Activation, x: &[f32], out: &mut [f32]) {
     maybe_par!(
         out.chunks_mut(GRAIN).enumerate(),
@@ -91,14 +103,23 @@ pub(crate) fn softmax(x: &[f32], d: usize, out: &mut [f32]) {
 }
 
 pub(crate) fn argmax(x: &[f32], d: usize) -> Vec<u32> {
+    // The first index of the largest value that is not NaN (0 when every value is NaN): the
+    // maximum in lanes (a comparison with NaN is false, so NaN never wins), then its first place.
     let best = |row: &[f32]| {
-        let mut best: Option<(usize, f32)> = None;
-        for (j, &v) in row.iter().enumerate() {
-            if !v.is_nan() && best.is_none_or(|(_, b)| v > b) {
-                best = Some((j, v));
+        const L: usize = 16;
+        let mut lanes = [f32::NEG_INFINITY; L];
+        let chunks = row.chunks_exact(L);
+        let tail = chunks.remainder();
+        for c in chunks {
+            for l in 0..L {
+                lanes[l] = if c[l] > lanes[l] { c[l] } else { lanes[l] };
             }
         }
-        best.map_or(0, |(j, _)| j as u32)
+        let max = tail
+            .iter()
+            .chain(&lanes)
+            .fold(f32::NEG_INFINITY, |m, &v| if v > m { v } else { m });
+        row.iter().position(|&v| v == max).unwrap_or(0) as u32
     };
     if super::serial() {
         x.chunks(d).map(best).collect()
@@ -164,4 +185,51 @@ pub(crate) fn embedding(
             }
         }
     );
+}
+
+#[cfg(test)]
+mod tests {
+    /// The first largest value that is not NaN, over rows that do and do not fill whole lanes:
+    /// ties (the first wins, -0 ties 0), NaN anywhere (never chosen), all NaN (0), -inf only.
+    #[test]
+    fn argmax_takes_the_first_largest_non_nan() {
+        let reference = |row: &[f32]| {
+            let mut best: Option<(usize, f32)> = None;
+            for (j, &v) in row.iter().enumerate() {
+                if !v.is_nan() && best.is_none_or(|(_, b)| v > b) {
+                    best = Some((j, v));
+                }
+            }
+            best.map_or(0, |(j, _)| j as u32)
+        };
+        let mut rows: Vec<Vec<f32>> = vec![
+            vec![f32::NAN, 1.0, 3.0, f32::NAN, 3.0],
+            vec![f32::NAN; 19],
+            vec![f32::NEG_INFINITY; 33],
+            vec![-0.0, 0.0, -1.0],
+            vec![2.0],
+        ];
+        let mut seed = 7u32;
+        for d in [15, 16, 17, 64, 1000] {
+            rows.push(
+                (0..d)
+                    .map(|i| {
+                        seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                        match seed >> 28 {
+                            0 => f32::NAN,
+                            1 => 5.0, // repeated maxima
+                            _ => (seed >> 8) as f32 / (1u32 << 24) as f32 - (i % 3) as f32,
+                        }
+                    })
+                    .collect(),
+            );
+        }
+        for row in &rows {
+            let got = super::argmax(row, row.len());
+            assert_eq!(got, vec![reference(row)], "{row:?}");
+        }
+        // Several rows at once, each its own answer.
+        let flat: Vec<f32> = [1.0, 9.0, 2.0, 7.0, f32::NAN, 7.0].to_vec();
+        assert_eq!(super::argmax(&flat, 3), vec![1, 0]);
+    }
 }

@@ -58,6 +58,8 @@ pub(crate) struct Acts {
 }
 
 /// Lays out `qa`'s `m` rows (each `k` long) for weights in int4 (`int4`) or int8.
+///
+/// Only called on the [`super::isa::Isa::Avx512`] path (the lane corrections use `vpdpbusd`).
 pub(crate) fn prepare(qa: &QuantRows, m: usize, k: usize, int4: bool) -> Acts {
     let groups = k / GROUP;
     let bg = block_groups(int4);
@@ -65,36 +67,25 @@ pub(crate) fn prepare(qa: &QuantRows, m: usize, k: usize, int4: bool) -> Acts {
     let mut q = vec![0i8; m * gp * GROUP];
     let mut d = vec![0f32; m * gp];
     for i in 0..m {
-        for g in 0..groups {
-            let src = &qa.q[(i * groups + g) * GROUP..][..GROUP];
-            d[i * gp + g] = qa.d[i * groups + g];
-            let block = &mut q[(i * gp + g / bg * bg) * GROUP..][..bg * GROUP];
-            if int4 {
-                let at = (g % 4) * 16;
-                block[at..at + 16].copy_from_slice(&src[..16]);
-                block[64 + at..64 + at + 16].copy_from_slice(&src[16..]);
-            } else {
-                block[(g % 2) * GROUP..][..GROUP].copy_from_slice(src);
-            }
+        let src = &qa.q[i * groups * GROUP..(i + 1) * groups * GROUP];
+        let dst = &mut q[i * gp * GROUP..(i + 1) * gp * GROUP];
+        d[i * gp..i * gp + groups].copy_from_slice(&qa.d[i * groups..(i + 1) * groups]);
+        if !int4 {
+            // Groups g, g + 1 side by side: the row as it is (a padded group stays zero).
+            dst[..src.len()].copy_from_slice(src);
+            continue;
+        }
+        for (g, src) in src.chunks_exact(GROUP).enumerate() {
+            let block = &mut dst[g / 4 * 128..][..128];
+            let at = (g % 4) * 16;
+            block[at..at + 16].copy_from_slice(&src[..16]);
+            block[64 + at..64 + at + 16].copy_from_slice(&src[16..]);
         }
     }
-    // Lane l of a block meets bytes 4l..4l+4 of the (int4: both halves of the) block.
-    let offset = if int4 { 8 } else { 128 };
-    let sum4 = |b: &[i8]| b.iter().map(|&v| v as i32).sum::<i32>();
-    let lc = q
-        .chunks_exact(bg * GROUP)
-        .flat_map(|block| {
-            (0..16).map(move |l| {
-                let lo = sum4(&block[4 * l..4 * l + 4]);
-                let hi = if int4 {
-                    sum4(&block[64 + 4 * l..64 + 4 * l + 4])
-                } else {
-                    0
-                };
-                -offset * (lo + hi)
-            })
-        })
-        .collect();
+    let mut lc = vec![0i32; q.len() / (bg * GROUP) * 16];
+    // SAFETY: this layout is only prepared on the avx512 path (the caller's `isa`); lc holds 16
+    // lanes per block of q.
+    unsafe { x86::lane_corrections(&q, int4, &mut lc) };
     Acts { q, d, lc, gp, int4 }
 }
 
@@ -160,6 +151,31 @@ mod x86 {
     /// thread int4 35.4-37.7 -> 36.9-39.4 tok/s, int8 24.0-28.6 -> 29.4-31.0, on two int8
     /// 40.1-42.2 -> 43.8-45.3, int4 level.
     const PREFETCH: usize = 2048;
+
+    /// For each 64-byte block of `q` (int4: each 128-byte pair of halves), 16 i32 lanes:
+    /// `-offset · (sum of the four activations lane l meets)` (offset 8 for int4, 128 for int8).
+    ///
+    /// # Safety
+    /// The CPU runs the avx512 path; `lc` holds 16 lanes per block.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+    pub(super) unsafe fn lane_corrections(q: &[i8], int4: bool, lc: &mut [i32]) {
+        let (bytes, offset) = if int4 { (128, 8) } else { (64, 128) };
+        assert_eq!(lc.len(), q.len() / bytes * 16);
+        let (ones, neg) = (_mm512_set1_epi8(1), _mm512_set1_epi32(-offset));
+        for (b, out) in q.chunks_exact(bytes).zip(lc.chunks_exact_mut(16)) {
+            // Each lane: 1 · four signed bytes, summed exactly.
+            let lo = _mm512_loadu_si512(b.as_ptr() as *const __m512i);
+            let mut sum = _mm512_dpbusd_epi32(_mm512_setzero_si512(), ones, lo);
+            if int4 {
+                let hi = _mm512_loadu_si512(b.as_ptr().add(64) as *const __m512i);
+                sum = _mm512_dpbusd_epi32(sum, ones, hi);
+            }
+            _mm512_storeu_si512(
+                out.as_mut_ptr() as *mut __m512i,
+                _mm512_mullo_epi32(sum, neg),
+            );
+        }
+    }
 
     /// What every row of one `dots` call reads.
     pub(super) struct Kernel<'a> {
