@@ -29,6 +29,7 @@ pub(crate) fn list(oracle: bool, op: OpKind) -> Vec<VariantInfo> {
             VariantInfo::new(op, attention::FLASH, dt, "rayon over (batch, head, 32-query block); per 64-key tile Q·Kᵀ and P·V on the gemm crate, online softmax, no S x S matrix"),
             VariantInfo::new(op, attention::NAIVE, dt, "rayon over (batch, query row); full score row per head, then softmax"),
             VariantInfo::new(op, attention::BLOCK_SPARSE, dt, "visits only non-empty tiles of a block layout (classify); no element test on full tiles; other masks as dense"),
+            VariantInfo::new(op, attention::FLASH_DECODE, dt, "default for q_len = 1 (base masks): rayon over (batch, KV head); the GQA group's query heads in one Q·Kᵀ and one P·V product over the visible keys"),
         ],
         OpKind::Gemm => vec![
             VariantInfo::new(op, "tiled", dt, "gemm crate (packed, SIMD, rayon) with a fused bias/activation/residual epilogue; weights read in their stored format"),
@@ -113,6 +114,17 @@ pub(crate) fn resolve(
         }
     }
     if let Op::Attention(a) = op {
+        if v.name == attention::FLASH_DECODE {
+            if a.q_len != 1 {
+                return Err(format!(
+                    "flash-decode needs q_len = 1 (got {}); use flash",
+                    a.q_len
+                ));
+            }
+            if matches!(a.mask, Mask::BlockSparse(_)) {
+                return Err("flash-decode takes a base mask (none, causal, sliding window), not a block layout; use block-sparse".into());
+            }
+        }
         if let Mask::BlockSparse(l) = &a.mask {
             if matches!(*l.base, Mask::BlockSparse(_)) {
                 return Err(

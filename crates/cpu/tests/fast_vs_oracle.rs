@@ -299,6 +299,11 @@ fn attention_dense_masks_all_variants() {
         (1, 4, 1, 20, 20, 8, w(100)), // window larger than the sequence
         (1, 2, 1, 5, 80, 8, w(7)),
         (1, 1, 1, 3, 3, 4, w(1)),
+        // Decode rows (flash-decode too): GQA groups of 7, batches, windows, no mask.
+        (2, 14, 2, 1, 70, 16, Mask::Causal),
+        (1, 4, 1, 1, 40, 8, w(5)),
+        (1, 3, 3, 1, 9, 8, Mask::None),
+        (2, 4, 2, 1, 130, 8, w(100)),
     ];
     for dt in DTYPES {
         for (i, (b, hq, hkv, sq, skv, d, mask)) in cases.iter().cloned().enumerate() {
@@ -312,6 +317,9 @@ fn attention_dense_masks_all_variants() {
             let ins = attn_case(&mut rng, dt, &spec);
             for v in VARIANTS {
                 compare(&Op::Attention(spec.clone()), &ins, v);
+            }
+            if sq == 1 {
+                compare(&Op::Attention(spec.clone()), &ins, "flash-decode");
             }
         }
     }
@@ -387,7 +395,7 @@ fn registry_and_supports() {
         .iter()
         .map(|v| v.name)
         .collect();
-    assert_eq!(names, ["flash", "naive", "block-sparse"]);
+    assert_eq!(names, ["flash", "naive", "block-sparse", "flash-decode"]);
     for k in OpKind::ALL {
         let vs = fast.variants(k);
         assert!(
@@ -398,10 +406,28 @@ fn registry_and_supports() {
     }
     let op = Op::Attention(AttentionSpec::new(1, 2, 1, 4, 4, 8, Mask::Causal));
     let e = fast.supports(&op, F32, "flash-decode").unwrap_err();
+    assert!(e.contains("flash-decode needs q_len = 1 (got 4)"), "{e}");
+    let e = fast.supports(&op, F32, "flash-v2").unwrap_err();
     assert!(
-        e.contains("flash-decode") && e.contains("registered: flash, naive, block-sparse"),
+        e.contains("registered: flash, naive, block-sparse, flash-decode"),
         "{e}"
     );
+    // Decode picks flash-decode by default; a block layout goes to block-sparse.
+    let decode = AttentionSpec::new(1, 2, 1, 1, 4, 8, Mask::Causal);
+    let pick = |spec: &AttentionSpec| {
+        foveate_core::registry::pick_attention("flash", spec, &|v| {
+            fast.supports(&Op::Attention(spec.clone()), F32, v)
+                .map(|_| ())
+        })
+    };
+    assert_eq!(pick(&decode), Ok("flash-decode"));
+    let layout = BlockLayout::dense(4, 1, 4, Mask::Causal);
+    let sparse = AttentionSpec::new(1, 2, 1, 1, 4, 8, Mask::BlockSparse(Arc::new(layout)));
+    assert!(fast
+        .supports(&Op::Attention(sparse.clone()), F32, "flash-decode")
+        .unwrap_err()
+        .contains("not a block layout"));
+    assert_eq!(pick(&sparse), Ok("block-sparse"));
     assert!(fast
         .supports(&op, DType::U32, "naive")
         .unwrap_err()

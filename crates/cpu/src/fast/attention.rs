@@ -3,6 +3,8 @@
 //! * `naive`: one task per (batch, query row); a full score row per head, then softmax.
 //! * `block-sparse`: like `flash`, but the schedule comes from the layout's tile classes: empty
 //!   tiles are never visited and full tiles skip the element test. Other masks run dense.
+//! * `flash-decode` (one query row, a base mask): one task per (batch, KV head) with every query
+//!   head that shares it; two products over the whole visible key range.
 
 use super::maybe_par;
 use super::simd::{axpy, dot, exp_sub, scale};
@@ -279,6 +281,100 @@ fn run_task(
         scale(&mut acc[r * d..(r + 1) * d], inv);
     }
     acc
+}
+
+/// `flash-decode`: one query row (`q_len == 1`) under a base mask (None, Causal, SlidingWindow;
+/// the caller checked). One task per (batch, KV head) takes the `q_heads / kv_heads` query heads
+/// that share it (GQA): `S = Q·Kᵀ` for those rows in one gemm-crate product over the visible key
+/// range (each K row read once for the group, where `flash` reads it once per query head), the
+/// softmax per row, `O = P·V` in a second product, `O` scaled by `1 / sum`. A decode step of
+/// Qwen2-0.5B (14 query heads over 2 KV heads, D = 64) at a depth of 256-288 spent 47 µs per
+/// layer in `flash`: 14 tasks of five 64-key tiles, 140 small products; here it is 2 tasks of 2.
+pub(crate) fn decode(s: &AttentionSpec, q: &[f32], k: &[f32], v: &[f32], out: &mut [f32]) {
+    let d = s.head_dim;
+    let group = s.q_heads / s.kv_heads;
+    let ld = s.kv_heads * d;
+    let (lo, hi) = row_range(&s.mask, 0, 1, s.kv_len);
+    let w = hi - lo;
+    // Output rows `[batch, 1, q_heads, D]`: the group of KV head `kh` of batch `b` is the
+    // contiguous `group · D` values of chunk `b · kv_heads + kh`.
+    let task = |(bk, o): (usize, &mut [f32])| {
+        let (b, kh) = (bk / s.kv_heads, bk % s.kv_heads);
+        if w == 0 {
+            o.fill(0.0); // every key masked: zeros, as `flash`
+            return;
+        }
+        let qs: Vec<f32> = q[bk * group * d..(bk + 1) * group * d]
+            .iter()
+            .map(|x| x * s.scale)
+            .collect();
+        let kv0 = (b * s.kv_capacity * s.kv_heads + kh) * d + lo * ld;
+        // Bounds-checked here: the products read only inside these slices.
+        let end = kv0 + (w - 1) * ld + d;
+        let (kt, vt) = (&k[kv0..end], &v[kv0..end]);
+        let mut sc = vec![0f32; group * w];
+        // SAFETY: sc is group x w, qs group x d, the K rows w of d at stride ld inside kt.
+        unsafe {
+            gemm::gemm(
+                group,
+                w,
+                d,
+                sc.as_mut_ptr(),
+                1,
+                w as isize,
+                false,
+                qs.as_ptr(),
+                1,
+                d as isize,
+                kt.as_ptr(),
+                ld as isize,
+                1,
+                0.0,
+                1.0,
+                false,
+                false,
+                false,
+                Parallelism::None,
+            );
+        }
+        let mut sums = vec![0f32; group];
+        for (row, sum) in sc.chunks_exact_mut(w).zip(&mut sums) {
+            let mx = row.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+            *sum = exp_sub(row, mx);
+        }
+        // SAFETY: o is group x d, sc group x w, the V rows w of d at stride ld inside vt.
+        unsafe {
+            gemm::gemm(
+                group,
+                d,
+                w,
+                o.as_mut_ptr(),
+                1,
+                d as isize,
+                false,
+                sc.as_ptr(),
+                1,
+                w as isize,
+                vt.as_ptr(),
+                1,
+                ld as isize,
+                0.0,
+                1.0,
+                false,
+                false,
+                false,
+                Parallelism::None,
+            );
+        }
+        for (row, &sum) in o.chunks_exact_mut(d).zip(&sums) {
+            scale(row, if sum > 0.0 { 1.0 / sum } else { 0.0 });
+        }
+    };
+    maybe_par!(
+        out.chunks_mut(group * d).enumerate(),
+        out.par_chunks_mut(group * d).enumerate(),
+        task
+    );
 }
 
 /// `naive`: every (batch, query row) computes its full score row per head with `Mask::allows`.

@@ -179,6 +179,7 @@ fn compute(op: &Op, ins: &Inputs, o: &mut [f32], variant: &str) {
             match variant {
                 names::NAIVE => attention::naive(s, &q, &k, &v, o),
                 names::BLOCK_SPARSE => attention::tiled(s, &q, &k, &v, o, true),
+                names::FLASH_DECODE => attention::decode(s, &q, &k, &v, o),
                 _ => attention::tiled(s, &q, &k, &v, o, false),
             }
         }
