@@ -21,7 +21,7 @@ use foveate_models::arch::qwen2_vl_vision::QwenVision;
 use foveate_models::arch::qwen2_vl_window::{frame_bounds, window_order, Grid};
 use foveate_models::budget::{self, Dims, LoadPlan, Stored, TextDims};
 use foveate_models::formats::{FormatBytes, Formats};
-use foveate_models::model::{check_weight_formats, resolve_formats};
+use foveate_models::model::{check_weight_formats, formats_for, resolve_formats};
 use foveate_models::names::Part;
 use foveate_models::vars::{CheckpointSource, RandomSource, Recorder, Scope, TensorSource};
 use foveate_models::{Checkpoint, LlavaConfig, PixelValues};
@@ -166,8 +166,8 @@ impl E2eModel {
     ) -> Result<Self> {
         check_weight_formats(backend.as_ref(), &formats)?;
         let ex = Exec::new(backend, formats.compute, attention);
-        let mut src = RandomSource::new(ex.backend.as_ref(), formats.compute, 17)
-            .with_weights(formats.weights);
+        let mut src =
+            RandomSource::new(ex.backend.as_ref(), formats.compute, 17).with_formats(formats);
         let (built, text) = build_builtin(b, layers, &mut src)?;
         let vision = match built {
             Built::Qwen(tower, image) => Some(qwen_vision(tower, image)),
@@ -205,7 +205,7 @@ impl E2eModel {
         attention: AttentionKind,
     ) -> Result<Self> {
         let ck = Checkpoint::open(dir)?;
-        let formats = resolve_formats(&ck, dtype, weights)?;
+        let formats = formats_for(backend.as_ref(), resolve_formats(&ck, dtype, weights)?);
         Self::load_checkpoint(ck, backend, formats, attention)
     }
 
@@ -219,8 +219,7 @@ impl E2eModel {
         let (dir, dtype) = (ck.dir.clone(), formats.compute);
         check_weight_formats(backend.as_ref(), &formats)?;
         let ex = Exec::new(backend, dtype, attention);
-        let mut src =
-            CheckpointSource::new(&ck, ex.backend.as_ref(), dtype).with_weights(formats.weights);
+        let mut src = CheckpointSource::new(&ck, ex.backend.as_ref(), dtype).with_formats(formats);
         let (vision, text) = if let Some(cfg) = ck.config_as::<LlavaConfig>() {
             let Llava { vision, text, .. } =
                 Llava::load(&mut src, cfg, cfg.vision_layers_to_run())?;

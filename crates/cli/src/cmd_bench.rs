@@ -14,7 +14,7 @@ use foveate_core::{Backend, DType, Error};
 use foveate_graph::AttentionKind;
 use foveate_models::budget::{parse_size, Budget, Estimate, LoadPlan, Workload};
 use foveate_models::formats::Formats;
-use foveate_models::model::{on_host, resolve_formats};
+use foveate_models::model::{formats_for, on_host, resolve_formats};
 use foveate_models::Checkpoint;
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -36,7 +36,8 @@ pub struct Args {
     dtype: Vec<String>,
     /// Weight formats of the linear layers, comma separated (f32, f16, bf16, int8, int4; default:
     /// the compute dtype). The LM head is int8 under int8/int4; embeddings, norms and the vision
-    /// tower keep the compute dtype (docs/ARCHITECTURE.md, "Weight formats").
+    /// tower keep the compute dtype, except its linears in f16 under int8/int4 with f32 compute on
+    /// the cpu (docs/ARCHITECTURE.md, "Weight formats").
     #[arg(short = 'w', long, value_delimiter = ',')]
     weights: Vec<String>,
     /// Attention kernel families, comma separated (naive, flash, block-sparse).
@@ -168,7 +169,10 @@ fn load(
         if let (Some(v), Some(t)) = (a.vocab, b.text.as_mut()) {
             t.vocab = v.max(1);
         }
-        let formats = Formats::new(c.dtype, c.weights.unwrap_or(c.dtype));
+        let formats = formats_for(
+            backend.as_ref(),
+            Formats::new(c.dtype, c.weights.unwrap_or(c.dtype)),
+        );
         let plan = builtin_plan(&b, a.layers)?;
         let est = plan.estimate(formats, on_host, c.attention, &workload(a, &plan, c));
         plan.check(&est, &budget)?;
@@ -183,7 +187,7 @@ fn load(
         )));
     }
     let ck = Checkpoint::open(dir)?;
-    let formats = resolve_formats(&ck, c.dtype, c.weights)?;
+    let formats = formats_for(backend.as_ref(), resolve_formats(&ck, c.dtype, c.weights)?);
     let plan = LoadPlan::checkpoint(&ck)?;
     let est = plan.estimate(formats, on_host, c.attention, &workload(a, &plan, c));
     plan.check(&est, &budget)?;

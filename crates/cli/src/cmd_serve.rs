@@ -21,7 +21,8 @@ pub struct Args {
     dtype: String,
     /// Weight format of the linear layers: f32, f16, bf16, int8, int4 (default: the compute dtype,
     /// or a quantised checkpoint's format). The LM head is int8 under int8/int4; embeddings, norms
-    /// and the vision tower keep the compute dtype (docs/ARCHITECTURE.md, "Weight formats").
+    /// and the vision tower keep the compute dtype, except its linears in f16 under int8/int4 with
+    /// f32 compute on the cpu (docs/ARCHITECTURE.md, "Weight formats").
     #[arg(long)]
     weights: Option<String>,
     /// Attention variant: naive, flash, block-sparse.

@@ -401,8 +401,13 @@ impl LoadPlan {
                 if !smaller {
                     continue;
                 }
+                // As the load would narrow it (the cpu's f16 vision linears, where `f` has them).
+                let mut alt_f = Formats::new(f.compute, q);
+                if f.vision != f.compute {
+                    alt_f = alt_f.narrow_vision();
+                }
                 let alt = self.estimate(
-                    Formats::new(f.compute, q),
+                    alt_f,
                     est.on_host,
                     est.attention,
                     &est.workload,

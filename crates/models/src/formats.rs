@@ -9,9 +9,16 @@
 //! * Token embeddings, norms, biases, position / class embeddings: the compute dtype (a row
 //!   lookup or a vector: no GEMM reads them, and they are small).
 //! * The whole vision tower (its patch convolution and layers; for Qwen2-VL also its patch merger,
-//!   which is stored inside the tower): the compute dtype. ~4 % of LLaVA-1.5-7B's weights, and the
-//!   most sensitive to error: its output is 576 image tokens the decoder attends to, not a
-//!   distribution it samples from.
+//!   which is stored inside the tower): never quantised. ~4 % of LLaVA-1.5-7B's parameters, and
+//!   the most sensitive to error: its output is 576 image tokens the decoder attends to, not a
+//!   distribution it samples from. Its linear (2-D) weights are f16 when the cpu backend loads
+//!   int8/int4 `--weights` under an f32 compute dtype ([`Formats::narrow_vision`]), else the
+//!   compute dtype: in f32 they were 1.2 GB of a LLaVA-1.5-7B int4 load's 5.2 (f32 1.6 GB in
+//!   all), more than its whole LM head and embedding table. f16 holds an f16 checkpoint's values
+//!   exactly (LLaVA-1.5 ships f16) and a bf16 one's (Qwen2-VL) wherever they are at least 2^-14
+//!   in magnitude; an f32 checkpoint's are rounded once (relative 2^-11; measured on easy-VQA,
+//!   docs/BENCHMARKS.md). The GPU backends read no 16-bit weight under f32 activations, so they
+//!   keep the compute dtype.
 //!
 //! A quantised format needs rows that are a multiple of [`foveate_core::quant::GROUP`] (32)
 //! elements; a tensor whose rows are not keeps the compute dtype ([`Formats::of`] says so through
@@ -21,29 +28,46 @@ use crate::names::Part;
 use crate::vars::Role;
 use foveate_core::{quant, DType};
 
-/// The format policy of one load: the compute dtype and the `--weights` format.
+/// The format policy of one load: the compute dtype, the `--weights` format and the vision tower's
+/// linear weights' format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Formats {
     pub compute: DType,
     pub weights: DType,
+    /// The vision tower's 2-D (linear) weights: the compute dtype unless [`Formats::narrow_vision`].
+    pub vision: DType,
 }
 
 impl Formats {
     /// Every tensor in `dtype` (no `--weights`).
     pub fn uniform(dtype: DType) -> Self {
-        Formats {
-            compute: dtype,
-            weights: dtype,
-        }
+        Formats::new(dtype, dtype)
     }
 
     pub fn new(compute: DType, weights: DType) -> Self {
-        Formats { compute, weights }
+        Formats {
+            compute,
+            weights,
+            vision: compute,
+        }
+    }
+
+    /// The vision tower's linear weights in f16 when the weights are int8/int4 and the compute
+    /// dtype f32 (what the cpu backend loads: see the module doc); otherwise unchanged.
+    pub fn narrow_vision(self) -> Self {
+        if self.compute == DType::F32 && self.weights.is_quant() {
+            Formats {
+                vision: DType::F16,
+                ..self
+            }
+        } else {
+            self
+        }
     }
 
     /// Is any tensor stored in another format than the compute dtype?
     pub fn mixed(&self) -> bool {
-        self.weights != self.compute
+        self.weights != self.compute || self.vision != self.compute
     }
 
     /// The LM head's format: int8 for a quantised `--weights`, else the `--weights` format.
@@ -72,6 +96,11 @@ impl Formats {
     /// The format of a tensor of `part`, `role` and `shape`, and whether a quantised format was
     /// refused by the shape (rows not a multiple of 32 elements: it keeps the compute dtype).
     pub fn of(&self, part: Part, role: Role, shape: &[usize]) -> (DType, bool) {
+        if (part, role) == (Part::Vision, Role::Weight) {
+            // Linear weights only: a patch convolution's weight is read with the pixels' dtype.
+            let linear = shape.len() == 2;
+            return (if linear { self.vision } else { self.compute }, false);
+        }
         let f = self.policy(part, role);
         let numel: usize = shape.iter().product();
         let row = shape.iter().skip(1).product::<usize>();
@@ -152,6 +181,40 @@ mod tests {
         );
         assert!(!Formats::uniform(DType::F16).separate_head());
         assert!(!Formats::uniform(DType::F16).mixed());
+    }
+
+    /// The vision tower's linears narrow to f16 only under f32 compute with quantised weights;
+    /// its convolution, norms and embeddings keep the compute dtype.
+    #[test]
+    fn vision_linears_narrow_to_f16_under_quantised_weights() {
+        let n = Formats::new(DType::F32, DType::Int4).narrow_vision();
+        assert!(n.mixed());
+        assert_eq!(
+            n.of(Part::Vision, Role::Weight, &[64, 128]),
+            (DType::F16, false)
+        );
+        assert_eq!(
+            n.of(Part::Vision, Role::Weight, &[64, 3, 14, 14]),
+            (DType::F32, false)
+        );
+        assert_eq!(n.of(Part::Vision, Role::Norm, &[64]), (DType::F32, false));
+        assert_eq!(
+            n.of(Part::Vision, Role::Position, &[577, 64]),
+            (DType::F32, false)
+        );
+        assert_eq!(
+            n.of(Part::Text, Role::Weight, &[64, 128]),
+            (DType::Int4, false)
+        );
+        for (c, w) in [
+            (DType::F32, DType::F32),
+            (DType::F32, DType::F16),
+            (DType::F16, DType::Int8),
+            (DType::BF16, DType::Int4),
+        ] {
+            let f = Formats::new(c, w).narrow_vision();
+            assert_eq!(f.of(Part::Vision, Role::Weight, &[64, 128]).0, c, "{c}/{w}");
+        }
     }
 
     #[test]

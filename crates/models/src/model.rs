@@ -77,7 +77,17 @@ pub fn check_weight_formats(backend: &dyn Backend, formats: &Formats) -> Result<
     // The GPU backends read int8/int4 weights under any activations they compute in (their
     // quantised GEMV/GEMM and GELU-MLP kernels); a 16-bit or f32 weight under other activations
     // only on the cpu.
-    if formats.mixed() && !formats.weights.is_quant() && !backend.name().starts_with("cpu") {
+    let cpu = backend.name().starts_with("cpu");
+    if formats.vision != formats.compute && !cpu {
+        return Err(Error::unsupported(
+            backend.name(),
+            format!(
+                "vision-tower weights in {} under --dtype {} run on the cpu backend only (load with formats_for)",
+                formats.vision, formats.compute
+            ),
+        ));
+    }
+    if formats.weights != formats.compute && !formats.weights.is_quant() && !cpu {
         return Err(Error::unsupported(
             backend.name(),
             format!(
@@ -90,6 +100,17 @@ pub fn check_weight_formats(backend: &dyn Backend, formats: &Formats) -> Result<
         ));
     }
     Ok(())
+}
+
+/// The formats a load on `backend` uses: `formats`, with the vision tower's linears in f16 on the
+/// cpu backends under f32 compute and int8/int4 weights ([`Formats::narrow_vision`]: the GPU
+/// backends read no 16-bit weight under f32 activations).
+pub fn formats_for(backend: &dyn Backend, formats: Formats) -> Formats {
+    if backend.name().starts_with("cpu") {
+        formats.narrow_vision()
+    } else {
+        formats
+    }
 }
 
 /// Does `backend` keep its tensors in host memory (the cpu backends)?
@@ -161,7 +182,10 @@ impl Model {
             ));
         }
         let checkpoint = Checkpoint::open(dir)?;
-        let formats = resolve_formats(&checkpoint, opts.dtype, opts.weights)?;
+        let formats = formats_for(
+            backend.as_ref(),
+            resolve_formats(&checkpoint, opts.dtype, opts.weights)?,
+        );
         check_weight_formats(backend.as_ref(), &formats)?;
         if let Some((budget, workload)) = limit {
             let plan = LoadPlan::checkpoint(&checkpoint)?;
@@ -173,7 +197,7 @@ impl Model {
         }
         let ex = Exec::new(backend, opts.dtype, opts.attention);
         let mut src = CheckpointSource::new(&checkpoint, ex.backend.as_ref(), opts.dtype)
-            .with_weights(formats.weights);
+            .with_formats(formats);
         let arch = checkpoint.config.build(&mut src, false)?;
         if let Some(first) = src.kept.first() {
             eprintln!(

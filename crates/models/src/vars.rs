@@ -101,7 +101,7 @@ impl Scope {
 }
 
 /// The checkpoint's tensors, uploaded to `backend` in the formats of [`Formats`] (the compute
-/// dtype unless [`CheckpointSource::with_weights`]), tensor by tensor: host memory stays at one
+/// dtype unless [`CheckpointSource::with_formats`]), tensor by tensor: host memory stays at one
 /// tensor (and its f32 temporary while it is quantised). A quantised checkpoint's tensors
 /// ([`crate::qcheckpoint`]) are uploaded as stored.
 pub struct CheckpointSource<'a> {
@@ -125,9 +125,10 @@ impl<'a> CheckpointSource<'a> {
             bytes: FormatBytes::default(),
         }
     }
-    /// Linear weights in `weights` ([`Formats`] decides per role).
-    pub fn with_weights(mut self, weights: DType) -> Self {
-        self.formats = Formats::new(self.dtype, weights);
+    /// Every tensor in the format `formats` gives it (its compute dtype must be this source's).
+    pub fn with_formats(mut self, formats: Formats) -> Self {
+        debug_assert_eq!(formats.compute, self.dtype);
+        self.formats = formats;
         self
     }
 }
@@ -191,9 +192,10 @@ impl<'a> RandomSource<'a> {
             bytes: FormatBytes::default(),
         }
     }
-    /// Linear weights in `weights` ([`Formats`] decides per role).
-    pub fn with_weights(mut self, weights: DType) -> Self {
-        self.formats = Formats::new(self.dtype, weights);
+    /// Every tensor in the format `formats` gives it (its compute dtype must be this source's).
+    pub fn with_formats(mut self, formats: Formats) -> Self {
+        debug_assert_eq!(formats.compute, self.dtype);
+        self.formats = formats;
         self
     }
 

@@ -8,7 +8,7 @@ use foveate_core::{Backend, DType, Error};
 use foveate_cpu::CpuBackend;
 use foveate_graph::AttentionKind;
 use foveate_models::budget::{Budget, LoadPlan, Workload};
-use foveate_models::model::resolve_formats;
+use foveate_models::model::{formats_for, resolve_formats};
 use foveate_models::{Checkpoint, Model, ModelOptions};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -69,7 +69,11 @@ fn estimated_weights_are_what_the_load_uploads() {
             Some(DType::Int8),
             Some(DType::Int4),
         ] {
-            let formats = resolve_formats(&ck, DType::F32, w).unwrap();
+            // As the load resolves them on the cpu (f16 vision linears under int8/int4).
+            let formats = formats_for(
+                &CpuBackend::fast(),
+                resolve_formats(&ck, DType::F32, w).unwrap(),
+            );
             let est = plan.estimate(formats, true, AttentionKind::Flash, &ONE);
             let m = Model::load(&dir, Arc::new(CpuBackend::fast()), opts(w)).unwrap();
             let sorted = |mut v: Vec<(DType, usize)>| {
