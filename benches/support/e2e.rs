@@ -165,7 +165,7 @@ impl E2eModel {
         attention: AttentionKind,
     ) -> Result<Self> {
         check_weight_formats(backend.as_ref(), &formats)?;
-        let ex = Exec::new(backend, formats.compute, attention);
+        let ex = Exec::new(backend, formats.compute, attention).with_kv_dtype(formats.kv)?;
         let mut src =
             RandomSource::new(ex.backend.as_ref(), formats.compute, 17).with_formats(formats);
         let (built, text) = build_builtin(b, layers, &mut src)?;
@@ -218,7 +218,7 @@ impl E2eModel {
     ) -> Result<Self> {
         let (dir, dtype) = (ck.dir.clone(), formats.compute);
         check_weight_formats(backend.as_ref(), &formats)?;
-        let ex = Exec::new(backend, dtype, attention);
+        let ex = Exec::new(backend, dtype, attention).with_kv_dtype(formats.kv)?;
         let mut src = CheckpointSource::new(&ck, ex.backend.as_ref(), dtype).with_formats(formats);
         let (vision, text) = if let Some(cfg) = ck.config_as::<LlavaConfig>() {
             let Llava { vision, text, .. } =

@@ -23,6 +23,19 @@ pub fn parse_weights(s: &str) -> Result<DType> {
     Ok(w)
 }
 
+/// `--kv-dtype`: f32, f16 or bf16.
+pub fn parse_kv(s: &str) -> Result<DType> {
+    let d: DType = s
+        .parse()
+        .map_err(|e: String| Error::Msg(format!("--kv-dtype: {e}")))?;
+    if !d.is_float() {
+        return Err(Error::Msg(format!(
+            "--kv-dtype: {d} is not a KV cache dtype (supported: f32, f16, bf16)"
+        )));
+    }
+    Ok(d)
+}
+
 /// The memory side of a load: `--max-memory` and what the model will run (for its KV caches and
 /// activations).
 #[derive(Clone, Copy, Debug)]
@@ -35,8 +48,9 @@ pub struct MemoryLimit {
 /// (the estimate's assumption; easy-VQA and VQAv2 prompts take 20 to 60).
 pub const PLANNED_PROMPT_TOKENS: usize = 128;
 
-/// Opens `backend` and loads the checkpoint in `dir` with the given dtype, attention variant and
-/// weight format (`--weights`; None: the compute dtype, or a quantised checkpoint's format); the
+/// Opens `backend` and loads the checkpoint in `dir` with the given dtype, attention variant,
+/// weight format (`--weights`; None: the compute dtype, or a quantised checkpoint's format) and
+/// KV cache dtype (`--kv-dtype`; None: the compute dtype); the
 /// one place the CLI turns flags into a model (`run`, `eval` and `serve` share it). A load whose
 /// memory estimate is over the budget (`--max-memory`, MemAvailable) is refused before any weight
 /// is allocated.
@@ -46,9 +60,11 @@ pub fn load_model(
     dtype: &str,
     attention: &str,
     weights: Option<&str>,
+    kv: Option<&str>,
     memory: MemoryLimit,
 ) -> Result<Model> {
     let weights = weights.map(parse_weights).transpose()?;
+    let kv = kv.map(parse_kv).transpose()?;
     let dtype: DType = dtype
         .parse()
         .map_err(|e: String| Error::Msg(format!("--dtype: {e}")))?;
@@ -76,6 +92,7 @@ pub fn load_model(
             dtype,
             attention,
             weights,
+            kv,
         },
         Some((&budget, &memory.workload)),
     )

@@ -40,6 +40,10 @@ pub struct Args {
     /// the cpu (docs/ARCHITECTURE.md, "Weight formats").
     #[arg(short = 'w', long, value_delimiter = ',')]
     weights: Vec<String>,
+    /// KV cache dtype: f32, f16 or bf16 (default: the compute dtype). A 16-bit cache under f32
+    /// compute runs on the cpu backend only.
+    #[arg(long = "kv-dtype")]
+    kv_dtype: Option<String>,
     /// Attention kernel families, comma separated (naive, flash, block-sparse).
     #[arg(short = 'a', long, value_delimiter = ',', default_value = crate::DEFAULT_ATTENTION)]
     attention: Vec<String>,
@@ -149,6 +153,8 @@ struct Config<'a> {
     dtype: DType,
     /// `--weights` (None: the compute dtype, or a quantised checkpoint's format).
     weights: Option<DType>,
+    /// `--kv-dtype` (None: the compute dtype).
+    kv: Option<DType>,
     attention: AttentionKind,
     prompt: usize,
     decode: usize,
@@ -172,7 +178,8 @@ fn load(
         let formats = formats_for(
             backend.as_ref(),
             Formats::new(c.dtype, c.weights.unwrap_or(c.dtype)),
-        );
+        )
+        .with_kv(c.kv);
         let plan = builtin_plan(&b, a.layers)?;
         let est = plan.estimate(formats, on_host, c.attention, &workload(a, &plan, c));
         plan.check(&est, &budget)?;
@@ -187,7 +194,8 @@ fn load(
         )));
     }
     let ck = Checkpoint::open(dir)?;
-    let formats = formats_for(backend.as_ref(), resolve_formats(&ck, c.dtype, c.weights)?);
+    let formats =
+        formats_for(backend.as_ref(), resolve_formats(&ck, c.dtype, c.weights)?).with_kv(c.kv);
     let plan = LoadPlan::checkpoint(&ck)?;
     let est = plan.estimate(formats, on_host, c.attention, &workload(a, &plan, c));
     plan.check(&est, &budget)?;
@@ -252,10 +260,11 @@ fn run_config(a: &Args, model: &str, c: &Config) -> foveate_core::Result<Row> {
             dec.extend(d);
         }
         eprintln!(
-            "bench: {model} {} {}{} {} b{} run {}{}: encode {} prefill {} decode {}",
+            "bench: {model} {} {}{}{} {} b{} run {}{}: encode {} prefill {} decode {}",
             c.backend,
             c.dtype,
             c.weights.map_or(String::new(), |w| format!(" weights {w}")),
+            c.kv.map_or(String::new(), |k| format!(" kv {k}")),
             c.attention.name(),
             c.batch,
             i + 1,
@@ -354,6 +363,7 @@ fn run_config(a: &Args, model: &str, c: &Config) -> foveate_core::Result<Row> {
             "model": model, "prompt": c.prompt, "decode": c.decode, "batch": c.batch, "reps": a.reps, "warmup": a.warmup,
             "threads": a.threads, "layers": a.layers, "vocab": a.vocab, "image": image, "weights_mib": m.weight_bytes as f64 / (1u64 << 20) as f64,
             "weights": c.weights.map(|w| w.name()), "weights_mib_by_format": weights_by_format,
+            "kv_dtype": c.kv.unwrap_or(c.dtype).name(),
             "device": backend.device_name(),
             "memory_estimate_mib": {
                 "host": mib(est.host_bytes() as usize), "weights": mib(est.weights.total()),
@@ -492,6 +502,11 @@ pub fn run(a: Args) -> CmdResult {
                 let dtype: DType = dt
                     .parse()
                     .map_err(|e: String| Error::Msg(format!("--dtype: {e}")))?;
+                let kv = a
+                    .kv_dtype
+                    .as_deref()
+                    .map(crate::answerer::parse_kv)
+                    .transpose()?;
                 let weights: Vec<Option<DType>> = if a.weights.is_empty() {
                     vec![None]
                 } else {
@@ -521,6 +536,7 @@ pub fn run(a: Args) -> CmdResult {
                                     backend: be,
                                     dtype,
                                     weights,
+                                    kv,
                                     attention,
                                     prompt,
                                     decode,

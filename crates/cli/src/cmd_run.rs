@@ -29,6 +29,11 @@ pub struct Args {
     /// f32 | f16 | bf16
     #[arg(long, default_value = "f32")]
     dtype: String,
+    /// KV cache dtype: f32, f16 or bf16 (default: the compute dtype). A 16-bit cache under f32
+    /// compute halves the cache's memory and the bytes attention reads per decoded token (cpu
+    /// backend only; docs/ARCHITECTURE.md, "KV cache dtype").
+    #[arg(long = "kv-dtype")]
+    kv_dtype: Option<String>,
     /// Weight format of the linear layers: f32, f16, bf16, int8, int4 (default: the compute dtype,
     /// or a quantised checkpoint's format). The LM head is int8 under int8/int4; embeddings, norms
     /// and the vision tower keep the compute dtype, except its linears in f16 under int8/int4 with
@@ -81,6 +86,7 @@ pub fn run(args: Args) -> CmdResult {
         &args.dtype,
         &args.attention,
         args.weights.as_deref(),
+        args.kv_dtype.as_deref(),
         MemoryLimit {
             max_memory: args.max_memory,
             // A byte-level BPE token is at least one byte: the prompt's bytes bound its tokens.

@@ -19,6 +19,11 @@ pub struct Args {
     /// Compute dtype: f32, f16, bf16.
     #[arg(long, default_value = "f32")]
     dtype: String,
+    /// KV cache dtype: f32, f16 or bf16 (default: the compute dtype). A 16-bit cache under f32
+    /// compute halves the cache's memory and the bytes attention reads per decoded token (cpu
+    /// backend only; docs/ARCHITECTURE.md, "KV cache dtype").
+    #[arg(long = "kv-dtype")]
+    kv_dtype: Option<String>,
     /// Weight format of the linear layers: f32, f16, bf16, int8, int4 (default: the compute dtype,
     /// or a quantised checkpoint's format). The LM head is int8 under int8/int4; embeddings, norms
     /// and the vision tower keep the compute dtype, except its linears in f16 under int8/int4 with
@@ -105,12 +110,13 @@ pub fn run(args: Args) -> CmdResult {
             images_at_once: batch_size * args.max_images.min(1),
         },
     };
-    let (dir, backend, dtype, attention, weights) = (
+    let (dir, backend, dtype, attention, weights, kv) = (
         args.model.clone(),
         args.backend.clone(),
         args.dtype.clone(),
         args.attention.clone(),
         args.weights.clone(),
+        args.kv_dtype.clone(),
     );
     eprintln!(
         "loading {} on {backend} (the weights are hashed once for the protocol card)...",
@@ -125,6 +131,7 @@ pub fn run(args: Args) -> CmdResult {
                 &dtype,
                 &attention,
                 weights.as_deref(),
+                kv.as_deref(),
                 memory,
             )
         }),

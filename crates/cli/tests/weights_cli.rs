@@ -1,6 +1,7 @@
-//! `--weights` and `foveate quantize` end to end with the shipped tiny easy-VQA model: a quantised
-//! checkpoint answers exactly as quantising at load does, int8 / int4 stay within a point of f32,
-//! and bad manifests, mismatched `--weights` and GPU backends are refused with a clear message.
+//! `--weights`, `--kv-dtype` and `foveate quantize` end to end with the shipped tiny easy-VQA
+//! model: a quantised checkpoint answers exactly as quantising at load does, int8 / int4 stay
+//! within a point of f32, a 16-bit KV cache answers as the f32 one, and bad manifests, mismatched
+//! `--weights` and GPU backends are refused with a clear message.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -40,15 +41,14 @@ fn quantize(w: &str, name: &str) -> PathBuf {
     out
 }
 
-/// `foveate eval` on the first `n` easy-VQA questions: (score, answers in question order).
-fn eval(model: &Path, n: usize, weights: Option<&str>, tag: &str) -> (f64, Vec<String>) {
+/// `foveate eval` on the first `n` easy-VQA questions with `flags` (`--weights int4`, ...):
+/// (score, answers in question order).
+fn eval(model: &Path, n: usize, flags: &[&str], tag: &str) -> (f64, Vec<String>) {
     let out = scratch("weights-eval", tag, false);
     let mut extra = vec!["--task", "easy-vqa", "--json"];
     let ns = n.to_string();
     extra.extend(["--limit", &ns]);
-    if let Some(w) = weights {
-        extra.extend(["--weights", w]);
-    }
+    extra.extend(flags);
     let data = repo().join("eval/data/easy-vqa");
     let outs = out.display().to_string();
     extra.extend(["--data", data.to_str().unwrap(), "--output", &outs]);
@@ -84,8 +84,8 @@ fn eval(model: &Path, n: usize, weights: Option<&str>, tag: &str) -> (f64, Vec<S
 fn quantized_checkpoint_answers_as_load_time_quantisation() {
     for w in ["int8", "int4"] {
         let dir = quantize(w, &format!("q-{w}"));
-        let (s_q, a_q) = eval(&dir, 50, None, &format!("{w}-dir"));
-        let (s_l, a_l) = eval(&tiny(), 50, Some(w), &format!("{w}-load"));
+        let (s_q, a_q) = eval(&dir, 50, &[], &format!("{w}-dir"));
+        let (s_l, a_l) = eval(&tiny(), 50, &["--weights", w], &format!("{w}-load"));
         let same = a_q.iter().zip(&a_l).filter(|(a, b)| a == b).count();
         eprintln!("{w}: quantised dir {s_q:.2} %, at load {s_l:.2} %, {same}/50 answers equal");
         assert_eq!(
@@ -93,7 +93,7 @@ fn quantized_checkpoint_answers_as_load_time_quantisation() {
             "--weights {w}: the quantised checkpoint answers differently from quantising at load"
         );
         // Loading it with its own format is the same; with another one is refused.
-        let (_, a_same) = eval(&dir, 10, Some(w), &format!("{w}-same"));
+        let (_, a_same) = eval(&dir, 10, &["--weights", w], &format!("{w}-same"));
         assert_eq!(a_same, a_q[..10]);
         let other = if w == "int8" { "int4" } else { "int8" };
         let o = foveate(
@@ -114,15 +114,33 @@ fn quantized_checkpoint_answers_as_load_time_quantisation() {
 #[test]
 fn int8_int4_within_a_point_of_f32_on_easy_vqa() {
     let n = 500;
-    let (f32s, _) = eval(&tiny(), n, None, "f32");
+    let (f32s, _) = eval(&tiny(), n, &[], "f32");
     for w in ["int8", "int4"] {
-        let (s, _) = eval(&tiny(), n, Some(w), w);
+        let (s, _) = eval(&tiny(), n, &["--weights", w], w);
         eprintln!("easy-VQA first {n}: f32 {f32s:.2} %, --weights {w} {s:.2} %");
         assert!(
             (s - f32s).abs() <= 1.0,
             "--weights {w}: {s} % vs f32 {f32s} % on {n} questions"
         );
     }
+}
+
+/// A KV cache in f16 or bf16 (f32 compute) answers the first 100 easy-VQA questions as the f32
+/// cache does, also under int4 weights; a non-float cache dtype is refused by name.
+#[test]
+fn a_16_bit_kv_cache_answers_as_f32() {
+    let (_, f32a) = eval(&tiny(), 100, &[], "kv-f32");
+    for kv in ["f16", "bf16"] {
+        let (_, a) = eval(&tiny(), 100, &["--kv-dtype", kv], &format!("kv-{kv}"));
+        assert_eq!(a, f32a, "--kv-dtype {kv}");
+    }
+    let (_, int4) = eval(&tiny(), 100, &["--weights", "int4"], "kv-int4-f32");
+    let (_, a) = eval(&tiny(), 100, &["--weights", "int4", "--kv-dtype", "f16"], "kv-int4-f16");
+    assert_eq!(a, int4, "--weights int4 --kv-dtype f16");
+    let o = foveate(&["run", "--prompt", "what shape is it?", "--kv-dtype", "int8"], &tiny(), &[]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("--kv-dtype: int8 is not a KV cache dtype"), "{err}");
 }
 
 /// Rewrites the manifest of a fresh int4 copy with `edit`; `foveate run` on it must fail naming
@@ -212,6 +230,12 @@ fn weights_flag_errors() {
         err.contains("--weights bf16 under --dtype f32 runs on the cpu backend for now"),
         "{err}"
     );
+    // Likewise a 16-bit KV cache under f32 compute.
+    let args = ["run", "--prompt", "what shape is it?", "--backend", "wgpu", "--kv-dtype", "f16"];
+    let o = foveate(&args, &tiny(), &[]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("a KV cache in f16 under f32 compute runs on the cpu backend only"), "{err}");
     let (gpu, cpu) = (run("wgpu", "int4"), run("cpu", "int4"));
     assert!(gpu.status.success(), "{}", String::from_utf8_lossy(&gpu.stderr));
     assert!(cpu.status.success(), "{}", String::from_utf8_lossy(&cpu.stderr));

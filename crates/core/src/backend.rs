@@ -119,7 +119,8 @@ pub fn check_launch(op: &Op, inputs: &[&Tensor], out: &Tensor) -> Result<TensorD
 }
 
 /// For backends whose kernels read weights in the activations' dtype only: refuses an op whose
-/// weight is stored in another format (int8/int4 groups, or 16-bit under f32), naming the input.
+/// weight or KV cache is stored in another format (int8/int4 groups, or 16-bit under f32), naming
+/// the input.
 pub fn refuse_mixed_weights(backend: &str, op: &Op, inputs: &[&Tensor]) -> Result<()> {
     let descs: Vec<&TensorDesc> = inputs.iter().map(|t| t.desc()).collect();
     match op.mixed_weights(&descs) {
@@ -127,8 +128,9 @@ pub fn refuse_mixed_weights(backend: &str, op: &Op, inputs: &[&Tensor]) -> Resul
         Some((i, w)) => Err(crate::Error::unsupported(
             backend,
             format!(
-                "{} with input {i} stored as {w} under {} activations (weight formats other than the \
-                 compute dtype run on the cpu backend: --backend cpu, or --weights {})",
+                "{} with input {i} stored as {w} under {} activations (weights or a KV cache in \
+                 another format than the compute dtype run on the cpu backend: --backend cpu, or \
+                 --weights / --kv-dtype {})",
                 op.name(),
                 descs[0].dtype,
                 descs[0].dtype

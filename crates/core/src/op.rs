@@ -348,10 +348,24 @@ impl Op {
         }
     }
 
-    /// The first weight input stored in another dtype than the activations (input 0), if any.
+    /// Inputs that are a KV cache: attention's K and V may be stored in another float dtype than
+    /// the queries (both in the same one: an f16 cache under f32 compute); the output takes the
+    /// queries' dtype. Backends that cannot read them refuse through [`Op::mixed_weights`].
+    pub fn cache_slots(&self) -> &'static [usize] {
+        match self {
+            Op::Attention(_) => &[1, 2],
+            _ => &[],
+        }
+    }
+
+    /// The first weight or cache input stored in another dtype than the activations (input 0),
+    /// if any.
     pub fn mixed_weights(&self, inputs: &[&TensorDesc]) -> Option<(usize, DType)> {
         let act = inputs.first()?.dtype;
-        self.weight_slots().iter().find_map(|&i| inputs.get(i).filter(|d| d.dtype != act).map(|d| (i, d.dtype)))
+        self.weight_slots()
+            .iter()
+            .chain(self.cache_slots())
+            .find_map(|&i| inputs.get(i).filter(|d| d.dtype != act).map(|d| (i, d.dtype)))
     }
 
     /// Validates the inputs and returns the output descriptor.
@@ -376,6 +390,16 @@ impl Op {
                 }
                 let row = d.shape.dims().last().copied().unwrap_or(0);
                 crate::quant::check_shape(d.dtype, d.numel(), row).map_err(|e| Error::shape(op, format!("weight input {i}: {e}")))?;
+                continue;
+            }
+            if self.cache_slots().contains(&i) {
+                let first = inputs[self.cache_slots()[0]].dtype;
+                if !d.dtype.is_float() || d.dtype != first {
+                    return Err(Error::shape(op, format!(
+                        "cache input {i} is {}: K and V must share one float dtype (K is {first})",
+                        d.dtype
+                    )));
+                }
                 continue;
             }
             if u32_slots.contains(&i) {
@@ -668,7 +692,17 @@ mod tests {
         a.kv_heads = 3;
         a.kv_capacity = 9;
         let kv = d(DType::F32, &[1, 9, 3, 8]);
-        assert_eq!(Op::Attention(a).infer(&[&q, &kv, &kv]).unwrap().shape.dims(), &[1, 3, 6, 8]);
+        assert_eq!(Op::Attention(a.clone()).infer(&[&q, &kv, &kv]).unwrap().shape.dims(), &[1, 3, 6, 8]);
+        // A 16-bit KV cache under f32 queries: the output is f32; K and V must agree.
+        let op = Op::Attention(a);
+        let (k16, v16, vb) = (d(DType::F16, &[1, 9, 3, 8]), d(DType::F16, &[1, 9, 3, 8]), d(DType::BF16, &[1, 9, 3, 8]));
+        assert_eq!(op.infer(&[&q, &k16, &v16]).unwrap(), d(DType::F32, &[1, 3, 6, 8]));
+        assert_eq!(op.mixed_weights(&[&q, &k16, &v16]), Some((1, DType::F16)));
+        assert_eq!(op.mixed_weights(&[&q, &kv, &kv]), None);
+        let e = op.infer(&[&q, &k16, &vb]).unwrap_err();
+        assert!(e.to_string().contains("K and V must share one float dtype"), "{e}");
+        let e = op.infer(&[&q, &d(DType::Int8, &[1, 9, 3, 8]), &d(DType::Int8, &[1, 9, 3, 8])]).unwrap_err();
+        assert!(e.to_string().contains("cache input 1 is int8"), "{e}");
     }
 
     #[test]

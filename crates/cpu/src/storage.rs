@@ -7,6 +7,7 @@
 //! tensor is ever kept a second time in another format.
 
 use foveate_core::{DType, Error, Result, Storage, Tensor, TensorDesc};
+use half::slice::HalfFloatSliceExt;
 use half::{bf16, f16};
 use std::any::Any;
 use std::ops::Deref;
@@ -179,18 +180,18 @@ pub(crate) fn words_as_f32<'a>(words: &'a [u32], desc: &TensorDesc) -> F32s<'a> 
     let n = desc.numel();
     match desc.dtype {
         DType::F32 => F32s::Borrowed(&bytemuck::cast_slice::<u32, f32>(words)[..n]),
-        DType::F16 => F32s::Owned(
-            halves(words, n)
-                .iter()
-                .map(|&h| f16::from_bits(h).to_f32())
-                .collect(),
-        ),
-        DType::BF16 => F32s::Owned(
-            halves(words, n)
-                .iter()
-                .map(|&h| bf16::from_bits(h).to_f32())
-                .collect(),
-        ),
+        // Slice conversions (F16C eight at a time where the CPU has it): a 16-bit KV cache is
+        // read whole by prefill attention.
+        DType::F16 => {
+            let mut v = vec![0f32; n];
+            bytemuck::cast_slice::<u16, f16>(halves(words, n)).convert_to_f32_slice(&mut v);
+            F32s::Owned(v)
+        }
+        DType::BF16 => {
+            let mut v = vec![0f32; n];
+            bytemuck::cast_slice::<u16, bf16>(halves(words, n)).convert_to_f32_slice(&mut v);
+            F32s::Owned(v)
+        }
         DType::U32 => F32s::Owned(words[..n].iter().map(|&x| x as f32).collect()),
         DType::Int8 | DType::Int4 => F32s::Owned(quant_values(words, desc)),
     }

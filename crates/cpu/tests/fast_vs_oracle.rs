@@ -325,6 +325,41 @@ fn attention_dense_masks_all_variants() {
     }
 }
 
+/// A KV cache stored in f16 or bf16 under f32 queries (`--kv-dtype`): every variant reads it as
+/// stored (flash-decode converting only the rows a task reads) and matches the oracle at f32
+/// tolerance, on the same 16-bit values.
+#[test]
+fn attention_reads_a_16_bit_cache_under_f32_queries() {
+    let mut rng = ChaCha8Rng::seed_from_u64(9);
+    let w = |window| Mask::SlidingWindow { window };
+    for cache in [DType::F16, DType::BF16] {
+        for (sq, skv, mask) in [
+            (1, 70, Mask::Causal),
+            (1, 33, w(9)),
+            (1, 20, Mask::None),
+            (5, 40, Mask::Causal),
+            // Past flash-decode's 256-key spans of a 16-bit cache: whole, partial, windowed.
+            (1, 600, Mask::Causal),
+            (1, 700, w(520)),
+        ] {
+            let mut spec = AttentionSpec::new(2, 6, 2, sq, skv, 16, mask);
+            spec.kv_capacity = skv + 5; // rows past kv_len must be ignored
+            let ins = attn_case(&mut rng, F32, &spec);
+            let narrow = |h: &HostTensor| {
+                HostTensor::from_f32(cache, h.shape().dims().to_vec(), &h.to_f32())
+            };
+            let ins = vec![ins[0].clone(), narrow(&ins[1]), narrow(&ins[2])];
+            let op = Op::Attention(spec.clone());
+            for v in VARIANTS {
+                compare(&op, &ins, v);
+            }
+            if sq == 1 {
+                compare(&op, &ins, "flash-decode");
+            }
+        }
+    }
+}
+
 #[test]
 fn attention_block_sparse_layouts_all_variants() {
     let mut rng = ChaCha8Rng::seed_from_u64(6);

@@ -57,6 +57,8 @@ pub struct Exec {
     pub backend: Arc<dyn Backend>,
     pub pool: Pool,
     pub dtype: DType,
+    /// The KV caches' dtype: the compute dtype unless [`Exec::with_kv_dtype`].
+    pub kv_dtype: DType,
     pub attention: AttentionKind,
     /// Block-sparse layouts by shape: built once and shared by every layer (and by every later
     /// request of the same shape), so a layer never rebuilds its table on the host.
@@ -65,7 +67,28 @@ pub struct Exec {
 
 impl Exec {
     pub fn new(backend: Arc<dyn Backend>, dtype: DType, attention: AttentionKind) -> Self {
-        Exec { pool: Pool::new(backend.clone()), backend, dtype, attention, layouts: Mutex::new(HashMap::new()) }
+        Exec { pool: Pool::new(backend.clone()), backend, dtype, kv_dtype: dtype, attention, layouts: Mutex::new(HashMap::new()) }
+    }
+
+    /// KV caches in `kv` (f32, f16 or bf16) whatever the compute dtype: appended rows are cast to
+    /// it, attention reads it as stored (`Op::cache_slots`). A cache in another dtype than the
+    /// compute dtype runs on the cpu backends only (the GPU kernels read K and V in the queries'
+    /// dtype); elsewhere it is refused here, before anything is allocated.
+    pub fn with_kv_dtype(mut self, kv: DType) -> Result<Self> {
+        if !kv.is_float() {
+            return Err(Error::Msg(format!("--kv-dtype {kv}: a KV cache is f32, f16 or bf16")));
+        }
+        if kv != self.dtype && !self.backend.name().starts_with("cpu") {
+            return Err(Error::unsupported(
+                self.backend.name(),
+                format!(
+                    "a KV cache in {kv} under {} compute runs on the cpu backend only (--kv-dtype {}, or --dtype {kv})",
+                    self.dtype, self.dtype
+                ),
+            ));
+        }
+        self.kv_dtype = kv;
+        Ok(self)
     }
 
     /// Runs `op` into a fresh pooled output.
@@ -81,10 +104,14 @@ impl Exec {
         Ok(out)
     }
 
-    /// Writes `new` into `cache` in place.
+    /// Writes `new` into `cache` in place (cast to the cache's dtype first where they differ).
     pub fn kv_append(&self, cache: &Tensor, new: &Tensor, pos: usize) -> Result<()> {
         let capacity = cache.dims()[1];
         let op = Op::KvAppend(foveate_core::KvAppendSpec { capacity, pos });
+        if new.dtype() != cache.dtype() {
+            let cast = self.run(&Op::Cast { to: cache.dtype() }, &[new])?;
+            return self.backend.execute(&op, &[&cast], cache, "");
+        }
         self.backend.execute(&op, &[new], cache, "")
     }
 

@@ -1,6 +1,6 @@
-//! The KV cache of one sequence: per layer, K and V `[1, capacity, kv_heads, head_dim]` from the
-//! pool, and the number of rows filled. Capacities are rounded up to [`CAPACITY_STEP`] tokens so
-//! requests of nearby lengths reuse the same pooled buffers.
+//! The KV cache of one sequence: per layer, K and V `[1, capacity, kv_heads, head_dim]` (in
+//! `Exec::kv_dtype`) from the pool, and the number of rows filled. Capacities are rounded up to
+//! [`CAPACITY_STEP`] tokens so requests of nearby lengths reuse the same pooled buffers.
 
 use crate::exec::Exec;
 use crate::pool::Buf;
@@ -30,7 +30,7 @@ impl KvCache {
     /// A cache for at least `tokens` rows.
     pub fn new(ex: &Exec, shape: KvShape, tokens: usize) -> Result<Self> {
         let capacity = tokens.max(1).div_ceil(CAPACITY_STEP) * CAPACITY_STEP;
-        let desc = TensorDesc::new(ex.dtype, vec![1, capacity, shape.kv_heads, shape.head_dim]);
+        let desc = TensorDesc::new(ex.kv_dtype, vec![1, capacity, shape.kv_heads, shape.head_dim]);
         let mut k = Vec::with_capacity(shape.layers);
         let mut v = Vec::with_capacity(shape.layers);
         for _ in 0..shape.layers {

@@ -47,6 +47,7 @@ fn main() {
             dtype: DType::F32,
             attention: AttentionKind::Flash,
             weights: None,
+            kv: None,
         },
     )
     .unwrap();

@@ -328,12 +328,13 @@ impl LoadPlan {
             .min(t.context.max(1));
             kv_tokens = tokens.div_ceil(CAPACITY_STEP) * CAPACITY_STEP;
             let kvd = t.kv_heads * t.head_dim;
-            kv_cache = sequences * t.layers * 2 * size_class(kv_tokens * kvd * c.size());
+            kv_cache = sequences * t.layers * 2 * size_class(kv_tokens * kvd * formats.kv.size());
             let tw = widths(&self.entries, &[Part::Text]);
             let rows = sequences * tokens;
             acts += 4 * rows * (tw.layer + tw.widest + 4 * t.width);
             acts += 2 * 4 * sequences * t.vocab;
-            if c != DType::F32 {
+            if formats.kv != DType::F32 {
+                // Prefill attention reads a 16-bit cache converted to f32.
                 acts += 2 * 4 * sequences * kv_tokens * kvd;
             }
             if attention == AttentionKind::Naive {
@@ -402,7 +403,7 @@ impl LoadPlan {
                     continue;
                 }
                 // As the load would narrow it (the cpu's f16 vision linears, where `f` has them).
-                let mut alt_f = Formats::new(f.compute, q);
+                let mut alt_f = Formats::new(f.compute, q).with_kv(Some(f.kv));
                 if f.vision != f.compute {
                     alt_f = alt_f.narrow_vision();
                 }

@@ -170,6 +170,22 @@ fn estimate_counts_weights_temporaries_cache_and_activations() {
     );
     assert_eq!((b.kv_tokens, b.kv_cache), (128, 4 * e.kv_cache * 2));
     assert!(b.activations > 4 * e.activations);
+    // A 16-bit KV cache (`--kv-dtype f16`): half the cache, the weights unchanged, and the f32
+    // copy prefill attention reads counted with the activations.
+    let h = p.estimate(
+        Formats::uniform(DType::F32).with_kv(Some(DType::F16)),
+        true,
+        AttentionKind::Flash,
+        &ONE,
+    );
+    assert_eq!((h.kv_tokens, h.kv_cache), (64, e.kv_cache / 2));
+    assert_eq!(h.weights, e.weights);
+    assert!(
+        h.activations > e.activations,
+        "{} vs {}",
+        h.activations,
+        e.activations
+    );
 }
 
 #[test]

@@ -36,6 +36,8 @@ pub struct Formats {
     pub weights: DType,
     /// The vision tower's 2-D (linear) weights: the compute dtype unless [`Formats::narrow_vision`].
     pub vision: DType,
+    /// The KV caches (`--kv-dtype`): the compute dtype unless [`Formats::with_kv`].
+    pub kv: DType,
 }
 
 impl Formats {
@@ -49,6 +51,15 @@ impl Formats {
             compute,
             weights,
             vision: compute,
+            kv: compute,
+        }
+    }
+
+    /// KV caches in `kv` (`--kv-dtype`; None keeps the compute dtype).
+    pub fn with_kv(self, kv: Option<DType>) -> Self {
+        Formats {
+            kv: kv.unwrap_or(self.compute),
+            ..self
         }
     }
 

@@ -31,6 +31,8 @@ pub struct ModelOptions {
     /// The format of the linear weights (`--weights`, per role: [`Formats`]). None: the
     /// checkpoint's quantised format if it is a quantised checkpoint, else `dtype`.
     pub weights: Option<DType>,
+    /// The KV caches' dtype (`--kv-dtype`; None: `dtype`). Another than `dtype` runs on the cpu.
+    pub kv: Option<DType>,
 }
 
 impl Default for ModelOptions {
@@ -39,6 +41,7 @@ impl Default for ModelOptions {
             dtype: DType::F32,
             attention: AttentionKind::Naive,
             weights: None,
+            kv: None,
         }
     }
 }
@@ -185,7 +188,8 @@ impl Model {
         let formats = formats_for(
             backend.as_ref(),
             resolve_formats(&checkpoint, opts.dtype, opts.weights)?,
-        );
+        )
+        .with_kv(opts.kv);
         check_weight_formats(backend.as_ref(), &formats)?;
         if let Some((budget, workload)) = limit {
             let plan = LoadPlan::checkpoint(&checkpoint)?;
@@ -195,7 +199,7 @@ impl Model {
                 budget,
             )?;
         }
-        let ex = Exec::new(backend, opts.dtype, opts.attention);
+        let ex = Exec::new(backend, opts.dtype, opts.attention).with_kv_dtype(formats.kv)?;
         let mut src = CheckpointSource::new(&checkpoint, ex.backend.as_ref(), opts.dtype)
             .with_formats(formats);
         let arch = checkpoint.config.build(&mut src, false)?;

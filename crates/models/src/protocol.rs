@@ -66,6 +66,10 @@ pub fn model_card(model: &Model) -> Result<Value> {
     if f.mixed() {
         card["weight_formats"] = json!({"linear": f.weights.name(), "lm_head": f.head().name(), "vision_linear": f.vision.name(), "quantised_checkpoint": ck.quant.is_some()});
     }
+    // Likewise a KV cache in another dtype than the compute dtype.
+    if f.kv != f.compute {
+        card["kv_dtype"] = json!(f.kv.name());
+    }
     Ok(card)
 }
 

@@ -111,6 +111,7 @@ fn batch_checks(
             dtype: DType::F32,
             attention,
             weights: None,
+            kv: None,
         },
     )
     .unwrap();

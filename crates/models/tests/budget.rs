@@ -53,6 +53,7 @@ fn opts(weights: Option<DType>) -> ModelOptions {
         dtype: DType::F32,
         attention: AttentionKind::Flash,
         weights,
+        kv: None,
     }
 }
 

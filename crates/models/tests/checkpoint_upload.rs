@@ -80,6 +80,7 @@ fn checkpoint_tensors_load_in_place() {
                 dtype: DType::F32,
                 attention: AttentionKind::Flash,
                 weights,
+                kv: None,
             },
         )
         .unwrap();

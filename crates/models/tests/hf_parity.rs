@@ -201,6 +201,7 @@ fn parity(fx: Vec<(PathBuf, Vec<String>)>, backend: Arc<dyn Backend>, be: &str) 
                         dtype: DType::F32,
                         attention: a,
                         weights: None,
+                        kv: None,
                     },
                 )
                 .unwrap(),

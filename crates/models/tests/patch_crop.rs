@@ -38,6 +38,7 @@ fn load(dir: &Path) -> Model {
             dtype: DType::F32,
             attention: AttentionKind::Naive,
             weights: None,
+            kv: None,
         },
     )
     .unwrap()
@@ -254,6 +255,7 @@ fn patch_embed_crop_on_wgpu() {
             dtype: DType::F32,
             attention: AttentionKind::Naive,
             weights: None,
+            kv: None,
         },
     )
     .unwrap();

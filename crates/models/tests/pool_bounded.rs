@@ -63,6 +63,7 @@ fn check(backend: Arc<dyn Backend>, dir: &Path) {
         dtype: DType::F32,
         attention: AttentionKind::Flash,
         weights: None,
+        kv: None,
     };
     let m = Model::load(dir, backend.clone(), opts).unwrap();
     let lens = lengths();

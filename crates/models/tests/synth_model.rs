@@ -39,6 +39,7 @@ fn load(dir: &PathBuf, attention: AttentionKind) -> Model {
             dtype: DType::F32,
             attention,
             weights: None,
+            kv: None,
         },
     )
     .unwrap()

@@ -38,6 +38,7 @@ fn load(dir: &Path, weights: Option<DType>) -> Model {
         dtype: DType::F32,
         attention: AttentionKind::Flash,
         weights,
+        kv: None,
     };
     Model::load(dir, Arc::new(CpuBackend::fast()), opts).unwrap()
 }

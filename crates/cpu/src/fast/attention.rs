@@ -8,6 +8,7 @@
 
 use super::maybe_par;
 use super::simd::{axpy, dot, exp_sub, scale};
+use super::weight::Weight;
 use foveate_core::{AttentionSpec, BlockClass, Mask};
 use gemm::Parallelism;
 use rayon::prelude::*;
@@ -290,10 +291,13 @@ fn run_task(
 /// softmax per row, `O = P·V` in a second product, `O` scaled by `1 / sum`. A decode step of
 /// Qwen2-0.5B (14 query heads over 2 KV heads, D = 64) at a depth of 256-288 spent 47 µs per
 /// layer in `flash`: 14 tasks of five 64-key tiles, 140 small products; here it is 2 tasks of 2.
-pub(crate) fn decode(s: &AttentionSpec, q: &[f32], k: &[f32], v: &[f32], out: &mut [f32]) {
+///
+/// K and V are read in the cache's dtype: an f32 cache in place (row stride `kv_heads · D`), a
+/// 16-bit one converted [`HALF_SPAN`] rows at a time into a buffer of the task (only the visible
+/// rows of the task's KV head, never the whole cache), each span's products run on it.
+pub(crate) fn decode(s: &AttentionSpec, q: &[f32], k: &Weight, v: &Weight, out: &mut [f32]) {
     let d = s.head_dim;
     let group = s.q_heads / s.kv_heads;
-    let ld = s.kv_heads * d;
     let (lo, hi) = row_range(&s.mask, 0, 1, s.kv_len);
     let w = hi - lo;
     // Output rows `[batch, 1, q_heads, D]`: the group of KV head `kh` of batch `b` is the
@@ -308,63 +312,79 @@ pub(crate) fn decode(s: &AttentionSpec, q: &[f32], k: &[f32], v: &[f32], out: &m
             .iter()
             .map(|x| x * s.scale)
             .collect();
-        let kv0 = (b * s.kv_capacity * s.kv_heads + kh) * d + lo * ld;
-        // Bounds-checked here: the products read only inside these slices.
-        let end = kv0 + (w - 1) * ld + d;
-        let (kt, vt) = (&k[kv0..end], &v[kv0..end]);
+        // Row `j` of this head: row `(b · kv_capacity + j) · kv_heads + kh` of `[.., D]` rows.
+        let row0 = (b * s.kv_capacity + lo) * s.kv_heads + kh;
+        // Keys in spans: the whole range of an f32 cache (read in place), `HALF_SPAN` rows of a
+        // 16-bit one (converted into a buffer that stays in cache between its two reads).
+        let span = if matches!(k, Weight::F32(_)) {
+            w
+        } else {
+            HALF_SPAN
+        };
+        let mut buf = Vec::new();
         let mut sc = vec![0f32; group * w];
-        // SAFETY: sc is group x w, qs group x d, the K rows w of d at stride ld inside kt.
-        unsafe {
-            gemm::gemm(
-                group,
-                w,
-                d,
-                sc.as_mut_ptr(),
-                1,
-                w as isize,
-                false,
-                qs.as_ptr(),
-                1,
-                d as isize,
-                kt.as_ptr(),
-                ld as isize,
-                1,
-                0.0,
-                1.0,
-                false,
-                false,
-                false,
-                Parallelism::None,
-            );
+        for j0 in (0..w).step_by(span) {
+            let n = span.min(w - j0);
+            let (kt, kld) = head_rows(k, row0 + j0 * s.kv_heads, n, s.kv_heads, d, &mut buf);
+            // SAFETY: sc is group x w (columns j0..j0 + n written), qs group x d, the K rows n
+            // of d at stride kld inside kt.
+            unsafe {
+                gemm::gemm(
+                    group,
+                    n,
+                    d,
+                    sc.as_mut_ptr().add(j0),
+                    1,
+                    w as isize,
+                    false,
+                    qs.as_ptr(),
+                    1,
+                    d as isize,
+                    kt.as_ptr(),
+                    kld as isize,
+                    1,
+                    0.0,
+                    1.0,
+                    false,
+                    false,
+                    false,
+                    Parallelism::None,
+                );
+            }
         }
         let mut sums = vec![0f32; group];
         for (row, sum) in sc.chunks_exact_mut(w).zip(&mut sums) {
             let mx = row.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
             *sum = exp_sub(row, mx);
         }
-        // SAFETY: o is group x d, sc group x w, the V rows w of d at stride ld inside vt.
-        unsafe {
-            gemm::gemm(
-                group,
-                d,
-                w,
-                o.as_mut_ptr(),
-                1,
-                d as isize,
-                false,
-                sc.as_ptr(),
-                1,
-                w as isize,
-                vt.as_ptr(),
-                1,
-                ld as isize,
-                0.0,
-                1.0,
-                false,
-                false,
-                false,
-                Parallelism::None,
-            );
+        for j0 in (0..w).step_by(span) {
+            let n = span.min(w - j0);
+            let (vt, vld) = head_rows(v, row0 + j0 * s.kv_heads, n, s.kv_heads, d, &mut buf);
+            // SAFETY: o is group x d (the first span writes it, later ones add), sc group x w
+            // (columns j0..j0 + n read), the V rows n of d at stride vld inside vt.
+            unsafe {
+                gemm::gemm(
+                    group,
+                    d,
+                    n,
+                    o.as_mut_ptr(),
+                    1,
+                    d as isize,
+                    j0 > 0,
+                    sc.as_ptr().add(j0),
+                    1,
+                    w as isize,
+                    vt.as_ptr(),
+                    1,
+                    vld as isize,
+                    if j0 > 0 { 1.0 } else { 0.0 },
+                    1.0,
+                    false,
+                    false,
+                    false,
+                    Parallelism::None,
+                );
+            }
         }
         for (row, &sum) in o.chunks_exact_mut(d).zip(&sums) {
             scale(row, if sum > 0.0 { 1.0 / sum } else { 0.0 });
@@ -375,6 +395,39 @@ pub(crate) fn decode(s: &AttentionSpec, q: &[f32], k: &[f32], v: &[f32], out: &m
         out.par_chunks_mut(group * d).enumerate(),
         task
     );
+}
+
+/// Keys per span of a 16-bit cache's rows converted at a time in `decode` (64 KiB of f32 at
+/// D = 64; a whole head's rows at once went through L2 twice at long contexts).
+const HALF_SPAN: usize = 256;
+
+/// `w` rows of one KV head, the first at row `row0` of `cache` read as `[.., D]` rows (a head's
+/// rows are `heads` apart): `(slice, row stride)`, the f32 cache's own rows (bounds-checked
+/// here: the products read only inside the slice) or the rows converted into `buf`.
+fn head_rows<'a>(
+    cache: &'a Weight,
+    row0: usize,
+    w: usize,
+    heads: usize,
+    d: usize,
+    buf: &'a mut Vec<f32>,
+) -> (&'a [f32], usize) {
+    if let Weight::F32(c) = cache {
+        return (&c[row0 * d..(row0 + (w - 1) * heads) * d + d], heads * d);
+    }
+    let len = match cache {
+        Weight::F16(c) | Weight::BF16(c) => c.len(),
+        _ => unreachable!("a KV cache is f32, f16 or bf16"),
+    };
+    assert!(
+        (row0 + (w - 1) * heads) * d + d <= len,
+        "KV rows past the cache"
+    );
+    buf.resize(w * d, 0.0);
+    for (j, dst) in buf.chunks_exact_mut(d).enumerate() {
+        cache.rows_f32(row0 + j * heads, 1, d, dst);
+    }
+    (buf, d)
 }
 
 /// `naive`: every (batch, query row) computes its full score row per head with `Mask::allows`.

@@ -105,6 +105,17 @@ pub(crate) fn execute(
             let idx = rows::argmax(&ins.f32(0), ins.desc(0).shape.last());
             out[..idx.len()].copy_from_slice(&idx);
         }
+        Op::Cast { to } if ins.desc(0).dtype == DType::F32 && matches!(to, DType::F16 | DType::BF16) => {
+            // f32 to 16-bit in one rounding (F16C where the CPU has it): the bits the f64 path
+            // gives, since an f32 value is exact in f64 (what `--kv-dtype` casts each new row by).
+            use half::slice::HalfFloatSliceExt;
+            let src = ins.f32(0);
+            let dst = &mut bytemuck::cast_slice_mut::<u32, u16>(out)[..src.len()];
+            match to {
+                DType::F16 => bytemuck::cast_slice_mut::<u16, half::f16>(dst).convert_from_f32_slice(&src),
+                _ => bytemuck::cast_slice_mut::<u16, half::bf16>(dst).convert_from_f32_slice(&src),
+            }
+        }
         Op::Cast { .. } => {
             // Through f64: one rounding from any source dtype, exactly as the oracle.
             let vals = ins.f64(0);
@@ -174,12 +185,19 @@ fn compute(op: &Op, ins: &Inputs, o: &mut [f32], variant: &str) {
                 o,
             );
         }
+        Op::Attention(s) if variant == names::FLASH_DECODE => {
+            // The cache in its own dtype: a 16-bit one is converted only where a task reads it.
+            let (k, v) = (
+                Weight::new(ins.words(1), ins.desc(1)),
+                Weight::new(ins.words(2), ins.desc(2)),
+            );
+            attention::decode(s, &ins.f32(0), &k, &v, o)
+        }
         Op::Attention(s) => {
             let (q, k, v) = (ins.f32(0), ins.f32(1), ins.f32(2));
             match variant {
                 names::NAIVE => attention::naive(s, &q, &k, &v, o),
                 names::BLOCK_SPARSE => attention::tiled(s, &q, &k, &v, o, true),
-                names::FLASH_DECODE => attention::decode(s, &q, &k, &v, o),
                 _ => attention::tiled(s, &q, &k, &v, o, false),
             }
         }

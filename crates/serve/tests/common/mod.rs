@@ -35,6 +35,7 @@ pub fn load(dir: &Path) -> foveate_core::Result<Model> {
             dtype: foveate_core::DType::F32,
             attention: AttentionKind::Flash,
             weights: None,
+            kv: None,
         },
     )
 }
