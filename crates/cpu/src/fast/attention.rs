@@ -203,26 +203,18 @@ fn run_task(
         // SAFETY: sc is rows x w, qs rows x d, the K tile w rows of d at stride ld (rows j0..j1
         // of kh, which holds kv_len of them).
         unsafe {
-            gemm::gemm(
+            product(
                 rows,
                 w,
                 d,
                 sc.as_mut_ptr(),
-                1,
                 w as isize,
                 false,
                 qs.as_ptr(),
-                1,
                 d as isize,
                 kh.as_ptr().add(tile.j0 * ld),
                 ld as isize,
                 1,
-                0.0,
-                1.0,
-                false,
-                false,
-                false,
-                Parallelism::None,
             );
         }
         for r in 0..rows {
@@ -254,26 +246,18 @@ fn run_task(
         }
         // SAFETY: acc is rows x d, sc rows x w, the V tile w rows of d at stride ld.
         unsafe {
-            gemm::gemm(
+            product(
                 rows,
                 d,
                 w,
                 acc.as_mut_ptr(),
-                1,
                 d as isize,
                 true,
                 sc.as_ptr(),
-                1,
                 w as isize,
                 vh.as_ptr().add(tile.j0 * ld),
                 1,
                 ld as isize,
-                1.0,
-                1.0,
-                false,
-                false,
-                false,
-                Parallelism::None,
             );
         }
     }
@@ -329,26 +313,18 @@ pub(crate) fn decode(s: &AttentionSpec, q: &[f32], k: &Weight, v: &Weight, out: 
             // SAFETY: sc is group x w (columns j0..j0 + n written), qs group x d, the K rows n
             // of d at stride kld inside kt.
             unsafe {
-                gemm::gemm(
+                product(
                     group,
                     n,
                     d,
                     sc.as_mut_ptr().add(j0),
-                    1,
                     w as isize,
                     false,
                     qs.as_ptr(),
-                    1,
                     d as isize,
                     kt.as_ptr(),
                     kld as isize,
                     1,
-                    0.0,
-                    1.0,
-                    false,
-                    false,
-                    false,
-                    Parallelism::None,
                 );
             }
         }
@@ -363,26 +339,18 @@ pub(crate) fn decode(s: &AttentionSpec, q: &[f32], k: &Weight, v: &Weight, out: 
             // SAFETY: o is group x d (the first span writes it, later ones add), sc group x w
             // (columns j0..j0 + n read), the V rows n of d at stride vld inside vt.
             unsafe {
-                gemm::gemm(
+                product(
                     group,
                     d,
                     n,
                     o.as_mut_ptr(),
-                    1,
                     d as isize,
                     j0 > 0,
                     sc.as_ptr().add(j0),
-                    1,
                     w as isize,
                     vt.as_ptr(),
                     1,
                     vld as isize,
-                    if j0 > 0 { 1.0 } else { 0.0 },
-                    1.0,
-                    false,
-                    false,
-                    false,
-                    Parallelism::None,
                 );
             }
         }
@@ -428,6 +396,53 @@ fn head_rows<'a>(
         cache.rows_f32(row0 + j * heads, 1, d, dst);
     }
     (buf, d)
+}
+
+/// `dst (+)= lhs · rhs` on this thread (the gemm crate): `dst` m x n with row stride `ldd` (added
+/// to when `acc`, else overwritten), `lhs` m x k with row stride `ldl`, `rhs` k x n with element
+/// `(p, j)` at `p · rs + j · cs`.
+///
+/// # Safety
+/// Every pointer valid for its extent.
+#[allow(clippy::too_many_arguments)]
+unsafe fn product(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: *mut f32,
+    ldd: isize,
+    acc: bool,
+    lhs: *const f32,
+    ldl: isize,
+    rhs: *const f32,
+    cs: isize,
+    rs: isize,
+) {
+    let alpha = if acc { 1.0 } else { 0.0 };
+    // SAFETY: the caller's contract.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst,
+            1,
+            ldd,
+            acc,
+            lhs,
+            1,
+            ldl,
+            rhs,
+            cs,
+            rs,
+            alpha,
+            1.0,
+            false,
+            false,
+            false,
+            Parallelism::None,
+        )
+    }
 }
 
 /// `naive`: every (batch, query row) computes its full score row per head with `Mask::allows`.
