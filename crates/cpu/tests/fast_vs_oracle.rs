@@ -333,16 +333,17 @@ fn attention_reads_a_16_bit_cache_under_f32_queries() {
     let mut rng = ChaCha8Rng::seed_from_u64(9);
     let w = |window| Mask::SlidingWindow { window };
     for cache in [DType::F16, DType::BF16] {
-        for (sq, skv, mask) in [
-            (1, 70, Mask::Causal),
-            (1, 33, w(9)),
-            (1, 20, Mask::None),
-            (5, 40, Mask::Causal),
-            // Past flash-decode's 256-key spans of a 16-bit cache: whole, partial, windowed.
-            (1, 600, Mask::Causal),
-            (1, 700, w(520)),
+        for (sq, skv, mask, d) in [
+            (1, 70, Mask::Causal, 16),
+            (1, 33, w(9), 16),
+            (1, 20, Mask::None, 16),
+            (5, 40, Mask::Causal, 16),
+            // Past flash-decode's 256-key spans of a 16-bit cache: whole, partial, windowed;
+            // a head width with a partial block of 8.
+            (1, 600, Mask::Causal, 16),
+            (1, 700, w(520), 12),
         ] {
-            let mut spec = AttentionSpec::new(2, 6, 2, sq, skv, 16, mask);
+            let mut spec = AttentionSpec::new(2, 6, 2, sq, skv, d, mask);
             spec.kv_capacity = skv + 5; // rows past kv_len must be ignored
             let ins = attn_case(&mut rng, F32, &spec);
             let narrow = |h: &HostTensor| {

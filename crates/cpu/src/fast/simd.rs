@@ -92,6 +92,40 @@ fn silu_mul_body<const FMA: bool>(out: &mut [f32], g: &[f32], u: &[f32]) {
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
+    /// [`super::half_rows`] with F16C, eight values at a time.
+    ///
+    /// # Safety
+    /// The CPU has AVX2 and F16C; the caller checked the extents.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub unsafe fn half_rows(
+        src: *const u16,
+        (start, step, rows, d): (usize, usize, usize, usize),
+        bf16: bool,
+        dst: *mut f32,
+    ) {
+        use std::arch::x86_64::*;
+        for r in 0..rows {
+            let (s, o) = (src.add(start + r * step), dst.add(r * d));
+            let mut c = 0;
+            while c + 8 <= d {
+                let h = _mm_loadu_si128(s.add(c) as *const __m128i);
+                let v = if bf16 {
+                    _mm256_castsi256_ps(_mm256_slli_epi32::<16>(_mm256_cvtepu16_epi32(h)))
+                } else {
+                    _mm256_cvtph_ps(h)
+                };
+                _mm256_storeu_ps(o.add(c), v);
+                c += 8;
+            }
+            for c in c..d {
+                *o.add(c) = super::half_to_f32(*s.add(c), bf16);
+            }
+        }
+    }
+    pub fn f16c() -> bool {
+        available() && std::is_x86_feature_detected!("f16c")
+    }
+
     #[target_feature(enable = "avx2,fma")]
     pub unsafe fn silu_mul(out: &mut [f32], g: &[f32], u: &[f32]) {
         super::silu_mul_body::<true>(out, g, u)
@@ -162,6 +196,42 @@ pub fn silu_mul(out: &mut [f32], g: &[f32], u: &[f32]) {
     silu_mul_body::<false>(out, g, u)
 }
 
+fn half_to_f32(x: u16, bf16: bool) -> f32 {
+    if bf16 {
+        f32::from_bits((x as u32) << 16)
+    } else {
+        half::f16::from_bits(x).to_f32()
+    }
+}
+
+/// `rows` rows of `d` 16-bit values (f16, or bf16 when `bf16`) as f32 into `dst` (`rows · d`): row
+/// `r` starts at element `start + r · step` of `src`. One call for a KV head's rows (a row is a
+/// few cache lines: a call per row cost more than converting it).
+pub fn half_rows(
+    src: &[u16],
+    (start, step, rows, d): (usize, usize, usize, usize),
+    bf16: bool,
+    dst: &mut [f32],
+) {
+    if rows == 0 || d == 0 {
+        return;
+    }
+    assert!(start + (rows - 1) * step + d <= src.len() && dst.len() >= rows * d);
+    #[cfg(target_arch = "x86_64")]
+    if x86::f16c() {
+        // SAFETY: the CPU has AVX2, FMA and F16C; the extents are checked above.
+        return unsafe {
+            x86::half_rows(src.as_ptr(), (start, step, rows, d), bf16, dst.as_mut_ptr())
+        };
+    }
+    for r in 0..rows {
+        let row = &src[start + r * step..][..d];
+        for (o, &x) in dst[r * d..(r + 1) * d].iter_mut().zip(row) {
+            *o = half_to_f32(x, bf16);
+        }
+    }
+}
+
 /// `y *= a`.
 #[inline]
 pub fn scale(y: &mut [f32], a: f32) {
@@ -205,6 +275,32 @@ mod tests {
                 err <= 1e-6 * want.abs() + 1e-30,
                 "g={g} u={u}: {o} vs {want}"
             );
+        }
+    }
+
+    /// Strided f16 and bf16 rows, widths with and without a partial block of 8, as the scalar
+    /// conversion gives them.
+    #[test]
+    fn half_rows_convert_strided_rows() {
+        for d in [8usize, 12, 16, 3] {
+            let (rows, step, start) = (5, 3 * d + 1, 2);
+            let src: Vec<u16> = (0..start + rows * step + d)
+                .map(|i| half::f16::from_f32(i as f32 * 0.37 - 7.0).to_bits())
+                .collect();
+            for bf16 in [false, true] {
+                let mut dst = vec![f32::NAN; rows * d];
+                super::half_rows(&src, (start, step, rows, d), bf16, &mut dst);
+                for r in 0..rows {
+                    for c in 0..d {
+                        let want = super::half_to_f32(src[start + r * step + c], bf16);
+                        assert_eq!(
+                            dst[r * d + c].to_bits(),
+                            want.to_bits(),
+                            "d {d} bf16 {bf16}"
+                        );
+                    }
+                }
+            }
         }
     }
 
