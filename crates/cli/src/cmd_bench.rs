@@ -497,16 +497,16 @@ pub fn run(a: Args) -> CmdResult {
         }
     }
     if let Some(model) = &a.model {
+        let kv = a
+            .kv_dtype
+            .as_deref()
+            .map(crate::answerer::parse_kv)
+            .transpose()?;
         for be in &a.backend {
             for dt in &a.dtype {
                 let dtype: DType = dt
                     .parse()
                     .map_err(|e: String| Error::Msg(format!("--dtype: {e}")))?;
-                let kv = a
-                    .kv_dtype
-                    .as_deref()
-                    .map(crate::answerer::parse_kv)
-                    .transpose()?;
                 let weights: Vec<Option<DType>> = if a.weights.is_empty() {
                     vec![None]
                 } else {

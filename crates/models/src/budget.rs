@@ -402,13 +402,15 @@ impl LoadPlan {
                 if !smaller {
                     continue;
                 }
-                // As the load would narrow it (the cpu's f16 vision linears, where `f` has them).
-                let mut alt_f = Formats::new(f.compute, q).with_kv(Some(f.kv));
-                if f.vision != f.compute {
-                    alt_f = alt_f.narrow_vision();
-                }
+                // As the load would resolve it: on the cpu (`on_host`, `model::formats_for`) an
+                // int8/int4 load keeps the vision linears in f16.
+                let alt_f = Formats { weights: q, ..f };
                 let alt = self.estimate(
-                    alt_f,
+                    if est.on_host {
+                        alt_f.narrow_vision()
+                    } else {
+                        alt_f
+                    },
                     est.on_host,
                     est.attention,
                     &est.workload,
