@@ -35,9 +35,10 @@ pub struct Args {
     #[arg(short = 'd', long, value_delimiter = ',', default_value = "f32")]
     dtype: Vec<String>,
     /// Weight formats of the linear layers, comma separated (f32, f16, bf16, int8, int4; default:
-    /// the compute dtype). The LM head is int8 under int8/int4; embeddings, norms and the vision
-    /// tower keep the compute dtype, except its linears in f16 under int8/int4 with f32 compute on
-    /// the cpu (docs/ARCHITECTURE.md, "Weight formats").
+    /// the compute dtype). The LM head is int8 under int8/int4; norms and the vision tower keep the
+    /// compute dtype, but on the cpu under f32 compute the token embeddings take f16 (int8/int4) or
+    /// the 16-bit weight format, and the vision linears f16 under int8/int4 (docs/ARCHITECTURE.md,
+    /// "Weight formats").
     #[arg(short = 'w', long, value_delimiter = ',')]
     weights: Vec<String>,
     /// KV cache dtype: f32, f16 or bf16 (default: the compute dtype). A 16-bit cache under f32

@@ -35,9 +35,10 @@ pub struct Args {
     #[arg(long = "kv-dtype")]
     kv_dtype: Option<String>,
     /// Weight format of the linear layers: f32, f16, bf16, int8, int4 (default: the compute dtype,
-    /// or a quantised checkpoint's format). The LM head is int8 under int8/int4; embeddings, norms
-    /// and the vision tower keep the compute dtype, except its linears in f16 under int8/int4 with
-    /// f32 compute on the cpu (docs/ARCHITECTURE.md, "Weight formats").
+    /// or a quantised checkpoint's format). The LM head is int8 under int8/int4; norms and the
+    /// vision tower keep the compute dtype, but on the cpu under f32 compute the token embeddings
+    /// take f16 (int8/int4) or the 16-bit weight format, and the vision linears f16 under int8/int4
+    /// (docs/ARCHITECTURE.md, "Weight formats").
     #[arg(long)]
     weights: Option<String>,
     /// naive | flash | block-sparse

@@ -251,7 +251,7 @@ fn bench_weight_estimate_uses_per_role_formats() {
     let b = foveate_benches::shapes::builtin("llava-1.5-7b").unwrap();
     // As the cpu loads them: the vision tower's linears in f16 under int8/int4.
     let est = |w: DType| {
-        let f = Formats::new(DType::F32, w).narrow_vision();
+        let f = Formats::new(DType::F32, w).narrow_host();
         foveate_benches::e2e::builtin_weight_formats(&b, None, f).unwrap()
     };
     let gib = |x: usize| x as f64 / (1u64 << 30) as f64;
@@ -263,10 +263,11 @@ fn bench_weight_estimate_uses_per_role_formats() {
         int4.summary()
     );
     assert!(gib(f32w.total()) > 24.0, "f32: {}", f32w.summary());
-    // Measured: int4 4.57 GiB (0.50 of it the f32 embeddings, 0.54 the f16 vision linears), int8
-    // 7.60 GiB; before the vision linears went to f16, 5.11 and 8.13.
+    // Measured: int4 4.33 GiB (0.78 of it f16: the vision linears and the token embeddings), int8
+    // 7.35 GiB; with an f32 embedding table 4.57 and 7.60; with f32 vision linears too, 5.11 and
+    // 8.13.
     assert!(
-        gib(int4.total()) < 4.7 && gib(int8.total()) < 7.7,
+        gib(int4.total()) < 4.4 && gib(int8.total()) < 7.45,
         "int4 {} / int8 {}",
         int4.summary(),
         int8.summary()
@@ -274,7 +275,7 @@ fn bench_weight_estimate_uses_per_role_formats() {
     let f16 = |f: &foveate_models::formats::FormatBytes| {
         f.0.iter().find(|(d, _)| *d == DType::F16).map_or(0, |(_, b)| *b)
     };
-    assert!(gib(f16(&int4)) > 0.5 && f16(&int4) == f16(&int8), "{}", int4.summary());
+    assert!(gib(f16(&int4)) > 0.75 && f16(&int4) == f16(&int8), "{}", int4.summary());
     assert_eq!(f16(&f32w), 0, "{}", f32w.summary());
     let kinds: Vec<DType> = int4.0.iter().map(|(d, _)| *d).collect();
     assert!(

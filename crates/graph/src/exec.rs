@@ -104,6 +104,17 @@ impl Exec {
         Ok(out)
     }
 
+    /// Rows `ids` of the token embedding table `table`, in the compute dtype: a table stored in
+    /// another float format (f16 under f32 compute on the cpu, `Formats::narrow_host`) gives rows
+    /// in its own dtype, cast here (only the looked-up rows).
+    pub fn embed(&self, table: &Tensor, ids: &Tensor) -> Result<Buf> {
+        let rows = self.run(&Op::Embedding, &[table, ids])?;
+        if rows.dtype() == self.dtype {
+            return Ok(rows);
+        }
+        self.run(&Op::Cast { to: self.dtype }, &[&rows])
+    }
+
     /// Writes `new` into `cache` in place (cast to the cache's dtype first where they differ).
     pub fn kv_append(&self, cache: &Tensor, new: &Tensor, pos: usize) -> Result<()> {
         let capacity = cache.dims()[1];

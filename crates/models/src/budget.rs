@@ -407,7 +407,7 @@ impl LoadPlan {
                 let alt_f = Formats { weights: q, ..f };
                 let alt = self.estimate(
                     if est.on_host {
-                        alt_f.narrow_vision()
+                        alt_f.narrow_host()
                     } else {
                         alt_f
                     },

@@ -6,13 +6,17 @@
 //! * The LM head: int8 when `--weights` is int8 or int4, the `--weights` format otherwise. One
 //!   matrix whose errors go straight into every logit (llama.cpp keeps `output.weight` at Q6_K /
 //!   Q8_0 in its Q4_0 files for the same reason); int8 costs 6 % more bytes than int4 on a 7B.
-//! * Token embeddings, norms, biases, position / class embeddings: the compute dtype (a row
-//!   lookup or a vector: no GEMM reads them, and they are small).
+//! * Token embeddings: the compute dtype, but on the cpu under f32 compute ([`Formats::narrow_host`])
+//!   f16 with int8/int4 `--weights` and the `--weights` format with f16/bf16 ones. A row lookup
+//!   (the looked-up rows are cast to the compute dtype); f32 it was 0.49 GiB of a LLaVA-1.5-7B
+//!   int4 load, and a tied table under 16-bit weights is then one tensor, not an f32 table beside
+//!   a 16-bit head.
+//! * Norms, biases, position / class embeddings: the compute dtype (vectors or small tables).
 //! * The whole vision tower (its patch convolution and layers; for Qwen2-VL also its patch merger,
 //!   which is stored inside the tower): never quantised. ~4 % of LLaVA-1.5-7B's parameters, and
 //!   the most sensitive to error: its output is 576 image tokens the decoder attends to, not a
 //!   distribution it samples from. Its linear (2-D) weights are f16 when the cpu backend loads
-//!   int8/int4 `--weights` under an f32 compute dtype ([`Formats::narrow_vision`]), else the
+//!   int8/int4 `--weights` under an f32 compute dtype ([`Formats::narrow_host`]), else the
 //!   compute dtype: in f32 they were 1.2 GB of a LLaVA-1.5-7B int4 load's 5.2 (f32 1.6 GB in
 //!   all), more than its whole LM head and embedding table. f16 holds an f16 checkpoint's values
 //!   exactly (LLaVA-1.5 ships f16) and a bf16 one's (Qwen2-VL) wherever they are at least 2^-14
@@ -34,8 +38,10 @@ use foveate_core::{quant, DType};
 pub struct Formats {
     pub compute: DType,
     pub weights: DType,
-    /// The vision tower's 2-D (linear) weights: the compute dtype unless [`Formats::narrow_vision`].
+    /// The vision tower's 2-D (linear) weights: the compute dtype unless [`Formats::narrow_host`].
     pub vision: DType,
+    /// The token embedding table: the compute dtype unless [`Formats::narrow_host`].
+    pub embed: DType,
     /// The KV caches (`--kv-dtype`): the compute dtype unless [`Formats::with_kv`].
     pub kv: DType,
 }
@@ -51,6 +57,7 @@ impl Formats {
             compute,
             weights,
             vision: compute,
+            embed: compute,
             kv: compute,
         }
     }
@@ -63,22 +70,30 @@ impl Formats {
         }
     }
 
-    /// The vision tower's linear weights in f16 when the weights are int8/int4 and the compute
-    /// dtype f32 (what the cpu backend loads: see the module doc); otherwise unchanged.
-    pub fn narrow_vision(self) -> Self {
-        if self.compute == DType::F32 && self.weights.is_quant() {
+    /// What the cpu backend loads under f32 compute (see the module doc): with int8/int4 weights
+    /// the vision tower's linears and the token embedding table in f16; with f16/bf16 weights the
+    /// table in that format (a tied LM head then shares it). Otherwise unchanged.
+    pub fn narrow_host(self) -> Self {
+        if self.compute != DType::F32 || self.weights == DType::F32 {
+            return self;
+        }
+        if self.weights.is_quant() {
             Formats {
                 vision: DType::F16,
+                embed: DType::F16,
                 ..self
             }
         } else {
-            self
+            Formats {
+                embed: self.weights,
+                ..self
+            }
         }
     }
 
     /// Is any tensor stored in another format than the compute dtype?
     pub fn mixed(&self) -> bool {
-        self.weights != self.compute || self.vision != self.compute
+        self.weights != self.compute || self.vision != self.compute || self.embed != self.compute
     }
 
     /// The LM head's format: int8 for a quantised `--weights`, else the `--weights` format.
@@ -92,7 +107,7 @@ impl Formats {
 
     /// Does a tied LM head need its own tensor (its format differs from the embedding table's)?
     pub fn separate_head(&self) -> bool {
-        self.head() != self.compute
+        self.head() != self.embed
     }
 
     /// The format the policy gives a tensor of `part` and `role`, before the shape check.
@@ -100,6 +115,7 @@ impl Formats {
         match (part, role) {
             (_, Role::Head) | (Part::LmHead, Role::Weight) => self.head(),
             (Part::Text | Part::Projector, Role::Weight) => self.weights,
+            (_, Role::Embedding) => self.embed,
             _ => self.compute,
         }
     }
@@ -198,7 +214,7 @@ mod tests {
     /// its convolution, norms and embeddings keep the compute dtype.
     #[test]
     fn vision_linears_narrow_to_f16_under_quantised_weights() {
-        let n = Formats::new(DType::F32, DType::Int4).narrow_vision();
+        let n = Formats::new(DType::F32, DType::Int4).narrow_host();
         assert!(n.mixed());
         assert_eq!(
             n.of(Part::Vision, Role::Weight, &[64, 128]),
@@ -223,8 +239,29 @@ mod tests {
             (DType::F16, DType::Int8),
             (DType::BF16, DType::Int4),
         ] {
-            let f = Formats::new(c, w).narrow_vision();
+            let f = Formats::new(c, w).narrow_host();
             assert_eq!(f.of(Part::Vision, Role::Weight, &[64, 128]).0, c, "{c}/{w}");
+        }
+    }
+
+    /// The token embedding table narrows on the host under f32 compute: f16 under int8/int4
+    /// (the int8 head then is its own tensor), the weights' format under f16/bf16 (a tied head
+    /// shares it); f32 weights or a 16-bit compute dtype keep the compute dtype.
+    #[test]
+    fn embedding_table_narrows_with_the_weights() {
+        let emb = |f: Formats| f.of(Part::Text, Role::Embedding, &[64, 128]).0;
+        let q = Formats::new(DType::F32, DType::Int4).narrow_host();
+        assert_eq!((emb(q), q.head()), (DType::F16, DType::Int8));
+        assert!(q.separate_head());
+        for w in [DType::F16, DType::BF16] {
+            let h = Formats::new(DType::F32, w).narrow_host();
+            assert_eq!(emb(h), w);
+            assert!(!h.separate_head(), "{w}: a tied head shares the table");
+            assert!(Formats::new(DType::F32, w).separate_head(), "{w}: unnarrowed f32 table");
+        }
+        for (c, w) in [(DType::F32, DType::F32), (DType::BF16, DType::Int8), (DType::F16, DType::F16)] {
+            let f = Formats::new(c, w).narrow_host();
+            assert_eq!(emb(f), c, "{c}/{w}");
         }
     }
 

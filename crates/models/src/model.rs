@@ -81,14 +81,16 @@ pub fn check_weight_formats(backend: &dyn Backend, formats: &Formats) -> Result<
     // quantised GEMV/GEMM and GELU-MLP kernels); a 16-bit or f32 weight under other activations
     // only on the cpu.
     let cpu = backend.name().starts_with("cpu");
-    if formats.vision != formats.compute && !cpu {
-        return Err(Error::unsupported(
-            backend.name(),
-            format!(
-                "vision-tower weights in {} under --dtype {} run on the cpu backend only (load with formats_for)",
-                formats.vision, formats.compute
-            ),
-        ));
+    for (what, f) in [("vision-tower weights", formats.vision), ("a token embedding table", formats.embed)] {
+        if f != formats.compute && !cpu {
+            return Err(Error::unsupported(
+                backend.name(),
+                format!(
+                    "{what} in {f} under --dtype {} run on the cpu backend only (load with formats_for)",
+                    formats.compute
+                ),
+            ));
+        }
     }
     if formats.weights != formats.compute && !formats.weights.is_quant() && !cpu {
         return Err(Error::unsupported(
@@ -105,12 +107,12 @@ pub fn check_weight_formats(backend: &dyn Backend, formats: &Formats) -> Result<
     Ok(())
 }
 
-/// The formats a load on `backend` uses: `formats`, with the vision tower's linears in f16 on the
-/// cpu backends under f32 compute and int8/int4 weights ([`Formats::narrow_vision`]: the GPU
-/// backends read no 16-bit weight under f32 activations).
+/// The formats a load on `backend` uses: `formats`, with the vision tower's linears and the token
+/// embedding table narrowed on the cpu backends under f32 compute and narrower weights
+/// ([`Formats::narrow_host`]: the GPU backends read no 16-bit weight under f32 activations).
 pub fn formats_for(backend: &dyn Backend, formats: Formats) -> Formats {
     if backend.name().starts_with("cpu") {
-        formats.narrow_vision()
+        formats.narrow_host()
     } else {
         formats
     }

@@ -64,7 +64,7 @@ pub fn model_card(model: &Model) -> Result<Value> {
     // Only a load with other weight formats than the compute dtype says so (older cards unchanged).
     let f = model.formats();
     if f.mixed() {
-        card["weight_formats"] = json!({"linear": f.weights.name(), "lm_head": f.head().name(), "vision_linear": f.vision.name(), "quantised_checkpoint": ck.quant.is_some()});
+        card["weight_formats"] = json!({"linear": f.weights.name(), "lm_head": f.head().name(), "vision_linear": f.vision.name(), "embedding": f.embed.name(), "quantised_checkpoint": ck.quant.is_some()});
     }
     // Likewise a KV cache in another dtype than the compute dtype.
     if f.kv != f.compute {

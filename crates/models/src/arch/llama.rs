@@ -155,7 +155,7 @@ impl TextModel for Llama {
     }
 
     fn embed(&self, ex: &Exec, ids: &Tensor) -> Result<Buf> {
-        ex.run(&Op::Embedding, &[&self.embed, ids])
+        ex.embed(&self.embed, ids)
     }
 
     fn embedding_width(&self) -> usize {
