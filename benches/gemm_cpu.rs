@@ -141,6 +141,12 @@ fn gemm_cpu(c: &mut Criterion) {
         for wdt in DType::WEIGHTS {
             bench_weights(c, &fast, 4096, 4096, wdt, "tiled");
         }
+        // f16 rows 896 and 4,864 wide (Qwen2-0.5B's q/o/gate/up rows and its down projection's),
+        // 112 MiB each so the weights stream from memory as in a decode step, not from the L3: a
+        // wide row's activations no longer stay in L1 beside the weights streaming past.
+        for k in [896, 4864] {
+            bench_weights(c, &fast, (112 << 20) / (2 * k), k, DType::F16, "tiled");
+        }
         // int8/int4 with the activation row quantised too (integer dot products).
         for wdt in [DType::Int8, DType::Int4] {
             bench_weights(c, &fast, 4096, 4096, wdt, "int8-dot");

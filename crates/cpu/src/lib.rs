@@ -15,7 +15,7 @@ mod oracle;
 mod storage;
 mod variants;
 
-pub use fast::bf16_dot_unavailable;
+pub use fast::{bf16_dot_unavailable, f16_dot_available};
 pub use fast::isa::{runnable as runnable_isas, selected as selected_isa, Isa};
 pub use storage::CpuStorage;
 

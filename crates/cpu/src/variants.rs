@@ -34,6 +34,7 @@ pub(crate) fn list(oracle: bool, op: OpKind) -> Vec<VariantInfo> {
         OpKind::Gemm => vec![
             VariantInfo::new(op, "tiled", dt, "gemm crate (packed, SIMD, rayon) with a fused bias/activation/residual epilogue; weights read in their stored format"),
             VariantInfo::new(op, "int8-dot", dt, "as tiled, except int8/int4 weights under at most 4 rows: activations quantised to int8 per group of 32, integer dot products (AVX2 maddubs); looser tolerance"),
+            VariantInfo::new(op, crate::fast::F16_DOT, dt, "as tiled, except f16 weights under at most 4 rows: activations rounded to f16, both widened in registers (F16C), f32 sums; the default there from K = 2048 (a wide row's f32 activations leave L1); looser tolerance"),
             VariantInfo::new(op, crate::fast::BF16_DOT, dt, "as tiled, except bf16 weights (any rows) and f16/int8/int4 weights over 4 rows: weights (converted a panel at a time) and activations as bf16, AVX-512 BF16 dot products (vdpbf16ps) into f32; needs avx512bf16; looser tolerance"),
         ],
         OpKind::GeluMlp => vec![VariantInfo::new(op, "tiled", dt, "two gemm-crate products with fused bias/activation epilogues")],
@@ -46,8 +47,10 @@ pub(crate) fn list(oracle: bool, op: OpKind) -> Vec<VariantInfo> {
 /// decode-shaped products (at most 4 rows: activations quantised per group of 32, integer dot
 /// products, what GGUF Q8_0/Q4_0 runtimes run); on a bf16 weight (prefill and decode), and on an
 /// int8/int4 weight over more than 4 rows (prefill, batches), `bf16-dot` where the CPU has AVX-512
-/// BF16 (else `tiled`, f32 activations). f32 and f16 weights keep `tiled`; every variant stays available by name, and
-/// every other op and an explicit variant pass through.
+/// BF16 (else `tiled`, f32 activations); on an f16 weight `f16-dot` for decode-shaped products
+/// with K >= 2048 (activations rounded to f16, as the GGUF runtimes do; narrower rows stream
+/// as fast with f32 activations, see `fast::f16dot`). f32 weights keep `tiled`; every variant
+/// stays available by name, and every other op and an explicit variant pass through.
 pub(crate) fn default_for_weights<'a>(
     oracle: bool,
     op: &Op,
@@ -71,6 +74,13 @@ pub(crate) fn default_for_weights<'a>(
         }
         Some(d) if d.is_quant() => "int8-dot",
         Some(DType::BF16) if bf16_dot => crate::fast::BF16_DOT,
+        Some(DType::F16)
+            if crate::fast::f16_dot_available()
+                && rows() <= crate::fast::GEMV_M
+                && inputs[0].desc().shape.last() >= crate::fast::F16_DOT_MIN_K =>
+        {
+            crate::fast::F16_DOT
+        }
         _ => variant,
     }
 }

@@ -68,12 +68,17 @@ impl Tolerance {
     /// to int8 per group of 32 (each moves by up to half a step of 1/127 of its group's largest
     /// magnitude: about 0.2 % RMS), and its `bf16-dot` Gemm on any weight not in f32, which rounds
     /// the activations (and f16/int8/int4 weights) to bf16 (up to 2^-9 relative each): bf16's
-    /// bounds, or the dtype's own when looser.
+    /// bounds, or the dtype's own when looser; its `f16-dot` Gemm on an f16 weight rounds the
+    /// activations to f16 (2^-11): f16's bounds, or the dtype's own when looser.
     pub fn for_variant(op: &Op, dtype: DType, variant: &str, inputs: &[&foveate_core::TensorDesc]) -> Tolerance {
         let t = Self::for_op(op, dtype);
         let weights = || op.weight_slots().iter().filter_map(|&i| inputs.get(i).map(|d| d.dtype));
         let quant_weight = weights().any(|d| d.is_quant());
         let rounded = (variant == "int8-dot" && quant_weight) || (variant == "bf16-dot" && weights().any(|d| d != DType::F32));
+        if variant == "f16-dot" && weights().any(|d| d == DType::F16) {
+            let h = Self::for_dtype(DType::F16);
+            return Tolerance { rel: t.rel.max(h.rel), abs: t.abs.max(h.abs), exact: false };
+        }
         if rounded {
             let b = Self::for_dtype(DType::BF16);
             return Tolerance { rel: t.rel.max(b.rel), abs: t.abs.max(b.abs), exact: false };

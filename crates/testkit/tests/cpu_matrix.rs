@@ -33,6 +33,16 @@ fn cpu_fast_passes_the_full_matrix() {
         }
     }
     assert!(report.results.iter().any(|r| r.variant == "int8-dot" && !r.shape.contains("w:")));
+    // The f16-dot Gemm ran its kernel (m = 1, f16 weights under f32 activations) where the CPU has
+    // it; elsewhere it runs as tiled.
+    if foveate_cpu::f16_dot_available() {
+        assert!(report.results.iter().any(|r| r.variant == "f16-dot" && r.dtype == DType::F32 && r.shape.contains("w:f16") && r.shape.starts_with("m1 ")), "f16-dot never ran m = 1 with w:f16 under f32");
+        let rs = report.results.iter().filter(|r| r.variant == "f16-dot" && r.shape.contains("w:f16"));
+        let (rel, abs) = rs.fold((0f64, 0f64), |(a, b), r| (a.max(r.rel_err), b.max(r.max_abs_err)));
+        eprintln!("margin gemm f16-dot (f16 weights) worst rel_err {rel:.2e}  worst max_abs_err {abs:.2e}");
+    } else {
+        eprintln!("skipped: the f16-dot kernel checks (no AVX2/F16C path selected)");
+    }
     // bf16-dot ran its kernel (more than 4 rows) on every weight format but f32, under every
     // activation dtype, where this CPU runs it.
     match foveate_cpu::bf16_dot_unavailable() {
@@ -64,7 +74,7 @@ fn cpu_fast_passes_the_full_matrix() {
     // Margins: the worst error per op family and dtype, for tuning tolerances (printed only).
     for kind in OpKind::ALL {
         for dt in DType::FLOATS {
-            let rs = report.results.iter().filter(|r| r.kind == kind && r.dtype == dt && r.variant != "int8-dot" && r.variant != "bf16-dot");
+            let rs = report.results.iter().filter(|r| r.kind == kind && r.dtype == dt && !["int8-dot", "bf16-dot", "f16-dot"].contains(&r.variant.as_str()));
             let (rel, abs) = rs.fold((0f64, 0f64), |(a, b), r| (a.max(r.rel_err), b.max(r.max_abs_err)));
             eprintln!("margin {:<12} {dt:<5} worst rel_err {rel:.2e}  worst max_abs_err {abs:.2e}", kind.name());
         }

@@ -303,6 +303,14 @@ pub(crate) fn gemm_op(
         _ if variant == super::bf16dot::NAME && m > GEMV_M && !matches!(w, Weight::F32(_)) => {
             super::bf16dot::matmul(a, w, m, n, k, out)
         }
+        Weight::F16(wh)
+            if variant == super::f16dot::NAME
+                && (1..=GEMV_M).contains(&m)
+                && n > 0
+                && super::f16dot::available() =>
+        {
+            super::f16dot::gemv(a, wh, m, n, k, out)
+        }
         Weight::BF16(wb) if variant == super::bf16dot::NAME && m > 0 => {
             super::bf16dot::gemv(a, wb, m, n, k, out)
         }

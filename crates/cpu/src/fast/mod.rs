@@ -9,6 +9,7 @@
 mod actquant;
 mod attention;
 mod bf16dot;
+mod f16dot;
 mod gemm;
 pub(crate) mod isa;
 mod lanes;
@@ -24,11 +25,18 @@ use std::cell::Cell;
 use weight::Weight;
 
 pub(crate) use bf16dot::NAME as BF16_DOT;
+pub(crate) use f16dot::{MIN_K as F16_DOT_MIN_K, NAME as F16_DOT};
 pub(crate) use gemm::GEMV_M;
 
 /// Whether the `bf16-dot` Gemm runs on this CPU (AVX-512 BF16 on the selected avx512 path).
 pub(crate) fn bf16_dot_available() -> bool {
     bf16dot::available()
+}
+
+/// Whether the `f16-dot` Gemm's kernel runs on this CPU (AVX2 + F16C selected); elsewhere the
+/// variant runs as `tiled`.
+pub fn f16_dot_available() -> bool {
+    f16dot::available()
 }
 
 /// Why the `bf16-dot` Gemm cannot run in this process (no AVX-512 BF16, or a lower kernel path
