@@ -19,7 +19,8 @@
 #   --out      the output folder (default target/llamacpp/runs/DATE-SHAPE)
 #
 # env: REPS=3 rounds, BENCH_REPS=5 timed runs per tool, format and round (each after one warm-up),
-#      THREADS=2, PROMPT=256, GEN=32, JOBS=2 build jobs, FOVEATE=a foveate binary (default: built
+#      THREADS=2, PROMPT=256, GEN=32, KV=f16 (both tools' KV cache: f16, bf16 or f32; llama-bench
+#      -ctk/-ctv, foveate --kv-dtype; until 2026-12-07 run 5 foveate ran f32), JOBS=2 build jobs, FOVEATE=a foveate binary (default: built
 #      with cargo build --release), LLAMACPP_DIR=target/llamacpp (sources, builds, venv, models:
 #      cached between runs), LLAMA_CPP_PYTHON_VERSION=0.3.36 (llama.cpp 0c1e57098), GGUF_VERSION.
 set -euo pipefail
@@ -41,7 +42,8 @@ while [ $# -gt 0 ]; do
   esac
 done
 REPS=${REPS:-3}; BENCH_REPS=${BENCH_REPS:-5}; THREADS=${THREADS:-2}; PROMPT=${PROMPT:-256}; GEN=${GEN:-32}
-JOBS=${JOBS:-2}
+JOBS=${JOBS:-2}; KV=${KV:-f16}
+case "$KV" in f16|bf16|f32) ;; *) die "KV=$KV: the KV cache is f16, bf16 or f32" ;; esac
 VER=${LLAMA_CPP_PYTHON_VERSION:-0.3.36}
 PINNED_VER=0.3.36
 PINNED_SHA256=832db0699007f1be95a7e41ef12e88926b02ba836461e36a36372db2760c1a2e
@@ -177,7 +179,7 @@ mkdir -p "$OUT"
 {
   echo "date: $(date -u +%FT%TZ)"
   echo "command: $0 --shape $SHAPE ${LAYERS:+--layers $LAYERS }--formats $FORMATS"
-  echo "env: REPS=$REPS BENCH_REPS=$BENCH_REPS THREADS=$THREADS PROMPT=$PROMPT GEN=$GEN"
+  echo "env: REPS=$REPS BENCH_REPS=$BENCH_REPS THREADS=$THREADS PROMPT=$PROMPT GEN=$GEN KV=$KV"
   echo "foveate: $FOVEATE ($(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?'))"
   echo "llama.cpp: $LLAMA_COMMIT (llama-cpp-python $VER sdist), builds native and avx2"
   echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores"
@@ -187,7 +189,7 @@ cat "$OUT/run.txt" >&2
 log_uptime() { echo "$(date -u +%T) $* | $(uptime)" | tee -a "$OUT/uptime.log" >&2; }
 run_llama() {  # BUILD FORMAT ROUND
   local bin=$WORK/build-$1/bin/llama-bench m; m=$(model "$2")
-  local args=(-m "$m" -t "$THREADS" -fa 1 -ctk f16 -ctv f16 -r "$BENCH_REPS" -o json)
+  local args=(-m "$m" -t "$THREADS" -fa 1 -ctk "$KV" -ctv "$KV" -r "$BENCH_REPS" -o json)
   log_uptime "llama.cpp $1 $2 round $3: pp$PROMPT"
   "$bin" "${args[@]}" -p "$PROMPT" -n 0 > "$OUT/llama-$1-r$3-$2-pp.json" 2>> "$OUT/llama-$1.log" \
     || die "llama-bench failed, see $OUT/llama-$1.log"
@@ -199,7 +201,7 @@ run_foveate() {  # FORMAT ROUND
   [ "$1" = q4_k_m ] && return
   log_uptime "foveate $1 round $2: p$PROMPT n$GEN"
   "$FOVEATE" bench --model "$SHAPE" ${LAYERS:+--layers "$LAYERS"} --no-image -p "$PROMPT" -n "$GEN" -t "$THREADS" \
-    --weights "$1" -r "$BENCH_REPS" -o json --out "$OUT/foveate-r$2-$1.json" 2>> "$OUT/foveate.log" \
+    --weights "$1" --kv-dtype "$KV" -r "$BENCH_REPS" -o json --out "$OUT/foveate-r$2-$1.json" 2>> "$OUT/foveate.log" \
     || die "foveate bench failed, see $OUT/foveate.log"
 }
 for round in $(seq "$REPS"); do
