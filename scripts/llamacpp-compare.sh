@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# llama.cpp side by side on the CPU (docs/BENCHMARKS.md, "llama.cpp side by side"), one command:
+# llama.cpp side by side on the CPU (docs/BENCHMARKS-llamacpp.md), one command:
 #
 #  1. builds llama.cpp's llama-bench and llama-quantize twice, native (-march=native) and AVX2-only
 #     (AVX2+FMA+F16C, no AVX-512), no BLAS/CUDA/curl, from the llama.cpp that the pinned

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Helpers of scripts/llamacpp-compare.sh (docs/BENCHMARKS.md, "llama.cpp side by side").
+"""Helpers of scripts/llamacpp-compare.sh (docs/BENCHMARKS-llamacpp.md).
 
   gguf CONFIG OUT.gguf --type f32|f16|bf16 [--seed N]
       A GGUF file of random weights of the decoder in CONFIG (the HF config.json that

@@ -1,6 +1,6 @@
 //! llama.cpp's `llama-bench -o json` output read as a foveate result file, so that
 //! `foveate compare llama.json foveate.json` lines llama.cpp's tests up with `foveate bench` rows
-//! (docs/BENCHMARKS.md, "llama.cpp side by side").
+//! (docs/BENCHMARKS-llamacpp.md).
 //!
 //! llama-bench writes a JSON array with one object per test: a prompt test `ppP` (`n_prompt` P,
 //! `n_gen` 0) or a generation test `tgN` (`n_prompt` 0, `n_gen` N), each run at a context depth

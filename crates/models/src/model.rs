@@ -81,7 +81,7 @@ pub fn check_weight_formats(backend: &dyn Backend, formats: &Formats) -> Result<
     // quantised GEMV/GEMM and GELU-MLP kernels); a 16-bit or f32 weight under other activations
     // only on the cpu.
     let cpu = backend.name().starts_with("cpu");
-    for (what, f) in [("vision-tower weights", formats.vision), ("a token embedding table", formats.embed)] {
+    for (what, f) in [("vision-tower weights", formats.vision), ("token embeddings", formats.embed)] {
         if f != formats.compute && !cpu {
             return Err(Error::unsupported(
                 backend.name(),
