@@ -92,9 +92,7 @@ mod x86 {
         }
         for (i, acc) in acc.iter().enumerate() {
             let v = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
-            let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
-            let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-            let mut s = _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));
+            let mut s = crate::fast::weight::x86::hsum(v);
             for p in done..k {
                 let (x, y) = (f16::from_bits(a[i * k + p]), f16::from_bits(w[j * k + p]));
                 s = x.to_f32().mul_add(y.to_f32(), s);
@@ -107,15 +105,7 @@ mod x86 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn vals(n: usize, seed: u32) -> Vec<f32> {
-        (0..n as u32)
-            .map(|i| {
-                let x = i.wrapping_mul(2_654_435_761).wrapping_add(seed.wrapping_mul(7_919)) >> 8;
-                (x as f32 / (1u32 << 24) as f32) * 2.0 - 1.0
-            })
-            .collect()
-    }
+    use crate::fast::weight::tests::vals;
 
     /// Against f64 sums of the f16-rounded activations times the f16 weights (the variant's own
     /// math), every row count, K with and without a partial block; and a row's value has the

@@ -270,7 +270,7 @@ impl Weight<'_> {
 }
 
 #[cfg(target_arch = "x86_64")]
-mod x86 {
+pub(super) mod x86 {
     use super::{Weight, GROUP};
     use std::arch::x86_64::*;
 
@@ -398,9 +398,13 @@ mod x86 {
         blocks * GROUP
     }
 
+    /// The sum of the 8 lanes of `v`.
+    ///
+    /// # Safety
+    /// The CPU has AVX2, FMA and F16C.
     #[target_feature(enable = "avx2,fma,f16c")]
     #[inline]
-    unsafe fn hsum(v: __m256) -> f32 {
+    pub(in crate::fast) unsafe fn hsum(v: __m256) -> f32 {
         let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
         let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
         let s = _mm_add_ss(s, _mm_movehdup_ps(s));
@@ -475,11 +479,12 @@ mod x86 {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use foveate_core::HostTensor;
 
-    fn vals(n: usize, seed: u32) -> Vec<f32> {
+    /// Deterministic values in [-1, 1) (also the other kernels' tests' inputs).
+    pub(in crate::fast) fn vals(n: usize, seed: u32) -> Vec<f32> {
         (0..n as u32)
             .map(|i| {
                 ((i.wrapping_mul(2654435761)
