@@ -14,6 +14,7 @@ mod fast;
 mod oracle;
 mod storage;
 mod variants;
+mod words;
 
 pub use fast::{bf16_dot_unavailable, f16_dot_available};
 pub use fast::isa::{runnable as runnable_isas, selected as selected_isa, Isa};

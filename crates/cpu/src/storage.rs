@@ -1,6 +1,6 @@
 //! `CpuStorage`: a tensor's bytes in its own dtype, behind a lock so `execute` can write the
-//! output while reading the inputs. The bytes live in a `Vec<u32>` so that f32/u32 data is
-//! 4-byte aligned and can be viewed in place without copying.
+//! output while reading the inputs. The bytes live in `u32` words ([`Words`]) so that f32/u32
+//! data is 4-byte aligned and can be viewed in place without copying.
 //!
 //! The fast path computes in f32: f32 tensors are read in place, 16-bit activations are widened
 //! per read, and the weights of products are read in their stored format (`fast::weight`), so no
@@ -13,8 +13,10 @@ use std::any::Any;
 use std::ops::Deref;
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
+use crate::words::Words;
+
 pub struct CpuStorage {
-    words: RwLock<Vec<u32>>,
+    words: RwLock<Words>,
     bytes: usize,
 }
 
@@ -34,33 +36,10 @@ impl Deref for F32s<'_> {
     }
 }
 
-/// Asks Linux to back a large, not yet touched allocation with transparent huge pages (2 MiB),
-/// where the system leaves that to the program (`madvise` mode, the default of many
-/// distributions). Decode streams every weight once per token: with 4 KiB pages a row of a
-/// 896-wide int4 weight crosses a page every nine rows, and the hardware prefetchers stop at
-/// each page (Qwen2-0.5B decode on Zen 4, medians of 3 interleaved: int4 60.7 -> 69.0 tok/s,
-/// int8 48.1 -> 54.0). Only whole 2 MiB pages inside
-/// the allocation are advised; elsewhere, or where the kernel refuses, nothing changes.
-fn huge_pages(words: &[u32]) {
-    const HUGE: usize = 2 << 20;
-    #[cfg(target_os = "linux")]
-    if std::mem::size_of_val(words) >= 2 * HUGE {
-        let start = (words.as_ptr() as usize).next_multiple_of(HUGE);
-        let end = (words.as_ptr() as usize + std::mem::size_of_val(words)) / HUGE * HUGE;
-        if end > start {
-            // SAFETY: [start, end) lies inside `words`' allocation; MADV_HUGEPAGE changes how
-            // its pages are backed, never their contents.
-            unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_HUGEPAGE) };
-        }
-    }
-    let _ = (words, HUGE);
-}
-
 impl CpuStorage {
     /// Zero-filled storage of `bytes` bytes.
     pub fn zeroed(bytes: usize) -> Self {
-        let words = vec![0u32; bytes.div_ceil(4)];
-        huge_pages(&words);
+        let words = Words::zeroed(bytes.div_ceil(4));
         CpuStorage {
             words: RwLock::new(words),
             bytes,
@@ -82,12 +61,12 @@ impl CpuStorage {
         bytemuck::cast_slice::<u32, u8>(&r)[..self.bytes].to_vec()
     }
 
-    pub(crate) fn read(&self) -> RwLockReadGuard<'_, Vec<u32>> {
+    pub(crate) fn read(&self) -> RwLockReadGuard<'_, Words> {
         self.words.read().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The words, for writing.
-    pub(crate) fn write(&self) -> RwLockWriteGuard<'_, Vec<u32>> {
+    pub(crate) fn write(&self) -> RwLockWriteGuard<'_, Words> {
         self.words.write().unwrap_or_else(|e| e.into_inner())
     }
 }
@@ -121,7 +100,7 @@ pub(crate) fn cpu_storage<'a>(backend: &str, t: &'a Tensor) -> Result<&'a CpuSto
 /// Read guards on the inputs of one launch, one per distinct storage (an op may get the same
 /// tensor twice, e.g. `Add(x, x)`).
 pub(crate) struct Inputs<'a> {
-    guards: Vec<RwLockReadGuard<'a, Vec<u32>>>,
+    guards: Vec<RwLockReadGuard<'a, Words>>,
     slot: Vec<usize>,
     descs: Vec<&'a TensorDesc>,
 }
