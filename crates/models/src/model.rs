@@ -80,7 +80,7 @@ pub fn check_weight_formats(backend: &dyn Backend, formats: &Formats) -> Result<
     // The GPU backends read int8/int4 weights under any activations they compute in (their
     // quantised GEMV/GEMM and GELU-MLP kernels); a 16-bit or f32 weight under other activations
     // only on the cpu.
-    let cpu = backend.name().starts_with("cpu");
+    let cpu = on_host(backend);
     for (what, f) in [("vision-tower weights", formats.vision), ("token embeddings", formats.embed)] {
         if f != formats.compute && !cpu {
             return Err(Error::unsupported(
@@ -111,7 +111,7 @@ pub fn check_weight_formats(backend: &dyn Backend, formats: &Formats) -> Result<
 /// embedding table narrowed on the cpu backends under f32 compute and narrower weights
 /// ([`Formats::narrow_host`]: the GPU backends read no 16-bit weight under f32 activations).
 pub fn formats_for(backend: &dyn Backend, formats: Formats) -> Formats {
-    if backend.name().starts_with("cpu") {
+    if on_host(backend) {
         formats.narrow_host()
     } else {
         formats

@@ -122,9 +122,6 @@ mod x86 {
             }
         }
     }
-    pub fn f16c() -> bool {
-        available() && std::is_x86_feature_detected!("f16c")
-    }
 
     #[target_feature(enable = "avx2,fma")]
     pub unsafe fn silu_mul(out: &mut [f32], g: &[f32], u: &[f32]) {
@@ -218,7 +215,7 @@ pub fn half_rows(
     }
     assert!(start + (rows - 1) * step + d <= src.len() && dst.len() >= rows * d);
     #[cfg(target_arch = "x86_64")]
-    if x86::f16c() {
+    if super::isa::Isa::Avx2.supported() {
         // SAFETY: the CPU has AVX2, FMA and F16C; the extents are checked above.
         return unsafe {
             x86::half_rows(src.as_ptr(), (start, step, rows, d), bf16, dst.as_mut_ptr())
