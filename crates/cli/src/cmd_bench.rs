@@ -221,7 +221,10 @@ fn workload(a: &Args, plan: &LoadPlan, c: &Config) -> Workload {
 fn run_config(a: &Args, model: &str, c: &Config) -> foveate_core::Result<Row> {
     let backend = open(c.backend, a.threads)?;
     reset_hwm();
+    let t0 = std::time::Instant::now();
     let (m, est) = load(a, model, backend.clone(), c)?;
+    // Wall time of the load: plan, estimate, read, convert / quantise, upload.
+    let load_ms = t0.elapsed().as_secs_f64() * 1e3;
     // Peak resident memory through the load (cpu: the weights and one tensor's temporaries).
     let load_peak = if backend.memory_stats().is_none() {
         vm_hwm()
@@ -276,6 +279,7 @@ fn run_config(a: &Args, model: &str, c: &Config) -> foveate_core::Result<Row> {
         );
     }
     let mut metrics = BTreeMap::new();
+    metrics.insert("load_ms".into(), Metric::value(load_ms, "ms"));
     if image {
         metrics.insert("image_encode_ms".into(), ms(Stat::of(&enc)));
     }

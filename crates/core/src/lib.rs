@@ -14,6 +14,8 @@ pub mod error;
 pub mod mask;
 pub mod op;
 pub mod quant;
+#[cfg(target_arch = "x86_64")]
+mod quant_x86;
 pub mod registry;
 pub mod rope;
 pub mod shape;

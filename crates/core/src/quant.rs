@@ -57,7 +57,7 @@ pub fn check_shape(dtype: DType, numel: usize, row: usize) -> Result<()> {
     Ok(())
 }
 
-fn f16_scale(d: f32) -> (f32, f32) {
+pub(crate) fn f16_scale(d: f32) -> (f32, f32) {
     let d = f16::from_f32(d).to_f32();
     (d, if d != 0.0 { 1.0 / d } else { 0.0 })
 }
@@ -75,32 +75,49 @@ pub fn encode(dtype: DType, values: &[f32]) -> Vec<u8> {
 
 /// Quantises `values` (a multiple of [`GROUP`]) into `quants` (`quant_bytes(dtype, len)` bytes)
 /// and `scales` (2 bytes per group): a slice of a planar tensor's two regions, so a large tensor
-/// can be encoded a chunk of groups at a time with no whole-tensor f32 temporary.
+/// can be encoded a chunk of groups at a time with no whole-tensor f32 temporary. On x86-64 with
+/// AVX2 the groups are quantised eight lanes at a time (`quant_x86`: the same bits).
 pub fn encode_into(dtype: DType, values: &[f32], quants: &mut [u8], scales: &mut [u8]) {
     assert!(dtype.is_quant(), "quant::encode_into: {dtype} is not a quantised dtype");
     assert_eq!(values.len() % GROUP, 0, "quant::encode_into: {} values is not a multiple of {GROUP}", values.len());
     let groups = values.len() / GROUP;
     assert!(quants.len() == quant_bytes(dtype, values.len()) && scales.len() == 2 * groups);
+    #[cfg(target_arch = "x86_64")]
+    if crate::quant_x86::available() {
+        // SAFETY: AVX2 is present; the sizes are checked above.
+        return unsafe { crate::quant_x86::encode(dtype == DType::Int4, values, quants, scales) };
+    }
+    encode_scalar(dtype, values, quants, scales)
+}
+
+/// [`encode_into`] one group at a time in scalar code: the definition of the levels (what the
+/// vector groups must equal; public for the tests and the `load` bench).
+pub fn encode_scalar(dtype: DType, values: &[f32], quants: &mut [u8], scales: &mut [u8]) {
+    let int4 = dtype == DType::Int4;
+    let qg = if int4 { GROUP / 2 } else { GROUP };
     for (g, x) in values.chunks_exact(GROUP).enumerate() {
-        let d = if dtype == DType::Int8 {
-            let amax = x.iter().fold(0f32, |m, v| m.max(v.abs()));
-            let (d, id) = f16_scale(amax / 127.0);
-            for (q, &v) in quants[g * GROUP..(g + 1) * GROUP].iter_mut().zip(x) {
-                *q = ((v * id).round().clamp(-127.0, 127.0) as i8) as u8;
-            }
-            d
-        } else {
-            let m = x.iter().fold(0f32, |m, &v| if v.abs() > m.abs() { v } else { m });
-            let (d, id) = f16_scale(m / -8.0);
-            let level = |v: f32| (v * id + 8.5).floor().clamp(0.0, 15.0) as u8;
-            let dst = &mut quants[g * 16..(g + 1) * 16];
-            for i in 0..16 {
-                dst[i] = level(x[i]) | (level(x[i + 16]) << 4);
-            }
-            d
-        };
+        let d = encode_group(int4, x, &mut quants[g * qg..(g + 1) * qg]);
         scales[2 * g..2 * g + 2].copy_from_slice(&f16::from_f32(d).to_le_bytes());
     }
+}
+
+/// One group's quants into `q` (32 bytes for int8, 16 for int4); returns its scale (an f16 value).
+pub(crate) fn encode_group(int4: bool, x: &[f32], q: &mut [u8]) -> f32 {
+    if !int4 {
+        let amax = x.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let (d, id) = f16_scale(amax / 127.0);
+        for (q, &v) in q.iter_mut().zip(x) {
+            *q = ((v * id).round().clamp(-127.0, 127.0) as i8) as u8;
+        }
+        return d;
+    }
+    let m = x.iter().fold(0f32, |m, &v| if v.abs() > m.abs() { v } else { m });
+    let (d, id) = f16_scale(m / -8.0);
+    let level = |v: f32| (v * id + 8.5).floor().clamp(0.0, 15.0) as u8;
+    for i in 0..16 {
+        q[i] = level(x[i]) | (level(x[i + 16]) << 4);
+    }
+    d
 }
 
 /// The values `bytes` (planar Int8/Int4, `numel` elements) stand for.
@@ -163,6 +180,67 @@ mod tests {
         assert_eq!(y[3], -9.0);
         for (u, v) in x.iter().zip(&y) {
             assert!((u - v).abs() <= d * 0.5 + 1e-6, "{u} -> {v}");
+        }
+    }
+
+    /// Groups that separate a near miss from the scalar definition: halves (int8 rounds them
+    /// away from zero), magnitude ties of both signs, zero and negative-zero groups, scales that
+    /// underflow or overflow f16, NaN and infinity, and random values over 30 decades.
+    fn awkward_groups() -> Vec<f32> {
+        let mut v = Vec::new();
+        let mut g = |f: &dyn Fn(usize) -> f32| v.extend((0..GROUP).map(f));
+        g(&|i| if i == 0 { 127.0 } else { (i as f32 - 16.0) + 0.5 }); // int8: d = 1, every tie
+        g(&|i| if i == 3 { -8.0 } else { (i as f32 - 16.0) / 2.0 - 0.5 }); // int4: d = 1
+        g(&|i| match i { 2 => -3.0, 5 => 3.0, _ => 1.0 }); // first of two extremes: negative
+        g(&|i| match i { 2 => 3.0, 5 => -3.0, _ => -1.0 });
+        g(&|_| 0.0);
+        g(&|_| -0.0);
+        g(&|i| if i % 2 == 0 { -0.0 } else { 0.0 });
+        g(&|i| i as f32 * 1e-9); // scale underflows f16
+        g(&|i| i as f32 * 1e9 - 3e9); // scale overflows f16
+        g(&|i| if i == 7 { f32::NAN } else { i as f32 });
+        g(&|i| if i == 9 { f32::NEG_INFINITY } else { i as f32 });
+        g(&|i| if i == 1 { f32::INFINITY } else { -(i as f32) });
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        for _ in 0..4096 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let scale = 10f32.powi((state % 31) as i32 - 15);
+            g(&|i| {
+                let h = (state ^ (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)).wrapping_mul(0xff51_afd7_ed55_8ccd);
+                ((h >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * scale
+            });
+        }
+        v
+    }
+
+    #[test]
+    fn vector_groups_are_the_scalar_bits() {
+        let x = awkward_groups();
+        #[cfg(target_arch = "x86_64")]
+        let vector = crate::quant_x86::available();
+        #[cfg(not(target_arch = "x86_64"))]
+        let vector = false;
+        if !vector {
+            eprintln!("skipped: no AVX2 on this CPU, encode_into runs the scalar groups only");
+            return;
+        }
+        for dt in [DType::Int8, DType::Int4] {
+            let qb = quant_bytes(dt, x.len());
+            let mut want = vec![0u8; bytes_for(dt, x.len())];
+            let (q, sc) = want.split_at_mut(qb);
+            encode_scalar(dt, &x, q, sc);
+            let got = encode(dt, &x);
+            let qg = qb / (x.len() / GROUP);
+            for g in 0..x.len() / GROUP {
+                assert_eq!(
+                    (&got[g * qg..(g + 1) * qg], &got[qb + 2 * g..qb + 2 * g + 2]),
+                    (&want[g * qg..(g + 1) * qg], &want[qb + 2 * g..qb + 2 * g + 2]),
+                    "{dt} group {g}: {:?}",
+                    &x[g * GROUP..(g + 1) * GROUP]
+                );
+            }
         }
     }
 

@@ -51,14 +51,21 @@ impl HostTensor {
     /// group): the f32 a load holds at a time besides the stored bytes (256 KiB).
     pub const LOAD_CHUNK: usize = 1 << 16;
 
-    /// As [`HostTensor::from_f32`], with the values produced in order by `fill(start, chunk)`
-    /// (elements `start..start + chunk.len()`) a bounded chunk at a time and stored into the final
-    /// buffer as they come: a load of a large weight holds its stored bytes and one chunk of f32,
+    /// The f32 bytes [`HostTensor::encode_f32_chunks`] holds at once for `n` values: a chunk (or
+    /// all `n`, when fewer) per thread working on it, at most one thread per chunk.
+    pub fn load_temporary(n: usize) -> usize {
+        let live = n.div_ceil(Self::LOAD_CHUNK).min(rayon::current_num_threads()).max(1);
+        4 * n.min(Self::LOAD_CHUNK) * live
+    }
+
+    /// As [`HostTensor::from_f32`], with the values produced by `fill(start, chunk)` (elements
+    /// `start..start + chunk.len()`) a bounded chunk at a time and stored into the final buffer as
+    /// they come: a load of a large weight holds its stored bytes and a chunk of f32 per thread,
     /// never a whole-tensor f32 temporary (a 7B LM head in int8: 133 MB, not 133 + 524 MB).
     pub fn from_f32_chunks(
         dtype: DType,
         shape: impl Into<Shape>,
-        fill: impl FnMut(usize, &mut [f32]),
+        fill: impl Fn(usize, &mut [f32]) + Sync,
     ) -> Self {
         let shape = shape.into();
         let mut bytes = vec![0u8; crate::quant::bytes_for(dtype, shape.numel())];
@@ -68,52 +75,45 @@ impl HostTensor {
 
     /// The body of [`HostTensor::from_f32_chunks`]: `n` values of `dtype`, produced by `fill` a
     /// chunk at a time, stored into `bytes` (exactly their size in `dtype`), wherever those live
-    /// (a backend's host-memory storage: [`crate::Backend::upload_with`]).
+    /// (a backend's host-memory storage: [`crate::Backend::upload_with`]). The chunks run in
+    /// parallel on rayon's pool (each its own part of `bytes`, in no set order), so a load converts
+    /// and quantises on every core, and first touches its fresh pages on every core too.
     pub fn encode_f32_chunks(
         dtype: DType,
         bytes: &mut [u8],
         n: usize,
-        mut fill: impl FnMut(usize, &mut [f32]),
+        fill: impl Fn(usize, &mut [f32]) + Sync,
     ) {
+        use rayon::prelude::*;
         const CHUNK: usize = HostTensor::LOAD_CHUNK;
         if dtype.is_quant() {
             assert_eq!(n % crate::quant::GROUP, 0, "HostTensor::from_f32_chunks: {n} values is not a multiple of {}", crate::quant::GROUP);
         }
         assert_eq!(bytes.len(), crate::quant::bytes_for(dtype, n), "HostTensor::encode_f32_chunks: {} bytes for {n} {dtype} values", bytes.len());
-        let qb = crate::quant::quant_bytes(dtype, n);
-        let mut buf = vec![0f32; CHUNK.min(n)];
-        let mut start = 0;
-        while start < n {
-            let len = CHUNK.min(n - start);
-            let v = &mut buf[..len];
-            fill(start, v);
-            match dtype {
-                DType::F32 => bytes[4 * start..4 * (start + len)].copy_from_slice(bytemuck::cast_slice(v)),
-                DType::F16 => {
-                    for (o, &x) in bytes[2 * start..2 * (start + len)].chunks_exact_mut(2).zip(v.iter()) {
-                        o.copy_from_slice(&f16::from_f32(x).to_le_bytes());
-                    }
-                }
-                DType::BF16 => {
-                    for (o, &x) in bytes[2 * start..2 * (start + len)].chunks_exact_mut(2).zip(v.iter()) {
-                        o.copy_from_slice(&bf16::from_f32(x).to_le_bytes());
-                    }
-                }
-                DType::U32 => {
-                    for (o, &x) in bytes[4 * start..4 * (start + len)].chunks_exact_mut(4).zip(v.iter()) {
-                        o.copy_from_slice(&(x as u32).to_le_bytes());
-                    }
-                }
-                DType::Int8 | DType::Int4 => {
-                    let (quants, scales) = bytes.split_at_mut(qb);
-                    let q0 = crate::quant::quant_bytes(dtype, start);
-                    let q1 = crate::quant::quant_bytes(dtype, start + len);
-                    let (g0, g1) = (start / crate::quant::GROUP, (start + len) / crate::quant::GROUP);
-                    crate::quant::encode_into(dtype, v, &mut quants[q0..q1], &mut scales[2 * g0..2 * g1]);
-                }
-            }
-            start += len;
+        let buf = || vec![0f32; CHUNK.min(n)];
+        // One chunk: its values into `v` (len = the chunk's elements), then stored by `store`.
+        let values = |c: usize, v: &mut Vec<f32>, len: usize| {
+            let v = &mut v[..len];
+            fill(c * CHUNK, v);
+        };
+        if dtype.is_quant() {
+            let qb = crate::quant::quant_bytes(dtype, n);
+            let (quants, scales) = bytes.split_at_mut(qb);
+            let qc = crate::quant::quant_bytes(dtype, CHUNK);
+            let sc = 2 * CHUNK / crate::quant::GROUP;
+            quants.par_chunks_mut(qc).zip(scales.par_chunks_mut(sc)).enumerate().for_each_init(buf, |v, (c, (q, s))| {
+                let len = CHUNK.min(n - c * CHUNK);
+                values(c, v, len);
+                crate::quant::encode_into(dtype, &v[..len], q, s);
+            });
+            return;
         }
+        let size = dtype.size();
+        bytes.par_chunks_mut(CHUNK * size).enumerate().for_each_init(buf, |v, (c, out)| {
+            let len = out.len() / size;
+            values(c, v, len);
+            store_plain(dtype, &v[..len], out);
+        });
     }
 
     pub fn from_u32(shape: impl Into<Shape>, values: &[u32]) -> Self {
@@ -242,29 +242,64 @@ impl Tensor {
     }
 }
 
+/// Plain (not quantised) values `v` as `dtype` into `out` (`v.len()` elements of `dtype`):
+/// f32 as it is, f16/bf16 rounded to nearest even (slice conversions: F16C where the CPU has it,
+/// the same bits as the per-element `from_f32`), u32 as `x as u32`.
+fn store_plain(dtype: DType, v: &[f32], out: &mut [u8]) {
+    use half::slice::HalfFloatSliceExt;
+    match dtype {
+        DType::F32 => out.copy_from_slice(bytemuck::cast_slice(v)),
+        DType::F16 | DType::BF16 => {
+            let mut h = vec![0u16; v.len()];
+            if dtype == DType::F16 {
+                bytemuck::cast_slice_mut::<u16, f16>(&mut h).convert_from_f32_slice(v);
+            } else {
+                bytemuck::cast_slice_mut::<u16, bf16>(&mut h).convert_from_f32_slice(v);
+            }
+            for (o, x) in out.chunks_exact_mut(2).zip(h) {
+                o.copy_from_slice(&x.to_le_bytes());
+            }
+        }
+        DType::U32 => {
+            for (o, &x) in out.chunks_exact_mut(4).zip(v) {
+                o.copy_from_slice(&(x as u32).to_le_bytes());
+            }
+        }
+        DType::Int8 | DType::Int4 => unreachable!("quantised dtypes are encoded by quant::encode_into"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     /// Chunked construction stores exactly what the whole-slice one does, for every dtype, over
-    /// several chunks and a partial last one, and hands `fill` each element index once, in order.
+    /// several chunks and a partial last one, and hands `fill` each element index exactly once.
     #[test]
     fn from_f32_chunks_matches_from_f32() {
         let n = (1 << 16) * 2 + 96;
         let vals: Vec<f32> = (0..n).map(|i| ((i * 7919 % 1013) as f32 - 506.0) / 37.0).collect();
         for dt in [DType::F32, DType::F16, DType::BF16, DType::U32, DType::Int8, DType::Int4] {
             let want = HostTensor::from_f32(dt, [n / 32, 32], &vals.iter().map(|v| if dt == DType::U32 { v.abs() } else { *v }).collect::<Vec<_>>());
-            let mut next = 0;
+            let seen = std::sync::Mutex::new(vec![0u8; n]);
             let got = HostTensor::from_f32_chunks(dt, [n / 32, 32], |start, out| {
-                assert_eq!(start, next, "{dt}: chunks out of order");
+                seen.lock().unwrap()[start..start + out.len()].iter_mut().for_each(|s| *s += 1);
                 for (i, o) in out.iter_mut().enumerate() {
                     let v = vals[start + i];
                     *o = if dt == DType::U32 { v.abs() } else { v };
                 }
-                next = start + out.len();
             });
-            assert_eq!(next, n);
+            assert!(seen.into_inner().unwrap().iter().all(|&s| s == 1), "{dt}: an element filled twice or never");
             assert!(got == want, "{dt}: chunked bytes differ");
         }
+    }
+
+    #[test]
+    fn load_temporary_counts_a_chunk_per_thread() {
+        let c = HostTensor::LOAD_CHUNK;
+        assert_eq!(HostTensor::load_temporary(100), 400, "one partial chunk: its own values");
+        assert_eq!(HostTensor::load_temporary(c), 4 * c, "one chunk: one buffer");
+        let threads = rayon::current_num_threads();
+        assert_eq!(HostTensor::load_temporary(64 * c), 4 * c * threads.min(64));
     }
 }

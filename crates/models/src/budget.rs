@@ -7,8 +7,9 @@
 //! * every weight in its per-role format ([`Formats`]), from the builder's own requests recorded
 //!   by a [`Recorder`] (a tied LM head kept in another format counted twice, as it is loaded);
 //! * the largest per-tensor load temporary: the host tensor beside its uploaded copy, plus, for a
-//!   tensor converted on load, one chunk of f32 (`HostTensor::from_f32_chunks`: converted and
-//!   quantised a chunk at a time, no whole-tensor f32 copy) ([`temporary`]);
+//!   tensor converted on load, its chunks of f32 in flight (`HostTensor::from_f32_chunks`:
+//!   converted and quantised a chunk per thread at a time, no whole-tensor f32 copy)
+//!   ([`temporary`]);
 //! * the KV caches of the workload (pool size classes, capacity rounded to
 //!   [`foveate_graph::CAPACITY_STEP`] tokens, capped at the context window);
 //! * a bound on the activations: per row every output of the widest layer live at once, plus the
@@ -174,7 +175,8 @@ impl Estimate {
 
 /// Host bytes a tensor of `n` elements, stored as `stored`, takes at load besides its uploaded
 /// copy when loaded as `fmt` (`out` bytes): the host tensor; a converted one (another format, or
-/// random values) also one f32 chunk of [`HostTensor::LOAD_CHUNK`] elements.
+/// random values) also its f32 chunks in flight ([`HostTensor::load_temporary`]: one chunk of
+/// [`HostTensor::LOAD_CHUNK`] elements per thread converting it).
 pub fn temporary(stored: Stored, fmt: DType, n: usize, out: usize) -> usize {
     let same = matches!(
         (stored, fmt),
@@ -186,7 +188,7 @@ pub fn temporary(stored: Stored, fmt: DType, n: usize, out: usize) -> usize {
     if same {
         return out;
     }
-    out + 4 * n.min(HostTensor::LOAD_CHUNK)
+    out + HostTensor::load_temporary(n)
 }
 
 /// Widths of one part's layers: the most output elements of one layer's weights together, the

@@ -360,9 +360,8 @@ pub fn quantize(src: &Path, dst: &Path, weights: DType) -> Result<QuantSummary> 
     for p in &plans {
         match &p.quant {
             Some((fmt, shape)) => {
-                let t = ck.weights.load(&p.src, shape, DType::F32)?;
-                let q = HostTensor::from_f32(*fmt, shape.clone(), &t.to_f32());
-                drop(t);
+                // Converted and quantised a chunk per thread at a time (no f32 copy).
+                let q = ck.weights.load(&p.src, shape, *fmt)?;
                 f.write_all(&q.bytes).map_err(io)?;
                 listed.push(json!({"name": p.name, "format": fmt.name(), "shape": shape}));
                 summary.quantised += 1;

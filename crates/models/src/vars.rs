@@ -188,7 +188,7 @@ impl<'a> RandomSource<'a> {
             backend,
             dtype,
             formats: Formats::uniform(dtype),
-            state: seed ^ 0x9E37_79B9_7F4A_7C15,
+            state: seed ^ GOLDEN,
             bytes: FormatBytes::default(),
         }
     }
@@ -199,15 +199,19 @@ impl<'a> RandomSource<'a> {
         self
     }
 
-    /// splitmix64, uniform in [-1, 1).
-    fn unit(&mut self) -> f32 {
-        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^= z >> 31;
-        ((z >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-    }
+}
+
+/// splitmix64's step.
+const GOLDEN: u64 = 0x9E37_79B9_7F4A_7C15;
+
+/// Draw `i` (from 0) after `state`: splitmix64, uniform in [-1, 1). A counter-based stream, so a
+/// tensor's values are drawn in parallel chunks and are the same whatever the chunking.
+fn unit_at(state: u64, i: usize) -> f32 {
+    let mut z = state.wrapping_add((i as u64).wrapping_add(1).wrapping_mul(GOLDEN));
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^= z >> 31;
+    ((z >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
 }
 
 impl TensorSource for RandomSource<'_> {
@@ -228,13 +232,15 @@ impl TensorSource for RandomSource<'_> {
         // temporary; on the cpu no host copy either: `upload_with` writes its storage).
         let desc = TensorDesc::new(fmt, shape.to_vec());
         let n = desc.numel();
-        let backend = self.backend;
-        let t = backend.upload_with(&desc, &mut |bytes| {
-            HostTensor::encode_f32_chunks(fmt, bytes, n, |_, out| {
-                out.iter_mut()
-                    .for_each(|o| *o = offset + scale * self.unit())
+        let state = self.state;
+        let t = self.backend.upload_with(&desc, &mut |bytes| {
+            HostTensor::encode_f32_chunks(fmt, bytes, n, |start, out| {
+                for (i, o) in out.iter_mut().enumerate() {
+                    *o = offset + scale * unit_at(state, start + i);
+                }
             })
         })?;
+        self.state = state.wrapping_add((n as u64).wrapping_mul(GOLDEN));
         self.bytes.add(fmt, desc.size_bytes());
         Ok(t)
     }
@@ -319,5 +325,36 @@ impl TensorSource for Recorder {
     }
     fn separate_head(&self) -> bool {
         self.formats.is_some_and(|f| f.separate_head())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Random weights are the sequential splitmix64 stream, tensor after tensor, however a
+    /// tensor's chunks are drawn (in parallel, in any order): the same seed gives the same model.
+    #[test]
+    fn random_weights_are_one_sequential_stream() {
+        let cpu = foveate_cpu::CpuBackend::fast();
+        let mut src = RandomSource::new(&cpu, DType::F32, 17);
+        // Two and a half load chunks, then a small tensor continuing the stream.
+        let (rows, k) = (5, HostTensor::LOAD_CHUNK / 2);
+        let a = src.tensor(Part::Text, "a", &[rows, k], Role::Weight).unwrap();
+        let b = src.tensor(Part::Text, "b", &[4, 8], Role::Embedding).unwrap();
+        let mut state = 17 ^ 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = || {
+            state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = state;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^= z >> 31;
+            ((z >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        };
+        let scale = 1.0 / (k as f32).sqrt();
+        let want_a: Vec<f32> = (0..rows * k).map(|_| scale * next()).collect();
+        let want_b: Vec<f32> = (0..32).map(|_| next()).collect();
+        assert!(cpu.download(&a).unwrap().to_f32() == want_a, "weight a: not the stream's values");
+        assert!(cpu.download(&b).unwrap().to_f32() == want_b, "embedding b: the stream does not continue");
     }
 }
