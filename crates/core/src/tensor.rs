@@ -90,12 +90,10 @@ impl HostTensor {
             assert_eq!(n % crate::quant::GROUP, 0, "HostTensor::from_f32_chunks: {n} values is not a multiple of {}", crate::quant::GROUP);
         }
         assert_eq!(bytes.len(), crate::quant::bytes_for(dtype, n), "HostTensor::encode_f32_chunks: {} bytes for {n} {dtype} values", bytes.len());
+        // A chunk's f32 buffer, one per thread at a work item (`for_each_init`).
         let buf = || vec![0f32; CHUNK.min(n)];
-        // One chunk: its values into `v` (len = the chunk's elements), then stored by `store`.
-        let values = |c: usize, v: &mut Vec<f32>, len: usize| {
-            let v = &mut v[..len];
-            fill(c * CHUNK, v);
-        };
+        // Chunk `c`'s `len` values, drawn into the front of `v`.
+        let values = |c: usize, v: &mut Vec<f32>, len: usize| fill(c * CHUNK, &mut v[..len]);
         if dtype.is_quant() {
             let qb = crate::quant::quant_bytes(dtype, n);
             let (quants, scales) = bytes.split_at_mut(qb);
@@ -243,23 +241,30 @@ impl Tensor {
 }
 
 /// Plain (not quantised) values `v` as `dtype` into `out` (`v.len()` elements of `dtype`):
-/// f32 as it is, f16/bf16 rounded to nearest even (slice conversions: F16C where the CPU has it,
-/// the same bits as the per-element `from_f32`), u32 as `x as u32`.
+/// f32 as it is, f16/bf16 rounded to nearest even (a slice conversion straight into `out` where it
+/// is 2-byte aligned: F16C where the CPU has it, the same bits as the per-element `from_f32`),
+/// u32 as `x as u32`.
 fn store_plain(dtype: DType, v: &[f32], out: &mut [u8]) {
     use half::slice::HalfFloatSliceExt;
+    let le = cfg!(target_endian = "little");
     match dtype {
         DType::F32 => out.copy_from_slice(bytemuck::cast_slice(v)),
-        DType::F16 | DType::BF16 => {
-            let mut h = vec![0u16; v.len()];
-            if dtype == DType::F16 {
-                bytemuck::cast_slice_mut::<u16, f16>(&mut h).convert_from_f32_slice(v);
-            } else {
-                bytemuck::cast_slice_mut::<u16, bf16>(&mut h).convert_from_f32_slice(v);
+        DType::F16 => match bytemuck::try_cast_slice_mut::<u8, f16>(out) {
+            Ok(h) if le => h.convert_from_f32_slice(v),
+            _ => {
+                for (o, &x) in out.chunks_exact_mut(2).zip(v) {
+                    o.copy_from_slice(&f16::from_f32(x).to_le_bytes());
+                }
             }
-            for (o, x) in out.chunks_exact_mut(2).zip(h) {
-                o.copy_from_slice(&x.to_le_bytes());
+        },
+        DType::BF16 => match bytemuck::try_cast_slice_mut::<u8, bf16>(out) {
+            Ok(h) if le => h.convert_from_f32_slice(v),
+            _ => {
+                for (o, &x) in out.chunks_exact_mut(2).zip(v) {
+                    o.copy_from_slice(&bf16::from_f32(x).to_le_bytes());
+                }
             }
-        }
+        },
         DType::U32 => {
             for (o, &x) in out.chunks_exact_mut(4).zip(v) {
                 o.copy_from_slice(&(x as u32).to_le_bytes());
@@ -291,6 +296,15 @@ mod tests {
             });
             assert!(seen.into_inner().unwrap().iter().all(|&s| s == 1), "{dt}: an element filled twice or never");
             assert!(got == want, "{dt}: chunked bytes differ");
+            // Into storage at an odd address (16-bit values then take the per-element path).
+            let mut odd = vec![0u8; want.bytes.len() + 1];
+            HostTensor::encode_f32_chunks(dt, &mut odd[1..], n, |start, out| {
+                for (i, o) in out.iter_mut().enumerate() {
+                    let v = vals[start + i];
+                    *o = if dt == DType::U32 { v.abs() } else { v };
+                }
+            });
+            assert!(odd[1..] == want.bytes[..], "{dt}: bytes at an odd address differ");
         }
     }
 
