@@ -14,7 +14,7 @@ use foveate_core::{Backend, DType, Error};
 use foveate_graph::AttentionKind;
 use foveate_models::budget::{parse_size, Budget, Estimate, LoadPlan, Workload};
 use foveate_models::formats::Formats;
-use foveate_models::model::{formats_for, on_host, resolve_formats};
+use foveate_models::model::{formats_for, resolve_formats};
 use foveate_models::Checkpoint;
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -170,7 +170,7 @@ fn load(
     backend: Arc<dyn Backend>,
     c: &Config,
 ) -> foveate_core::Result<(E2eModel, Estimate)> {
-    let on_host = on_host(backend.as_ref());
+    let on_host = backend.on_host();
     let budget = Budget::host(a.max_memory);
     if let Some(mut b) = shapes::builtin(model) {
         if let (Some(v), Some(t)) = (a.vocab, b.text.as_mut()) {

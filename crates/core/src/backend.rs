@@ -66,6 +66,13 @@ pub trait Backend: Send + Sync {
         self.upload(&HostTensor { desc: desc.clone(), bytes })
     }
     fn download(&self, t: &Tensor) -> Result<HostTensor>;
+    /// Does this backend keep its tensors in host memory and compute on the host (the cpu
+    /// backends)? What only the host kernels read keys on it: 16-bit weights and embedding tables
+    /// under f32 compute (`Formats::narrow_host`), a KV cache in another dtype than the compute
+    /// dtype. A test double wrapping a backend forwards it (`foveate_testkit::forward_backend!`).
+    fn on_host(&self) -> bool {
+        false
+    }
     /// Runs `op` on `inputs`, writing `out`. An empty variant means the default.
     fn execute(&self, op: &Op, inputs: &[&Tensor], out: &Tensor, variant: &str) -> Result<()>;
     /// Waits for queued work (timing boundaries).

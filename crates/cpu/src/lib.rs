@@ -232,6 +232,10 @@ impl Backend for CpuBackend {
         Ok(Tensor::new(Arc::new(store), desc.clone()))
     }
 
+    fn on_host(&self) -> bool {
+        true
+    }
+
     fn download(&self, t: &Tensor) -> Result<HostTensor> {
         // The storage may be larger than the tensor (a pooled buffer of a size class).
         let mut bytes = cpu_storage(self.name(), t)?.to_bytes();

@@ -78,7 +78,7 @@ impl Exec {
         if !kv.is_float() {
             return Err(Error::Msg(format!("--kv-dtype {kv}: a KV cache is f32, f16 or bf16")));
         }
-        if kv != self.dtype && !self.backend.name().starts_with("cpu") {
+        if kv != self.dtype && !self.backend.on_host() {
             return Err(Error::unsupported(
                 self.backend.name(),
                 format!(

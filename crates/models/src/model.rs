@@ -80,7 +80,7 @@ pub fn check_weight_formats(backend: &dyn Backend, formats: &Formats) -> Result<
     // The GPU backends read int8/int4 weights under any activations they compute in (their
     // quantised GEMV/GEMM and GELU-MLP kernels); a 16-bit or f32 weight under other activations
     // only on the cpu.
-    let cpu = on_host(backend);
+    let cpu = backend.on_host();
     for (what, f) in [("vision-tower weights", formats.vision), ("token embeddings", formats.embed)] {
         if f != formats.compute && !cpu {
             return Err(Error::unsupported(
@@ -111,16 +111,11 @@ pub fn check_weight_formats(backend: &dyn Backend, formats: &Formats) -> Result<
 /// embedding table narrowed on the cpu backends under f32 compute and narrower weights
 /// ([`Formats::narrow_host`]: the GPU backends read no 16-bit weight under f32 activations).
 pub fn formats_for(backend: &dyn Backend, formats: Formats) -> Formats {
-    if on_host(backend) {
+    if backend.on_host() {
         formats.narrow_host()
     } else {
         formats
     }
-}
-
-/// Does `backend` keep its tensors in host memory (the cpu backends)?
-pub fn on_host(backend: &dyn Backend) -> bool {
-    backend.name().starts_with("cpu")
 }
 
 /// Preprocessed image (what HF calls `pixel_values` for one image), in the checkpoint's image
@@ -195,7 +190,7 @@ impl Model {
         check_weight_formats(backend.as_ref(), &formats)?;
         if let Some((budget, workload)) = limit {
             let plan = LoadPlan::checkpoint(&checkpoint)?;
-            let on_host = on_host(backend.as_ref());
+            let on_host = backend.on_host();
             plan.check(
                 &plan.estimate(formats, on_host, opts.attention, workload),
                 budget,

@@ -50,6 +50,9 @@ impl Backend for Counting {
     fn download(&self, t: &Tensor) -> Result<HostTensor> {
         self.inner.download(t)
     }
+    fn on_host(&self) -> bool {
+        self.inner.on_host()
+    }
     fn execute(&self, op: &Op, inputs: &[&Tensor], out: &Tensor, variant: &str) -> Result<()> {
         self.inner.execute(op, inputs, out, variant)
     }

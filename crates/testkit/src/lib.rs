@@ -134,6 +134,9 @@ macro_rules! forward_backend {
         fn download(&self, t: &::foveate_core::Tensor) -> ::foveate_core::Result<::foveate_core::HostTensor> {
             self.$inner.download(t)
         }
+        fn on_host(&self) -> bool {
+            self.$inner.on_host()
+        }
         fn synchronize(&self) -> ::foveate_core::Result<()> {
             self.$inner.synchronize()
         }

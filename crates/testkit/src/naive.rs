@@ -77,7 +77,7 @@ pub fn run_naive_matrix(
 ) -> Report {
     let mut report = Report::new(backend.name(), backend.device_name());
     let cpu = CpuBackend::fast();
-    let on_cpu = backend.name().starts_with("cpu");
+    let on_cpu = backend.on_host();
     for case in scale_cases(opts) {
         let variants = runnable(backend, &case, opts, &mut report.skipped);
         if variants.is_empty() {

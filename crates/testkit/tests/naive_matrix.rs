@@ -158,3 +158,15 @@ fn tile_offset_bugs_fail_exactly_the_cases_past_the_first_tile() {
         failing(&report)
     );
 }
+
+/// Both cpu backends say they compute on the host, and a double wrapping one through
+/// `forward_backend!` still does (else a wrapped cpu would stop narrowing weight formats and
+/// refuse a KV cache in another dtype).
+#[test]
+fn a_wrapped_cpu_is_still_on_the_host() {
+    assert!(CpuBackend::fast().on_host() && CpuBackend::oracle().on_host());
+    let be = PastFirstTile {
+        cpu: CpuBackend::fast(),
+    };
+    assert!(be.on_host(), "forward_backend! must forward on_host");
+}
