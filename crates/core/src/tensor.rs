@@ -77,7 +77,9 @@ impl HostTensor {
     /// chunk at a time, stored into `bytes` (exactly their size in `dtype`), wherever those live
     /// (a backend's host-memory storage: [`crate::Backend::upload_with`]). The chunks run in
     /// parallel on rayon's pool (each its own part of `bytes`, in no set order), so a load converts
-    /// and quantises on every core, and first touches its fresh pages on every core too.
+    /// and quantises on every core (and, where `bytes` are fresh pages no one has written, as
+    /// `from_f32_chunks`' own buffer, first touches them on every core; the cpu backend's storage
+    /// is zeroed when it is allocated, on the allocating thread).
     pub fn encode_f32_chunks(
         dtype: DType,
         bytes: &mut [u8],
@@ -90,10 +92,9 @@ impl HostTensor {
             assert_eq!(n % crate::quant::GROUP, 0, "HostTensor::from_f32_chunks: {n} values is not a multiple of {}", crate::quant::GROUP);
         }
         assert_eq!(bytes.len(), crate::quant::bytes_for(dtype, n), "HostTensor::encode_f32_chunks: {} bytes for {n} {dtype} values", bytes.len());
-        // A chunk's f32 buffer, one per thread at a work item (`for_each_init`).
+        // A chunk's f32 buffer, one per thread at a work item (`for_each_init`); chunk `c`'s
+        // values are drawn into its front.
         let buf = || vec![0f32; CHUNK.min(n)];
-        // Chunk `c`'s `len` values, drawn into the front of `v`.
-        let values = |c: usize, v: &mut Vec<f32>, len: usize| fill(c * CHUNK, &mut v[..len]);
         if dtype.is_quant() {
             let qb = crate::quant::quant_bytes(dtype, n);
             let (quants, scales) = bytes.split_at_mut(qb);
@@ -101,7 +102,7 @@ impl HostTensor {
             let sc = 2 * CHUNK / crate::quant::GROUP;
             quants.par_chunks_mut(qc).zip(scales.par_chunks_mut(sc)).enumerate().for_each_init(buf, |v, (c, (q, s))| {
                 let len = CHUNK.min(n - c * CHUNK);
-                values(c, v, len);
+                fill(c * CHUNK, &mut v[..len]);
                 crate::quant::encode_into(dtype, &v[..len], q, s);
             });
             return;
@@ -109,7 +110,7 @@ impl HostTensor {
         let size = dtype.size();
         bytes.par_chunks_mut(CHUNK * size).enumerate().for_each_init(buf, |v, (c, out)| {
             let len = out.len() / size;
-            values(c, v, len);
+            fill(c * CHUNK, &mut v[..len]);
             store_plain(dtype, &v[..len], out);
         });
     }

@@ -198,7 +198,6 @@ impl<'a> RandomSource<'a> {
         self.formats = formats;
         self
     }
-
 }
 
 /// splitmix64's step.
