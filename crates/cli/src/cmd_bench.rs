@@ -118,9 +118,21 @@ pub struct Args {
     print_config: bool,
 }
 
+impl Args {
+    /// `-t N`: the size of the rayon pool the command runs on (set by `main` before it starts).
+    pub(crate) fn threads(&self) -> Option<usize> {
+        self.threads
+    }
+}
+
+/// The backend `name`; the cpu one on a pool of its own only when `-t` differs from the pool this
+/// command runs on (which `main` sizes to `-t`): a cpu backend on another pool than its caller's
+/// hands every parallel op across pools while the calling worker spins on a core.
 fn open(name: &str, threads: Option<usize>) -> foveate_core::Result<Arc<dyn Backend>> {
     match (name, threads) {
-        ("cpu", Some(n)) => Ok(Arc::new(foveate_cpu::CpuBackend::fast_with_threads(n))),
+        ("cpu", Some(n)) if n.max(1) != rayon::current_num_threads() => {
+            Ok(Arc::new(foveate_cpu::CpuBackend::fast_with_threads(n)))
+        }
         _ => Ok(Arc::from(backends::open(name)?)),
     }
 }

@@ -110,9 +110,23 @@ fn error_line(e: &(dyn std::error::Error + 'static)) -> String {
 ///
 /// `serve` is the exception: it blocks for the server's lifetime, so it stays off the pool and
 /// its model thread joins the pool itself (foveate_serve), leaving every worker to the model.
+///
+/// `bench -t N` sizes that pool to N threads, so the cpu backend still runs on the command's pool.
+/// On a pool of its own (as before 2026-12-08), every parallel op crossed from the command's
+/// worker to the backend's pool, and the waiting worker spun and yielded on a core the backend
+/// needed: Qwen2-0.5B int4 decode on 2 cores ran at 68-73 tok/s with `-t 2` against 89 without
+/// (docs/BENCHMARKS-llamacpp.md, run 10).
 fn on_pool(cli: Cli) -> CmdResult {
     if matches!(cli.command, Command::Serve(_)) {
         return dispatch(cli);
+    }
+    if let Command::Bench(a) = &cli.command {
+        if let Some(n) = a.threads() {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(n.max(1))
+                .build_global()
+                .map_err(|e| format!("-t {n}: cannot size the thread pool: {e}"))?;
+        }
     }
     rayon::scope(|_| dispatch(cli))
 }
