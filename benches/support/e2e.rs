@@ -106,6 +106,7 @@ pub fn builtin_plan(b: &Builtin, layers: Option<usize>) -> Result<LoadPlan> {
         model: b.name.to_string(),
         entries: r.entries.into_iter().map(|e| (e, Stored::Random)).collect(),
         zeros: r.zeros,
+        fused: r.fused,
         dims: Dims {
             text: text.map(|t| TextDims::of(&t.cfg)),
             vision_rows,

@@ -9,7 +9,8 @@
 //! * the largest per-tensor load temporary: the host tensor beside its uploaded copy, plus, for a
 //!   tensor converted on load, its chunks of f32 in flight (`HostTensor::from_f32_chunks`:
 //!   converted and quantised a chunk per thread at a time, no whole-tensor f32 copy)
-//!   ([`temporary`]);
+//!   ([`temporary`]); or, where the builder stacks tensors into one (a layer's q, k, v on the
+//!   cpu, [`crate::stack`]), the stacked copy beside its parts and one part read back;
 //! * the KV caches of the workload (pool size classes, capacity rounded to
 //!   [`foveate_graph::CAPACITY_STEP`] tokens, capped at the context window);
 //! * a bound on the activations: per row every output of the widest layer live at once, plus the
@@ -114,6 +115,9 @@ pub struct LoadPlan {
     pub dims: Dims,
     /// A quantised checkpoint's format: the only `--weights` it loads with.
     pub fixed_weights: Option<DType>,
+    /// Groups of `entries` (indices) the builder stacks into one tensor on a host backend
+    /// ([`crate::vars::TensorSource::fuse_rows`]).
+    pub fused: Vec<Vec<usize>>,
 }
 
 /// The estimate of one load and its workload; [`Estimate::host_bytes`] is what must fit.
@@ -272,6 +276,7 @@ impl LoadPlan {
             model,
             entries,
             zeros: rec.zeros,
+            fused: rec.fused,
             dims: config_dims(ck.config.as_ref()),
             fixed_weights: ck.quant.as_ref().map(|q| q.weights),
         })
@@ -311,6 +316,30 @@ impl LoadPlan {
                 temporary(*stored, fmt, n, out),
                 format!("{}.{} {:?} as {fmt}, {how}", e.part.name(), e.name, e.shape),
             );
+        }
+        if on_host {
+            // A stack is made while its parts are alive: the stacked copy and one part read back.
+            for group in &self.fused {
+                let out = |i: &usize| {
+                    let e = &self.entries[*i].0;
+                    let fmt = formats.of(e.part, e.role, &e.shape).0;
+                    quant::bytes_for(fmt, e.shape.iter().product())
+                };
+                let (sum, max) = (
+                    group.iter().map(out).sum::<usize>(),
+                    group.iter().map(out).max().unwrap_or(0),
+                );
+                let e = &self.entries[group[0]].0;
+                note(
+                    sum + max,
+                    format!(
+                        "{}.{} and {} more stacked into one tensor",
+                        e.part.name(),
+                        e.name,
+                        group.len() - 1
+                    ),
+                );
+            }
         }
         let c = formats.compute;
         for z in &self.zeros {

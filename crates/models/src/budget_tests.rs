@@ -68,6 +68,66 @@ fn plan() -> LoadPlan {
             image_tokens: 0,
         },
         fixed_weights: None,
+        fused: vec![],
+    }
+}
+
+/// A stacked group (a layer's q, k, v) counts, on a host backend only, the stacked copy beside
+/// its parts and the largest part read back, in the load's format; a recorded builder notes the
+/// decoder's groups.
+#[test]
+fn stacked_groups_count_on_the_host() {
+    let stored = |name: &str, rows: usize| {
+        let (e, _) = entry(Part::Text, name, &[rows, 64], Role::Weight);
+        (e, Stored::File(StoredDType::F32))
+    };
+    let p = LoadPlan {
+        model: "qkv".into(),
+        entries: vec![stored("q", 64), stored("k", 32), stored("v", 32)],
+        zeros: vec![],
+        dims: Dims::default(),
+        fixed_weights: None,
+        fused: vec![vec![0, 1, 2]],
+    };
+    let f32s = Formats::uniform(DType::F32);
+    let est = |on_host| p.estimate(f32s, on_host, AttentionKind::Flash, &ONE);
+    assert_eq!(
+        est(false).temporary,
+        64 * 64 * 4,
+        "apart on a GPU: the largest part"
+    );
+    let host = est(true);
+    assert_eq!(host.temporary, (128 + 64) * 64 * 4, "{}", host.temporary_of);
+    assert!(
+        host.temporary_of
+            .contains("language_model.q and 2 more stacked"),
+        "{}",
+        host.temporary_of
+    );
+    // int4 stacks count int4 bytes (quants and scales): a quantised checkpoint's parts, loaded as
+    // stored (no conversion chunks).
+    let mut p = p;
+    p.entries.iter_mut().for_each(|e| e.1 = Stored::AsIs);
+    let q4 = p.estimate(
+        Formats::new(DType::F32, DType::Int4),
+        true,
+        AttentionKind::Flash,
+        &ONE,
+    );
+    let b = |rows: usize| quant::bytes_for(DType::Int4, rows * 64);
+    assert_eq!(q4.temporary, b(128) + b(64));
+    // The decoder's builder asks for one group per layer (q, k, v).
+    let mut rec = recorder();
+    let cfg = crate::synth::config_json(&crate::synth::SynthSpec::default());
+    let llava = crate::config::LlavaConfig::from_json(&cfg, "config.json").unwrap();
+    crate::arch::llama::Llama::load(&mut rec, &llava.text).unwrap();
+    assert_eq!(rec.fused.len(), llava.text.num_layers);
+    for g in &rec.fused {
+        let names: Vec<&str> = g.iter().map(|&i| rec.entries[i].name.as_str()).collect();
+        assert!(
+            names[0].ends_with("q_proj.weight") && names[2].ends_with("v_proj.weight"),
+            "{names:?}"
+        );
     }
 }
 

@@ -6,7 +6,8 @@
 //! * [`formats`]: the per-role weight-format policy of `--weights`; [`qcheckpoint`]: quantised
 //!   checkpoints (`foveate quantize`).
 //! * [`budget`]: the host memory a load will take, estimated before it allocates, and its budget.
-//! * [`vars`]: the one weight source (checkpoint, random, recorder) every builder reads from.
+//! * [`vars`]: the one weight source (checkpoint, random, recorder) every builder reads from;
+//!   [`stack`]: tensors stacked by rows (a layer's q, k, v fused on the cpu).
 //! * [`config`]: `config.json` (CLIP/SigLIP vision tower, Llama/Mistral/Qwen2 decoder, projector).
 //! * [`weights`]: memory-mapped safetensors (single file or sharded), validated on open.
 //! * [`names`]: tensor-name aliases of the transformers 4/5 and `model.*` layouts.
@@ -29,6 +30,7 @@ pub mod names;
 pub mod prompt;
 pub mod protocol;
 pub mod qcheckpoint;
+pub mod stack;
 pub mod synth;
 pub mod template;
 pub mod vars;

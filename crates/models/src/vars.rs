@@ -65,6 +65,23 @@ pub trait TensorSource {
     fn separate_head(&self) -> bool {
         false
     }
+    /// `parts` (tensors this source gave, one format, equal widths) stacked by rows into one
+    /// tensor when its backend computes one product faster than several: the cpu backends (one
+    /// parallel region instead of one per part, [`crate::stack`]). `None` keeps them apart: the
+    /// default, GPU backends (not measured), and the [`Recorder`] (which notes the group for the
+    /// load budget: the stacked copy is made while the parts are alive). A caller drops the parts
+    /// once it holds the stack; [`TensorSource::bytes`] keeps counting them once.
+    fn fuse_rows(&mut self, _parts: &[&Tensor]) -> Result<Option<Tensor>> {
+        Ok(None)
+    }
+}
+
+/// [`TensorSource::fuse_rows`] of a source uploading to `backend`.
+fn fuse_on(backend: &dyn Backend, parts: &[&Tensor]) -> Result<Option<Tensor>> {
+    if !backend.on_host() || parts.len() < 2 {
+        return Ok(None);
+    }
+    crate::stack::stack_rows(backend, parts).map(Some)
 }
 
 /// A prefix inside a part: `Scope::new(Part::Vision, "encoder.layers.3.")`, then
@@ -156,6 +173,9 @@ impl TensorSource for CheckpointSource<'_> {
     }
     fn separate_head(&self) -> bool {
         self.formats.separate_head()
+    }
+    fn fuse_rows(&mut self, parts: &[&Tensor]) -> Result<Option<Tensor>> {
+        fuse_on(self.backend, parts)
     }
 }
 
@@ -279,6 +299,9 @@ impl TensorSource for RandomSource<'_> {
     fn separate_head(&self) -> bool {
         self.formats.separate_head()
     }
+    fn fuse_rows(&mut self, parts: &[&Tensor]) -> Result<Option<Tensor>> {
+        fuse_on(self.backend, parts)
+    }
 }
 
 /// Records what a builder asks for; hands out placeholder tensors with no device memory (a model
@@ -291,9 +314,13 @@ pub struct Recorder {
     pub formats: Option<Formats>,
     /// Shapes of the zero tensors asked for (biases a checkpoint lacks), in the compute dtype.
     pub zeros: Vec<Vec<usize>>,
+    /// Groups of entries (indices into `entries`) the builder asked to fuse
+    /// ([`TensorSource::fuse_rows`]; recorded, never fused here).
+    pub fused: Vec<Vec<usize>>,
 }
 
-struct Placeholder(usize);
+/// Bytes, and the index of the entry it stands for (None for zeros).
+struct Placeholder(usize, Option<usize>);
 
 impl Storage for Placeholder {
     fn backend(&self) -> &'static str {
@@ -308,9 +335,9 @@ impl Storage for Placeholder {
 }
 
 impl Recorder {
-    fn placeholder(shape: &[usize]) -> Tensor {
+    fn placeholder(shape: &[usize], entry: Option<usize>) -> Tensor {
         let desc = TensorDesc::new(DType::F32, shape.to_vec());
-        Tensor::new(Arc::new(Placeholder(desc.size_bytes())), desc)
+        Tensor::new(Arc::new(Placeholder(desc.size_bytes(), entry)), desc)
     }
 }
 
@@ -322,11 +349,11 @@ impl TensorSource for Recorder {
             shape: shape.to_vec(),
             role,
         });
-        Ok(Self::placeholder(shape))
+        Ok(Self::placeholder(shape, Some(self.entries.len() - 1)))
     }
     fn zeros(&mut self, shape: &[usize]) -> Result<Tensor> {
         self.zeros.push(shape.to_vec());
-        Ok(Self::placeholder(shape))
+        Ok(Self::placeholder(shape, None))
     }
     fn bytes(&self) -> usize {
         self.bytes_by_format().total()
@@ -349,6 +376,17 @@ impl TensorSource for Recorder {
     fn separate_head(&self) -> bool {
         self.formats.is_some_and(|f| f.separate_head())
     }
+    fn fuse_rows(&mut self, parts: &[&Tensor]) -> Result<Option<Tensor>> {
+        let entries: Option<Vec<usize>> = parts
+            .iter()
+            .map(|t| t.storage_as::<Placeholder>().and_then(|p| p.1))
+            .collect();
+        // Zeros (no entry) stay out of the budget's fused groups: a few bias bytes.
+        if let Some(group) = entries {
+            self.fused.push(group);
+        }
+        Ok(None)
+    }
 }
 
 #[cfg(test)]
@@ -363,8 +401,12 @@ mod tests {
         let mut src = RandomSource::new(&cpu, DType::F32, 17);
         // Two and a half load chunks, then a small tensor continuing the stream.
         let (rows, k) = (5, HostTensor::LOAD_CHUNK / 2);
-        let a = src.tensor(Part::Text, "a", &[rows, k], Role::Weight).unwrap();
-        let b = src.tensor(Part::Text, "b", &[4, 8], Role::Embedding).unwrap();
+        let a = src
+            .tensor(Part::Text, "a", &[rows, k], Role::Weight)
+            .unwrap();
+        let b = src
+            .tensor(Part::Text, "b", &[4, 8], Role::Embedding)
+            .unwrap();
         let mut state = 17 ^ 0x9E37_79B9_7F4A_7C15u64;
         let mut next = || {
             state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
@@ -377,8 +419,14 @@ mod tests {
         let scale = 1.0 / (k as f32).sqrt();
         let want_a: Vec<f32> = (0..rows * k).map(|_| scale * next()).collect();
         let want_b: Vec<f32> = (0..32).map(|_| next()).collect();
-        assert!(cpu.download(&a).unwrap().to_f32() == want_a, "weight a: not the stream's values");
-        assert!(cpu.download(&b).unwrap().to_f32() == want_b, "embedding b: the stream does not continue");
+        assert!(
+            cpu.download(&a).unwrap().to_f32() == want_a,
+            "weight a: not the stream's values"
+        );
+        assert!(
+            cpu.download(&b).unwrap().to_f32() == want_b,
+            "embedding b: the stream does not continue"
+        );
     }
 
     /// The dispatched draw (AVX-512 where present) gives the scalar loop's values at every
@@ -393,7 +441,15 @@ mod tests {
             eprintln!("skipped: no AVX-512 DQ on this CPU, draw runs the scalar loop only");
             return;
         }
-        for (start, len) in [(0, 0), (0, 1), (5, 7), (3, 8), (11, 17), (1 << 40, 1000), (usize::MAX - 64, 60)] {
+        for (start, len) in [
+            (0, 0),
+            (0, 1),
+            (5, 7),
+            (3, 8),
+            (11, 17),
+            (1 << 40, 1000),
+            (usize::MAX - 64, 60),
+        ] {
             let (mut got, mut want) = (vec![0f32; len], vec![0f32; len]);
             draw(0x1234_5678_9abc_def0, start, 1.0, 0.37, &mut got);
             draw_scalar(0x1234_5678_9abc_def0, start, 1.0, 0.37, &mut want);

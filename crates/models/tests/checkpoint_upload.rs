@@ -8,6 +8,8 @@ use foveate_core::{
 };
 use foveate_cpu::CpuBackend;
 use foveate_graph::AttentionKind;
+use foveate_models::arch::layers::Projections;
+use foveate_models::arch::llava::Llava;
 use foveate_models::{Model, ModelOptions};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -91,9 +93,26 @@ fn checkpoint_tensors_load_in_place() {
             counting.upload.load(Ordering::Relaxed),
             counting.upload_with.load(Ordering::Relaxed),
         );
-        // Every weight byte arrived one way or the other; the checkpoint's through `upload_with`
-        // (`upload` only for tensors made of zeros, if the model has any).
-        assert_eq!(up + with, m.weights_bytes, "{weights:?}: {up} + {with}");
+        // Every weight byte arrived one way or the other, and each layer's stacked q, k, v
+        // (`crate::stack`, in place as well); the checkpoint's through `upload_with` (`upload`
+        // only for tensors made of zeros, if the model has any).
+        let llava = m.arch.as_any().downcast_ref::<Llava>().unwrap();
+        let stacked: usize = llava
+            .text
+            .layers
+            .iter()
+            .map(|l| match &l.qkv {
+                Projections::Stacked(p, _) => {
+                    p.w.desc().size_bytes() + p.b.as_ref().map_or(0, |b| b.desc().size_bytes())
+                }
+                Projections::Apart(_) => panic!("{weights:?}: q, k, v not stacked on the cpu"),
+            })
+            .sum();
+        assert_eq!(
+            up + with,
+            m.weights_bytes + stacked,
+            "{weights:?}: {up} + {with}"
+        );
         assert!(
             with as f64 >= 0.95 * m.weights_bytes as f64,
             "{weights:?}: only {with} of {} weight bytes loaded in place ({up} through a host copy)",

@@ -4,7 +4,7 @@
 //! `mrope_section` (the Qwen2-VL / Qwen2.5-VL decoders). One forward runs a ragged batch: every GEMM, norm and RoPE once
 //! over all sequences' rows, attention per sequence over its own cache.
 
-use super::layers::{Linear, RmsNorm, SwiGlu};
+use super::layers::{Linear, Projections, RmsNorm, SwiGlu};
 use crate::config::{LayerAttention, TextConfig};
 use crate::names::Part;
 use crate::vars::{Role, Scope, TensorSource};
@@ -13,9 +13,8 @@ use foveate_graph::{Buf, Exec, KvCache, KvShape, Positions, TextModel};
 
 pub struct LlamaLayer {
     pub in_norm: RmsNorm,
-    pub q: Linear,
-    pub k: Linear,
-    pub v: Linear,
+    /// q, k, v (one stacked product on the cpu).
+    pub qkv: Projections,
     pub o: Linear,
     pub post_norm: RmsNorm,
     pub mlp: SwiGlu,
@@ -79,14 +78,13 @@ impl Llama {
                     Linear::load(&a, src, "v_proj", kvd, d, false)?,
                 )
             };
+            let qkv = Projections::new(src, vec![q, k, v])?;
             let o = Linear::load(&a, src, "o_proj", d, qd, false)?;
             let post_norm = RmsNorm::load(&l, src, "post_attention_layernorm", d, eps)?;
             let mlp = SwiGlu::load(&l.pp("mlp"), src, d, t.intermediate_size)?;
             layers.push(LlamaLayer {
                 in_norm,
-                q,
-                k,
-                v,
+                qkv,
                 o,
                 post_norm,
                 mlp,
@@ -223,12 +221,16 @@ impl TextModel for Llama {
         let (hq, hkv, hd) = (cfg.num_heads, cfg.num_kv_heads, cfg.head_dim);
         for (li, l) in self.layers.iter().enumerate() {
             let h = l.in_norm.forward(ex, &x)?;
-            let q = l.q.forward(ex, &h)?.into_shape([1, total, hq, hd])?;
-            let q = ex.run(&rope, &[&q, &pos])?;
-            let k = l.k.forward(ex, &h)?.into_shape([1, total, hkv, hd])?;
-            let k = ex.run(&rope, &[&k, &pos])?;
-            let v = l.v.forward(ex, &h)?.into_shape([1, total, hkv, hd])?;
+            let [q, k, v]: [Buf; 3] =
+                l.qkv.forward(ex, &h)?.try_into().map_err(|_| {
+                    Error::Msg("a decoder layer has three projections: q, k, v".into())
+                })?;
             drop(h);
+            let q = q.into_shape([1, total, hq, hd])?;
+            let q = ex.run(&rope, &[&q, &pos])?;
+            let k = k.into_shape([1, total, hkv, hd])?;
+            let k = ex.run(&rope, &[&k, &pos])?;
+            let v = v.into_shape([1, total, hkv, hd])?;
             let mask = match cfg.layers[li] {
                 LayerAttention::Full => Mask::Causal,
                 LayerAttention::Sliding(window) => Mask::SlidingWindow { window },
