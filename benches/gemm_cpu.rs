@@ -149,7 +149,9 @@ fn gemm_cpu(c: &mut Criterion) {
             // The same bytes as bf16 through the AVX-512 BF16 GEMV (Qwen2-0.5B bf16 decode).
             let gemm = Op::Gemm(GemmSpec::plain());
             match fast.supports(&gemm, DType::F32, "bf16-dot") {
-                Ok(()) => bench_weights(c, &fast, (112 << 20) / (2 * k), k, DType::BF16, "bf16-dot"),
+                Ok(()) => {
+                    bench_weights(c, &fast, (112 << 20) / (2 * k), k, DType::BF16, "bf16-dot")
+                }
                 Err(why) => eprintln!("gemm_cpu: bf16-dot left out: {why}"),
             }
         }
