@@ -129,12 +129,16 @@ impl Args {
 /// command runs on (which `main` sizes to `-t`): a cpu backend on another pool than its caller's
 /// hands every parallel op across pools while the calling worker spins on a core.
 fn open(name: &str, threads: Option<usize>) -> foveate_core::Result<Arc<dyn Backend>> {
-    match (name, threads) {
-        ("cpu", Some(n)) if n.max(1) != rayon::current_num_threads() => {
-            Ok(Arc::new(foveate_cpu::CpuBackend::fast_with_threads(n)))
-        }
+    match (name, own_pool(threads)) {
+        ("cpu", Some(n)) => Ok(Arc::new(foveate_cpu::CpuBackend::fast_with_threads(n))),
         _ => Ok(Arc::from(backends::open(name)?)),
     }
+}
+
+/// The thread count of a pool of the cpu backend's own for `-t`, or `None` when the pool the
+/// caller runs on already has that many threads (or no `-t` was given).
+fn own_pool(threads: Option<usize>) -> Option<usize> {
+    threads.map(|n| n.max(1)).filter(|&n| n != rayon::current_num_threads())
 }
 
 /// Peak resident memory of this process (VmHWM), in bytes.
@@ -582,4 +586,25 @@ pub fn run(a: Args) -> CmdResult {
         None => print!("{text}"),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::own_pool;
+
+    /// `-t N` on a pool of N threads keeps the backend on it; another N, or a pool of another
+    /// size, gets a pool of its own (the 2026-12-08 bug: always a pool of its own).
+    #[test]
+    fn the_backend_shares_a_pool_of_the_asked_size() {
+        let pool = |n| rayon::ThreadPoolBuilder::new().num_threads(n).build().unwrap();
+        pool(2).install(|| {
+            assert_eq!(own_pool(Some(2)), None);
+            assert_eq!(own_pool(None), None);
+            assert_eq!(own_pool(Some(3)), Some(3));
+        });
+        pool(1).install(|| {
+            assert_eq!(own_pool(Some(0)), None, "-t 0 counts as 1");
+            assert_eq!(own_pool(Some(2)), Some(2));
+        });
+    }
 }
