@@ -138,7 +138,9 @@ fn open(name: &str, threads: Option<usize>) -> foveate_core::Result<Arc<dyn Back
 /// The thread count of a pool of the cpu backend's own for `-t`, or `None` when the pool the
 /// caller runs on already has that many threads (or no `-t` was given).
 fn own_pool(threads: Option<usize>) -> Option<usize> {
-    threads.map(|n| n.max(1)).filter(|&n| n != rayon::current_num_threads())
+    threads
+        .map(|n| n.max(1))
+        .filter(|&n| n != rayon::current_num_threads())
 }
 
 /// Peak resident memory of this process (VmHWM), in bytes.
@@ -596,7 +598,12 @@ mod tests {
     /// size, gets a pool of its own (the 2026-12-08 bug: always a pool of its own).
     #[test]
     fn the_backend_shares_a_pool_of_the_asked_size() {
-        let pool = |n| rayon::ThreadPoolBuilder::new().num_threads(n).build().unwrap();
+        let pool = |n| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(n)
+                .build()
+                .unwrap()
+        };
         pool(2).install(|| {
             assert_eq!(own_pool(Some(2)), None);
             assert_eq!(own_pool(None), None);
