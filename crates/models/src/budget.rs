@@ -298,14 +298,18 @@ impl LoadPlan {
                 (temp, temp_of) = (t, what);
             }
         };
+        // An entry's format in `formats`, its values and their stored bytes.
+        let stored_as = |e: &Entry| {
+            let fmt = formats.of(e.part, e.role, &e.shape).0;
+            let n: usize = e.shape.iter().product();
+            (fmt, n, quant::bytes_for(fmt, n))
+        };
         for (e, stored) in &self.entries {
             // A tied head read as its own tensor only when its format differs from the table's.
             if e.role == Role::Head && e.part == Part::Text && !formats.separate_head() {
                 continue;
             }
-            let fmt = formats.of(e.part, e.role, &e.shape).0;
-            let n: usize = e.shape.iter().product();
-            let out = quant::bytes_for(fmt, n);
+            let (fmt, n, out) = stored_as(e);
             weights.add(fmt, out);
             let how = if temporary(*stored, fmt, n, out) == out {
                 "copied"
@@ -320,14 +324,13 @@ impl LoadPlan {
         if on_host {
             // A stack is made while its parts are alive: the stacked copy and one part read back.
             for group in &self.fused {
-                let out = |i: &usize| {
-                    let e = &self.entries[*i].0;
-                    let fmt = formats.of(e.part, e.role, &e.shape).0;
-                    quant::bytes_for(fmt, e.shape.iter().product())
-                };
+                let parts: Vec<usize> = group
+                    .iter()
+                    .map(|&i| stored_as(&self.entries[i].0).2)
+                    .collect();
                 let (sum, max) = (
-                    group.iter().map(out).sum::<usize>(),
-                    group.iter().map(out).max().unwrap_or(0),
+                    parts.iter().sum::<usize>(),
+                    parts.iter().copied().max().unwrap_or(0),
                 );
                 let e = &self.entries[group[0]].0;
                 note(
